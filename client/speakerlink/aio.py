@@ -1,0 +1,138 @@
+"""The asyncio SDK: the same calls as Client, awaited."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Sequence
+
+import grpc
+import grpc.aio
+
+from speakerlink.client import CHANNEL_OPTIONS, DEFAULT_TARGET, ProgressCallback
+from speakerlink.errors import error_from_rpc
+from speakerlink.events import (
+    Deadline,
+    REATTACH_ATTEMPTS,
+    REATTACH_CODES,
+    backoff,
+    is_terminal,
+    stream_lost,
+    terminal_outcome,
+)
+from speakerlink.options import diarize_options, export_format
+from speakerlink.upload import UploadCallback, build_config, request_stream
+from speakerlink.v1 import speakerlink_pb2 as pb
+from speakerlink.v1 import speakerlink_pb2_grpc as pb_grpc
+
+
+class AsyncClient:
+    """Async counterpart of speakerlink.Client; use as `async with AsyncClient(target) as c:`."""
+
+    def __init__(self, target: str = DEFAULT_TARGET, *, timeout: float | None = 30.0) -> None:
+        self.target = target
+        self.timeout = timeout
+        self._channel = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
+        self._stub = pb_grpc.SpeakerlinkStub(self._channel)
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def diarize(
+        self,
+        paths: Sequence[os.PathLike | str],
+        *,
+        on_progress: ProgressCallback | None = None,
+        on_upload: UploadCallback | None = None,
+        timeout: float | None = None,
+        **options,
+    ) -> pb.DiarizationResult:
+        async for event in self.iter_diarize(paths, on_upload=on_upload, timeout=timeout, **options):
+            if event.HasField("progress") and on_progress is not None:
+                on_progress(event.progress)
+            if is_terminal(event):
+                return terminal_outcome(event)
+        raise AssertionError("iter_diarize ended without a terminal event")  # pragma: no cover
+
+    async def iter_diarize(
+        self,
+        paths: Sequence[os.PathLike | str],
+        *,
+        on_upload: UploadCallback | None = None,
+        timeout: float | None = None,
+        **options,
+    ) -> AsyncIterator[pb.JobEvent]:
+        deadline = Deadline(timeout)
+        config = build_config(paths, diarize_options(**options))
+        job_id = ""
+        try:
+            call = self._stub.Diarize(request_stream(paths, config, on_upload), timeout=deadline.remaining())
+            async for event in call:
+                if event.HasField("accepted"):
+                    job_id = event.job_id
+                yield event
+                if is_terminal(event):
+                    return
+        except grpc.aio.AioRpcError as err:
+            if not job_id or err.code() not in REATTACH_CODES:
+                raise error_from_rpc(err, job_id) from None
+        if not job_id:
+            raise stream_lost("")
+        async for event in self._reattach(job_id, deadline):
+            yield event
+
+    async def watch(self, job_id: str, *, timeout: float | None = None) -> AsyncIterator[pb.JobEvent]:
+        deadline = Deadline(timeout)
+        async for event in self._reattach(job_id, deadline):
+            yield event
+
+    async def _reattach(self, job_id: str, deadline: Deadline) -> AsyncIterator[pb.JobEvent]:
+        attempt = 0
+        while True:
+            try:
+                call = self._stub.WatchJob(
+                    pb.WatchJobRequest(job_id=job_id), timeout=deadline.remaining(), wait_for_ready=True
+                )
+                async for event in call:
+                    attempt = 0
+                    yield event
+                    if is_terminal(event):
+                        return
+            except grpc.aio.AioRpcError as err:
+                if err.code() not in REATTACH_CODES or attempt >= REATTACH_ATTEMPTS:
+                    raise error_from_rpc(err, job_id) from None
+            else:
+                if attempt >= REATTACH_ATTEMPTS:
+                    raise stream_lost(job_id)
+            await asyncio.sleep(backoff(attempt))
+            attempt += 1
+
+    async def info(self) -> pb.ServiceInfo:
+        return await self._unary(self._stub.GetInfo, pb.GetInfoRequest())
+
+    async def get_result(self, job_id: str) -> pb.DiarizationResult:
+        return await self._unary(self._stub.GetResult, pb.GetResultRequest(job_id=job_id), job_id)
+
+    async def export(self, job_id: str, format: str = "json") -> pb.ExportResponse:
+        request = pb.ExportRequest(job_id=job_id, format=export_format(format))
+        return await self._unary(self._stub.Export, request, job_id)
+
+    async def cancel(self, job_id: str) -> pb.JobStatus:
+        return await self._unary(self._stub.CancelJob, pb.CancelJobRequest(job_id=job_id), job_id)
+
+    async def delete(self, job_id: str) -> bool:
+        response = await self._unary(self._stub.DeleteJob, pb.DeleteJobRequest(job_id=job_id), job_id)
+        return response.deleted
+
+    async def _unary(self, method, request, job_id: str = ""):
+        try:
+            return await method(request, timeout=self.timeout)
+        except grpc.aio.AioRpcError as err:
+            raise error_from_rpc(err, job_id) from None
+

@@ -1,0 +1,174 @@
+"""`speakerlink`: diarize clips, and inspect, watch and export jobs, from a terminal."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from google.protobuf import json_format
+
+from speakerlink.client import DEFAULT_TARGET, Client
+from speakerlink.errors import SpeakerlinkError
+from speakerlink.events import is_terminal, terminal_outcome
+from speakerlink.options import EXPORT_FORMATS
+from speakerlink.progress import ProgressDisplay
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["serve"]:
+        return _serve(argv[1:])
+    args = _parser().parse_args(argv)
+    try:
+        with Client(args.server) as client:
+            return args.run(client, args)
+    except SpeakerlinkError as err:
+        print(err.describe(), file=sys.stderr)
+        return 1
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="speakerlink", description="Diarize audio clips and link speakers across them.")
+    parser.add_argument("--server", default=DEFAULT_TARGET, help=f"HOST:PORT of the server (default {DEFAULT_TARGET}; env SPEAKERLINK_SERVER)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    d = sub.add_parser("diarize", help="upload clips, diarize them and link their speakers")
+    d.add_argument("files", nargs="+", type=Path)
+    d.add_argument("--format", choices=list(EXPORT_FORMATS), default="text")
+    d.add_argument("-o", "--output", type=Path, help="write the result here instead of stdout")
+    count = d.add_mutually_exclusive_group()
+    count.add_argument("--num-speakers", type=int, help="exact number of speakers in each clip")
+    count.add_argument("--min-speakers", type=int, help="at least this many speakers per clip")
+    d.add_argument("--max-speakers", type=int, help="at most this many speakers per clip")
+    d.add_argument("--link-threshold", type=float, help="cosine similarity needed to link speakers across clips")
+    d.add_argument("--engine", default="", help="embedder to use (see `speakerlink info`)")
+    d.add_argument("--timeout", type=float, help="give up after this many seconds")
+    d.add_argument("--no-progress", action="store_true", help="print no progress")
+    d.set_defaults(run=_diarize)
+
+    i = sub.add_parser("info", help="engines, device, limits and formats of the server")
+    i.add_argument("--json", action="store_true")
+    i.set_defaults(run=_info)
+
+    w = sub.add_parser("watch", help="follow a job until it ends, then print its result")
+    w.add_argument("job_id")
+    w.add_argument("--format", choices=list(EXPORT_FORMATS), default="text")
+    w.add_argument("-o", "--output", type=Path)
+    w.add_argument("--timeout", type=float)
+    w.add_argument("--no-progress", action="store_true")
+    w.set_defaults(run=_watch)
+
+    e = sub.add_parser("export", help="a finished job's result as json, csv, text or rttm")
+    e.add_argument("job_id")
+    e.add_argument("--format", choices=list(EXPORT_FORMATS), default="json")
+    e.add_argument("-o", "--output", type=Path)
+    e.set_defaults(run=_export)
+
+    c = sub.add_parser("cancel", help="cancel a queued or running job")
+    c.add_argument("job_id")
+    c.set_defaults(run=lambda client, a: _print(f"{a.job_id}: {_state(client.cancel(a.job_id).state)}"))
+
+    r = sub.add_parser("delete", help="delete a job's audio and result now")
+    r.add_argument("job_id")
+    r.set_defaults(run=lambda client, a: _print(f"{a.job_id}: deleted" if client.delete(a.job_id) else "not found"))
+
+    sub.add_parser("serve", help="run the server (needs `pip install 'speakerlink[server]'`; see `speakerlink serve --help`)")
+    return parser
+
+
+def _diarize(client: Client, args: argparse.Namespace) -> int:
+    display = None if args.no_progress else ProgressDisplay(clip_names=[p.name for p in args.files])
+    options = dict(
+        num_speakers=args.num_speakers, min_speakers=args.min_speakers, max_speakers=args.max_speakers,
+        link_threshold=args.link_threshold, engine=args.engine,
+    )
+    events = client.iter_diarize(
+        args.files, on_upload=display.upload if display else None, timeout=args.timeout, **options
+    )
+    return _follow(client, events, display, args)
+
+
+def _watch(client: Client, args: argparse.Namespace) -> int:
+    display = None if args.no_progress else ProgressDisplay()
+    return _follow(client, client.watch(args.job_id, timeout=args.timeout), display, args)
+
+
+def _follow(client: Client, events, display: ProgressDisplay | None, args: argparse.Namespace) -> int:
+    try:
+        for event in events:
+            if event.HasField("accepted") and display is not None:
+                print(f"job {event.job_id} accepted", file=sys.stderr)
+            if event.HasField("progress") and display is not None:
+                display.progress(event.progress)
+            if is_terminal(event):
+                result = terminal_outcome(event)
+                break
+    finally:
+        if display is not None:
+            display.close()
+    _write(client.export(result.job_id, args.format).content, args.output)
+    return 0
+
+
+def _info(client: Client, args: argparse.Namespace) -> int:
+    info = client.info()
+    if args.json:
+        print(json_format.MessageToJson(info, preserving_proto_field_name=True, indent=2))
+        return 0
+    limits = info.limits
+    print(f"speakerlink {info.version} on {info.device}")
+    print("engines:")
+    for engine in info.engines:
+        mark = "*" if engine.active else ("+" if engine.available else "-")
+        print(f"  {mark} {engine.name:<12} {engine.kind:<10} {engine.reason}")
+    print(f"limits: {limits.max_clips} clips, {limits.max_file_bytes / 2**20:.0f} MiB per file, "
+          f"{limits.workers} worker(s), {limits.max_queued_jobs} queued jobs, results kept {limits.job_ttl_seconds // 3600} h")
+    print(f"formats: {', '.join(info.formats)}")
+    print(f"default link threshold: {info.default_link_threshold:.2f}")
+    return 0
+
+
+def _export(client: Client, args: argparse.Namespace) -> int:
+    _write(client.export(args.job_id, args.format).content, args.output)
+    return 0
+
+
+def _write(content: bytes, output: Path | None) -> None:
+    if output is None:
+        sys.stdout.write(content.decode("utf-8"))
+        sys.stdout.flush()
+    else:
+        output.write_bytes(content)
+        print(f"wrote {output}", file=sys.stderr)
+
+
+def _print(text: str) -> int:
+    print(text)
+    return 0
+
+
+def _state(state: int) -> str:
+    from speakerlink.v1 import speakerlink_pb2 as pb
+
+    return pb.JobState.Name(state).removeprefix("JOB_STATE_").lower()
+
+
+def _serve(argv: list[str]) -> int:
+    try:
+        from speakerlink_server.main import main as serve
+    except ImportError as err:
+        print(f"error: the server is not installed ({err}); run: pip install 'speakerlink[server]'", file=sys.stderr)
+        return 2
+    serve(argv)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

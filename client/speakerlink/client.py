@@ -1,0 +1,174 @@
+"""The synchronous SDK: one Client per server, safe to share between threads."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+
+import grpc
+
+from speakerlink.errors import error_from_rpc
+from speakerlink.events import (
+    Deadline,
+    REATTACH_ATTEMPTS,
+    REATTACH_CODES,
+    backoff,
+    is_terminal,
+    stream_lost,
+    terminal_outcome,
+)
+from speakerlink.options import diarize_options, export_format
+from speakerlink.upload import UploadCallback, build_config, request_stream
+from speakerlink.v1 import speakerlink_pb2 as pb
+from speakerlink.v1 import speakerlink_pb2_grpc as pb_grpc
+
+DEFAULT_TARGET = os.environ.get("SPEAKERLINK_SERVER", "localhost:50051")
+ProgressCallback = Callable[[pb.Progress], None]
+# Results of many long clips can pass gRPC's default 4 MiB receive limit; uploads never do.
+CHANNEL_OPTIONS = (("grpc.max_receive_message_length", 256 * 1024 * 1024),)
+
+
+class Client:
+    """Talks to a speakerlink server.
+
+    `timeout` is the default deadline in seconds for the short calls (info, result, export,
+    cancel, delete); diarize() and watch() take their own, covering the whole job.
+    """
+
+    def __init__(
+        self,
+        target: str = DEFAULT_TARGET,
+        *,
+        timeout: float | None = 30.0,
+        credentials: grpc.ChannelCredentials | None = None,
+    ) -> None:
+        self.target = target
+        self.timeout = timeout
+        if credentials is None:
+            self._channel = grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
+        else:
+            self._channel = grpc.secure_channel(target, credentials, options=CHANNEL_OPTIONS)
+        self._stub = pb_grpc.SpeakerlinkStub(self._channel)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ diarize
+
+    def diarize(
+        self,
+        paths: Sequence[os.PathLike | str],
+        *,
+        on_progress: ProgressCallback | None = None,
+        on_upload: UploadCallback | None = None,
+        timeout: float | None = None,
+        **options,
+    ) -> pb.DiarizationResult:
+        """Upload the clips, wait for the job and return its result.
+
+        Options: num_speakers, min_speakers, max_speakers, link_threshold, engine.
+        Raises a SpeakerlinkError subclass for bad input, limits, failed or cancelled jobs.
+        """
+        for event in self.iter_diarize(paths, on_upload=on_upload, timeout=timeout, **options):
+            if event.HasField("progress") and on_progress is not None:
+                on_progress(event.progress)
+            if is_terminal(event):
+                return terminal_outcome(event)
+        raise AssertionError("iter_diarize ended without a terminal event")  # pragma: no cover
+
+    def iter_diarize(
+        self,
+        paths: Sequence[os.PathLike | str],
+        *,
+        on_upload: UploadCallback | None = None,
+        timeout: float | None = None,
+        **options,
+    ) -> Iterator[pb.JobEvent]:
+        """Yield the job's events: accepted, progress..., then one terminal event.
+
+        If the stream breaks after the job was accepted, this reattaches through WatchJob and
+        goes on yielding, so a caller sees one uninterrupted stream.
+        """
+        deadline = Deadline(timeout)
+        config = build_config(paths, diarize_options(**options))
+        job_id = ""
+        try:
+            call = self._stub.Diarize(request_stream(paths, config, on_upload), timeout=deadline.remaining())
+            for event in call:
+                if event.HasField("accepted"):
+                    job_id = event.job_id
+                yield event
+                if is_terminal(event):
+                    return
+        except grpc.RpcError as err:
+            if not job_id or err.code() not in REATTACH_CODES:
+                raise error_from_rpc(err, job_id) from None
+        if not job_id:
+            raise stream_lost("")
+        yield from self._reattach(job_id, deadline)
+
+    # ------------------------------------------------------------------ jobs
+
+    def watch(self, job_id: str, *, timeout: float | None = None) -> Iterator[pb.JobEvent]:
+        """Yield a job's events from where it is now until its terminal event, reattaching on drops."""
+        yield from self._reattach(job_id, Deadline(timeout))
+
+    def wait(self, job_id: str, *, on_progress: ProgressCallback | None = None, timeout: float | None = None) -> pb.DiarizationResult:
+        """Block until the job ends; return its result or raise its error."""
+        for event in self.watch(job_id, timeout=timeout):
+            if event.HasField("progress") and on_progress is not None:
+                on_progress(event.progress)
+            if is_terminal(event):
+                return terminal_outcome(event)
+        raise stream_lost(job_id)
+
+    def _reattach(self, job_id: str, deadline: Deadline) -> Iterator[pb.JobEvent]:
+        attempt = 0
+        while True:
+            try:
+                call = self._stub.WatchJob(
+                    pb.WatchJobRequest(job_id=job_id), timeout=deadline.remaining(), wait_for_ready=True
+                )
+                for event in call:
+                    attempt = 0
+                    yield event
+                    if is_terminal(event):
+                        return
+            except grpc.RpcError as err:
+                if err.code() not in REATTACH_CODES or attempt >= REATTACH_ATTEMPTS:
+                    raise error_from_rpc(err, job_id) from None
+            else:
+                if attempt >= REATTACH_ATTEMPTS:
+                    raise stream_lost(job_id)
+            time.sleep(backoff(attempt))
+            attempt += 1
+
+    def info(self) -> pb.ServiceInfo:
+        return self._unary(self._stub.GetInfo, pb.GetInfoRequest())
+
+    def get_result(self, job_id: str) -> pb.DiarizationResult:
+        return self._unary(self._stub.GetResult, pb.GetResultRequest(job_id=job_id), job_id)
+
+    def export(self, job_id: str, format: str = "json") -> pb.ExportResponse:
+        """The job's result rendered by the server: json, csv, text or rttm."""
+        request = pb.ExportRequest(job_id=job_id, format=export_format(format))
+        return self._unary(self._stub.Export, request, job_id)
+
+    def cancel(self, job_id: str) -> pb.JobStatus:
+        return self._unary(self._stub.CancelJob, pb.CancelJobRequest(job_id=job_id), job_id)
+
+    def delete(self, job_id: str) -> bool:
+        return self._unary(self._stub.DeleteJob, pb.DeleteJobRequest(job_id=job_id), job_id).deleted
+
+    def _unary(self, method, request, job_id: str = ""):
+        try:
+            return method(request, timeout=self.timeout)
+        except grpc.RpcError as err:
+            raise error_from_rpc(err, job_id) from None

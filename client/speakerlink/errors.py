@@ -1,0 +1,131 @@
+"""Typed exceptions for every way a speakerlink call can fail.
+
+The server attaches a machine-readable ErrorDetail (code, troubleshooting hints, recovery
+suggestions) to failed calls and to failed jobs; these classes carry it to the caller so that
+programs branch on `code` and people read `troubleshooting` and `recovery`.
+"""
+
+from __future__ import annotations
+
+import grpc
+from grpc_status import rpc_status
+
+from speakerlink.v1 import speakerlink_pb2 as pb
+
+
+class SpeakerlinkError(Exception):
+    """Base class: a failed call or a failed job, with the server's rich details when it sent them."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str = "UNKNOWN",
+        status: grpc.StatusCode = grpc.StatusCode.UNKNOWN,
+        troubleshooting: tuple[str, ...] = (),
+        recovery: tuple[str, ...] = (),
+        clip_index: int = -1,
+        clip_name: str = "",
+        job_id: str = "",
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.status = status
+        self.troubleshooting = tuple(troubleshooting)
+        self.recovery = tuple(recovery)
+        self.clip_index = clip_index
+        self.clip_name = clip_name
+        self.job_id = job_id
+
+    def __str__(self) -> str:
+        where = f" [{self.clip_name}]" if self.clip_name else ""
+        return f"{self.code}{where}: {self.message}"
+
+    def describe(self) -> str:
+        """A multi-line explanation for people at a terminal."""
+        lines = [f"error {self}", f"  status: {self.status.name}"]
+        if self.job_id:
+            lines.append(f"  job: {self.job_id}")
+        lines += [f"  why: {hint}" for hint in self.troubleshooting]
+        lines += [f"  try: {step}" for step in self.recovery]
+        return "\n".join(lines)
+
+
+class InvalidInputError(SpeakerlinkError):
+    """The request or an uploaded file is not acceptable (INVALID_ARGUMENT)."""
+
+
+class NotFoundError(SpeakerlinkError):
+    """No such job, or its result was deleted or expired (NOT_FOUND)."""
+
+
+class LimitExceededError(SpeakerlinkError):
+    """A size, count or queue limit was hit (RESOURCE_EXHAUSTED)."""
+
+
+class FailedPreconditionError(SpeakerlinkError):
+    """The job is not in a state that allows the call, e.g. no result yet (FAILED_PRECONDITION)."""
+
+
+class UnavailableError(SpeakerlinkError):
+    """The server cannot be reached or is shutting down (UNAVAILABLE)."""
+
+
+class DeadlineExceededError(SpeakerlinkError):
+    """The caller's deadline passed before the job finished (DEADLINE_EXCEEDED)."""
+
+
+class JobCancelledError(SpeakerlinkError):
+    """The job was cancelled, by CancelJob or by the client (CANCELLED)."""
+
+
+class ServerError(SpeakerlinkError):
+    """The server failed in a way the caller cannot fix (INTERNAL, UNKNOWN, ...)."""
+
+
+_BY_STATUS: dict[grpc.StatusCode, type[SpeakerlinkError]] = {
+    grpc.StatusCode.INVALID_ARGUMENT: InvalidInputError,
+    grpc.StatusCode.OUT_OF_RANGE: InvalidInputError,
+    grpc.StatusCode.NOT_FOUND: NotFoundError,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: LimitExceededError,
+    grpc.StatusCode.FAILED_PRECONDITION: FailedPreconditionError,
+    grpc.StatusCode.UNAVAILABLE: UnavailableError,
+    grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceededError,
+    grpc.StatusCode.CANCELLED: JobCancelledError,
+}
+_STATUS_BY_VALUE = {s.value[0]: s for s in grpc.StatusCode}
+
+
+def error_from_detail(detail: pb.ErrorDetail, job_id: str = "") -> SpeakerlinkError:
+    """The exception for a job's terminal error event."""
+    status = _STATUS_BY_VALUE.get(detail.grpc_code, grpc.StatusCode.UNKNOWN)
+    cls = _BY_STATUS.get(status, ServerError)
+    return cls(
+        detail.message,
+        code=detail.code or status.name,
+        status=status,
+        troubleshooting=tuple(detail.troubleshooting),
+        recovery=tuple(detail.recovery),
+        clip_index=detail.clip_index,
+        clip_name=detail.clip_name,
+        job_id=job_id,
+    )
+
+
+def error_from_rpc(err: grpc.RpcError, job_id: str = "") -> SpeakerlinkError:
+    """The exception for a failed call, using the ErrorDetail packed in its status if any."""
+    status = rpc_status.from_call(err) if hasattr(err, "trailing_metadata") else None
+    if status is not None:
+        for any_detail in status.details:
+            if any_detail.Is(pb.ErrorDetail.DESCRIPTOR):
+                detail = pb.ErrorDetail()
+                any_detail.Unpack(detail)
+                return error_from_detail(detail, job_id)
+    code = err.code() if hasattr(err, "code") else grpc.StatusCode.UNKNOWN
+    message = err.details() if hasattr(err, "details") else str(err)
+    cls = _BY_STATUS.get(code, ServerError)
+    hints: tuple[str, ...] = ()
+    if code == grpc.StatusCode.UNAVAILABLE:
+        hints = ("Is the server running and reachable at the address you gave?",)
+    return cls(message or code.name, code=code.name, status=code, troubleshooting=hints, job_id=job_id)

@@ -1,0 +1,74 @@
+"""What a JobEvent means to a caller: shared by the sync and async clients."""
+
+from __future__ import annotations
+
+import time
+
+import grpc
+
+from speakerlink.errors import DeadlineExceededError, JobCancelledError, SpeakerlinkError, error_from_detail
+from speakerlink.v1 import speakerlink_pb2 as pb
+
+# A stream that breaks with one of these after the job was accepted is worth reattaching to:
+# the job lives on in the server, only the connection went away.
+REATTACH_CODES = frozenset(
+    {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN, grpc.StatusCode.ABORTED}
+)
+REATTACH_ATTEMPTS = 8
+REATTACH_BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 4.0)
+
+
+def is_terminal(event: pb.JobEvent) -> bool:
+    return event.WhichOneof("event") in ("result", "error", "cancelled")
+
+
+def terminal_outcome(event: pb.JobEvent) -> pb.DiarizationResult:
+    """The result of a terminal event, or the typed exception its error stands for."""
+    kind = event.WhichOneof("event")
+    if kind == "result":
+        return event.result
+    if kind == "error":
+        raise error_from_detail(event.error, event.job_id)
+    if kind == "cancelled":
+        raise JobCancelledError(
+            "the job was cancelled",
+            code="JOB_CANCELLED",
+            status=grpc.StatusCode.CANCELLED,
+            recovery=("Submit the clips again if you still need the result.",),
+            job_id=event.job_id,
+        )
+    raise ValueError(f"not a terminal event: {kind}")
+
+
+def backoff(attempt: int) -> float:
+    return REATTACH_BACKOFF_S[min(attempt, len(REATTACH_BACKOFF_S) - 1)]
+
+
+def stream_lost(job_id: str) -> SpeakerlinkError:
+    return SpeakerlinkError(
+        "the event stream ended before the job finished",
+        code="STREAM_LOST",
+        status=grpc.StatusCode.UNAVAILABLE,
+        recovery=(f"Reattach later with `speakerlink watch {job_id}`.",),
+        job_id=job_id,
+    )
+
+
+class Deadline:
+    """Turns one overall timeout into the remaining seconds for each call it spans."""
+
+    def __init__(self, timeout: float | None) -> None:
+        self._end = None if timeout is None else time.monotonic() + timeout
+
+    def remaining(self) -> float | None:
+        if self._end is None:
+            return None
+        left = self._end - time.monotonic()
+        if left <= 0:
+            raise DeadlineExceededError(
+                "the deadline passed before the job finished",
+                code="DEADLINE_EXCEEDED",
+                status=grpc.StatusCode.DEADLINE_EXCEEDED,
+                recovery=("Give a longer timeout, or reattach to the job with watch().",),
+            )
+        return left

@@ -1,0 +1,50 @@
+"""Keyword options of diarize() turned into the DiarizeOptions message, checked early."""
+
+from __future__ import annotations
+
+from speakerlink.v1 import speakerlink_pb2 as pb
+
+
+def diarize_options(
+    *,
+    num_speakers: int | None = None,
+    min_speakers: int | None = None,
+    max_speakers: int | None = None,
+    link_threshold: float | None = None,
+    engine: str = "",
+    language: str = "",
+    transcribe: bool = False,
+) -> pb.DiarizeOptions:
+    """Build options; the server validates them again, this only catches mistakes before upload."""
+    if num_speakers is not None and (min_speakers is not None or max_speakers is not None):
+        raise ValueError("give either num_speakers or min_speakers/max_speakers, not both")
+    for name, value in (("num_speakers", num_speakers), ("min_speakers", min_speakers), ("max_speakers", max_speakers)):
+        if value is not None and value < 1:
+            raise ValueError(f"{name} must be at least 1, got {value}")
+    if min_speakers is not None and max_speakers is not None and min_speakers > max_speakers:
+        raise ValueError(f"min_speakers ({min_speakers}) is greater than max_speakers ({max_speakers})")
+    options = pb.DiarizeOptions(
+        speakers=pb.SpeakerCount(exact=num_speakers or 0, min=min_speakers or 0, max=max_speakers or 0),
+        engine=engine,
+        language=language,
+        transcribe=transcribe,
+    )
+    if link_threshold is not None:
+        options.link_threshold = link_threshold
+    return options
+
+
+EXPORT_FORMATS: dict[str, int] = {
+    "json": pb.EXPORT_FORMAT_JSON,
+    "csv": pb.EXPORT_FORMAT_CSV,
+    "text": pb.EXPORT_FORMAT_TEXT,
+    "rttm": pb.EXPORT_FORMAT_RTTM,
+}
+
+
+def export_format(name: str) -> int:
+    """The ExportFormat value for a format name such as "rttm"."""
+    try:
+        return EXPORT_FORMATS[name.lower()]
+    except KeyError:
+        raise ValueError(f"unknown export format {name!r}; choose one of {', '.join(EXPORT_FORMATS)}") from None

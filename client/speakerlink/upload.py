@@ -1,0 +1,66 @@
+"""The request stream of a Diarize call: the config first, then each file in chunks.
+
+CHUNK_BYTES is 256 KiB: a sixteenth of gRPC's default 4 MiB message limit, so a chunk never
+nears it; large enough that per-message overhead is negligible (a 100 MB file is 400
+messages); and small enough that neither side holds more than a few hundred KiB of any file
+at a time, and that server-side limits are enforced within a quarter MiB of the boundary.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+from speakerlink.v1 import speakerlink_pb2 as pb
+
+CHUNK_BYTES = 256 * 1024
+
+UploadCallback = Callable[[int, int], None]
+"""Called with (bytes sent so far, total bytes) as chunks leave."""
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def build_config(paths: Sequence[os.PathLike | str], options: pb.DiarizeOptions) -> pb.DiarizeConfig:
+    """The manifest: names, exact sizes and checksums, so the server can check limits up front."""
+    clips = []
+    for raw in paths:
+        path = Path(raw)
+        if not path.is_file():
+            raise FileNotFoundError(f"no such file: {path}")
+        clips.append(
+            pb.ClipManifest(
+                name=path.name,
+                size_bytes=path.stat().st_size,
+                format=path.suffix.lstrip(".").lower(),
+                sha256=sha256_of(path),
+            )
+        )
+    return pb.DiarizeConfig(options=options, clips=clips)
+
+
+def request_stream(
+    paths: Sequence[os.PathLike | str],
+    config: pb.DiarizeConfig,
+    on_upload: UploadCallback | None = None,
+    chunk_bytes: int = CHUNK_BYTES,
+) -> Iterator[pb.DiarizeRequest]:
+    """Yield the config, then every file's chunks in order, reading one chunk at a time."""
+    yield pb.DiarizeRequest(config=config)
+    total = sum(clip.size_bytes for clip in config.clips)
+    sent = 0
+    for index, raw in enumerate(paths):
+        with Path(raw).open("rb") as fh:
+            for block in iter(lambda: fh.read(chunk_bytes), b""):
+                yield pb.DiarizeRequest(chunk=pb.AudioChunk(clip_index=index, data=block))
+                sent += len(block)
+                if on_upload is not None:
+                    on_upload(sent, total)

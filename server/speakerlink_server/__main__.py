@@ -1,0 +1,3 @@
+from speakerlink_server.main import main
+
+main()

@@ -1,0 +1,113 @@
+"""Server configuration from flags and environment, with the original design's variables.
+
+Precedence: command-line flag, then SPEAKERLINK_* variable, then the original design's
+UPLOAD_FOLDER / MAX_CONTENT_LENGTH, then the default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+MIB = 1024 * 1024
+DEFAULT_FORMATS = ("wav", "mp3", "m4a", "flac", "ogg", "opus", "aac", "webm")
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 50051
+    data_dir: Path = Path("speakerlink-data")
+    max_clips: int = 10
+    max_file_bytes: int = 100 * MIB
+    workers: int = 1
+    max_queued_jobs: int = 16
+    job_ttl_seconds: int = 7 * 24 * 3600
+    engine: str = "auto"
+    torch_threads: int = 0  # 0: one per CPU core
+    formats: tuple[str, ...] = DEFAULT_FORMATS
+    grace_seconds: float = 10.0
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "jobs.sqlite3"
+
+    @property
+    def jobs_dir(self) -> Path:
+        return self.data_dir / "jobs"
+
+
+# (field, SPEAKERLINK_ variable, legacy variable)
+_ENV = {
+    "host": ("SPEAKERLINK_HOST", None),
+    "port": ("SPEAKERLINK_PORT", None),
+    "data_dir": ("SPEAKERLINK_DATA_DIR", "UPLOAD_FOLDER"),
+    "max_clips": ("SPEAKERLINK_MAX_CLIPS", None),
+    "max_file_bytes": ("SPEAKERLINK_MAX_FILE_BYTES", "MAX_CONTENT_LENGTH"),
+    "workers": ("SPEAKERLINK_WORKERS", None),
+    "max_queued_jobs": ("SPEAKERLINK_MAX_QUEUED_JOBS", None),
+    "job_ttl_seconds": ("SPEAKERLINK_JOB_TTL_SECONDS", None),
+    "engine": ("SPEAKERLINK_ENGINE", None),
+    "torch_threads": ("SPEAKERLINK_TORCH_THREADS", None),
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The `serve` flags; each defaults to its environment variable, then to ServerConfig."""
+    parser.add_argument("--host", help="address to bind (default 127.0.0.1; 0.0.0.0 for all)")
+    parser.add_argument("--port", type=int, help="port to listen on (default 50051; 0 picks a free one)")
+    parser.add_argument("--data-dir", type=Path, help="uploads, job records and results (env UPLOAD_FOLDER)")
+    parser.add_argument("--max-clips", type=int, help="clips per request (default 10)")
+    parser.add_argument("--max-file-bytes", type=int, help="bytes per file (default 100 MiB; env MAX_CONTENT_LENGTH)")
+    parser.add_argument("--workers", type=int, help="jobs processed at once (default 1)")
+    parser.add_argument("--max-queued-jobs", type=int, help="jobs waiting before new ones are refused (default 16)")
+    parser.add_argument("--job-ttl-seconds", type=int, help="how long results and audio are kept (default 7 days)")
+    parser.add_argument("--engine", help="embedder: auto or a name from `speakerlink info` (default auto)")
+    parser.add_argument("--torch-threads", type=int, help="CPU threads for inference (default: one per core)")
+
+
+def load_config(args: argparse.Namespace | None = None, env: Mapping[str, str] | None = None) -> ServerConfig:
+    env = os.environ if env is None else env
+    types = {f.name: f.type for f in fields(ServerConfig)}
+    values: dict[str, object] = {}
+    for name, (primary, legacy) in _ENV.items():
+        flag = getattr(args, name, None) if args is not None else None
+        raw = flag if flag is not None else env.get(primary, env.get(legacy) if legacy else None)
+        if raw is None or raw == "":
+            continue
+        values[name] = _coerce(name, types[name], raw)
+    config = ServerConfig(**values)
+    _validate(config)
+    return config
+
+
+def parse_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> ServerConfig:
+    parser = argparse.ArgumentParser(prog="speakerlink-server", description="Run the speakerlink gRPC server.")
+    add_arguments(parser)
+    return load_config(parser.parse_args(argv), env)
+
+
+def _coerce(name: str, kind: object, raw: object) -> object:
+    if kind in (int, "int"):
+        try:
+            return int(raw)
+        except ValueError:
+            raise ValueError(f"{name} must be an integer, got {raw!r}") from None
+    if kind in (Path, "Path"):
+        return Path(raw)
+    return str(raw)
+
+
+def _validate(config: ServerConfig) -> None:
+    for name in ("max_clips", "max_file_bytes", "workers", "max_queued_jobs", "job_ttl_seconds"):
+        if getattr(config, name) < 1:
+            raise ValueError(f"{name} must be at least 1, got {getattr(config, name)}")
+    if not 0 <= config.port <= 65535:
+        raise ValueError(f"port must be 0..65535, got {config.port}")

@@ -1,0 +1,1 @@
+"""Engines behind small interfaces, and the registry that loads them once at server start."""

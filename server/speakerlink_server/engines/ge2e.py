@@ -1,0 +1,68 @@
+"""Speaker embeddings with Resemblyzer's GE2E encoder, whose weights ship inside its wheel.
+
+The encoder was trained on 1.6 s partials of 40-band mel frames at 10 ms; we cut windows of
+that scale from one mel spectrogram per clip and run them through the LSTM in batches.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from resemblyzer import VoiceEncoder
+from resemblyzer.audio import wav_to_mel_spectrogram
+
+from speakerlink_server.pipeline.audio import SAMPLE_RATE
+
+HOP_SAMPLES = SAMPLE_RATE // 100  # one mel frame every 10 ms
+BATCH = 64
+
+
+class Ge2eEmbedder:
+    name = "ge2e"
+    dim = 256
+    window_seconds = 1.5
+    hop_seconds = 0.5
+    min_window_seconds = 0.5
+    # Calibrated on ../shared/data (see benchmarks/QUALITY.md): cosine of window embeddings
+    # inside one clip, and of per-speaker centroids across clips.
+    cluster_threshold = 0.62
+    link_threshold = 0.78
+
+    def __init__(self, device: str = "cpu") -> None:
+        self.device = device
+        self._encoder = VoiceEncoder(device, verbose=False)
+        self._encoder.eval()
+
+    def embed(self, wav: np.ndarray, windows: list[tuple[int, int]]) -> np.ndarray:
+        if not windows:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        mel = wav_to_mel_spectrogram(_normalize_speech_level(wav, windows))
+        spans = [(start // HOP_SAMPLES, max(start // HOP_SAMPLES + 1, end // HOP_SAMPLES)) for start, end in windows]
+        out = np.zeros((len(spans), self.dim), dtype=np.float32)
+        # Windows of one length go through the LSTM together; short speech regions make a few
+        # windows shorter than the rest.
+        by_length: dict[int, list[int]] = {}
+        for i, (a, b) in enumerate(spans):
+            by_length.setdefault(min(b, len(mel)) - a, []).append(i)
+        with torch.inference_mode():
+            for length, rows in by_length.items():
+                for k in range(0, len(rows), BATCH):
+                    chunk = rows[k : k + BATCH]
+                    frames = np.stack([mel[spans[i][0] : spans[i][0] + length] for i in chunk])
+                    vectors = self._encoder(torch.from_numpy(frames).to(self.device)).cpu().numpy()
+                    out[chunk] = vectors
+        return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-8)
+
+
+TARGET_DBFS = -30.0  # the level Resemblyzer's own preprocessing brings speech to
+
+
+def _normalize_speech_level(wav: np.ndarray, windows: list[tuple[int, int]]) -> np.ndarray:
+    """Scale the clip so its speech sits at TARGET_DBFS: the encoder's mel input is linear power."""
+    mask = np.zeros(wav.size, dtype=bool)
+    for start, end in windows:
+        mask[start:end] = True
+    rms = float(np.sqrt(np.mean(np.square(wav[mask], dtype=np.float64)))) if mask.any() else 0.0
+    if rms < 1e-6:
+        return wav
+    return (wav * (10 ** (TARGET_DBFS / 20) / rms)).astype(np.float32)

@@ -1,0 +1,203 @@
+"""Every error the service reports, with its gRPC status and the help that goes with it.
+
+A ServiceError becomes either a failed call (a google.rpc.Status whose details hold our
+ErrorDetail and a standard google.rpc.ErrorInfo, so grpcurl and other tools see the code) or
+a job's terminal error event; either way the client gets the same code, hints and recovery.
+"""
+
+from __future__ import annotations
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from speakerlink.v1 import speakerlink_pb2 as pb
+
+DOMAIN = "speakerlink.v1"
+
+
+class ServiceError(Exception):
+    def __init__(
+        self,
+        status: grpc.StatusCode,
+        code: str,
+        message: str,
+        troubleshooting: tuple[str, ...] = (),
+        recovery: tuple[str, ...] = (),
+        clip_index: int = -1,
+        clip_name: str = "",
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.troubleshooting = troubleshooting
+        self.recovery = recovery
+        self.clip_index = clip_index
+        self.clip_name = clip_name
+
+    def detail(self) -> pb.ErrorDetail:
+        return pb.ErrorDetail(
+            code=self.code,
+            message=self.message,
+            grpc_code=self.status.value[0],
+            troubleshooting=self.troubleshooting,
+            recovery=self.recovery,
+            clip_index=self.clip_index,
+            clip_name=self.clip_name,
+        )
+
+    def rpc_status(self) -> status_pb2.Status:
+        detail = any_pb2.Any()
+        detail.Pack(self.detail())
+        info = any_pb2.Any()
+        metadata = {"clip_name": self.clip_name} if self.clip_name else {}
+        info.Pack(error_details_pb2.ErrorInfo(reason=self.code, domain=DOMAIN, metadata=metadata))
+        return status_pb2.Status(code=self.status.value[0], message=str(self), details=[detail, info])
+
+    def __str__(self) -> str:
+        return f"{self.clip_name}: {self.message}" if self.clip_name else self.message
+
+    def abort(self, context: grpc.ServicerContext) -> None:
+        """End the call with this error; raises, as context.abort does."""
+        context.abort_with_status(rpc_status.to_status(self.rpc_status()))
+
+
+def from_detail(detail: pb.ErrorDetail) -> ServiceError:
+    """Rebuild a stored error so a failed job reports the same thing after a restart."""
+    status = next((s for s in grpc.StatusCode if s.value[0] == detail.grpc_code), grpc.StatusCode.UNKNOWN)
+    return ServiceError(
+        status, detail.code, detail.message, tuple(detail.troubleshooting), tuple(detail.recovery),
+        detail.clip_index, detail.clip_name,
+    )
+
+
+def _clip(index: int, name: str) -> dict:
+    return {"clip_index": index, "clip_name": name}
+
+
+# ------------------------------------------------------------------ request and upload
+
+
+def invalid_config(message: str) -> ServiceError:
+    return ServiceError(
+        grpc.StatusCode.INVALID_ARGUMENT, "INVALID_CONFIG", message,
+        ("The first message of a Diarize call must be the config: options and a manifest of clips.",),
+        ("Fix the request; `speakerlink info` lists the limits and formats.",),
+    )
+
+
+def too_many_clips(count: int, limit: int) -> ServiceError:
+    return ServiceError(
+        grpc.StatusCode.RESOURCE_EXHAUSTED, "TOO_MANY_CLIPS", f"{count} clips sent; this server takes at most {limit}",
+        (f"The server is configured with max_clips={limit}.",),
+        (f"Split the clips into requests of at most {limit}, or raise --max-clips on the server.",),
+    )
+
+
+def file_too_large(index: int, name: str, size: int, limit: int) -> ServiceError:
+    return ServiceError(
+        grpc.StatusCode.RESOURCE_EXHAUSTED, "FILE_TOO_LARGE", f"{size} bytes is over the limit of {limit} bytes per file",
+        (f"The server is configured with max_file_bytes={limit} (MAX_CONTENT_LENGTH).",),
+        ("Compress the audio (e.g. 16 kHz mono FLAC or MP3) or cut it into shorter clips.",
+         "Or raise --max-file-bytes on the server."),
+        **_clip(index, name),
+    )
+
+
+def unsupported_format(index: int, name: str, fmt: str, formats: tuple[str, ...]) -> ServiceError:
+    return ServiceError(
+        grpc.StatusCode.INVALID_ARGUMENT, "UNSUPPORTED_FORMAT", f"format {fmt or '(none)'!r} is not supported",
+        (f"Supported formats: {', '.join(formats)}. The format comes from the manifest's hint or the file extension.",),
+        ("Convert the file, e.g. `ffmpeg -i in.xyz -ar 16000 -ac 1 out.wav`.",),
+        **_clip(index, name),
+    )
+
+
+def empty_file(index: int, name: str) -> ServiceError:
+    return ServiceError(
+        grpc.StatusCode.INVALID_ARGUMENT, "EMPTY_FILE", "the file is empty (0 bytes)",
+        ("A zero-byte file has no audio to diarize.",),
+        ("Check that the recording was saved completely, then send it again.",),
+        **_clip(index, name),
+    )
+
+
+def upload_mismatch(index: int, name: str, message: str) -> ServiceError:
+    return ServiceError(
+        grpc.StatusCode.INVALID_ARGUMENT, "UPLOAD_MISMATCH", message,
+        ("The bytes received differ from the manifest: the file changed while uploading, or the client sent it wrong.",),
+        ("Send the file again.",),
+        **_clip(index, name),
+    )
+
+
+def not_audio(index: int, name: str, reason: str) -> ServiceError:
+    return ServiceError(
+        grpc.StatusCode.INVALID_ARGUMENT, "NOT_AUDIO", f"the file holds no decodable audio ({reason})",
+        ("ffmpeg found no audio stream it can decode: the file may not be audio, or may be damaged.",),
+        ("Check that it plays, e.g. `ffprobe FILE`; re-export it as WAV, FLAC or MP3.",),
+        **_clip(index, name),
+    )
+
+
+def truncated_audio(index: int, name: str, decoded: float, declared: float) -> ServiceError:
+    return ServiceError(
+        grpc.StatusCode.INVALID_ARGUMENT, "AUDIO_TRUNCATED",
+        f"the file ends early: {decoded:.2f} s decoded of the {declared:.2f} s its header declares",
+        ("The file was cut off, e.g. by an interrupted download or copy.",),
+        ("Get a complete copy of the file and send it again.",),
+        **_clip(index, name),
+    )
+
+
+def queue_full(limit: int) -> ServiceError:
+    return ServiceError(
+        grpc.StatusCode.RESOURCE_EXHAUSTED, "QUEUE_FULL", f"the job queue is full ({limit} jobs waiting)",
+        ("The server takes new jobs only while fewer than max_queued_jobs are waiting.",),
+        ("Retry in a little while; or run more workers (--workers) or replicas.",),
+    )
+
+
+def unknown_engine(name: str, available: list[str]) -> ServiceError:
+    return ServiceError(
+        grpc.StatusCode.INVALID_ARGUMENT, "UNKNOWN_ENGINE", f"engine {name!r} is not loaded on this server",
+        (f"Loaded engines: {', '.join(available)}.",),
+        ("Leave the engine unset (auto), or choose one that `speakerlink info` lists as available.",),
+    )
+
+
+# ------------------------------------------------------------------ jobs
+
+
+def job_not_found(job_id: str) -> ServiceError:
+    return ServiceError(
+        grpc.StatusCode.NOT_FOUND, "JOB_NOT_FOUND", f"no job {job_id!r}",
+        ("The id is wrong, or the job was deleted, or its results expired (job TTL).",),
+        ("Submit the clips again.",),
+    )
+
+
+def result_not_ready(job_id: str, state: str) -> ServiceError:
+    return ServiceError(
+        grpc.StatusCode.FAILED_PRECONDITION, "RESULT_NOT_READY", f"job {job_id} has no result: it is {state}",
+        ("Results exist only for jobs that succeeded.",),
+        (f"Wait for it with `speakerlink watch {job_id}`.",),
+    )
+
+
+def job_interrupted() -> ServiceError:
+    return ServiceError(
+        grpc.StatusCode.ABORTED, "JOB_INTERRUPTED", "the server stopped while the job ran and its audio is gone",
+        ("The job's files were removed while the server was down.",),
+        ("Submit the clips again.",),
+    )
+
+
+def internal(message: str) -> ServiceError:
+    return ServiceError(
+        grpc.StatusCode.INTERNAL, "INTERNAL", message,
+        ("An unexpected failure inside the server; its log has the traceback.",),
+        ("Retry once; if it fails again, report it with the job id and the server log.",),
+    )

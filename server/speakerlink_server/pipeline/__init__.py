@@ -1,0 +1,1 @@
+"""The diarization pipeline: decode -> speech regions -> embed windows -> cluster -> link -> result."""

@@ -1,0 +1,93 @@
+"""Decode any supported file to 16 kHz mono float32 with ffmpeg, and catch damaged files.
+
+ffmpeg decodes what it can of a damaged file and often exits 0, so a truncated file would
+silently become a shorter clip. We compare the decoded length with the length the container
+declares (ffprobe; for WAV, the RIFF header, since ffprobe derives WAV length from the size).
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from speakerlink_server import errors
+
+SAMPLE_RATE = 16000
+# Decoded audio may fall this far short of the declared length before we call it truncated:
+# encoders pad and round frame counts, and headers of streamed files can be loose.
+TRUNCATION_TOLERANCE_S = 0.5
+TRUNCATION_TOLERANCE_RATIO = 0.02
+
+
+@dataclass(frozen=True)
+class Probe:
+    codec: str
+    declared_seconds: float | None
+
+
+def probe(path: Path, index: int, name: str) -> Probe:
+    """Check that the file has an audio stream ffmpeg can read; raises NOT_AUDIO otherwise."""
+    proc = subprocess.run(
+        ["ffprobe", "-v", "error", "-select_streams", "a:0", "-show_entries",
+         "stream=codec_name,duration:format=duration", "-of", "json", str(path)],
+        capture_output=True, text=True, timeout=60,
+    )
+    if proc.returncode != 0:
+        raise errors.not_audio(index, name, _last_line(proc.stderr) or "ffprobe failed")
+    info = json.loads(proc.stdout or "{}")
+    streams = info.get("streams") or []
+    if not streams:
+        raise errors.not_audio(index, name, "no audio stream")
+    declared = _float(streams[0].get("duration")) or _float(info.get("format", {}).get("duration"))
+    riff = _riff_declared_fraction(path)
+    if riff is not None and declared is not None:
+        declared = declared * riff
+    return Probe(codec=streams[0].get("codec_name", ""), declared_seconds=declared)
+
+
+def decode(path: Path, index: int, name: str) -> np.ndarray:
+    """The whole file as 16 kHz mono float32 in [-1, 1]."""
+    info = probe(path, index, name)
+    proc = subprocess.run(
+        ["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-map", "0:a:0",
+         "-ac", "1", "-ar", str(SAMPLE_RATE), "-f", "f32le", "-"],
+        capture_output=True,
+    )
+    samples = np.frombuffer(proc.stdout, dtype=np.float32).copy()  # writable, for torch
+    if proc.returncode != 0 and samples.size == 0:
+        raise errors.not_audio(index, name, _last_line(proc.stderr.decode(errors="replace")) or "ffmpeg failed")
+    decoded = samples.size / SAMPLE_RATE
+    declared = info.declared_seconds
+    if declared is not None and decoded < declared - max(TRUNCATION_TOLERANCE_S, TRUNCATION_TOLERANCE_RATIO * declared):
+        raise errors.truncated_audio(index, name, decoded, declared)
+    return samples
+
+
+def _riff_declared_fraction(path: Path) -> float | None:
+    """For a RIFF/WAVE file, declared size / actual size (> 1 when the file was cut short)."""
+    with path.open("rb") as fh:
+        head = fh.read(12)
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return None
+    declared_bytes = struct.unpack("<I", head[4:8])[0] + 8
+    actual = path.stat().st_size
+    if declared_bytes in (8, 0xFFFFFFFF + 8) or actual == 0:  # streamed WAVs leave the size unset
+        return None
+    return max(1.0, declared_bytes / actual)
+
+
+def _float(value: object) -> float | None:
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else ""

@@ -1,0 +1,118 @@
+"""The gRPC face of the service: each RPC checks its input and hands off to jobs and store."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import uuid
+from collections.abc import Iterator
+
+import grpc
+
+from speakerlink.v1 import speakerlink_pb2 as pb
+from speakerlink.v1 import speakerlink_pb2_grpc as pb_grpc
+from speakerlink_server import __version__, errors
+from speakerlink_server.config import ServerConfig
+from speakerlink_server.engines.registry import Engines
+from speakerlink_server.exporters import EXPORTERS, export
+from speakerlink_server.jobs import JobManager
+from speakerlink_server.pipeline import audio
+from speakerlink_server.store import JobStore
+from speakerlink_server.uploads import receive_clips, validate_config
+
+log = logging.getLogger(__name__)
+
+
+class SpeakerlinkServicer(pb_grpc.SpeakerlinkServicer):
+    def __init__(self, config: ServerConfig, store: JobStore, jobs: JobManager, engines: Engines) -> None:
+        self._config = config
+        self._store = store
+        self._jobs = jobs
+        self._engines = engines
+
+    def GetInfo(self, request: pb.GetInfoRequest, context: grpc.ServicerContext) -> pb.ServiceInfo:
+        c = self._config
+        return pb.ServiceInfo(
+            version=__version__,
+            engines=self._engines.infos,
+            device=self._engines.device,
+            limits=pb.Limits(
+                max_clips=c.max_clips, max_file_bytes=c.max_file_bytes, max_queued_jobs=c.max_queued_jobs,
+                workers=c.workers, max_chunk_bytes=4 * 1024 * 1024, job_ttl_seconds=c.job_ttl_seconds,
+            ),
+            formats=c.formats,
+            default_link_threshold=self._engines.embedder("auto").link_threshold,
+        )
+
+    def Diarize(self, request_iterator: Iterator[pb.DiarizeRequest], context: grpc.ServicerContext) -> Iterator[pb.JobEvent]:
+        job_id = uuid.uuid4().hex
+        try:
+            first = next(request_iterator, None)
+            if first is None or first.WhichOneof("payload") != "config":
+                raise errors.invalid_config("the first message must be the config")
+            config = first.config
+            validate_config(config, self._config, self._engines)
+            clips = receive_clips(request_iterator, config, self._jobs.audio_dir(job_id), self._config.max_file_bytes)
+            for clip in clips:
+                audio.probe(clip.path, clip.index, clip.name)
+            record = self._store.create(job_id, config, self._config.job_ttl_seconds)
+            try:
+                position = self._jobs.submit(record)
+            except errors.ServiceError:
+                self._store.delete(job_id)
+                raise
+        except errors.ServiceError as exc:
+            self._discard(job_id)
+            log.info("diarize refused: %s %s", exc.code, exc)
+            exc.abort(context)
+        except grpc.RpcError:  # the client went away mid-upload
+            self._discard(job_id)
+            log.info("client left during upload; removed its partial files")
+            return
+        except BaseException:
+            self._discard(job_id)
+            raise
+        log.info("job %s accepted: %d clips", job_id, len(clips))
+        yield pb.JobEvent(job_id=job_id, accepted=pb.Accepted(job_id=job_id, queue_position=position))
+        yield from self._watch(job_id, context)
+
+    def _discard(self, job_id: str) -> None:
+        shutil.rmtree(self._jobs.job_dir(job_id), ignore_errors=True)
+
+    def WatchJob(self, request: pb.WatchJobRequest, context: grpc.ServicerContext) -> Iterator[pb.JobEvent]:
+        yield from self._watch(request.job_id, context)
+
+    def _watch(self, job_id: str, context: grpc.ServicerContext) -> Iterator[pb.JobEvent]:
+        try:
+            yield from self._jobs.events(job_id, context.is_active)
+        except errors.ServiceError as exc:
+            exc.abort(context)
+
+    def GetResult(self, request: pb.GetResultRequest, context: grpc.ServicerContext) -> pb.DiarizationResult:
+        return self._result(request.job_id, context)
+
+    def Export(self, request: pb.ExportRequest, context: grpc.ServicerContext) -> pb.ExportResponse:
+        if request.format not in EXPORTERS:
+            errors.invalid_config(f"unknown export format {request.format}").abort(context)
+        return export(self._result(request.job_id, context), request.format)
+
+    def _result(self, job_id: str, context: grpc.ServicerContext) -> pb.DiarizationResult:
+        record = self._store.get(job_id)
+        if record is None:
+            errors.job_not_found(job_id).abort(context)
+        if record.state != pb.JOB_STATE_SUCCEEDED:
+            if record.state == pb.JOB_STATE_FAILED and record.error is not None:
+                errors.from_detail(record.error).abort(context)
+            errors.result_not_ready(job_id, pb.JobState.Name(record.state)).abort(context)
+        return pb.DiarizationResult.FromString(record.result)
+
+    def CancelJob(self, request: pb.CancelJobRequest, context: grpc.ServicerContext) -> pb.JobStatus:
+        try:
+            return self._jobs.cancel(request.job_id)
+        except errors.ServiceError as exc:
+            exc.abort(context)
+
+    def DeleteJob(self, request: pb.DeleteJobRequest, context: grpc.ServicerContext) -> pb.DeleteJobResponse:
+        if not self._jobs.delete(request.job_id):
+            errors.job_not_found(request.job_id).abort(context)
+        return pb.DeleteJobResponse(job_id=request.job_id, deleted=True)

@@ -1,0 +1,160 @@
+"""Job records and results in SQLite, so they outlive connections and server restarts.
+
+Results are stored as serialized DiarizationResult messages: the exact thing clients get,
+with no second schema to keep in step. One connection behind a lock is plenty for the
+write rate of a diarization service (a few progress updates per second).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from speakerlink.v1 import speakerlink_pb2 as pb
+
+TERMINAL_STATES = frozenset({pb.JOB_STATE_SUCCEEDED, pb.JOB_STATE_FAILED, pb.JOB_STATE_CANCELLED})
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id          TEXT PRIMARY KEY,
+    state       INTEGER NOT NULL,
+    created_at  REAL NOT NULL,
+    updated_at  REAL NOT NULL,
+    expires_at  REAL NOT NULL,
+    config      BLOB NOT NULL,
+    progress    BLOB NOT NULL,
+    result      BLOB,
+    error       BLOB
+);
+CREATE INDEX IF NOT EXISTS jobs_expires_at ON jobs (expires_at);
+"""
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    job_id: str
+    state: int
+    created_at: float
+    expires_at: float
+    config: pb.DiarizeConfig
+    progress: pb.Progress
+    result: bytes | None
+    error: pb.ErrorDetail | None
+
+    @property
+    def finished(self) -> bool:
+        return self.state in TERMINAL_STATES
+
+    def status(self) -> pb.JobStatus:
+        status = pb.JobStatus(job_id=self.job_id, state=self.state, progress=self.progress)
+        status.created_at.CopyFrom(_timestamp(self.created_at))
+        status.expires_at.CopyFrom(_timestamp(self.expires_at))
+        if self.error is not None:
+            status.error.CopyFrom(self.error)
+        return status
+
+
+class JobStore:
+    def __init__(self, db_path: Path) -> None:
+        db_path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(db_path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def create(self, job_id: str, config: pb.DiarizeConfig, ttl_seconds: float) -> JobRecord:
+        now = time.time()
+        progress = pb.Progress(stage="queued", percent=0.0, clip_index=-1)
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO jobs (id, state, created_at, updated_at, expires_at, config, progress)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (job_id, pb.JOB_STATE_QUEUED, now, now, now + ttl_seconds,
+                 config.SerializeToString(), progress.SerializeToString()),
+            )
+        return JobRecord(job_id, pb.JOB_STATE_QUEUED, now, now + ttl_seconds, config, progress, None, None)
+
+    def get(self, job_id: str) -> JobRecord | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT id, state, created_at, expires_at, config, progress, result, error FROM jobs WHERE id = ?",
+                (job_id,),
+            ).fetchone()
+        return None if row is None else _record(row)
+
+    def unfinished(self) -> list[JobRecord]:
+        """Jobs a previous run of the server accepted but did not finish, oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, state, created_at, expires_at, config, progress, result, error FROM jobs"
+                " WHERE state IN (?, ?) ORDER BY created_at",
+                (pb.JOB_STATE_QUEUED, pb.JOB_STATE_RUNNING),
+            ).fetchall()
+        return [_record(row) for row in rows]
+
+    def expired(self, now: float | None = None) -> list[str]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id FROM jobs WHERE expires_at <= ?", (time.time() if now is None else now,)
+            ).fetchall()
+        return [row[0] for row in rows]
+
+    def set_running(self, job_id: str) -> None:
+        self._update(job_id, state=pb.JOB_STATE_RUNNING)
+
+    def save_progress(self, job_id: str, progress: pb.Progress) -> None:
+        self._update(job_id, progress=progress.SerializeToString())
+
+    def finish(self, job_id: str, result: pb.DiarizationResult, progress: pb.Progress) -> None:
+        self._update(
+            job_id, state=pb.JOB_STATE_SUCCEEDED, result=result.SerializeToString(),
+            progress=progress.SerializeToString(),
+        )
+
+    def fail(self, job_id: str, error: pb.ErrorDetail) -> None:
+        self._update(job_id, state=pb.JOB_STATE_FAILED, error=error.SerializeToString())
+
+    def cancel(self, job_id: str) -> None:
+        self._update(job_id, state=pb.JOB_STATE_CANCELLED)
+
+    def delete(self, job_id: str) -> bool:
+        with self._lock:
+            return self._db.execute("DELETE FROM jobs WHERE id = ?", (job_id,)).rowcount > 0
+
+    def _update(self, job_id: str, **columns: object) -> None:
+        assignments = ", ".join(f"{name} = ?" for name in columns)
+        with self._lock:
+            self._db.execute(
+                f"UPDATE jobs SET {assignments}, updated_at = ? WHERE id = ?",
+                (*columns.values(), time.time(), job_id),
+            )
+
+
+def _record(row: tuple) -> JobRecord:
+    job_id, state, created_at, expires_at, config, progress, result, error = row
+    return JobRecord(
+        job_id=job_id,
+        state=state,
+        created_at=created_at,
+        expires_at=expires_at,
+        config=pb.DiarizeConfig.FromString(config),
+        progress=pb.Progress.FromString(progress),
+        result=result,
+        error=None if error is None else pb.ErrorDetail.FromString(error),
+    )
+
+
+def _timestamp(seconds: float) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromNanoseconds(int(seconds * 1e9))
+    return stamp

@@ -1,0 +1,116 @@
+"""Checking a Diarize request's config and writing its audio to disk as it arrives.
+
+Limits are enforced twice: on the manifest (declared sizes, count, formats) before a byte is
+written, and on the bytes themselves while they stream, so a client that lies about sizes is
+stopped within one chunk of the limit. Files are stored under server-chosen names; the
+client's names are only labels.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from speakerlink.v1 import speakerlink_pb2 as pb
+from speakerlink_server import errors
+from speakerlink_server.config import ServerConfig
+from speakerlink_server.engines.registry import Engines
+
+
+@dataclass(frozen=True)
+class StoredClip:
+    index: int
+    name: str
+    path: Path
+    size: int
+
+
+def clip_format(clip: pb.ClipManifest) -> str:
+    return (clip.format or Path(clip.name).suffix.lstrip(".")).lower()
+
+
+def stored_path(audio_dir: Path, index: int, clip: pb.ClipManifest) -> Path:
+    return audio_dir / f"{index:03d}.{clip_format(clip) or 'bin'}"
+
+
+def validate_config(config: pb.DiarizeConfig, limits: ServerConfig, engines: Engines) -> None:
+    """Everything that can be refused before any audio arrives."""
+    clips = config.clips
+    if not clips:
+        raise errors.invalid_config("the manifest lists no clips")
+    if len(clips) > limits.max_clips:
+        raise errors.too_many_clips(len(clips), limits.max_clips)
+    names = [clip.name for clip in clips]
+    if any(not name.strip() for name in names):
+        raise errors.invalid_config("every clip needs a name")
+    if len(set(names)) != len(names):
+        raise errors.invalid_config("clip names must be unique within a request")
+    for index, clip in enumerate(clips):
+        fmt = clip_format(clip)
+        if fmt not in limits.formats:
+            raise errors.unsupported_format(index, clip.name, fmt, limits.formats)
+        if clip.size_bytes == 0:
+            raise errors.empty_file(index, clip.name)
+        if clip.size_bytes < 0:
+            raise errors.invalid_config(f"{clip.name}: size_bytes is negative")
+        if clip.size_bytes > limits.max_file_bytes:
+            raise errors.file_too_large(index, clip.name, clip.size_bytes, limits.max_file_bytes)
+    _validate_options(config.options, engines)
+
+
+def _validate_options(options: pb.DiarizeOptions, engines: Engines) -> None:
+    count = options.speakers
+    if min(count.exact, count.min, count.max) < 0:
+        raise errors.invalid_config("speaker counts cannot be negative")
+    if count.exact and (count.min or count.max):
+        raise errors.invalid_config("give either an exact speaker count or min/max, not both")
+    if count.min and count.max and count.min > count.max:
+        raise errors.invalid_config(f"min speakers ({count.min}) is greater than max speakers ({count.max})")
+    if options.HasField("link_threshold") and not (
+        math.isfinite(options.link_threshold) and -1.0 <= options.link_threshold <= 1.0
+    ):
+        raise errors.invalid_config(f"link_threshold must be a cosine similarity in [-1, 1], got {options.link_threshold}")
+    engines.embedder(options.engine)
+
+
+def receive_clips(
+    requests: Iterator[pb.DiarizeRequest], config: pb.DiarizeConfig, audio_dir: Path, max_file_bytes: int
+) -> list[StoredClip]:
+    """Write each clip's chunks to its file; the caller removes audio_dir if this raises."""
+    audio_dir.mkdir(parents=True, exist_ok=True)
+    clips = list(config.clips)
+    paths = [stored_path(audio_dir, i, clip) for i, clip in enumerate(clips)]
+    received = [0] * len(clips)
+    digests = [hashlib.sha256() for _ in clips]
+    handles = [path.open("wb") for path in paths]
+    try:
+        for request in requests:
+            if request.WhichOneof("payload") != "chunk":
+                raise errors.invalid_config("only audio chunks may follow the config")
+            chunk = request.chunk
+            i = chunk.clip_index
+            if not 0 <= i < len(clips):
+                raise errors.invalid_config(f"chunk for clip {i}, but the manifest has {len(clips)} clips")
+            received[i] += len(chunk.data)
+            if received[i] > max_file_bytes:
+                raise errors.file_too_large(i, clips[i].name, received[i], max_file_bytes)
+            if received[i] > clips[i].size_bytes:
+                raise errors.upload_mismatch(
+                    i, clips[i].name, f"more bytes arrived than the {clips[i].size_bytes} the manifest declared"
+                )
+            handles[i].write(chunk.data)
+            digests[i].update(chunk.data)
+    finally:
+        for handle in handles:
+            handle.close()
+    for i, clip in enumerate(clips):
+        if received[i] != clip.size_bytes:
+            raise errors.upload_mismatch(
+                i, clip.name, f"the upload ended after {received[i]} of {clip.size_bytes} bytes"
+            )
+        if clip.sha256 and digests[i].hexdigest() != clip.sha256.lower():
+            raise errors.upload_mismatch(i, clip.name, "the SHA-256 of the bytes received differs from the manifest's")
+    return [StoredClip(i, clip.name, paths[i], received[i]) for i, clip in enumerate(clips)]
