@@ -248,7 +248,7 @@ class JobManager:
             live.terminal = terminal or pb.JobEvent(job_id=job_id, error=errors.job_not_found(job_id).detail())
             live.cond.notify_all()
         self._drop_live(job_id)
-        shutil.rmtree(self.audio_dir(job_id), ignore_errors=True)
+        shutil.rmtree(self.job_dir(job_id), ignore_errors=True)
 
     def _drop_live(self, job_id: str) -> None:
         with self._lock:

@@ -1,0 +1,189 @@
+"""Bad input gets a clear, typed error with hints, and the server keeps serving."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+import soundfile as sf
+
+from speakerlink import Client, InvalidInputError, LimitExceededError, NotFoundError
+from speakerlink.upload import CHUNK_BYTES, build_config
+from speakerlink.options import diarize_options
+from speakerlink.v1 import speakerlink_pb2 as pb
+from speakerlink.v1 import speakerlink_pb2_grpc as pb_grpc
+
+
+@pytest.fixture(autouse=True)
+def server_still_serves(server):
+    """After every bad request the same server must still answer and leave no upload behind."""
+    yield
+    with Client(server.config.address) as client:
+        assert client.info().version
+    wait_until_empty(server.config.jobs_dir)
+
+
+def wait_until_empty(folder: Path, seconds: float = 5.0) -> None:
+    deadline = time.monotonic() + seconds
+    while any(folder.iterdir()):
+        assert time.monotonic() < deadline, f"left behind: {sorted(folder.rglob('*'))}"
+        time.sleep(0.05)
+
+
+def expect(error_type, code: str, client: Client, paths, **options):
+    with pytest.raises(error_type) as info:
+        client.diarize(paths, **options)
+    err = info.value
+    assert err.code == code, err.describe()
+    assert err.troubleshooting and err.recovery, "errors must say why and what to do"
+    return err
+
+
+def test_not_audio(client: Client, tmp_path: Path) -> None:
+    fake = tmp_path / "notes.wav"
+    fake.write_text("these are meeting notes, not a recording\n" * 50)
+    err = expect(InvalidInputError, "NOT_AUDIO", client, [fake])
+    assert err.clip_name == "notes.wav" and err.clip_index == 0
+
+
+@pytest.mark.parametrize("name", ["meeting.wav", "interview.flac"])
+def test_truncated_file(client: Client, samples, tmp_path: Path, name: str) -> None:
+    data = samples[name].read_bytes()
+    cut = tmp_path / name
+    cut.write_bytes(data[: len(data) // 2])
+    err = expect(InvalidInputError, "AUDIO_TRUNCATED", client, [cut])
+    assert "ends early" in err.message
+
+
+def test_truncated_m4a_has_no_readable_audio(client: Client, samples, tmp_path: Path) -> None:
+    m4a = tmp_path / "whole.m4a"
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(samples["call.mp3"]), str(m4a)], check=True)
+    cut = tmp_path / "cut.m4a"
+    cut.write_bytes(m4a.read_bytes()[: m4a.stat().st_size // 2])
+    expect(InvalidInputError, "NOT_AUDIO", client, [cut])
+
+
+def test_empty_file(client: Client, tmp_path: Path) -> None:
+    empty = tmp_path / "empty.wav"
+    empty.touch()
+    expect(InvalidInputError, "EMPTY_FILE", client, [empty])
+
+
+def test_unsupported_format(client: Client, samples, tmp_path: Path) -> None:
+    odd = tmp_path / "meeting.xyz"
+    odd.write_bytes(samples["meeting.wav"].read_bytes())
+    err = expect(InvalidInputError, "UNSUPPORTED_FORMAT", client, [odd])
+    assert "wav" in " ".join(err.troubleshooting)
+
+
+def test_too_many_clips(client: Client, server, samples) -> None:
+    clips = [samples["call.mp3"]] * (server.config.max_clips + 1)
+    expect(LimitExceededError, "TOO_MANY_CLIPS", client, clips)
+
+
+def test_declared_size_over_the_limit_is_refused_before_upload(client: Client, server, tmp_path: Path) -> None:
+    big = tmp_path / "big.wav"
+    sf.write(big, np.zeros(server.config.max_file_bytes // 2 + 16000, dtype=np.int16), 16000)  # > limit in bytes
+    expect(LimitExceededError, "FILE_TOO_LARGE", client, [big])
+
+
+def test_oversized_upload_is_stopped_while_streaming(server) -> None:
+    """A client that under-declares sizes is cut off within a chunk of the limit, not at the end."""
+    limit = server.config.max_file_bytes
+    sent = []
+
+    def requests():
+        manifest = pb.ClipManifest(name="huge.wav", size_bytes=limit)
+        yield pb.DiarizeRequest(config=pb.DiarizeConfig(clips=[manifest]))
+        chunk = b"\0" * CHUNK_BYTES
+        for _ in range(4 * limit // CHUNK_BYTES):
+            sent.append(len(chunk))
+            yield pb.DiarizeRequest(chunk=pb.AudioChunk(clip_index=0, data=chunk))
+
+    with grpc.insecure_channel(server.config.address) as channel:
+        stub = pb_grpc.SpeakerlinkStub(channel)
+        with pytest.raises(grpc.RpcError) as info:
+            list(stub.Diarize(requests(), timeout=60))
+    assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "limit" in info.value.details()
+    # The server stopped reading close to the limit; what gRPC had buffered beyond it is small.
+    assert sum(sent) < 2 * limit
+
+
+def test_clip_without_speech_gives_zero_speakers(client: Client, samples, tmp_path: Path) -> None:
+    quiet = tmp_path / "room-tone.wav"
+    rng = np.random.default_rng(0)
+    sf.write(quiet, (rng.standard_normal(16000 * 8) * 10 ** (-60 / 20)).astype(np.float32), 16000)
+    result = client.diarize([quiet, samples["call.mp3"]])
+    silent = result.clips[0]
+    assert silent.name == "room-tone.wav"
+    assert len(silent.speakers) == 0 and len(silent.segments) == 0 and silent.duration_seconds == pytest.approx(8.0, abs=0.05)
+    assert len(result.clips[1].speakers) >= 1
+
+
+def test_client_disconnect_mid_upload_removes_partial_files(server, samples) -> None:
+    path = samples["meeting.wav"]
+    config = build_config([path], diarize_options())
+    release = threading.Event()
+
+    def requests():
+        yield pb.DiarizeRequest(config=config)
+        with path.open("rb") as fh:
+            yield pb.DiarizeRequest(chunk=pb.AudioChunk(clip_index=0, data=fh.read(CHUNK_BYTES // 4)))
+        release.wait(10)  # hold the stream open with a partial file on the server
+
+    with grpc.insecure_channel(server.config.address) as channel:
+        call = pb_grpc.SpeakerlinkStub(channel).Diarize(requests())
+        deadline = time.monotonic() + 10
+        while not any(p.is_dir() and any((p / "audio").glob("*")) for p in server.config.jobs_dir.iterdir()):
+            assert time.monotonic() < deadline, "the partial upload never reached the disk"
+            time.sleep(0.05)
+        call.cancel()
+        release.set()
+    wait_until_empty(server.config.jobs_dir)
+
+
+def test_unknown_job(client: Client) -> None:
+    for call in (client.get_result, client.cancel, client.delete, lambda j: client.export(j, "rttm"),
+                 lambda j: list(client.watch(j))):
+        with pytest.raises(NotFoundError) as info:
+            call("no-such-job")
+        assert info.value.code == "JOB_NOT_FOUND"
+
+
+@pytest.mark.parametrize(
+    "options",
+    [dict(num_speakers=0), dict(min_speakers=3, max_speakers=2), dict(num_speakers=2, max_speakers=3)],
+)
+def test_bad_speaker_counts_are_refused_by_the_sdk(client: Client, samples, options) -> None:
+    with pytest.raises(ValueError):
+        client.diarize([samples["call.mp3"]], **options)
+
+
+def test_bad_options_are_refused_by_the_server(server, samples) -> None:
+    config = build_config([samples["call.mp3"]], pb.DiarizeOptions(speakers=pb.SpeakerCount(min=3, max=2)))
+    with grpc.insecure_channel(server.config.address) as channel:
+        with pytest.raises(grpc.RpcError) as info:
+            list(pb_grpc.SpeakerlinkStub(channel).Diarize(iter([pb.DiarizeRequest(config=config)]), timeout=10))
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_unknown_engine(client: Client, samples) -> None:
+    expect(InvalidInputError, "UNKNOWN_ENGINE", client, [samples["call.mp3"]], engine="nonesuch")
+
+
+def test_changed_bytes_fail_the_checksum(server, samples) -> None:
+    path = samples["call.mp3"]
+    config = build_config([path], diarize_options())
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    requests = [pb.DiarizeRequest(config=config), pb.DiarizeRequest(chunk=pb.AudioChunk(clip_index=0, data=bytes(data)))]
+    with grpc.insecure_channel(server.config.address) as channel:
+        with pytest.raises(grpc.RpcError) as info:
+            list(pb_grpc.SpeakerlinkStub(channel).Diarize(iter(requests), timeout=10))
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "SHA-256" in info.value.details()

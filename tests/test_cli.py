@@ -1,0 +1,67 @@
+"""The CLI as a person or a script uses it, against the real server."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def cli(server, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    env = os.environ | {"SPEAKERLINK_SERVER": server.config.address}
+    proc = subprocess.run(
+        [sys.executable, "-m", "speakerlink.cli", *args], capture_output=True, text=True, env=env, timeout=300
+    )
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def test_diarize_prints_text_and_plain_progress(server, samples) -> None:
+    proc = cli(server, "diarize", str(samples["meeting.wav"]), str(samples["call.mp3"]))
+    assert "== meeting.wav" in proc.stdout and "== call.mp3" in proc.stdout
+    lines = proc.stderr.splitlines()
+    assert any(line.startswith("job ") and "accepted" in line for line in lines)
+    assert any(line.startswith("embed ") for line in lines)  # plain lines, not a redrawn bar
+    assert "\r" not in proc.stderr
+
+
+@pytest.mark.parametrize("fmt", ["json", "csv", "rttm"])
+def test_diarize_formats_to_file(server, samples, tmp_path: Path, fmt: str) -> None:
+    out = tmp_path / f"result.{fmt}"
+    cli(server, "diarize", str(samples["call.mp3"]), "--format", fmt, "-o", str(out), "--no-progress", "--num-speakers", "2")
+    text = out.read_text()
+    if fmt == "json":
+        data = json.loads(text)
+        assert len(data["clips"][0]["speakers"]) == 2
+    elif fmt == "csv":
+        assert text.startswith("clip,clip_index,start,end")
+    else:
+        assert all(line.startswith("SPEAKER call 1 ") for line in text.splitlines())
+
+
+def test_info_watch_and_export(server, samples) -> None:
+    info = cli(server, "info")
+    assert "ge2e" in info.stdout and "formats:" in info.stdout
+    as_json = json.loads(cli(server, "diarize", str(samples["call.mp3"]), "--format", "json", "--no-progress").stdout)
+    job = as_json["job_id"]
+    watched = cli(server, "watch", job, "--no-progress")
+    assert "== call.mp3" in watched.stdout
+    rttm = cli(server, "export", job, "--format", "rttm")
+    assert rttm.stdout.startswith("SPEAKER call 1 ")
+
+
+def test_errors_are_explained(server, tmp_path: Path) -> None:
+    empty = tmp_path / "empty.wav"
+    empty.touch()
+    proc = cli(server, "diarize", str(empty), check=False)
+    assert proc.returncode == 1
+    assert "EMPTY_FILE" in proc.stderr and "try:" in proc.stderr
+    proc = cli(server, "export", "nope", check=False)
+    assert proc.returncode == 1 and "JOB_NOT_FOUND" in proc.stderr
+    proc = cli(server, "diarize", str(tmp_path / "missing.wav"), check=False)
+    assert proc.returncode == 2 and "no such file" in proc.stderr

@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from speakerlink_server.config import ServerConfig, parse_config
+
+
+def test_defaults() -> None:
+    config = parse_config([], env={})
+    assert config.max_clips == 10
+    assert config.max_file_bytes == 100 * 1024 * 1024
+    assert {"wav", "mp3", "m4a", "flac"} <= set(config.formats)
+
+
+def test_original_design_variables() -> None:
+    config = parse_config([], env={"UPLOAD_FOLDER": "/srv/uploads", "MAX_CONTENT_LENGTH": "1048576"})
+    assert config.data_dir == Path("/srv/uploads")
+    assert config.max_file_bytes == 1048576
+
+
+def test_flags_beat_speakerlink_variables_beat_legacy_ones() -> None:
+    env = {"MAX_CONTENT_LENGTH": "1", "SPEAKERLINK_MAX_FILE_BYTES": "2", "SPEAKERLINK_WORKERS": "3"}
+    assert parse_config([], env=env).max_file_bytes == 2
+    config = parse_config(["--max-file-bytes", "5", "--port", "0"], env=env)
+    assert (config.max_file_bytes, config.workers, config.port) == (5, 3, 0)
+
+
+@pytest.mark.parametrize("argv", [["--workers", "0"], ["--port", "70000"], ["--max-clips", "-1"]])
+def test_invalid_values_are_refused(argv: list[str]) -> None:
+    with pytest.raises(ValueError):
+        parse_config(argv, env={})
+
+
+def test_bad_integer_in_environment() -> None:
+    with pytest.raises(ValueError, match="MAX|max_file_bytes"):
+        parse_config([], env={"MAX_CONTENT_LENGTH": "lots"})
+
+
+def test_paths_follow_data_dir(tmp_path: Path) -> None:
+    config = ServerConfig(data_dir=tmp_path)
+    assert config.db_path.parent == tmp_path and config.jobs_dir.parent == tmp_path

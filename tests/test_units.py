@@ -1,0 +1,105 @@
+"""Pure pieces of the pipeline and exporters, on data built here."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from speakerlink.v1 import speakerlink_pb2 as pb
+from speakerlink_server.exporters import to_csv, to_rttm, to_text
+from speakerlink_server.pipeline.clustering import CountBounds, cluster_windows
+from speakerlink_server.pipeline.linking import LocalSpeaker, link_speakers
+from speakerlink_server.pipeline.segments import label_regions
+from speakerlink_server.pipeline.windows import speech_windows
+
+
+def voices(n: int, dim: int = 32, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    v = rng.standard_normal((n, dim))
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def noisy(center: np.ndarray, count: int, spread: float, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    x = center + spread * rng.standard_normal((count, center.size))
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def speaker(clip: int, local: int, vector: np.ndarray) -> LocalSpeaker:
+    return LocalSpeaker(clip, local, vector / np.linalg.norm(vector), 5.0)
+
+
+def test_linking_joins_the_same_voice_and_keeps_new_voices_apart() -> None:
+    a, b, c, d = voices(4)
+    speakers = [speaker(0, 0, a), speaker(0, 1, b), speaker(1, 0, a + 0.05 * c), speaker(1, 1, d)]
+    links = link_speakers(speakers, threshold=0.7)
+    assert [link.global_index for link in links] == [0, 1, 0, 2]
+    assert all(0.5 < link.confidence <= 1.0 for link in links)
+
+
+def test_cannot_link_two_speakers_of_one_clip() -> None:
+    a = voices(1)[0]
+    speakers = [speaker(0, 0, a), speaker(0, 1, a), speaker(1, 0, a)]
+    links = link_speakers(speakers, threshold=-1.0)
+    assert links[0].global_index != links[1].global_index
+    assert len({link.global_index for link in links}) == 2
+
+
+def test_linking_nothing() -> None:
+    assert link_speakers([], 0.5) == []
+
+
+def test_clustering_honours_counts() -> None:
+    a, b, c = voices(3)
+    windows = np.vstack([noisy(a, 20, 0.05, 1), noisy(b, 20, 0.05, 2), noisy(c, 20, 0.05, 3)])
+    assert len(set(cluster_windows(windows, CountBounds(), 0.5))) == 3
+    assert len(set(cluster_windows(windows, CountBounds(exact=2), 0.5))) == 2
+    assert len(set(cluster_windows(windows, CountBounds(max=2), 0.5))) == 2
+    assert len(set(cluster_windows(windows[:20], CountBounds(min=2), 0.5))) >= 2
+    assert cluster_windows(windows[:0], CountBounds(), 0.5).size == 0
+
+
+def test_windows_cover_regions() -> None:
+    windows = speech_windows([(0.0, 4.0), (5.0, 5.2), (6.0, 6.8)], window_s=1.5, hop_s=0.5, min_window_s=0.5)
+    assert windows[0] == (0, 24000) and windows[-1] == (96000, 108800)
+    assert (80000, 83200) not in windows  # 0.2 s is too short to embed
+    assert max(end for _, end in windows[:-1]) == 64000  # the tail window ends with its region
+
+
+def test_segments_follow_labels() -> None:
+    centers = np.array([0.75, 1.25, 2.75, 3.25])
+    segments = label_regions([(0.0, 4.0)], centers, np.array([0, 0, 1, 1]))
+    assert [(round(s, 2), round(e, 2), who) for s, e, who in segments] == [(0.0, 2.0, 0), (2.0, 4.0, 1)]
+
+
+@pytest.fixture()
+def result() -> pb.DiarizationResult:
+    r = pb.DiarizationResult(job_id="j1")
+    r.speakers.add(label="S1", speech_seconds=3.0, clip_indices=[0, 1])
+    r.speakers.add(label="S2", speech_seconds=1.0, clip_indices=[1])
+    c0 = r.clips.add(index=0, name="my call.wav", duration_seconds=5.0)
+    c0.speakers.add(local_label="L0", global_label="S1", confidence=0.9, speech_seconds=2.0)
+    c0.segments.add(start=0.5, end=2.5, speaker="S1", local_speaker="L0")
+    c1 = r.clips.add(index=1, name="b.mp3", duration_seconds=4.0)
+    c1.speakers.add(local_label="L0", global_label="S2", confidence=0.8, speech_seconds=1.0)
+    c1.speakers.add(local_label="L1", global_label="S1", confidence=0.95, speech_seconds=1.0)
+    c1.segments.add(start=0.0, end=1.0, speaker="S2", local_speaker="L0")
+    c1.segments.add(start=1.0, end=2.0, speaker="S1", local_speaker="L1")
+    r.summary.clips, r.summary.unique_speakers = 2, 2
+    return r
+
+
+def test_rttm(result: pb.DiarizationResult) -> None:
+    assert to_rttm(result).splitlines() == [
+        "SPEAKER my_call 1 0.500 2.000 <NA> <NA> S1 <NA> <NA>",
+        "SPEAKER b 1 0.000 1.000 <NA> <NA> S2 <NA> <NA>",
+        "SPEAKER b 1 1.000 1.000 <NA> <NA> S1 <NA> <NA>",
+    ]
+
+
+def test_csv_and_text(result: pb.DiarizationResult) -> None:
+    rows = to_csv(result).splitlines()
+    assert rows[0].startswith("clip,clip_index,start,end,duration,speaker,local_speaker,link_confidence")
+    assert rows[1] == "my call.wav,0,0.500,2.500,2.000,S1,L0,0.900,"
+    text = to_text(result)
+    assert "S1" in text and "== b.mp3" in text and "[00:01.00 - 00:02.00] S1" in text
