@@ -14,8 +14,6 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 sys.path.insert(0, str(ROOT / "examples"))
 sys.path.insert(0, str(ROOT))
 
-import sample_clips  # noqa: E402
-
 from speakerlink import Client  # noqa: E402
 from speakerlink_server.config import ServerConfig  # noqa: E402
 from speakerlink_server.main import RunningServer, start_server  # noqa: E402
@@ -28,6 +26,8 @@ def make_config(data_dir: Path, **overrides) -> ServerConfig:
 @pytest.fixture(scope="session")
 def samples(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The demo set: three clips with a shared cast, in wav, mp3 and flac, plus reference.rttm."""
+    import sample_clips
+
     out = tmp_path_factory.mktemp("samples")
     paths = sample_clips.write_sample_set(out)
     return {p.name: p for p in paths} | {"reference.rttm": out / "reference.rttm"}

@@ -1,9 +1,24 @@
 """Cross-clip linking: which clips' local speakers are one person.
 
-Constrained average-linkage clustering of per-speaker centroids: the most similar pair of
-groups merges while their similarity clears the threshold and they share no clip (two
-speakers of one clip are never one person: cannot-link). A voice heard in one clip only
-stays its own global speaker, however many there are.
+Constrained complete-linkage clustering of per-speaker centroids: the pair of groups with the
+best score merges while every cross pair of members clears the bar and the groups share no
+clip (two speakers of one clip are never one person: cannot-link). A voice heard in one clip
+only stays its own global speaker, however many there are. Complete rather than average
+linkage, so a third voice that resembles one member of a linked pair cannot ride on the
+pair's average (on libri-dev-linking a distractor joined a true pair that way).
+
+Scores. A raw centroid cosine means different things for different voices: some voices sit
+close to many others. When the job has enough speakers, each pair is therefore also scored
+with adaptive symmetric score normalisation (AS-norm) against a cohort taken from the job
+itself: for the pair (i, j), i's cohort is the TOP_COHORT speakers of other clips (j left out)
+most similar to i, and
+
+    z(i, j) = ((s - mean_i) / std_i + (s - mean_j) / std_j) / 2.
+
+A pair links when z clears LINK_Z and its raw cosine clears `threshold` (the engine's or the
+request's cosine floor); merges go in order of z. With too small a cohort (a job of 2-3 small
+clips) the statistics are meaningless, so the raw cosine alone decides, with the stricter bar
+`threshold + SMALL_JOB_MARGIN`, because nothing else guards against a look-alike voice.
 """
 
 from __future__ import annotations
@@ -12,9 +27,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# Confidence is a logistic of the margin to the threshold: a margin of 0.05 cosine gives about
-# 0.82, 0.1 gives 0.95. The slope suits the spread of GE2E and TitaNet centroid similarities.
+# Confidence is a logistic of the margin to the bar. Raw cosine: a margin of 0.05 gives about
+# 0.82, 0.1 gives 0.95 (suits GE2E and TitaNet centroid similarities). AS-norm z: a margin of
+# 0.5 gives about 0.82, 1.0 about 0.95.
 CONFIDENCE_SLOPE = 30.0
+CONFIDENCE_SLOPE_Z = 3.0
+
+TOP_COHORT = 5       # cohort size for AS-norm
+MIN_COHORT = 8       # fewest other-clip speakers (beyond the pair) for AS-norm to be used
+LINK_Z = 1.1         # AS-norm bar; libri-dev-linking is perfect for 1.0..1.25
+SMALL_JOB_MARGIN = 0.06
+FLOOR_Z_GAP = 0.5    # how far under LINK_Z a pair below the cosine floor is put
 
 
 @dataclass(frozen=True)
@@ -36,33 +59,70 @@ def link_speakers(speakers: list[LocalSpeaker], threshold: float) -> list[Link]:
     if not speakers:
         return []
     vectors = np.stack([s.centroid for s in speakers])
+    clips = np.array([s.clip_index for s in speakers])
     similarity = vectors @ vectors.T
-    groups: list[list[int]] = [[i] for i in range(len(speakers))]
-    while True:
-        best, pair = threshold, None
-        for a in range(len(groups)):
-            clips_a = {speakers[i].clip_index for i in groups[a]}
-            for b in range(a + 1, len(groups)):
-                if clips_a & {speakers[i].clip_index for i in groups[b]}:
-                    continue
-                score = float(similarity[np.ix_(groups[a], groups[b])].mean())
-                if score > best:
-                    best, pair = score, (a, b)
-        if pair is None:
-            break
-        a, b = pair
-        groups[a] = groups[a] + groups[b]
-        del groups[b]
+    other_clip = clips[:, None] != clips[None, :]
+    if int(other_clip.sum(axis=1).min()) - 1 >= MIN_COHORT:
+        normalised = as_norm(similarity, other_clip, TOP_COHORT)
+        bar, slope = LINK_Z, CONFIDENCE_SLOPE_Z
+        # Below the cosine floor a pair can never link: its z is capped under the bar (and
+        # kept finite, so it still tells how sure a decision not to link is).
+        score = np.where(similarity >= threshold, normalised, np.minimum(normalised, bar - FLOOR_Z_GAP))
+    else:
+        score, bar, slope = similarity, threshold + SMALL_JOB_MARGIN, CONFIDENCE_SLOPE
+    groups = _constrained_complete_linkage(score, clips, bar)
     groups.sort(key=lambda g: min((speakers[i].clip_index, speakers[i].local_index) for i in g))
     group_of = {i: g for g, members in enumerate(groups) for i in members}
     links = []
     for i in range(len(speakers)):
         members = [j for j in groups[group_of[i]] if j != i]
         if members:
-            margin = float(similarity[i, members].mean()) - threshold
+            margin = float(score[i, members].min()) - bar
         else:
-            # Not linking is right as long as no other group is similar enough.
-            others = [j for j in range(len(speakers)) if speakers[j].clip_index != speakers[i].clip_index]
-            margin = threshold - (float(similarity[i, others].max()) if others else -1.0)
-        links.append(Link(group_of[i], float(1.0 / (1.0 + np.exp(-CONFIDENCE_SLOPE * margin)))))
+            # Not linking is right as long as no speaker of another clip clears the bar.
+            others = np.flatnonzero(other_clip[i])
+            margin = bar - (float(score[i, others].max()) if others.size else -1.0)
+        links.append(Link(group_of[i], float(1.0 / (1.0 + np.exp(-slope * float(np.clip(margin, -10.0, 10.0)))))))
     return links
+
+
+def as_norm(similarity: np.ndarray, other_clip: np.ndarray, top: int) -> np.ndarray:
+    """Symmetric AS-norm of a square cosine matrix, cohort = the job's speakers of other clips.
+
+    For the pair (i, j), i's statistics come from its `top` most similar speakers of other
+    clips with j itself left out, so a true partner does not inflate its own cohort.
+    """
+    n = len(similarity)
+    mean = np.zeros((n, n))
+    std = np.ones((n, n))
+    for i in range(n):
+        cohort = np.flatnonzero(other_clip[i])
+        ranked = cohort[np.argsort(-similarity[i, cohort], kind="stable")]
+        head = similarity[i, ranked[: top + 1]]
+        for j in range(n):
+            values = head[ranked[: top + 1] != j][:top] if j in ranked[: top + 1] else head[:top]
+            if values.size:
+                mean[i, j] = values.mean()
+                std[i, j] = max(float(values.std()), 0.02)  # floor: a flat cohort is no evidence
+    return 0.5 * ((similarity - mean) / std + (similarity - mean.T) / std.T)
+
+
+def _constrained_complete_linkage(score: np.ndarray, clips: np.ndarray, bar: float) -> list[list[int]]:
+    """Groups of indices: merge the best pair of groups (by their worst cross score) while that
+    score clears `bar` and the groups share no clip."""
+    groups: list[list[int]] = [[i] for i in range(len(score))]
+    while True:
+        best, pair = bar, None
+        for a in range(len(groups)):
+            clips_a = set(clips[groups[a]].tolist())
+            for b in range(a + 1, len(groups)):
+                if clips_a & set(clips[groups[b]].tolist()):
+                    continue
+                value = float(score[np.ix_(groups[a], groups[b])].min())
+                if value >= best and (pair is None or value > best):
+                    best, pair = value, (a, b)
+        if pair is None:
+            return groups
+        a, b = pair
+        groups[a] = groups[a] + groups[b]
+        del groups[b]
