@@ -18,7 +18,8 @@ import numpy as np
 import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
-from _server import ROOT, server_process  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks._server import ROOT, server_process  # noqa: E402
 
 from speakerlink import Client  # noqa: E402
 

@@ -8,6 +8,7 @@ The job is refused after the upload (not audio), so only receiving is measured.
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 import threading
 import time
@@ -15,9 +16,10 @@ from pathlib import Path
 
 import psutil
 
-from _server import server_process
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks._server import server_process  # noqa: E402
 
-from speakerlink import Client, SpeakerlinkError
+from speakerlink import Client, SpeakerlinkError  # noqa: E402
 
 MB = 1_000_000
 

@@ -1,0 +1,40 @@
+"""Quality on the real recordings of ../shared/data, through the real server and client.
+
+Prints per-clip DER, global DER (one mapping over all clips), linking accuracy and speaker
+counts for each folder, scored as ../shared/data/README.md defines (0.25 s collar, overlap
+scored). Usage: python benchmarks/quality.py [FOLDER ...] (default: libri-dev-linking, ami-train).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks._server import ROOT, server_process  # noqa: E402
+from benchmarks.scoring import read_rttm, read_uem, score  # noqa: E402
+
+from speakerlink import Client  # noqa: E402
+
+
+def main(folders: list[Path]) -> None:
+    with server_process("--max-clips", "64") as (_, address), Client(address) as client:
+        for folder in folders:
+            clips = sorted((folder / "audio").glob("*.wav"))
+            started = time.monotonic()
+            result = client.diarize(clips, timeout=3600)
+            wall = time.monotonic() - started
+            hypothesis = {Path(c.name).stem: [(s.start, s.end, s.speaker) for s in c.segments] for c in result.clips}
+            scores = score(read_rttm(folder / "all.rttm"), hypothesis, read_uem(folder / "all.uem"))
+            print(f"== {folder.name}: {len(clips)} clips, {result.summary.audio_seconds:.0f} s, "
+                  f"processed in {result.summary.processing_seconds:.1f} s ({wall:.1f} s with upload)")
+            for line in scores.lines():
+                print("  " + line)
+            print("  per clip DER: " + ", ".join(f"{k} {100 * v:.1f}" for k, v in scores.per_clip_der.items()))
+
+
+if __name__ == "__main__":
+    shared = ROOT.parent / "shared" / "data"
+    args = [Path(a) for a in sys.argv[1:]] or [shared / "libri-dev-linking", shared / "ami-train"]
+    main(args)
