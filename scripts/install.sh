@@ -6,10 +6,10 @@ cd "$(dirname "$0")/.."
 
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-if ! command -v ffmpeg >/dev/null || ! command -v espeak-ng >/dev/null; then
+if ! command -v ffmpeg >/dev/null || ! command -v espeak-ng >/dev/null || ! command -v sox >/dev/null; then
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -qq
-  $SUDO apt-get install -y -qq --no-install-recommends ffmpeg espeak-ng libsndfile1 >/dev/null
+  $SUDO apt-get install -y -qq --no-install-recommends ffmpeg espeak-ng sox libsndfile1 >/dev/null
 fi
 
 PYTHON=${PYTHON:-python3}
