@@ -104,7 +104,7 @@ def _follow(client: Client, events, display: ProgressDisplay | None, args: argpa
     try:
         for event in events:
             if event.HasField("accepted") and display is not None:
-                print(f"job {event.job_id} accepted", file=sys.stderr)
+                display.note(f"job {event.job_id} accepted")
             if event.HasField("progress") and display is not None:
                 display.progress(event.progress)
             if is_terminal(event):

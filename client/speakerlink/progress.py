@@ -27,6 +27,12 @@ class ProgressDisplay:
             where = f"[{progress.clip_index + 1}/{len(self._names)}] "
         self._show(progress.stage, progress.percent, where + progress.message, plain_step=10)
 
+    def note(self, text: str) -> None:
+        """A line of its own, below the bar (which is redrawn on the next update)."""
+        self.close()
+        self._out.write(text + "\n")
+        self._out.flush()
+
     def close(self) -> None:
         if self._tty and self._last_line:
             self._out.write("\n")
