@@ -65,3 +65,30 @@ def test_errors_are_explained(server, tmp_path: Path) -> None:
     assert proc.returncode == 1 and "JOB_NOT_FOUND" in proc.stderr
     proc = cli(server, "diarize", str(tmp_path / "missing.wav"), check=False)
     assert proc.returncode == 2 and "no such file" in proc.stderr
+
+
+def test_progress_bar_on_a_terminal(server, samples) -> None:
+    import pty
+
+    leader, follower = pty.openpty()
+    env = os.environ | {"SPEAKERLINK_SERVER": server.config.address}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "speakerlink.cli", "diarize", str(samples["call.mp3"])],
+        stdout=subprocess.PIPE, stderr=follower, env=env,
+    )
+    os.close(follower)
+    screen = b""
+    while True:
+        try:
+            data = os.read(leader, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not data:
+            break
+        screen += data
+    proc.wait(120)
+    os.close(leader)
+    text = screen.decode(errors="replace")
+    assert proc.returncode == 0
+    assert "\r[" in text and "100.0%" in text  # a bar redrawn in place
+    assert "accepted\r\n" in text or "accepted\n" in text

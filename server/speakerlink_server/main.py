@@ -22,6 +22,7 @@ from speakerlink_server.engines.registry import load_engines
 from speakerlink_server.jobs import JobManager
 from speakerlink_server.servicer import SpeakerlinkServicer
 from speakerlink_server.store import JobStore
+from speakerlink_server.uploads import MAX_CHUNK_BYTES
 
 log = logging.getLogger("speakerlink_server")
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Speakerlink"].full_name
@@ -53,7 +54,7 @@ def start_server(config: ServerConfig) -> RunningServer:
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=RPC_THREADS, thread_name_prefix="speakerlink-rpc"),
         maximum_concurrent_rpcs=RPC_THREADS * 4,
-        options=[("grpc.max_receive_message_length", 4 * 1024 * 1024 + 64 * 1024)],
+        options=[("grpc.max_receive_message_length", MAX_CHUNK_BYTES + 64 * 1024)],  # + framing of the chunk
     )
     pb_grpc.add_SpeakerlinkServicer_to_server(SpeakerlinkServicer(config, store, jobs, engines), server)
     health_servicer = health.HealthServicer()

@@ -18,7 +18,7 @@ from speakerlink_server.exporters import EXPORTERS, export
 from speakerlink_server.jobs import JobManager
 from speakerlink_server.pipeline import audio
 from speakerlink_server.store import JobStore
-from speakerlink_server.uploads import receive_clips, validate_config
+from speakerlink_server.uploads import MAX_CHUNK_BYTES, receive_clips, validate_config
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ class SpeakerlinkServicer(pb_grpc.SpeakerlinkServicer):
             device=self._engines.device,
             limits=pb.Limits(
                 max_clips=c.max_clips, max_file_bytes=c.max_file_bytes, max_queued_jobs=c.max_queued_jobs,
-                workers=c.workers, max_chunk_bytes=4 * 1024 * 1024, job_ttl_seconds=c.job_ttl_seconds,
+                workers=c.workers, max_chunk_bytes=MAX_CHUNK_BYTES, job_ttl_seconds=c.job_ttl_seconds,
             ),
             formats=c.formats,
             default_link_threshold=self._engines.embedder("auto").link_threshold,

@@ -20,6 +20,10 @@ from speakerlink_server.config import ServerConfig
 from speakerlink_server.engines.registry import Engines
 
 
+# The largest audio chunk a client may send: gRPC's default message limit. The SDK sends 256 KiB.
+MAX_CHUNK_BYTES = 4 * 1024 * 1024
+
+
 @dataclass(frozen=True)
 class StoredClip:
     index: int
