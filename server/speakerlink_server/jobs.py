@@ -32,12 +32,15 @@ class JobCancelled(Exception):
 
 
 class _Live:
-    """In-memory state of an unfinished job, shared by its worker and its subscribers."""
+    """In-memory state of an unfinished job, shared by its worker and its subscribers.
+
+    Every progress update is kept (a job has a few per clip), so a subscriber that falls
+    behind still sees each stage in order rather than only the latest.
+    """
 
     def __init__(self, progress: pb.Progress) -> None:
         self.cond = threading.Condition()
-        self.progress = progress
-        self.version = 0
+        self.history = [progress]
         self.terminal: pb.JobEvent | None = None
         self.cancel_requested = False
 
@@ -120,16 +123,17 @@ class JobManager:
                 raise errors.job_not_found(job_id)
             yield self._terminal_event(record)
             return
-        seen = -1
+        with live.cond:
+            seen = len(live.history) - 1  # start from where the job is now
         while True:
             with live.cond:
-                while live.version == seen and live.terminal is None and is_active() and not self._stopping:
+                while len(live.history) == seen and live.terminal is None and is_active() and not self._stopping:
                     live.cond.wait(WAKE_S)
-                version, progress, terminal = live.version, live.progress, live.terminal
+                fresh, terminal = live.history[seen:], live.terminal
             if not is_active() or (self._stopping and terminal is None):
                 return
-            if version != seen:
-                seen = version
+            seen += len(fresh)
+            for progress in fresh:
                 yield pb.JobEvent(job_id=job_id, progress=progress)
             if terminal is not None:
                 yield terminal
@@ -233,9 +237,8 @@ class JobManager:
 
     def _publish(self, job_id: str, live: _Live, progress: pb.Progress, persist: bool = True) -> None:
         with live.cond:
-            progress.percent = max(progress.percent, live.progress.percent)
-            live.progress = progress
-            live.version += 1
+            progress.percent = max(progress.percent, live.history[-1].percent)
+            live.history.append(progress)
             live.cond.notify_all()
         if persist:
             self._store.save_progress(job_id, progress)
