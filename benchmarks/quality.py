@@ -12,10 +12,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from speakerlink import Client  # noqa: E402
+
 from benchmarks._server import ROOT, server_process  # noqa: E402
 from benchmarks.scoring import read_rttm, read_uem, score  # noqa: E402
-
-from speakerlink import Client  # noqa: E402
 
 
 def main(folders: list[Path]) -> None:

@@ -19,9 +19,9 @@ import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks._server import ROOT, server_process  # noqa: E402
-
 from speakerlink import Client  # noqa: E402
+
+from benchmarks._server import ROOT, server_process  # noqa: E402
 
 SECONDS = 600
 RATE = 16000

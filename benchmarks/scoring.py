@@ -120,7 +120,7 @@ def linking_accuracy(reference: Turns, hypothesis: Turns) -> tuple[float, int]:
             best = max(overlap, key=overlap.get) if overlap and max(overlap.values()) > 0 else None
             item_label[(clip, who)] = best
     correct = 0
-    for (clip, who), label in item_label.items():
+    for (_, who), label in item_label.items():
         truth = {item for item in item_label if item[1] == who}
         found = {item for item, lab in item_label.items() if label is not None and lab == label}
         correct += label is not None and truth == found

@@ -17,9 +17,9 @@ from pathlib import Path
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks._server import server_process  # noqa: E402
-
 from speakerlink import Client, SpeakerlinkError  # noqa: E402
+
+from benchmarks._server import server_process  # noqa: E402
 
 MB = 1_000_000
 
@@ -58,7 +58,7 @@ def main() -> None:
                     for _ in range(size):
                         fh.write(os.urandom(MB))
 
-                def upload() -> None:
+                def upload(path: Path = path) -> None:
                     try:
                         client.diarize([path])
                     except SpeakerlinkError as err:

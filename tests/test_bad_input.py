@@ -11,10 +11,9 @@ import grpc
 import numpy as np
 import pytest
 import soundfile as sf
-
 from speakerlink import Client, InvalidInputError, LimitExceededError, NotFoundError
-from speakerlink.upload import CHUNK_BYTES, build_config
 from speakerlink.options import diarize_options
+from speakerlink.upload import CHUNK_BYTES, build_config
 from speakerlink.v1 import speakerlink_pb2 as pb
 from speakerlink.v1 import speakerlink_pb2_grpc as pb_grpc
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from speakerlink_server.config import ServerConfig, parse_config
 
 

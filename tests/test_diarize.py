@@ -12,7 +12,6 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-
 from speakerlink import Client, NotFoundError
 from speakerlink.v1 import speakerlink_pb2 as pb
 

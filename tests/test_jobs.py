@@ -10,7 +10,6 @@ import grpc
 import numpy as np
 import pytest
 import soundfile as sf
-
 from conftest import make_config
 from speakerlink import Client, FailedPreconditionError, JobCancelledError, LimitExceededError, NotFoundError
 from speakerlink.events import is_terminal, terminal_outcome

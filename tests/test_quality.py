@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from benchmarks.scoring import read_rttm, read_uem, score
 from conftest import make_config, shared_folder
 from speakerlink import Client
 from speakerlink_server.main import start_server
+
+from benchmarks.scoring import read_rttm, read_uem, score
 
 
 def diarize_folder(server, folder: Path):

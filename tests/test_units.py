@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from speakerlink.v1 import speakerlink_pb2 as pb
 from speakerlink_server.exporters import to_csv, to_rttm, to_text
 from speakerlink_server.pipeline.clustering import CountBounds, cluster_windows

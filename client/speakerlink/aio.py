@@ -12,9 +12,9 @@ import grpc.aio
 from speakerlink.client import CHANNEL_OPTIONS, DEFAULT_TARGET, ProgressCallback
 from speakerlink.errors import error_from_rpc
 from speakerlink.events import (
-    Deadline,
     REATTACH_ATTEMPTS,
     REATTACH_CODES,
+    Deadline,
     backoff,
     is_terminal,
     stream_lost,

@@ -10,9 +10,9 @@ import grpc
 
 from speakerlink.errors import error_from_rpc
 from speakerlink.events import (
-    Deadline,
     REATTACH_ATTEMPTS,
     REATTACH_CODES,
+    Deadline,
     backoff,
     is_terminal,
     stream_lost,

@@ -11,7 +11,6 @@ import grpc
 from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
-
 from speakerlink.v1 import speakerlink_pb2 as pb
 
 DOMAIN = "speakerlink.v1"

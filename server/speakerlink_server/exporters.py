@@ -12,7 +12,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from google.protobuf import json_format
-
 from speakerlink.v1 import speakerlink_pb2 as pb
 
 
@@ -62,7 +61,7 @@ def to_rttm(result: pb.DiarizationResult) -> str:
     """One RTTM for all clips: file id is the clip name without extension, speaker the global label."""
     stems = [Path(clip.name).stem for clip in result.clips]
     lines = []
-    for clip, stem in zip(result.clips, stems):
+    for clip, stem in zip(result.clips, stems, strict=True):
         file_id = re.sub(r"\s+", "_", stem if stems.count(stem) == 1 else clip.name)
         for seg in clip.segments:
             lines.append(

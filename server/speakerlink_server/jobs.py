@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from speakerlink.v1 import speakerlink_pb2 as pb
+
 from speakerlink_server import errors
 from speakerlink_server.config import ServerConfig
 from speakerlink_server.engines.registry import Engines

@@ -14,9 +14,9 @@ import grpc
 import torch
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-
 from speakerlink.v1 import speakerlink_pb2 as pb
 from speakerlink.v1 import speakerlink_pb2_grpc as pb_grpc
+
 from speakerlink_server.config import ServerConfig, parse_config
 from speakerlink_server.engines.registry import load_engines
 from speakerlink_server.jobs import JobManager

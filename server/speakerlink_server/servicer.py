@@ -8,9 +8,9 @@ import uuid
 from collections.abc import Iterator
 
 import grpc
-
 from speakerlink.v1 import speakerlink_pb2 as pb
 from speakerlink.v1 import speakerlink_pb2_grpc as pb_grpc
+
 from speakerlink_server import __version__, errors
 from speakerlink_server.config import ServerConfig
 from speakerlink_server.engines.registry import Engines

@@ -11,8 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
-
 from speakerlink.v1 import speakerlink_pb2 as pb
+
 from speakerlink_server import errors
 from speakerlink_server.engines.base import Embedder, VoiceActivityDetector
 from speakerlink_server.engines.ge2e import Ge2eEmbedder

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
 from speakerlink.v1 import speakerlink_pb2 as pb
+
 from speakerlink_server.engines.base import Embedder, VoiceActivityDetector
 from speakerlink_server.pipeline import audio
 from speakerlink_server.pipeline.clustering import CountBounds, centroids, cluster_windows
@@ -120,13 +120,13 @@ def analyse_clip(
 def assemble(
     clips: list[ClipInput], analyses: list[ClipAnalysis], speakers: list[LocalSpeaker], links: list
 ) -> pb.DiarizationResult:
-    global_of = {(s.clip_index, s.local_index): link for s, link in zip(speakers, links)}
+    global_of = {(s.clip_index, s.local_index): link for s, link in zip(speakers, links, strict=True)}
     count = 1 + max((link.global_index for link in links), default=-1)
     labels = [f"S{i + 1}" for i in range(count)]
     result = pb.DiarizationResult()
     totals = np.zeros(count)
     occurs: list[list[int]] = [[] for _ in range(count)]
-    for clip, analysis in zip(clips, analyses):
+    for clip, analysis in zip(clips, analyses, strict=True):
         out = result.clips.add(index=clip.index, name=clip.name, duration_seconds=analysis.duration)
         for speaker in analysis.speakers:
             link = global_of[(clip.index, speaker.local_index)]

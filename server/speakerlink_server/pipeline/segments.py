@@ -27,6 +27,6 @@ def label_regions(
         frame_labels = labels[nearest]
         cuts = np.flatnonzero(np.diff(frame_labels)) + 1
         bounds = [0, *cuts.tolist(), len(frame_labels)]
-        for a, b in zip(bounds[:-1], bounds[1:]):
+        for a, b in zip(bounds[:-1], bounds[1:], strict=True):
             segments.append((start + a * STEP_S, min(end, start + b * STEP_S), int(frame_labels[a])))
     return segments
