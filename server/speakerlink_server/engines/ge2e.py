@@ -6,10 +6,15 @@ that scale from one mel spectrogram per clip and run them through the LSTM in ba
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
-from resemblyzer import VoiceEncoder
-from resemblyzer.audio import wav_to_mel_spectrogram
+
+with warnings.catch_warnings():  # resemblyzer's webrtcvad still imports pkg_resources
+    warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
+    from resemblyzer import VoiceEncoder
+    from resemblyzer.audio import wav_to_mel_spectrogram
 
 from speakerlink_server.pipeline.audio import SAMPLE_RATE
 
