@@ -1,20 +1,19 @@
-.PHONY: install demo test bench protos
+.PHONY: demo test bench protos
 
-install: .venv/.installed
-
-.venv/.installed: pyproject.toml scripts/install.sh
-	bash scripts/install.sh
+.venv/.installed-%: pyproject.toml scripts/install.sh
+	bash scripts/install.sh $*
 	touch $@
 
-demo: install
+demo: .venv/.installed-server
 	bash scripts/demo.sh
 
-test: install
+test: .venv/.installed-dev
 	.venv/bin/python -m pytest
 
-bench: install
+bench: .venv/.installed-dev
 	.venv/bin/python benchmarks/realtime_factor.py
 	.venv/bin/python benchmarks/upload_memory.py
+	.venv/bin/python benchmarks/quality.py
 
 protos:
 	.venv/bin/python protos/generate.py

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install what the server, the tests and the demo need: system tools, then a virtualenv.
+# Install system tools, then a virtualenv with the project and an extra: `server` (the demo:
+# embedded default only) or `dev` (tests: adds NeMo TitaNet and test tools; the default).
 # CPU-only torch is pinned here; a GPU host installs a CUDA build of torch instead (README).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,5 +17,6 @@ PYTHON=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/pip install -q --upgrade pip
 .venv/bin/pip install -q "torch==${TORCH_VERSION:-2.13.0}"
-.venv/bin/pip install -q -e '.[dev]'
-echo "installed into .venv"
+EXTRA=${1:-dev}
+.venv/bin/pip install -q -e ".[$EXTRA]"
+echo "installed speakerlink[$EXTRA] into .venv"

@@ -20,7 +20,9 @@ from speakerlink_server.main import RunningServer, start_server  # noqa: E402
 
 
 def make_config(data_dir: Path, **overrides) -> ServerConfig:
-    return replace(ServerConfig(host="127.0.0.1", port=0, data_dir=data_dir, grace_seconds=2.0), **overrides)
+    """A server on a free loopback port; TitaNet is off unless a test gives it weights."""
+    base = ServerConfig(host="127.0.0.1", port=0, data_dir=data_dir, grace_seconds=2.0, titanet_model="")
+    return replace(base, **overrides)
 
 
 @pytest.fixture(scope="session")

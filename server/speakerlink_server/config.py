@@ -27,6 +27,7 @@ class ServerConfig:
     max_queued_jobs: int = 16
     job_ttl_seconds: int = 7 * 24 * 3600
     engine: str = "auto"
+    titanet_model: str = "nvidia/speakerverification_en_titanet_large"  # "" turns TitaNet off
     torch_threads: int = 0  # 0: one per CPU core
     formats: tuple[str, ...] = DEFAULT_FORMATS
     grace_seconds: float = 10.0
@@ -55,6 +56,7 @@ _ENV = {
     "max_queued_jobs": ("SPEAKERLINK_MAX_QUEUED_JOBS", None),
     "job_ttl_seconds": ("SPEAKERLINK_JOB_TTL_SECONDS", None),
     "engine": ("SPEAKERLINK_ENGINE", None),
+    "titanet_model": ("SPEAKERLINK_TITANET_MODEL", None),
     "torch_threads": ("SPEAKERLINK_TORCH_THREADS", None),
 }
 
@@ -69,7 +71,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, help="jobs processed at once (default 1)")
     parser.add_argument("--max-queued-jobs", type=int, help="jobs waiting before new ones are refused (default 16)")
     parser.add_argument("--job-ttl-seconds", type=int, help="how long results and audio are kept (default 7 days)")
-    parser.add_argument("--engine", help="embedder: auto or a name from `speakerlink info` (default auto)")
+    parser.add_argument("--engine", help="embedder: auto (TitaNet where it loads, else GE2E) or titanet / ge2e to force one")
+    parser.add_argument(
+        "--titanet-model",
+        help="TitaNet weights: a pretrained name (NeMo/Hugging Face cache) or a .nemo file; '' turns TitaNet off",
+    )
     parser.add_argument("--torch-threads", type=int, help="CPU threads for inference (default: one per core)")
 
 
@@ -80,7 +86,7 @@ def load_config(args: argparse.Namespace | None = None, env: Mapping[str, str] |
     for name, (primary, legacy) in _ENV.items():
         flag = getattr(args, name, None) if args is not None else None
         raw = flag if flag is not None else env.get(primary, env.get(legacy) if legacy else None)
-        if raw is None or raw == "":
+        if raw is None or (raw == "" and types[name] not in (str, "str")):
             continue
         values[name] = _coerce(name, types[name], raw)
     config = ServerConfig(**values)

@@ -48,7 +48,7 @@ class RunningServer:
 def start_server(config: ServerConfig) -> RunningServer:
     torch.set_num_threads(config.torch_threads or os.cpu_count() or 1)
     config.jobs_dir.mkdir(parents=True, exist_ok=True)
-    engines = load_engines(config.engine)
+    engines = load_engines(config)
     store = JobStore(config.db_path)
     jobs = JobManager(config, store, engines)
     server = grpc.server(

@@ -6,6 +6,7 @@ thresholds calibrated for its own cosine scale (GE2E's and TitaNet's differ).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Protocol
 
 import numpy as np
@@ -31,3 +32,21 @@ class Embedder(Protocol):
     def embed(self, wav: np.ndarray, windows: list[tuple[int, int]]) -> np.ndarray:
         """One L2-normalised row per (start, end) sample window; shape (len(windows), dim)."""
         ...
+
+
+def batches_by_length(spans: list[tuple[int, int]], batch: int) -> Iterator[tuple[list[int], int]]:
+    """(row indices, length) batches of equal-length spans, so no batch needs padding.
+
+    Nearly all windows have the full length; only speech regions shorter than a window give
+    a few shorter ones.
+    """
+    by_length: dict[int, list[int]] = {}
+    for i, (start, end) in enumerate(spans):
+        by_length.setdefault(end - start, []).append(i)
+    for length, rows in by_length.items():
+        for k in range(0, len(rows), batch):
+            yield rows[k : k + batch], length
+
+
+def unit_rows(vectors: np.ndarray) -> np.ndarray:
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-8)

@@ -16,6 +16,7 @@ with warnings.catch_warnings():  # resemblyzer's webrtcvad still imports pkg_res
     from resemblyzer import VoiceEncoder
     from resemblyzer.audio import wav_to_mel_spectrogram
 
+from speakerlink_server.engines.base import batches_by_length, unit_rows
 from speakerlink_server.pipeline.audio import SAMPLE_RATE
 
 HOP_SAMPLES = SAMPLE_RATE // 100  # one mel frame every 10 ms
@@ -48,20 +49,13 @@ class Ge2eEmbedder:
             return np.zeros((0, self.dim), dtype=np.float32)
         mel = wav_to_mel_spectrogram(_normalize_speech_level(wav, windows))
         spans = [(start // HOP_SAMPLES, max(start // HOP_SAMPLES + 1, end // HOP_SAMPLES)) for start, end in windows]
+        spans = [(a, min(b, len(mel))) for a, b in spans]
         out = np.zeros((len(spans), self.dim), dtype=np.float32)
-        # Windows of one length go through the LSTM together; short speech regions make a few
-        # windows shorter than the rest.
-        by_length: dict[int, list[int]] = {}
-        for i, (a, b) in enumerate(spans):
-            by_length.setdefault(min(b, len(mel)) - a, []).append(i)
         with torch.inference_mode():
-            for length, rows in by_length.items():
-                for k in range(0, len(rows), BATCH):
-                    chunk = rows[k : k + BATCH]
-                    frames = np.stack([mel[spans[i][0] : spans[i][0] + length] for i in chunk])
-                    vectors = self._encoder(torch.from_numpy(frames).to(self.device)).cpu().numpy()
-                    out[chunk] = vectors
-        return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-8)
+            for rows, length in batches_by_length(spans, BATCH):
+                frames = np.stack([mel[spans[i][0] : spans[i][0] + length] for i in rows])
+                out[rows] = self._encoder(torch.from_numpy(frames).to(self.device)).cpu().numpy()
+        return unit_rows(out)
 
 
 TARGET_DBFS = -30.0  # the level Resemblyzer's own preprocessing brings speech to

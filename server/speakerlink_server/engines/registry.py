@@ -1,7 +1,8 @@
 """Load every engine once at server start and say which is active and why.
 
 Adding an embedder means one module implementing engines.base.Embedder and one entry in
-EMBEDDERS; `auto` takes the first one in EMBEDDERS that loads.
+EMBEDDERS; `auto` makes the first one in EMBEDDERS that loads the active one. All that load
+stay resident, so a request may choose any of them.
 """
 
 from __future__ import annotations
@@ -14,15 +15,29 @@ import torch
 from speakerlink.v1 import speakerlink_pb2 as pb
 
 from speakerlink_server import errors
+from speakerlink_server.config import ServerConfig
 from speakerlink_server.engines.base import Embedder, VoiceActivityDetector
 from speakerlink_server.engines.ge2e import Ge2eEmbedder
 from speakerlink_server.engines.silero import SileroVad
+from speakerlink_server.engines.titanet import TitanetEmbedder, WeightsUnavailable
 
 log = logging.getLogger(__name__)
 
-# name -> (factory taking the device, why it is there)
-EMBEDDERS: dict[str, tuple[Callable[[str], Embedder], str]] = {
-    "ge2e": (Ge2eEmbedder, "Resemblyzer GE2E, weights from the resemblyzer package"),
+def _titanet(config: ServerConfig, device: str) -> tuple[Embedder, str]:
+    if not config.titanet_model:
+        raise WeightsUnavailable("turned off (--titanet-model '')")
+    embedder = TitanetEmbedder(config.titanet_model, device)
+    return embedder, embedder.describe()
+
+
+def _ge2e(config: ServerConfig, device: str) -> tuple[Embedder, str]:
+    return Ge2eEmbedder(device), f"Resemblyzer GE2E, weights from the resemblyzer package, on {device}"
+
+
+# In order of preference for `auto`: name -> factory returning the embedder and a description.
+EMBEDDERS: dict[str, Callable[[ServerConfig, str], tuple[Embedder, str]]] = {
+    "titanet": _titanet,
+    "ge2e": _ge2e,
 }
 
 
@@ -50,8 +65,9 @@ def describe_device() -> str:
     return f"cpu ({torch.get_num_threads()} threads)"
 
 
-def load_engines(choice: str = "auto") -> Engines:
-    """Load the VAD and the embedders; `choice` is 'auto' or an embedder name to force."""
+def load_engines(config: ServerConfig) -> Engines:
+    """Load the VAD and the embedders; config.engine is 'auto' or an embedder name to force."""
+    choice = config.engine
     if choice != "auto" and choice not in EMBEDDERS:
         raise ValueError(f"unknown engine {choice!r}; known: auto, {', '.join(EMBEDDERS)}")
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -60,20 +76,27 @@ def load_engines(choice: str = "auto") -> Engines:
                            reason="Silero VAD, ONNX weights from the silero-vad package")]
     loaded: dict[str, Embedder] = {}
     reasons: dict[str, str] = {}
-    for name, (factory, origin) in EMBEDDERS.items():
+    for name, factory in EMBEDDERS.items():
         if choice not in ("auto", name):
             reasons[name] = f"not loaded: engine forced to {choice}"
             continue
         try:
-            loaded[name] = factory(device)
-            reasons[name] = origin
-        except Exception as exc:  # a missing model must not stop the server: report it in GetInfo
-            log.warning("embedder %s did not load: %s", name, exc)
-            reasons[name] = f"failed to load: {exc}"
+            loaded[name], reasons[name] = factory(config, device)
+        except WeightsUnavailable as exc:
+            reasons[name] = str(exc)
+        except Exception as exc:  # a broken model must not stop the server: report it in GetInfo
+            log.exception("embedder %s did not load", name)
+            reasons[name] = f"failed to load: {type(exc).__name__}: {exc}"
     if not loaded:
         raise RuntimeError("no embedder could be loaded: " + "; ".join(f"{k}: {v}" for k, v in reasons.items()))
     active = next(iter(loaded))
     for name in EMBEDDERS:
-        why = reasons[name] + (f"; active ({choice})" if name == active else "")
+        if name == active:
+            why = f"{reasons[name]}; active ({choice})"
+        elif name not in loaded:
+            why = f"{reasons[name]}; using {active}"
+        else:
+            why = reasons[name]
+        log.info("embedder %s: %s", name, why)
         infos.append(pb.EngineInfo(name=name, kind="embedder", available=name in loaded, active=name == active, reason=why))
     return Engines(vad=vad, embedders=loaded, active=active, device=describe_device(), infos=infos)

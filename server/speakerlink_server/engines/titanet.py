@@ -1,0 +1,116 @@
+"""TitaNet speaker embeddings with NVIDIA NeMo, loaded once and kept resident on the device.
+
+Weights come from a local .nemo file or a pretrained name (default
+nvidia/speakerverification_en_titanet_large), found in the Hugging Face cache or downloaded
+by NeMo where a network exists. Where they cannot be had, loading raises WeightsUnavailable
+with the place it looked, and the server goes on with GE2E.
+
+Values taken from NVIDIA, since TitaNet's cosine scale is not GE2E's:
+- link_threshold 0.7: the default `threshold` of EncDecSpeakerLabelModel.verify_speakers, the
+  cosine above which NeMo calls two utterances the same speaker.
+- cluster_threshold 0.7: the same decision inside a clip, between cluster centroids.
+- window 1.5 s, hop 0.75 s: the base (longest) scale of NeMo's clustering diarizer
+  (diar_infer_*.yaml: window_length_in_sec 1.5, shift_length_in_sec 0.75).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from speakerlink_server.engines.base import batches_by_length, unit_rows
+from speakerlink_server.pipeline.audio import SAMPLE_RATE
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "nvidia/speakerverification_en_titanet_large"
+# Mixed precision is used only where it keeps every warm-up embedding this close to fp32.
+MIN_MIXED_PRECISION_COSINE = 0.999
+BATCH = {"cuda": 256, "cpu": 8}  # CPU throughput peaks at small batches (measured 8-16)
+
+
+class WeightsUnavailable(RuntimeError):
+    """TitaNet cannot be loaded here; the message says why and where it looked."""
+
+
+def locate_weights(model: str) -> Path | str:
+    """A local .nemo file, or the pretrained name when it is cached or may be downloaded."""
+    if importlib.util.find_spec("nemo") is None:
+        raise WeightsUnavailable("nemo-toolkit is not installed (pip install 'speakerlink[titanet]')")
+    path = Path(model).expanduser()
+    if model.endswith(".nemo") or path.exists():
+        if not path.is_file():
+            raise WeightsUnavailable(f"no weights at {path}")
+        return path
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    filename = f"{model.rsplit('/', 1)[-1]}.nemo"
+    cached = try_to_load_from_cache(model, filename)
+    if isinstance(cached, str):
+        return Path(cached)
+    if constants.HF_HUB_OFFLINE:
+        raise WeightsUnavailable(
+            f"no weights at {Path(constants.HF_HUB_CACHE) / ('models--' + model.replace('/', '--'))}"
+            " and downloads are off (HF_HUB_OFFLINE)"
+        )
+    return model
+
+
+class TitanetEmbedder:
+    name = "titanet"
+    window_seconds = 1.5
+    hop_seconds = 0.75
+    min_window_seconds = 0.5
+    cluster_threshold = 0.7
+    link_threshold = 0.7
+
+    def __init__(self, model: str = DEFAULT_MODEL, device: str = "cpu") -> None:
+        source = locate_weights(model)
+        from nemo.collections.asr.models import EncDecSpeakerLabelModel
+
+        try:
+            if isinstance(source, Path):
+                loaded = EncDecSpeakerLabelModel.restore_from(str(source), map_location=torch.device(device))
+            else:
+                loaded = EncDecSpeakerLabelModel.from_pretrained(source, map_location=torch.device(device))
+        except Exception as exc:  # NeMo raises many kinds (network, format, config)
+            raise WeightsUnavailable(f"could not load {source}: {type(exc).__name__}: {exc}") from exc
+        self.source = str(source)
+        self.device = device
+        self._model = loaded.to(device).eval()
+        self._batch = BATCH["cuda" if device.startswith("cuda") else "cpu"]
+        self.dim, self.mixed_precision = self._warm_up()
+
+    def describe(self) -> str:
+        precision = "fp16 autocast" if self.mixed_precision else "fp32"
+        return f"NeMo TitaNet from {self.source}, {self.dim}-dim, on {self.device}, {precision}"
+
+    def _warm_up(self) -> tuple[int, bool]:
+        """Run the model once (allocations, kernels) and decide on mixed precision by measurement."""
+        generator = torch.Generator().manual_seed(0)
+        probe = 0.1 * torch.randn(4, int(self.window_seconds * SAMPLE_RATE), generator=generator)
+        full = self._forward(probe, mixed=False)
+        if not self.device.startswith("cuda"):
+            return full.shape[1], False
+        half = self._forward(probe, mixed=True)
+        cosine = torch.nn.functional.cosine_similarity(full, half.float(), dim=1).min().item()
+        log.info("titanet: fp16 autocast keeps cosine %.5f of fp32", cosine)
+        return full.shape[1], cosine >= MIN_MIXED_PRECISION_COSINE
+
+    def _forward(self, audio: torch.Tensor, mixed: bool) -> torch.Tensor:
+        audio = audio.to(self.device)
+        lengths = torch.full((audio.shape[0],), audio.shape[1], dtype=torch.long, device=self.device)
+        with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16, enabled=mixed):
+            _, embeddings = self._model.forward(input_signal=audio, input_signal_length=lengths)
+        return embeddings.float().cpu()
+
+    def embed(self, wav: np.ndarray, windows: list[tuple[int, int]]) -> np.ndarray:
+        out = np.zeros((len(windows), self.dim), dtype=np.float32)
+        for rows, length in batches_by_length(windows, self._batch):
+            batch = torch.from_numpy(np.stack([wav[windows[i][0] : windows[i][0] + length] for i in rows]))
+            out[rows] = self._forward(batch, self.mixed_precision).numpy()
+        return unit_rows(out)

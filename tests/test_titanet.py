@@ -1,0 +1,145 @@
+"""TitaNet through NeMo's real loading path, on a small random TitaNet built and saved here.
+
+Real TitaNet weights cannot be downloaded in CI, so the tests build a TitaNet-shaped model
+from a config, save it as .nemo and load it back the way the server does: by path, and by
+pretrained name from a Hugging Face cache laid out on disk.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+pytest.importorskip("nemo.collections.asr", reason="nemo-toolkit is not installed (pip install '.[titanet]')")
+
+from conftest import make_config  # noqa: E402
+from speakerlink import Client  # noqa: E402
+from speakerlink_server.engines import titanet  # noqa: E402
+from speakerlink_server.main import start_server  # noqa: E402
+from speakerlink_server.pipeline.windows import speech_windows  # noqa: E402
+
+EMB = 32
+
+
+def tiny_titanet_config():
+    """TitaNet's structure (NeMo's titanet-large.yaml) at a fraction of its size."""
+    from omegaconf import OmegaConf
+
+    def block(filters: int, kernel: int, residual: bool) -> dict:
+        return dict(filters=filters, repeat=1, kernel=[kernel], stride=[1], dilation=[1], dropout=0.0,
+                    residual=residual, separable=True, se=True, se_context_size=-1)
+
+    return OmegaConf.create({
+        "sample_rate": 16000,
+        "train_ds": {"sample_rate": 16000, "labels": None, "manifest_filepath": None, "defer_setup": True},
+        "validation_ds": None,
+        "preprocessor": {
+            "_target_": "nemo.collections.asr.modules.AudioToMelSpectrogramPreprocessor",
+            "normalize": "per_feature", "window_size": 0.025, "sample_rate": 16000, "window_stride": 0.01,
+            "window": "hann", "features": 80, "n_fft": 512, "frame_splicing": 1, "dither": 1e-5,
+        },
+        "encoder": {
+            "_target_": "nemo.collections.asr.modules.ConvASREncoder", "feat_in": 80, "activation": "relu",
+            "conv_mask": True, "jasper": [block(64, 3, False), block(64, 7, True), block(128, 1, False)],
+        },
+        "decoder": {
+            "_target_": "nemo.collections.asr.modules.SpeakerDecoder", "feat_in": 128, "num_classes": 10,
+            "pool_mode": "attention", "emb_sizes": EMB,
+        },
+        "loss": {"_target_": "nemo.collections.asr.losses.angularloss.AngularSoftmaxLoss", "scale": 30, "margin": 0.2},
+    })
+
+
+@pytest.fixture(scope="module")
+def tiny_nemo(tmp_path_factory) -> tuple[Path, torch.nn.Module]:
+    from nemo.collections.asr.models import EncDecSpeakerLabelModel
+
+    torch.manual_seed(0)
+    model = EncDecSpeakerLabelModel(cfg=tiny_titanet_config(), trainer=None).eval()
+    path = tmp_path_factory.mktemp("titanet") / "tiny_titanet.nemo"
+    model.save_to(str(path))
+    return path, model
+
+
+@pytest.fixture(scope="module")
+def speech(samples) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    wav, rate = sf.read(samples["meeting.wav"], dtype="float32")
+    assert rate == 16000
+    return wav, speech_windows([(0.5, 6.0), (7.0, 7.8)], 1.5, 0.75, 0.5)
+
+
+def test_loads_by_path_and_embeds(tiny_nemo, speech) -> None:
+    path, original = tiny_nemo
+    wav, windows = speech
+    embedder = titanet.TitanetEmbedder(str(path), "cpu")
+    assert embedder.dim == EMB and not embedder.mixed_precision
+    vectors = embedder.embed(wav, windows)
+    assert vectors.shape == (len(windows), EMB) and vectors.dtype == np.float32
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert np.array_equal(vectors, embedder.embed(wav, windows)), "embeddings must repeat exactly"
+    # The restored model is the saved one: same embedding as the model that wrote the file.
+    start, end = windows[0]
+    audio = torch.from_numpy(wav[start:end])[None]
+    with torch.inference_mode():
+        _, expected = original.forward(input_signal=audio, input_signal_length=torch.tensor([end - start]))
+    expected = expected[0].numpy() / np.linalg.norm(expected[0].numpy())
+    assert np.allclose(vectors[0], expected, atol=1e-5)
+    assert embedder.embed(wav, []).shape == (0, EMB)
+
+
+def test_pretrained_name_resolves_from_the_hugging_face_cache(tiny_nemo, tmp_path, monkeypatch) -> None:
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(titanet.WeightsUnavailable, match="no weights at .*models--nvidia--speakerverification"):
+        titanet.locate_weights(titanet.DEFAULT_MODEL)
+    repo = tmp_path / "models--nvidia--speakerverification_en_titanet_large"
+    snapshot = repo / "snapshots" / "0123abc"
+    snapshot.mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0123abc")
+    cached = snapshot / "speakerverification_en_titanet_large.nemo"
+    cached.write_bytes(tiny_nemo[0].read_bytes())
+    assert titanet.locate_weights(titanet.DEFAULT_MODEL) == cached
+    assert titanet.TitanetEmbedder(titanet.DEFAULT_MODEL, "cpu").dim == EMB
+
+
+def test_server_prefers_titanet_and_requests_may_choose(tiny_nemo, samples, tmp_path) -> None:
+    running = start_server(make_config(tmp_path, titanet_model=str(tiny_nemo[0])))
+    try:
+        with Client(running.config.address) as client:
+            engines = {e.name: e for e in client.info().engines}
+            assert engines["titanet"].active and str(tiny_nemo[0]) in engines["titanet"].reason
+            assert engines["ge2e"].available and not engines["ge2e"].active
+            clips = [samples["meeting.wav"], samples["call.mp3"]]
+            assert "titanet" in client.diarize(clips).summary.engines
+            assert "ge2e" in client.diarize(clips, engine="ge2e").summary.engines
+    finally:
+        running.stop(grace=0.5)
+
+
+def test_missing_weights_fall_back_to_ge2e(tmp_path) -> None:
+    missing = tmp_path / "absent.nemo"
+    running = start_server(make_config(tmp_path, titanet_model=str(missing)))
+    try:
+        with Client(running.config.address) as client:
+            engines = {e.name: e for e in client.info().engines}
+        assert not engines["titanet"].available
+        assert engines["titanet"].reason == f"no weights at {missing}; using ge2e"
+        assert engines["ge2e"].active
+    finally:
+        running.stop(grace=0.5)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_gpu_matches_cpu(tiny_nemo, speech) -> None:
+    wav, windows = speech
+    on_cpu = titanet.TitanetEmbedder(str(tiny_nemo[0]), "cpu").embed(wav, windows)
+    on_gpu = titanet.TitanetEmbedder(str(tiny_nemo[0]), "cuda").embed(wav, windows)
+    assert np.min(np.sum(on_cpu * on_gpu, axis=1)) >= 0.999
