@@ -22,47 +22,15 @@ from speakerlink_server.engines import titanet  # noqa: E402
 from speakerlink_server.main import start_server  # noqa: E402
 from speakerlink_server.pipeline.windows import speech_windows  # noqa: E402
 
-EMB = 32
+from benchmarks.titanet_models import SIZES, build_titanet  # noqa: E402
 
-
-def tiny_titanet_config():
-    """TitaNet's structure (NeMo's titanet-large.yaml) at a fraction of its size."""
-    from omegaconf import OmegaConf
-
-    def block(filters: int, kernel: int, residual: bool) -> dict:
-        return dict(filters=filters, repeat=1, kernel=[kernel], stride=[1], dilation=[1], dropout=0.0,
-                    residual=residual, separable=True, se=True, se_context_size=-1)
-
-    return OmegaConf.create({
-        "sample_rate": 16000,
-        "train_ds": {"sample_rate": 16000, "labels": None, "manifest_filepath": None, "defer_setup": True},
-        "validation_ds": None,
-        "preprocessor": {
-            "_target_": "nemo.collections.asr.modules.AudioToMelSpectrogramPreprocessor",
-            "normalize": "per_feature", "window_size": 0.025, "sample_rate": 16000, "window_stride": 0.01,
-            "window": "hann", "features": 80, "n_fft": 512, "frame_splicing": 1, "dither": 1e-5,
-        },
-        "encoder": {
-            "_target_": "nemo.collections.asr.modules.ConvASREncoder", "feat_in": 80, "activation": "relu",
-            "conv_mask": True, "jasper": [block(64, 3, False), block(64, 7, True), block(128, 1, False)],
-        },
-        "decoder": {
-            "_target_": "nemo.collections.asr.modules.SpeakerDecoder", "feat_in": 128, "num_classes": 10,
-            "pool_mode": "attention", "emb_sizes": EMB,
-        },
-        "loss": {"_target_": "nemo.collections.asr.losses.angularloss.AngularSoftmaxLoss", "scale": 30, "margin": 0.2},
-    })
+EMB = SIZES["tiny"]["emb"]
 
 
 @pytest.fixture(scope="module")
 def tiny_nemo(tmp_path_factory) -> tuple[Path, torch.nn.Module]:
-    from nemo.collections.asr.models import EncDecSpeakerLabelModel
-
-    torch.manual_seed(0)
-    model = EncDecSpeakerLabelModel(cfg=tiny_titanet_config(), trainer=None).eval()
     path = tmp_path_factory.mktemp("titanet") / "tiny_titanet.nemo"
-    model.save_to(str(path))
-    return path, model
+    return path, build_titanet("tiny", path)
 
 
 @pytest.fixture(scope="module")
