@@ -102,3 +102,49 @@ def test_csv_and_text(result: pb.DiarizationResult) -> None:
     assert rows[1] == "my call.wav,0,0.500,2.500,2.000,S1,L0,0.900,"
     text = to_text(result)
     assert "S1" in text and "== b.mp3" in text and "[00:01.00 - 00:02.00] S1" in text
+
+
+def test_batcher_merges_concurrent_callers_and_keeps_their_rows_apart() -> None:
+    import threading
+
+    from speakerlink_server.engines.batching import MicroBatcher
+
+    sizes = []
+    gate = threading.Event()
+
+    def forward(batch: np.ndarray) -> np.ndarray:
+        gate.wait(5)  # let every caller queue up before the first pass
+        sizes.append(len(batch))
+        return batch[:, :2].astype(np.float32) * 2
+
+    batcher = MicroBatcher(forward, batch=8, name="test")
+    results: dict[int, np.ndarray] = {}
+
+    def call(k: int, rows: int) -> None:
+        results[k] = batcher.run(np.full((rows, 3), float(k)))
+
+    threads = [threading.Thread(target=call, args=(k, rows)) for k, rows in enumerate([3, 5, 6, 1])]
+    for thread in threads:
+        thread.start()
+    gate.set()
+    for thread in threads:
+        thread.join(10)
+    batcher.close()
+    assert sum(sizes) == 15 and max(sizes) <= 8 and len(sizes) < 4  # merged, never over the batch size
+    for k, rows in enumerate([3, 5, 6, 1]):
+        assert results[k].shape == (rows, 2) and np.all(results[k] == 2 * k)
+
+
+def test_batcher_hands_a_failure_to_its_callers_and_goes_on() -> None:
+    from speakerlink_server.engines.batching import MicroBatcher
+
+    def forward(batch: np.ndarray) -> np.ndarray:
+        if np.any(batch < 0):
+            raise RuntimeError("device fault")
+        return batch.astype(np.float32)
+
+    batcher = MicroBatcher(forward, batch=4, name="test")
+    with pytest.raises(RuntimeError, match="device fault"):
+        batcher.run(-np.ones((6, 2)))
+    assert np.all(batcher.run(np.ones((6, 2))) == 1)
+    batcher.close()

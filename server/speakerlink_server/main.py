@@ -18,7 +18,7 @@ from speakerlink.v1 import speakerlink_pb2 as pb
 from speakerlink.v1 import speakerlink_pb2_grpc as pb_grpc
 
 from speakerlink_server.config import ServerConfig, parse_config
-from speakerlink_server.engines.registry import load_engines
+from speakerlink_server.engines.registry import Engines, load_engines
 from speakerlink_server.jobs import JobManager
 from speakerlink_server.servicer import SpeakerlinkServicer
 from speakerlink_server.store import JobStore
@@ -36,12 +36,14 @@ class RunningServer:
     config: ServerConfig  # with the port actually bound
     jobs: JobManager
     store: JobStore
+    engines: Engines
     health: health.HealthServicer
 
     def stop(self, grace: float | None = None) -> None:
         self.health.enter_graceful_shutdown()
         self.jobs.stop()
         self.server.stop(self.config.grace_seconds if grace is None else grace).wait()
+        self.engines.close()
         self.store.close()
 
 
@@ -70,7 +72,7 @@ def start_server(config: ServerConfig) -> RunningServer:
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info("speakerlink listening on %s (engines: %s; device %s)", config.address,
              ", ".join(f"{i.name}{'*' if i.active else ''}" for i in engines.infos if i.available), engines.device)
-    return RunningServer(server, config, jobs, store, health_servicer)
+    return RunningServer(server, config, jobs, store, engines, health_servicer)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -30,22 +30,28 @@ class Embedder(Protocol):
     link_threshold: float
 
     def embed(self, wav: np.ndarray, windows: list[tuple[int, int]]) -> np.ndarray:
-        """One L2-normalised row per (start, end) sample window; shape (len(windows), dim)."""
+        """One L2-normalised row per (start, end) sample window; shape (len(windows), dim).
+
+        Safe to call from several threads: calls share the embedder's device batches."""
+        ...
+
+    def close(self) -> None:
+        """Stop the embedder's batching thread."""
         ...
 
 
-def batches_by_length(spans: list[tuple[int, int]], batch: int) -> Iterator[tuple[list[int], int]]:
-    """(row indices, length) batches of equal-length spans, so no batch needs padding.
+def groups_by_length(spans: list[tuple[int, int]], most: int) -> Iterator[tuple[list[int], int]]:
+    """(row indices, length) groups of at most `most` equal-length spans, so none needs padding.
 
     Nearly all windows have the full length; only speech regions shorter than a window give
-    a few shorter ones.
+    a few shorter ones. `most` bounds the memory one group of a long recording takes.
     """
     by_length: dict[int, list[int]] = {}
     for i, (start, end) in enumerate(spans):
         by_length.setdefault(end - start, []).append(i)
     for length, rows in by_length.items():
-        for k in range(0, len(rows), batch):
-            yield rows[k : k + batch], length
+        for k in range(0, len(rows), most):
+            yield rows[k : k + most], length
 
 
 def unit_rows(vectors: np.ndarray) -> np.ndarray:

@@ -16,7 +16,8 @@ with warnings.catch_warnings():  # resemblyzer's webrtcvad still imports pkg_res
     from resemblyzer import VoiceEncoder
     from resemblyzer.audio import wav_to_mel_spectrogram
 
-from speakerlink_server.engines.base import batches_by_length, unit_rows
+from speakerlink_server.engines.base import groups_by_length, unit_rows
+from speakerlink_server.engines.batching import MicroBatcher
 from speakerlink_server.pipeline.audio import SAMPLE_RATE
 
 HOP_SAMPLES = SAMPLE_RATE // 100  # one mel frame every 10 ms
@@ -43,6 +44,14 @@ class Ge2eEmbedder:
         self.device = device
         self._encoder = VoiceEncoder(device, verbose=False)
         self._encoder.eval()
+        self._batcher = MicroBatcher(self._forward, BATCH, self.name)
+
+    def close(self) -> None:
+        self._batcher.close()
+
+    def _forward(self, frames: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return self._encoder(torch.from_numpy(frames).to(self.device)).cpu().numpy()
 
     def embed(self, wav: np.ndarray, windows: list[tuple[int, int]]) -> np.ndarray:
         if not windows:
@@ -51,10 +60,8 @@ class Ge2eEmbedder:
         spans = [(start // HOP_SAMPLES, max(start // HOP_SAMPLES + 1, end // HOP_SAMPLES)) for start, end in windows]
         spans = [(a, min(b, len(mel))) for a, b in spans]
         out = np.zeros((len(spans), self.dim), dtype=np.float32)
-        with torch.inference_mode():
-            for rows, length in batches_by_length(spans, BATCH):
-                frames = np.stack([mel[spans[i][0] : spans[i][0] + length] for i in rows])
-                out[rows] = self._encoder(torch.from_numpy(frames).to(self.device)).cpu().numpy()
+        for rows, length in groups_by_length(spans, 16 * BATCH):
+            out[rows] = self._batcher.run(np.stack([mel[spans[i][0] : spans[i][0] + length] for i in rows]))
         return unit_rows(out)
 
 

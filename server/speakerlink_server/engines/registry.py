@@ -49,6 +49,10 @@ class Engines:
     device: str
     infos: list[pb.EngineInfo] = field(default_factory=list)
 
+    def close(self) -> None:
+        for embedder in self.embedders.values():
+            embedder.close()
+
     def embedder(self, requested: str) -> Embedder:
         """The embedder a request asked for ('' or 'auto': the server's active one)."""
         name = requested or "auto"

@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from speakerlink_server.engines.base import batches_by_length, unit_rows
+from speakerlink_server.engines.base import groups_by_length, unit_rows
+from speakerlink_server.engines.batching import MicroBatcher
 from speakerlink_server.pipeline.audio import SAMPLE_RATE
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,7 @@ DEFAULT_MODEL = "nvidia/speakerverification_en_titanet_large"
 # Mixed precision is used only where it keeps every warm-up embedding this close to fp32.
 MIN_MIXED_PRECISION_COSINE = 0.999
 BATCH = {"cuda": 256, "cpu": 8}  # CPU throughput peaks at small batches (measured 8-16)
+GROUP_ROWS = 1024  # windows one call hands to the batcher at a time: ~100 MB of 1.5 s audio
 
 
 class WeightsUnavailable(RuntimeError):
@@ -82,8 +84,12 @@ class TitanetEmbedder:
         self.source = str(source)
         self.device = device
         self._model = loaded.to(device).eval()
-        self._batch = BATCH["cuda" if device.startswith("cuda") else "cpu"]
         self.dim, self.mixed_precision = self._warm_up()
+        batch = BATCH["cuda" if device.startswith("cuda") else "cpu"]
+        self._batcher = MicroBatcher(self._forward, batch, self.name)
+
+    def close(self) -> None:
+        self._batcher.close()
 
     def describe(self) -> str:
         precision = "fp16 autocast" if self.mixed_precision else "fp32"
@@ -93,15 +99,18 @@ class TitanetEmbedder:
         """Run the model once (allocations, kernels) and decide on mixed precision by measurement."""
         generator = torch.Generator().manual_seed(0)
         probe = 0.1 * torch.randn(4, int(self.window_seconds * SAMPLE_RATE), generator=generator)
-        full = self._forward(probe, mixed=False)
+        full = self._infer(probe, mixed=False)
         if not self.device.startswith("cuda"):
             return full.shape[1], False
-        half = self._forward(probe, mixed=True)
+        half = self._infer(probe, mixed=True)
         cosine = torch.nn.functional.cosine_similarity(full, half.float(), dim=1).min().item()
         log.info("titanet: fp16 autocast keeps cosine %.5f of fp32", cosine)
         return full.shape[1], cosine >= MIN_MIXED_PRECISION_COSINE
 
-    def _forward(self, audio: torch.Tensor, mixed: bool) -> torch.Tensor:
+    def _forward(self, audio: np.ndarray) -> np.ndarray:
+        return self._infer(torch.from_numpy(audio), self.mixed_precision).numpy()
+
+    def _infer(self, audio: torch.Tensor, mixed: bool) -> torch.Tensor:
         audio = audio.to(self.device)
         lengths = torch.full((audio.shape[0],), audio.shape[1], dtype=torch.long, device=self.device)
         with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16, enabled=mixed):
@@ -110,7 +119,6 @@ class TitanetEmbedder:
 
     def embed(self, wav: np.ndarray, windows: list[tuple[int, int]]) -> np.ndarray:
         out = np.zeros((len(windows), self.dim), dtype=np.float32)
-        for rows, length in batches_by_length(windows, self._batch):
-            batch = torch.from_numpy(np.stack([wav[windows[i][0] : windows[i][0] + length] for i in rows]))
-            out[rows] = self._forward(batch, self.mixed_precision).numpy()
+        for rows, length in groups_by_length(windows, GROUP_ROWS):
+            out[rows] = self._batcher.run(np.stack([wav[windows[i][0] : windows[i][0] + length] for i in rows]))
         return unit_rows(out)

@@ -1,14 +1,17 @@
 """One job's clips through every stage, reporting progress and honouring cancellation.
 
-Per clip: decode -> speech regions (VAD) -> windows -> embeddings -> clustering into local
-speakers. Then all clips' local speakers are linked into global speakers, and the result
+Per clip, several clips at a time: decode -> speech regions (VAD) -> windows -> embeddings ->
+clustering into local speakers. Then all clips' local speakers are linked into global speakers, and the result
 message is assembled with global labels S1, S2, ... by first appearance.
 """
 
 from __future__ import annotations
 
+import functools
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,9 +25,13 @@ from speakerlink_server.pipeline.linking import LocalSpeaker, link_speakers
 from speakerlink_server.pipeline.segments import label_regions
 from speakerlink_server.pipeline.windows import speech_windows, window_centers
 
-# Share of a clip's work per stage, for the progress percent; linking gets LINK_SHARE of the job.
-STAGE_SHARES = {"decode": 0.10, "vad": 0.20, "embed": 0.55, "cluster": 0.15}
+# Where each stage starts within a clip's share of the progress percent (decode 10 %, VAD 20 %,
+# embedding 55 %, clustering 15 % of the clip's work); linking takes the last LINK_SHARE of the job.
+STAGE_START = {"decode": 0.0, "vad": 0.10, "embed": 0.30, "cluster": 0.85}
 LINK_SHARE = 0.05
+# Clips of a job analysed at once: decoding and VAD overlap, and their windows meet in the
+# embedder's device batches.
+CLIP_THREADS = 4
 
 Report = Callable[[str, float, int, str], None]
 """report(stage, fraction of the whole job done, clip index or -1, message)."""
@@ -55,16 +62,15 @@ def run_pipeline(
 ) -> pb.DiarizationResult:
     started = time.monotonic()
     bounds = CountBounds(options.speakers.exact, options.speakers.min, options.speakers.max)
-    total_weight = sum(c.weight for c in clips) or 1.0
-    done = 0.0
-    analyses = []
-    for clip in clips:
-        share = (1.0 - LINK_SHARE) * clip.weight / total_weight
-        stages = _ClipStages(report, check_cancelled, clip.index, done, share)
-        analyses.append(analyse_clip(clip, bounds, vad, embedder, stages))
-        done += share
+    progress = _JobProgress(clips, report, check_cancelled)
+    with ThreadPoolExecutor(max_workers=min(CLIP_THREADS, len(clips)), thread_name_prefix="speakerlink-clip") as pool:
+        futures = [
+            pool.submit(analyse_clip, clip, bounds, vad, embedder, functools.partial(progress.stage, clip.index))
+            for clip in clips
+        ]
+        analyses = progress.gather(futures)
     check_cancelled()
-    report("link", done, -1, f"linking speakers across {len(clips)} clips")
+    report("link", 1.0 - LINK_SHARE, -1, f"linking speakers across {len(clips)} clips")
     threshold = options.link_threshold if options.HasField("link_threshold") else embedder.link_threshold
     speakers = [s for a in analyses for s in a.speakers]
     links = link_speakers(speakers, threshold)
@@ -75,18 +81,44 @@ def run_pipeline(
     return result
 
 
-class _ClipStages:
-    """Turns one clip's stage names into job-wide progress, checking for cancellation first."""
+class _Aborted(Exception):
+    """Another clip of the job failed; this one stops at its next stage."""
 
-    def __init__(self, report: Report, check_cancelled: Callable[[], None], clip_index: int, start: float, share: float) -> None:
+
+class _JobProgress:
+    """Job-wide progress from every clip's current stage, for clips analysed side by side.
+
+    It also stops the other clips at their next stage when one fails or the job is cancelled.
+    """
+
+    def __init__(self, clips: list[ClipInput], report: Report, check_cancelled: Callable[[], None]) -> None:
+        total = sum(c.weight for c in clips) or 1.0
+        self._share = {c.index: (1.0 - LINK_SHARE) * c.weight / total for c in clips}
+        self._offset = dict.fromkeys(self._share, 0.0)
         self._report, self._check = report, check_cancelled
-        self._clip, self._start, self._share = clip_index, start, share
-        self._offset = 0.0
+        self._lock = threading.Lock()
+        self._abort = threading.Event()
 
-    def __call__(self, name: str, message: str) -> None:
+    def stage(self, clip_index: int, name: str, message: str) -> None:
+        if self._abort.is_set():
+            raise _Aborted()
         self._check()
-        self._report(name, self._start + self._share * self._offset, self._clip, message)
-        self._offset += STAGE_SHARES[name]
+        with self._lock:  # reports leave in the order their percents were computed
+            self._offset[clip_index] = STAGE_START[name]
+            done = sum(self._share[i] * self._offset[i] for i in self._share)
+            self._report(name, done, clip_index, message)
+
+    def gather(self, futures: list[Future]) -> list[ClipAnalysis]:
+        """Every clip's analysis in clip order, or the first real failure once all have stopped."""
+        failure: BaseException | None = None
+        for future in as_completed(futures):
+            error = future.exception()
+            if error is not None and not isinstance(error, _Aborted):
+                failure = failure or error
+                self._abort.set()
+        if failure is not None:
+            raise failure
+        return [future.result() for future in futures]
 
 
 def analyse_clip(

@@ -1,0 +1,105 @@
+"""One device, many callers: windows from concurrent clips and jobs share forward passes.
+
+A speaker encoder is fastest on full batches, but one clip's windows of one length rarely
+fill a GPU batch. Every embed call therefore hands its windows to the embedder's batcher and
+waits; the batcher's thread, the only one that runs the model, takes whatever is waiting with
+the same shape (oldest first) up to the device's batch size, runs it once and hands each
+caller its rows. A failed forward pass fails only the calls that were in it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(eq=False)
+class _Request:
+    items: np.ndarray
+    out: np.ndarray | None = None
+    taken: int = 0
+    filled: int = 0
+    error: BaseException | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+class MicroBatcher:
+    def __init__(self, forward: Callable[[np.ndarray], np.ndarray], batch: int, name: str) -> None:
+        self._forward = forward
+        self._batch = batch
+        self._cond = threading.Condition()
+        self._pending: list[_Request] = []
+        self._closed = False
+        self._thread = threading.Thread(target=self._serve, name=f"{name}-batcher", daemon=True)
+        self._thread.start()
+
+    def run(self, items: np.ndarray) -> np.ndarray:
+        """Vectors for items of shape (n, ...): all share one shape; blocks until done."""
+        request = _Request(items)
+        if len(items) == 0:
+            raise ValueError("nothing to embed")
+        with self._cond:
+            if self._closed:
+                raise RuntimeError("the embedder is shut down")
+            self._pending.append(request)
+            self._cond.notify()
+        request.done.wait()
+        if request.error is not None:
+            raise request.error
+        assert request.out is not None
+        return request.out
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+        self._thread.join()
+
+    def _serve(self) -> None:
+        while True:
+            with self._cond:
+                while not self._pending and not self._closed:
+                    self._cond.wait()
+                if not self._pending:
+                    return
+                parts = self._take()
+            self._run(parts)
+
+    def _take(self) -> list[tuple[_Request, int, int]]:
+        """Rows for one batch: the oldest request's shape, from as many requests as fit."""
+        shape = self._pending[0].items.shape[1:]
+        parts, room = [], self._batch
+        for request in self._pending:
+            if request.items.shape[1:] != shape:
+                continue
+            count = min(room, len(request.items) - request.taken)
+            parts.append((request, request.taken, request.taken + count))
+            request.taken += count
+            room -= count
+            if room == 0:
+                break
+        self._pending = [r for r in self._pending if r.taken < len(r.items)]
+        return parts
+
+    def _run(self, parts: list[tuple[_Request, int, int]]) -> None:
+        try:
+            vectors = self._forward(np.concatenate([r.items[a:b] for r, a, b in parts]))
+        except BaseException as exc:  # hand it to the callers; the batcher goes on
+            with self._cond:
+                for request, _, _ in parts:
+                    request.error = exc
+                    self._pending = [r for r in self._pending if r is not request]
+                    request.done.set()
+            return
+        row = 0
+        for request, a, b in parts:
+            if request.out is None:
+                request.out = np.zeros((len(request.items), vectors.shape[1]), dtype=np.float32)
+            request.out[a:b] = vectors[row : row + b - a]
+            row += b - a
+            request.filled += b - a
+            if request.filled == len(request.items) and request.error is None:
+                request.done.set()
