@@ -1,8 +1,18 @@
-# speakerlink server on the embedded default engine (CPU): Silero VAD + GE2E, weights inside
-# their wheels, so the image needs no network at run time.
+# speakerlink server, CUDA-capable, with TitaNet (NeMo) and the embedded GE2E fallback.
+#
 #   docker build -t speakerlink .
-#   docker run -p 50051:50051 -v speakerlink-data:/data speakerlink
+#   docker run --gpus all -p 50051:50051 -v speakerlink-data:/data -v speakerlink-models:/models speakerlink
+#
+# PyPI's torch wheels carry their CUDA libraries; the host gives the driver (NVIDIA Container
+# Toolkit). Without a GPU the same image runs on the CPU. TitaNet weights are looked up in the
+# Hugging Face cache under /models (HF_HOME), filled on first start where the host has a
+# network, or mounted: -v /path/titanet.nemo:/models/titanet.nemo:ro
+# -e SPEAKERLINK_TITANET_MODEL=/models/titanet.nemo. Without weights the server says so in
+# `speakerlink info` and uses GE2E.
 FROM python:3.11-slim
+
+ARG TORCH_SPEC="torch"
+ARG EXTRA="titanet"
 
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ffmpeg libsndfile1 \
@@ -13,16 +23,22 @@ COPY pyproject.toml README.md ./
 COPY client ./client
 COPY server ./server
 COPY protos ./protos
-RUN pip install --no-cache-dir torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu \
-    && pip install --no-cache-dir '.[server]'
+RUN pip install --no-cache-dir "${TORCH_SPEC}" \
+    && pip install --no-cache-dir ".[${EXTRA}]"
 
-RUN useradd --create-home --uid 10001 speakerlink && mkdir -p /data && chown speakerlink /data
+RUN useradd --create-home --uid 10001 speakerlink \
+    && mkdir -p /data /models \
+    && chown speakerlink /data /models
 USER speakerlink
-VOLUME /data
-ENV SPEAKERLINK_HOST=0.0.0.0 SPEAKERLINK_PORT=50051 SPEAKERLINK_DATA_DIR=/data
+ENV SPEAKERLINK_HOST=0.0.0.0 \
+    SPEAKERLINK_PORT=50051 \
+    SPEAKERLINK_DATA_DIR=/data \
+    HF_HOME=/models \
+    NEMO_CACHE_DIR=/models/nemo
+VOLUME ["/data", "/models"]
 EXPOSE 50051
 
-HEALTHCHECK --interval=30s --timeout=5s --start-period=60s \
+HEALTHCHECK --interval=30s --timeout=5s --start-period=180s \
     CMD python -c "import grpc, sys; from grpc_health.v1 import health_pb2 as h, health_pb2_grpc as g; \
 sys.exit(g.HealthStub(grpc.insecure_channel('localhost:50051')).Check(h.HealthCheckRequest(), timeout=4).status != h.HealthCheckResponse.SERVING)"
 

@@ -97,6 +97,9 @@ def main() -> None:
                         default=[32, 64, 128, 256, 512, 1024] if device == "cuda" else [1, 4, 8, 16, 32])
     args = parser.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
+    from nemo.utils import logging as nemo_logging
+
+    nemo_logging.setLevel(nemo_logging.ERROR)  # keeps NeMo's notice on each model load out of the table
 
     ten, source = ten_minutes()
     needed = max(args.seconds, args.windows * titanet.TitanetEmbedder.hop_seconds + titanet.TitanetEmbedder.window_seconds)

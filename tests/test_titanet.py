@@ -111,3 +111,30 @@ def test_gpu_matches_cpu(tiny_nemo, speech) -> None:
     on_cpu = titanet.TitanetEmbedder(str(tiny_nemo[0]), "cpu").embed(wav, windows)
     on_gpu = titanet.TitanetEmbedder(str(tiny_nemo[0]), "cuda").embed(wav, windows)
     assert np.min(np.sum(on_cpu * on_gpu, axis=1)) >= 0.999
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_gpu_memory_stays_flat_over_100_jobs(tmp_path, speech) -> None:
+    """After warm-up, a resident model must not grow GPU memory job after job."""
+    path = tmp_path / "large.nemo"
+    build_titanet("large", path)
+    embedder = titanet.TitanetEmbedder(str(path), "cuda")
+    wav, _ = speech
+    rng = np.random.default_rng(0)
+
+    def job() -> None:
+        count = int(rng.integers(5, 200))
+        starts = rng.integers(0, wav.size - 24000, count)
+        embedder.embed(wav, [(int(s), int(s) + 24000) for s in starts] + [(0, 12000)])
+
+    for _ in range(3):
+        job()
+    torch.cuda.synchronize()
+    settled = torch.cuda.memory_allocated()
+    peak = []
+    for _ in range(100):
+        job()
+        peak.append(torch.cuda.memory_allocated())
+    embedder.close()
+    assert max(peak) <= settled + 1024 * 1024, f"grew from {settled} to {max(peak)} bytes"
