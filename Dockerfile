@@ -23,7 +23,7 @@ COPY pyproject.toml README.md ./
 COPY client ./client
 COPY server ./server
 COPY protos ./protos
-RUN pip install --no-cache-dir "${TORCH_SPEC}" \
+RUN pip install --no-cache-dir ${TORCH_SPEC} \
     && pip install --no-cache-dir ".[${EXTRA}]"
 
 RUN useradd --create-home --uid 10001 speakerlink \
