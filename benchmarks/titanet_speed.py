@@ -19,6 +19,7 @@ realtime_factor.py (its ten minutes, tiled where more is needed).
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 import tempfile
@@ -65,8 +66,10 @@ def throughput(model: Path, device: str, speech: np.ndarray, batches: list[int],
         if cuda:
             row += f" {torch.cuda.max_memory_allocated() / MiB:>8.0f}MiB {torch.cuda.memory_reserved() / MiB:>7.0f}MiB"
         print(row, flush=True)
+        embedder.close()  # its batcher thread holds the model
         del embedder
-        if cuda:
+        if cuda:  # free this point's model and cache before the next is measured
+            gc.collect()
             torch.cuda.empty_cache()
 
 
