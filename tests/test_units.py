@@ -148,3 +148,13 @@ def test_batcher_hands_a_failure_to_its_callers_and_goes_on() -> None:
         batcher.run(-np.ones((6, 2)))
     assert np.all(batcher.run(np.ones((6, 2))) == 1)
     batcher.close()
+
+
+def test_long_clips_cluster_in_bounded_memory(monkeypatch) -> None:
+    from speakerlink_server.pipeline import clustering
+
+    monkeypatch.setattr(clustering, "MAX_LINKAGE_WINDOWS", 60)
+    a, b = voices(2)
+    windows = np.vstack([noisy(a, 150, 0.05, 1), noisy(b, 100, 0.05, 2), noisy(a, 50, 0.05, 3)])
+    labels = cluster_windows(windows, CountBounds(), 0.5)
+    assert labels.tolist() == [0] * 150 + [1] * 100 + [0] * 50
