@@ -106,6 +106,7 @@ def test_csv_and_text(result: pb.DiarizationResult) -> None:
 
 def test_batcher_merges_concurrent_callers_and_keeps_their_rows_apart() -> None:
     import threading
+    import time
 
     from speakerlink_server.engines.batching import MicroBatcher
 
@@ -126,11 +127,15 @@ def test_batcher_merges_concurrent_callers_and_keeps_their_rows_apart() -> None:
     threads = [threading.Thread(target=call, args=(k, rows)) for k, rows in enumerate([3, 5, 6, 1])]
     for thread in threads:
         thread.start()
+    deadline = time.monotonic() + 10
+    while len(batcher._pending) < 3:  # the first call is in the (blocked) pass; the rest wait together
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
     gate.set()
     for thread in threads:
         thread.join(10)
     batcher.close()
-    assert sum(sizes) == 15 and max(sizes) <= 8 and len(sizes) < 4  # merged, never over the batch size
+    assert sum(sizes) == 15 and max(sizes) <= 8 and len(sizes) == 3  # merged, never over the batch size
     for k, rows in enumerate([3, 5, 6, 1]):
         assert results[k].shape == (rows, 2) and np.all(results[k] == 2 * k)
 
