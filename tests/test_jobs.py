@@ -129,3 +129,36 @@ def test_unreachable_server_is_unavailable() -> None:
         with pytest.raises(UnavailableError) as info:
             client.info()
     assert info.value.status == grpc.StatusCode.UNAVAILABLE and info.value.troubleshooting
+
+
+def test_concurrent_jobs_share_the_embedder_and_agree(tmp_path: Path, samples) -> None:
+    """Jobs running side by side share device batches; each still gets its own right answer."""
+    running = start_server(make_config(tmp_path, workers=3))
+    clips = [samples[name] for name in ("meeting.wav", "call.mp3", "interview.flac")]
+    try:
+        with Client(running.config.address) as client:
+            reference = client.diarize(clips)
+            results: list[pb.DiarizationResult] = []
+            errors: list[BaseException] = []
+
+            def one() -> None:
+                try:
+                    results.append(client.diarize(clips, timeout=300))
+                except BaseException as exc:
+                    errors.append(exc)
+
+            workers = [threading.Thread(target=one) for _ in range(6)]
+            for thread in workers:
+                thread.start()
+            for thread in workers:
+                thread.join(300)
+        assert not errors and len(results) == 6
+        for result in results:
+            assert result.summary.unique_speakers == reference.summary.unique_speakers
+            assert [len(c.speakers) for c in result.clips] == [len(c.speakers) for c in reference.clips]
+            assert [[(s.local_label, s.global_label) for s in c.speakers] for c in result.clips] == [
+                [(s.local_label, s.global_label) for s in c.speakers] for c in reference.clips
+            ]
+        assert not [t.name for t in threading.enumerate() if t.name.startswith("speakerlink-clip")]
+    finally:
+        running.stop(grace=0.5)
