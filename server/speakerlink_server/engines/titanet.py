@@ -113,7 +113,8 @@ class TitanetEmbedder:
     def _infer(self, audio: torch.Tensor, mixed: bool) -> torch.Tensor:
         audio = audio.to(self.device)
         lengths = torch.full((audio.shape[0],), audio.shape[1], dtype=torch.long, device=self.device)
-        with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16, enabled=mixed):
+        device_type = "cuda" if self.device.startswith("cuda") else "cpu"
+        with torch.inference_mode(), torch.autocast(device_type, dtype=torch.float16, enabled=mixed):
             _, embeddings = self._model.forward(input_signal=audio, input_signal_length=lengths)
         return embeddings.float().cpu()
 
