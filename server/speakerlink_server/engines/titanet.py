@@ -55,11 +55,15 @@ def locate_weights(model: str) -> Path | str:
     if isinstance(cached, str):
         return Path(cached)
     if constants.HF_HUB_OFFLINE:
-        raise WeightsUnavailable(
-            f"no weights at {Path(constants.HF_HUB_CACHE) / ('models--' + model.replace('/', '--'))}"
-            " and downloads are off (HF_HUB_OFFLINE)"
-        )
+        raise WeightsUnavailable(f"no weights at {hub_cache_dir(model)} and downloads are off (HF_HUB_OFFLINE)")
     return model
+
+
+def hub_cache_dir(model: str) -> Path:
+    """Where the Hugging Face cache keeps a pretrained model's files."""
+    from huggingface_hub import constants
+
+    return Path(constants.HF_HUB_CACHE) / f"models--{model.replace('/', '--')}"
 
 
 class TitanetEmbedder:
@@ -80,7 +84,8 @@ class TitanetEmbedder:
             else:
                 loaded = EncDecSpeakerLabelModel.from_pretrained(source, map_location=torch.device(device))
         except Exception as exc:  # NeMo raises many kinds (network, format, config)
-            raise WeightsUnavailable(f"could not load {source}: {type(exc).__name__}: {exc}") from exc
+            where = source if isinstance(source, Path) else f"{hub_cache_dir(source)}, and downloading {source} failed"
+            raise WeightsUnavailable(f"no usable weights at {where}: {type(exc).__name__}: {exc}") from exc
         self.source = str(source)
         self.device = device
         self._model = loaded.to(device).eval()
