@@ -24,6 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.cluster.hierarchy import fcluster, linkage
 
+from speakerlink_server.engines.base import unit_rows
+
 # Average linkage needs all pairwise distances: n^2/2 doubles, 64 MB for 4000 windows (20 min
 # of speech at the GE2E hop) but 7 GB for 43000 (a 100 MB MP3 of 3.6 h). Longer clips are
 # clustered on an evenly spread subset, and every window then joins its nearest centroid.
@@ -73,12 +75,9 @@ def _merge_fragments(embeddings: np.ndarray, labels: np.ndarray, threshold: floa
     """Greedy centroid-linkage merging: the pair furthest above its bar merges first."""
     labels = labels.copy()
     while True:
-        ids = np.unique(labels)
+        ids, sizes, vectors = _groups(embeddings, labels)
         if len(ids) < 2:
             return labels
-        members = [labels == i for i in ids]
-        sizes = np.array([int(m.sum()) for m in members])
-        vectors = np.stack([unit(embeddings[m].mean(axis=0)) for m in members])
         similarity = vectors @ vectors.T
         np.fill_diagonal(similarity, -np.inf)
         small = np.minimum(sizes[:, None], sizes[None, :]) < SMALL_CLUSTER_WINDOWS
@@ -92,15 +91,14 @@ def _merge_fragments(embeddings: np.ndarray, labels: np.ndarray, threshold: floa
 def _fold_small(embeddings: np.ndarray, labels: np.ndarray, keep_at_least: int) -> np.ndarray:
     labels = labels.copy()
     while True:
-        ids, sizes = np.unique(labels, return_counts=True)
-        small = ids[sizes < MIN_CLUSTER_WINDOWS]
-        if len(ids) <= keep_at_least or len(small) == 0 or len(small) == len(ids):
+        ids, sizes, vectors = _groups(embeddings, labels)
+        small = sizes < MIN_CLUSTER_WINDOWS
+        if len(ids) <= keep_at_least or not small.any() or small.all():
             return labels
-        victim = small[np.argmin(sizes[sizes < MIN_CLUSTER_WINDOWS])]
-        others = [c for c in ids if c != victim]
-        centroid = unit(embeddings[labels == victim].mean(axis=0))
-        nearest = max(others, key=lambda c: float(unit(embeddings[labels == c].mean(axis=0)) @ centroid))
-        labels[labels == victim] = nearest
+        victim = int(np.flatnonzero(small)[np.argmin(sizes[small])])
+        similarity = vectors @ vectors[victim]
+        similarity[victim] = -np.inf
+        labels[labels == ids[victim]] = ids[int(np.argmax(similarity))]
 
 
 def _renumber(labels: np.ndarray) -> np.ndarray:
@@ -108,11 +106,14 @@ def _renumber(labels: np.ndarray) -> np.ndarray:
     return np.array([order[label] for label in labels.tolist()], dtype=int)
 
 
-def unit(vector: np.ndarray) -> np.ndarray:
-    return vector / max(float(np.linalg.norm(vector)), 1e-8)
+def _groups(embeddings: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each label's id, size and unit-length mean embedding, in sorted label order."""
+    ids, inverse, sizes = np.unique(labels, return_inverse=True, return_counts=True)
+    sums = np.zeros((len(ids), embeddings.shape[1]))
+    np.add.at(sums, inverse, embeddings)
+    return ids, sizes, unit_rows(sums)
 
 
 def centroids(embeddings: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Unit-length mean embedding of each speaker index, in index order."""
-    k = int(labels.max()) + 1 if labels.size else 0
-    return np.stack([unit(embeddings[labels == i].mean(axis=0)) for i in range(k)]) if k else np.zeros((0, embeddings.shape[1]))
+    """Unit-length mean embedding of each speaker index 0..k-1, in index order."""
+    return _groups(embeddings, labels)[2]
