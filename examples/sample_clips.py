@@ -65,7 +65,8 @@ _NOISE_RMS = 10 ** (-60 / 20)
 _TRIM_LEVEL = 10 ** (-50 / 20)
 
 # Three scenes with a shared cast, so the same person turns up in several clips and formats.
-_SCRIPTS: dict[str, tuple[tuple[str, str], ...]] = {
+# Each (speaker, text) is one turn, in the order of the reference RTTM's lines for the clip.
+SCRIPTS: dict[str, tuple[tuple[str, str], ...]] = {
     "meeting.wav": (
         ("alice", "Okay, let's get started, there's a lot to cover."),
         ("bob", "Did everyone get the updated schedule?"),
@@ -115,7 +116,7 @@ _SCRIPTS: dict[str, tuple[tuple[str, str], ...]] = {
 }
 
 # All the distinct sentences, for callers that want speech of their own arrangement.
-SENTENCES: tuple[str, ...] = tuple(text for script in _SCRIPTS.values() for _, text in script)
+SENTENCES: tuple[str, ...] = tuple(text for script in SCRIPTS.values() for _, text in script)
 
 # Lossless formats at 16 bit like most recordings; mp3 at a speech bitrate, so lossy decoding is exercised too.
 _FFMPEG_CODECS: dict[str, list[str]] = {
@@ -239,7 +240,7 @@ def write_sample_set(out_dir: Path) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     paths: list[Path] = []
     rttm: list[str] = []
-    for seed, (filename, script) in enumerate(_SCRIPTS.items()):
+    for seed, (filename, script) in enumerate(SCRIPTS.items()):
         audio, segments = make_conversation([(_VOICE_OF_NAME[who], text) for who, text in script], seed=seed)
         path = out_dir / filename
         _encode(audio, path)

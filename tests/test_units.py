@@ -68,7 +68,7 @@ def test_windows_cover_regions() -> None:
 def test_segments_follow_labels() -> None:
     centers = np.array([0.75, 1.25, 2.75, 3.25])
     segments = label_regions([(0.0, 4.0)], centers, np.array([0, 0, 1, 1]))
-    assert [(round(s, 2), round(e, 2), who) for s, e, who in segments] == [(0.0, 2.0, 0), (2.0, 4.0, 1)]
+    assert [(round(t.start, 2), round(t.end, 2), t.speaker) for t in segments] == [(0.0, 2.0, 0), (2.0, 4.0, 1)]
 
 
 @pytest.fixture()

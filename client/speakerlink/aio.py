@@ -20,7 +20,7 @@ from speakerlink.events import (
     stream_lost,
     terminal_outcome,
 )
-from speakerlink.options import diarize_options, export_format
+from speakerlink.options import diarize_options, export_request
 from speakerlink.upload import UploadCallback, build_config, request_stream
 from speakerlink.v1 import speakerlink_pb2 as pb
 from speakerlink.v1 import speakerlink_pb2_grpc as pb_grpc
@@ -119,8 +119,8 @@ class AsyncClient:
     async def get_result(self, job_id: str) -> pb.DiarizationResult:
         return await self._unary(self._stub.GetResult, pb.GetResultRequest(job_id=job_id), job_id)
 
-    async def export(self, job_id: str, format: str = "json") -> pb.ExportResponse:
-        request = pb.ExportRequest(job_id=job_id, format=export_format(format))
+    async def export(self, job_id: str, format: str = "json", clip_index: int | None = None) -> pb.ExportResponse:
+        request = export_request(job_id, format, clip_index)
         return await self._unary(self._stub.Export, request, job_id)
 
     async def cancel(self, job_id: str) -> pb.JobStatus:

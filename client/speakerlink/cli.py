@@ -14,6 +14,7 @@ from speakerlink.errors import SpeakerlinkError
 from speakerlink.events import is_terminal, terminal_outcome
 from speakerlink.options import EXPORT_FORMATS
 from speakerlink.progress import ProgressDisplay
+from speakerlink.v1 import speakerlink_pb2 as pb
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -49,6 +50,11 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--max-speakers", type=int, help="at most this many speakers per clip")
     d.add_argument("--link-threshold", type=float, help="cosine similarity needed to link speakers across clips")
     d.add_argument("--engine", default="", help="embedder to use (see `speakerlink info`)")
+    d.add_argument(
+        "--transcribe", action=argparse.BooleanOptionalAction, default=None,
+        help="transcribe with the server's transcriber (default: wherever the server has one)",
+    )
+    d.add_argument("--language", default="", help="language code for transcription, e.g. en_us, de (default: the transcriber's)")
     d.add_argument("--timeout", type=float, help="give up after this many seconds")
     d.add_argument("--no-progress", action="store_true", help="print no progress")
     d.set_defaults(run=_diarize)
@@ -65,10 +71,11 @@ def _parser() -> argparse.ArgumentParser:
     w.add_argument("--no-progress", action="store_true")
     w.set_defaults(run=_watch)
 
-    e = sub.add_parser("export", help="a finished job's result as json, csv, text or rttm")
+    e = sub.add_parser("export", help="a finished job's result as json, csv, text, rttm, srt or vtt")
     e.add_argument("job_id")
     e.add_argument("--format", choices=list(EXPORT_FORMATS), default="json")
-    e.add_argument("-o", "--output", type=Path)
+    e.add_argument("--clip", type=int, help="only the clip with this index (0 for the first sent)")
+    e.add_argument("-o", "--output", type=Path, help="write here instead of stdout (a zip of subtitles always goes to a file)")
     e.set_defaults(run=_export)
 
     c = sub.add_parser("cancel", help="cancel a queued or running job")
@@ -87,7 +94,7 @@ def _diarize(client: Client, args: argparse.Namespace) -> int:
     display = None if args.no_progress else ProgressDisplay(clip_names=[p.name for p in args.files])
     options = dict(
         num_speakers=args.num_speakers, min_speakers=args.min_speakers, max_speakers=args.max_speakers,
-        link_threshold=args.link_threshold, engine=args.engine,
+        link_threshold=args.link_threshold, engine=args.engine, transcribe=args.transcribe, language=args.language,
     )
     events = client.iter_diarize(
         args.files, on_upload=display.upload if display else None, timeout=args.timeout, **options
@@ -113,7 +120,7 @@ def _follow(client: Client, events, display: ProgressDisplay | None, args: argpa
     finally:
         if display is not None:
             display.close()
-    _write(client.export(result.job_id, args.format).content, args.output)
+    _write(client.export(result.job_id, args.format), args.output)
     return 0
 
 
@@ -136,16 +143,19 @@ def _info(client: Client, args: argparse.Namespace) -> int:
 
 
 def _export(client: Client, args: argparse.Namespace) -> int:
-    _write(client.export(args.job_id, args.format).content, args.output)
+    _write(client.export(args.job_id, args.format, args.clip), args.output)
     return 0
 
 
-def _write(content: bytes, output: Path | None) -> None:
+def _write(export: pb.ExportResponse, output: Path | None) -> None:
+    """Text to stdout unless -o is given; a zip (subtitles of several clips) to a file always."""
+    if output is None and export.content_type == "application/zip":
+        output = Path(export.filename)
     if output is None:
-        sys.stdout.write(content.decode("utf-8"))
+        sys.stdout.write(export.content.decode("utf-8"))
         sys.stdout.flush()
     else:
-        output.write_bytes(content)
+        output.write_bytes(export.content)
         print(f"wrote {output}", file=sys.stderr)
 
 
@@ -155,8 +165,6 @@ def _print(text: str) -> int:
 
 
 def _state(state: int) -> str:
-    from speakerlink.v1 import speakerlink_pb2 as pb
-
     return pb.JobState.Name(state).removeprefix("JOB_STATE_").lower()
 
 

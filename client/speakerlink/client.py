@@ -18,7 +18,7 @@ from speakerlink.events import (
     stream_lost,
     terminal_outcome,
 )
-from speakerlink.options import diarize_options, export_format
+from speakerlink.options import diarize_options, export_request
 from speakerlink.upload import UploadCallback, build_config, request_stream
 from speakerlink.v1 import speakerlink_pb2 as pb
 from speakerlink.v1 import speakerlink_pb2_grpc as pb_grpc
@@ -156,9 +156,10 @@ class Client:
     def get_result(self, job_id: str) -> pb.DiarizationResult:
         return self._unary(self._stub.GetResult, pb.GetResultRequest(job_id=job_id), job_id)
 
-    def export(self, job_id: str, format: str = "json") -> pb.ExportResponse:
-        """The job's result rendered by the server: json, csv, text or rttm."""
-        request = pb.ExportRequest(job_id=job_id, format=export_format(format))
+    def export(self, job_id: str, format: str = "json", clip_index: int | None = None) -> pb.ExportResponse:
+        """The job's result rendered by the server: json, csv, text, rttm, srt or vtt; all
+        clips, or only one. Subtitles of several clips come as one zip."""
+        request = export_request(job_id, format, clip_index)
         return self._unary(self._stub.Export, request, job_id)
 
     def cancel(self, job_id: str) -> pb.JobStatus:

@@ -13,9 +13,11 @@ def diarize_options(
     link_threshold: float | None = None,
     engine: str = "",
     language: str = "",
-    transcribe: bool = False,
+    transcribe: bool | None = None,
 ) -> pb.DiarizeOptions:
-    """Build options; the server validates them again, this only catches mistakes before upload."""
+    """Build options; the server validates them again, this only catches mistakes before upload.
+
+    transcribe=None leaves the choice to the server: on wherever it has a transcriber."""
     if num_speakers is not None and (min_speakers is not None or max_speakers is not None):
         raise ValueError("give either num_speakers or min_speakers/max_speakers, not both")
     for name, value in (("num_speakers", num_speakers), ("min_speakers", min_speakers), ("max_speakers", max_speakers)):
@@ -27,8 +29,9 @@ def diarize_options(
         speakers=pb.SpeakerCount(exact=num_speakers or 0, min=min_speakers or 0, max=max_speakers or 0),
         engine=engine,
         language=language,
-        transcribe=transcribe,
     )
+    if transcribe is not None:
+        options.transcribe = transcribe
     if link_threshold is not None:
         options.link_threshold = link_threshold
     return options
@@ -39,12 +42,18 @@ EXPORT_FORMATS: dict[str, int] = {
     "csv": pb.EXPORT_FORMAT_CSV,
     "text": pb.EXPORT_FORMAT_TEXT,
     "rttm": pb.EXPORT_FORMAT_RTTM,
+    "srt": pb.EXPORT_FORMAT_SRT,
+    "vtt": pb.EXPORT_FORMAT_VTT,
 }
 
 
-def export_format(name: str) -> int:
-    """The ExportFormat value for a format name such as "rttm"."""
+def export_request(job_id: str, name: str, clip_index: int | None = None) -> pb.ExportRequest:
+    """The Export request for a format name such as "rttm", for one clip or (None) all."""
     try:
-        return EXPORT_FORMATS[name.lower()]
+        fmt = EXPORT_FORMATS[name.lower()]
     except KeyError:
         raise ValueError(f"unknown export format {name!r}; choose one of {', '.join(EXPORT_FORMATS)}") from None
+    request = pb.ExportRequest(job_id=job_id, format=fmt)
+    if clip_index is not None:
+        request.clip_index = clip_index
+    return request

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 MIB = 1024 * 1024
@@ -29,6 +29,13 @@ class ServerConfig:
     engine: str = "auto"
     titanet_model: str = "nvidia/speakerverification_en_titanet_large"  # "" turns TitaNet off
     torch_threads: int = 0  # 0: one per CPU core
+    # AssemblyAI transcription (F5) is available when a key is set. The key is kept out of
+    # repr() so that logging a config never shows it.
+    assemblyai_api_key: str = field(default="", repr=False)
+    assemblyai_base_url: str = ""  # "": the SDK's default (api.assemblyai.com or ASSEMBLYAI_BASE_URL)
+    assemblyai_concurrency: int = 5  # clips of a job transcribed at once
+    assemblyai_poll_seconds: float = 3.0
+    assemblyai_timeout_seconds: int = 3 * 3600  # longest wait for one transcript
     formats: tuple[str, ...] = DEFAULT_FORMATS
     grace_seconds: float = 10.0
 
@@ -58,6 +65,11 @@ _ENV = {
     "engine": ("SPEAKERLINK_ENGINE", None),
     "titanet_model": ("SPEAKERLINK_TITANET_MODEL", None),
     "torch_threads": ("SPEAKERLINK_TORCH_THREADS", None),
+    "assemblyai_api_key": ("SPEAKERLINK_ASSEMBLYAI_API_KEY", "ASSEMBLYAI_API_KEY"),
+    "assemblyai_base_url": ("SPEAKERLINK_ASSEMBLYAI_BASE_URL", "ASSEMBLYAI_BASE_URL"),
+    "assemblyai_concurrency": ("SPEAKERLINK_ASSEMBLYAI_CONCURRENCY", None),
+    "assemblyai_poll_seconds": ("SPEAKERLINK_ASSEMBLYAI_POLL_SECONDS", None),
+    "assemblyai_timeout_seconds": ("SPEAKERLINK_ASSEMBLYAI_TIMEOUT_SECONDS", None),
 }
 
 
@@ -77,6 +89,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="TitaNet weights: a pretrained name (NeMo/Hugging Face cache) or a .nemo file; '' turns TitaNet off",
     )
     parser.add_argument("--torch-threads", type=int, help="CPU threads for inference (default: one per core)")
+    parser.add_argument(
+        "--assemblyai-api-key",
+        help="turns on AssemblyAI transcription (env ASSEMBLYAI_API_KEY, which keeps the key out of the process list)",
+    )
+    parser.add_argument("--assemblyai-base-url", help="AssemblyAI API base URL, e.g. https://api.eu.assemblyai.com (env ASSEMBLYAI_BASE_URL)")
+    parser.add_argument("--assemblyai-concurrency", type=int, help="clips of a job transcribed at once (default 5)")
+    parser.add_argument("--assemblyai-poll-seconds", type=float, help="seconds between transcript status checks (default 3)")
+    parser.add_argument("--assemblyai-timeout-seconds", type=int, help="longest wait for one transcript (default 3 h)")
 
 
 def load_config(args: argparse.Namespace | None = None, env: Mapping[str, str] | None = None) -> ServerConfig:
@@ -106,14 +126,22 @@ def _coerce(name: str, kind: object, raw: object) -> object:
             return int(raw)
         except ValueError:
             raise ValueError(f"{name} must be an integer, got {raw!r}") from None
+    if kind in (float, "float"):
+        try:
+            return float(raw)
+        except ValueError:
+            raise ValueError(f"{name} must be a number, got {raw!r}") from None
     if kind in (Path, "Path"):
         return Path(raw)
     return str(raw)
 
 
 def _validate(config: ServerConfig) -> None:
-    for name in ("max_clips", "max_file_bytes", "workers", "max_queued_jobs", "job_ttl_seconds"):
+    for name in ("max_clips", "max_file_bytes", "workers", "max_queued_jobs", "job_ttl_seconds",
+                 "assemblyai_concurrency", "assemblyai_timeout_seconds"):
         if getattr(config, name) < 1:
             raise ValueError(f"{name} must be at least 1, got {getattr(config, name)}")
+    if not config.assemblyai_poll_seconds > 0:
+        raise ValueError(f"assemblyai_poll_seconds must be positive, got {config.assemblyai_poll_seconds}")
     if not 0 <= config.port <= 65535:
         raise ValueError(f"port must be 0..65535, got {config.port}")

@@ -47,6 +47,10 @@ class ServiceError(Exception):
             clip_name=self.clip_name,
         )
 
+    def about_clip(self, index: int, name: str) -> ServiceError:
+        """The same error, said of one clip (engines do not know which clip they work on)."""
+        return ServiceError(self.status, self.code, self.message, self.troubleshooting, self.recovery, index, name)
+
     def rpc_status(self) -> status_pb2.Status:
         detail = any_pb2.Any()
         detail.Pack(self.detail())
@@ -167,6 +171,70 @@ def unknown_engine(name: str, available: list[str]) -> ServiceError:
     )
 
 
+def no_transcriber() -> ServiceError:
+    return ServiceError(
+        grpc.StatusCode.FAILED_PRECONDITION, "NO_TRANSCRIBER", "transcription was asked for, but this server has no transcriber",
+        ("AssemblyAI transcription is available only when the server has an API key.",),
+        ("Start the server with ASSEMBLYAI_API_KEY set, or diarize without transcription (--no-transcribe).",),
+    )
+
+
+# ------------------------------------------------------------------ transcription (per clip)
+
+
+def transcription_failed(transcript_id: str, reason: str) -> ServiceError:
+    return ServiceError(
+        grpc.StatusCode.INVALID_ARGUMENT, "TRANSCRIPTION_FAILED", f"AssemblyAI could not transcribe the clip: {reason}",
+        (f"AssemblyAI transcript {transcript_id} ended in error.",
+         "Usual causes: the file holds no audible speech, its format is not one AssemblyAI decodes, "
+         "or the language code is not supported with speaker labels."),
+        ("Check that the clip plays and holds speech; convert it to WAV or FLAC and send it again.",
+         "Or diarize it without transcription (--no-transcribe)."),
+    )
+
+
+def transcription_rejected(status: int, reason: str) -> ServiceError:
+    return ServiceError(
+        grpc.StatusCode.INVALID_ARGUMENT, "TRANSCRIPTION_REJECTED", f"AssemblyAI refused the request (HTTP {status}): {reason}",
+        ("AssemblyAI found the request invalid, e.g. an unsupported language code or speaker count.",),
+        ("Fix the option AssemblyAI names (e.g. --language), or diarize without transcription (--no-transcribe).",),
+    )
+
+
+def transcriber_auth_failed(status: int, reason: str) -> ServiceError:
+    return ServiceError(
+        grpc.StatusCode.FAILED_PRECONDITION, "TRANSCRIBER_AUTH_FAILED", f"AssemblyAI refused the server's API key (HTTP {status}): {reason}",
+        ("The server's ASSEMBLYAI_API_KEY is wrong, revoked, or its account cannot use this feature.",),
+        ("The server's operator must set a valid key and restart it; meanwhile diarize without transcription.",),
+    )
+
+
+def transcriber_rate_limited(reason: str) -> ServiceError:
+    return ServiceError(
+        grpc.StatusCode.RESOURCE_EXHAUSTED, "TRANSCRIBER_RATE_LIMITED", f"AssemblyAI kept answering 429 Too Many Requests: {reason}",
+        ("The account's rate or concurrency limit was reached and retries with backoff did not get through.",),
+        ("Retry later, send fewer clips at once, or lower the server's --assemblyai-concurrency.",),
+    )
+
+
+def transcriber_unreachable(base_url: str, reason: str) -> ServiceError:
+    return ServiceError(
+        grpc.StatusCode.UNAVAILABLE, "TRANSCRIBER_UNAVAILABLE", f"AssemblyAI at {base_url} failed after retries: {reason}",
+        ("Server errors (5xx) or network errors persisted through every retry.",
+         "Check the server's network access and its --assemblyai-base-url."),
+        ("Retry later; or diarize without transcription (--no-transcribe).",),
+    )
+
+
+def transcription_timeout(transcript_id: str, seconds: float) -> ServiceError:
+    return ServiceError(
+        grpc.StatusCode.DEADLINE_EXCEEDED, "TRANSCRIPTION_TIMEOUT",
+        f"AssemblyAI transcript {transcript_id} was not ready after {seconds:.0f} s",
+        ("AssemblyAI is slower than usual, or the clip is very long.",),
+        ("Retry later, or raise --assemblyai-timeout-seconds on the server.",),
+    )
+
+
 # ------------------------------------------------------------------ jobs
 
 
@@ -183,6 +251,14 @@ def result_not_ready(job_id: str, state: str) -> ServiceError:
         grpc.StatusCode.FAILED_PRECONDITION, "RESULT_NOT_READY", f"job {job_id} has no result: it is {state}",
         ("Results exist only for jobs that succeeded.",),
         (f"Wait for it with `speakerlink watch {job_id}`.",),
+    )
+
+
+def unknown_clip(job_id: str, index: int, count: int) -> ServiceError:
+    return ServiceError(
+        grpc.StatusCode.INVALID_ARGUMENT, "UNKNOWN_CLIP", f"job {job_id} has no clip {index}",
+        (f"The job has {count} clip{'s' if count != 1 else ''}, indexed from 0 in the order they were sent.",),
+        ("Leave the clip out to export every clip, or give an index the result lists.",),
     )
 
 

@@ -1,6 +1,8 @@
-"""A finished result rendered as JSON, CSV, plain text or RTTM.
+"""A finished result rendered as JSON, CSV, plain text, RTTM, SRT or WebVTT.
 
 The server renders exports so that every client (CLI, SDK, grpcurl) gets identical files.
+Subtitles belong to one media file each, so SRT and VTT of a job with several clips come as
+a zip holding one subtitle file per clip.
 """
 
 from __future__ import annotations
@@ -8,7 +10,8 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Callable
+import zipfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from google.protobuf import json_format
@@ -59,10 +62,8 @@ def to_text(result: pb.DiarizationResult) -> str:
 
 def to_rttm(result: pb.DiarizationResult) -> str:
     """One RTTM for all clips: file id is the clip name without extension, speaker the global label."""
-    stems = [Path(clip.name).stem for clip in result.clips]
     lines = []
-    for clip, stem in zip(result.clips, stems, strict=True):
-        file_id = re.sub(r"\s+", "_", stem if stems.count(stem) == 1 else clip.name)
+    for clip, file_id in zip(result.clips, _clip_ids(result), strict=True):
         for seg in clip.segments:
             lines.append(
                 f"SPEAKER {file_id} 1 {seg.start:.3f} {seg.end - seg.start:.3f} <NA> <NA> {seg.speaker} <NA> <NA>"
@@ -70,23 +71,118 @@ def to_rttm(result: pb.DiarizationResult) -> str:
     return "\n".join(lines) + ("\n" if lines else "")
 
 
+# A cue is at most two lines of 42 characters and 7 s on screen (common broadcast practice).
+CUE_CHARS = 84
+CUE_SECONDS = 7.0
+
+
+def to_srt(clip: pb.ClipResult, names: dict[str, str]) -> str:
+    blocks = [
+        f"{n}\n{_timestamp(start, ',')} --> {_timestamp(end, ',')}\n{names[speaker]}{': ' + text if text else ''}"
+        for n, (start, end, speaker, text) in enumerate(_cues(clip), 1)
+    ]
+    return "\n\n".join(blocks) + ("\n" if blocks else "")
+
+
+def to_vtt(clip: pb.ClipResult, names: dict[str, str]) -> str:
+    blocks = ["WEBVTT"] + [
+        f"{_timestamp(start, '.')} --> {_timestamp(end, '.')}\n<v {_vtt_escape(names[speaker])}>{_vtt_escape(text or names[speaker])}"
+        for start, end, speaker, text in _cues(clip)
+    ]
+    return "\n\n".join(blocks) + "\n"
+
+
+def _cues(clip: pb.ClipResult) -> Iterator[tuple[float, float, str, str]]:
+    """(start, end, speaker, text) cues: a segment's words split into readable pieces, or the
+    whole segment when it has no words (then the cue just names the speaker)."""
+    for seg in clip.segments:
+        if not seg.words:
+            yield seg.start, seg.end, seg.speaker, seg.text
+            continue
+        piece: list[pb.Word] = []
+        for word in seg.words:
+            text = " ".join(w.text for w in [*piece, word])
+            if piece and (len(text) > CUE_CHARS or word.end - piece[0].start > CUE_SECONDS):
+                yield piece[0].start, piece[-1].end, seg.speaker, " ".join(w.text for w in piece)
+                piece = []
+            piece.append(word)
+        yield piece[0].start, piece[-1].end, seg.speaker, " ".join(w.text for w in piece)
+
+
+def _timestamp(seconds: float, separator: str) -> str:
+    millis = int(round(seconds * 1000))
+    hours, millis = divmod(millis, 3_600_000)
+    minutes, millis = divmod(millis, 60_000)
+    return f"{hours:02d}:{minutes:02d}:{millis // 1000:02d}{separator}{millis % 1000:03d}"
+
+
+def _vtt_escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def _clock(seconds: float) -> str:
     minutes, rest = divmod(seconds, 60.0)
     return f"{int(minutes):02d}:{rest:05.2f}"
 
 
-# format -> (renderer, content type, file extension)
+def _clip_ids(result: pb.DiarizationResult) -> list[str]:
+    """A file-name-safe id per clip: its name without extension, or whole where stems collide."""
+    stems = [Path(clip.name).stem for clip in result.clips]
+    return [re.sub(r"\s+", "_", stem if stems.count(stem) == 1 else clip.name) for clip, stem in zip(result.clips, stems, strict=True)]
+
+
+Subtitles = Callable[[pb.ClipResult, dict[str, str]], str]
+
+# format -> (whole-result renderer, content type, file extension)
 EXPORTERS: dict[int, tuple[Callable[[pb.DiarizationResult], str], str, str]] = {
     pb.EXPORT_FORMAT_JSON: (to_json, "application/json", "json"),
     pb.EXPORT_FORMAT_CSV: (to_csv, "text/csv", "csv"),
     pb.EXPORT_FORMAT_TEXT: (to_text, "text/plain", "txt"),
     pb.EXPORT_FORMAT_RTTM: (to_rttm, "text/x-rttm", "rttm"),
 }
+# format -> (per-clip renderer, content type, file extension)
+SUBTITLES: dict[int, tuple[Subtitles, str, str]] = {
+    pb.EXPORT_FORMAT_SRT: (to_srt, "application/x-subrip", "srt"),
+    pb.EXPORT_FORMAT_VTT: (to_vtt, "text/vtt", "vtt"),
+}
+FORMATS = set(EXPORTERS) | set(SUBTITLES)
 
 
-def export(result: pb.DiarizationResult, fmt: int) -> pb.ExportResponse:
-    render, content_type, extension = EXPORTERS[fmt]
-    return pb.ExportResponse(
-        job_id=result.job_id, format=fmt, content_type=content_type,
-        filename=f"speakerlink-{result.job_id}.{extension}", content=render(result).encode("utf-8"),
-    )
+def export(result: pb.DiarizationResult, fmt: int, clip_index: int | None = None) -> pb.ExportResponse:
+    """The result, or only one clip of it, in a format of FORMATS."""
+    if clip_index is not None:
+        result = only_clip(result, clip_index)
+    response = pb.ExportResponse(job_id=result.job_id, format=fmt)
+    if fmt in EXPORTERS:
+        render, response.content_type, extension = EXPORTERS[fmt]
+        response.filename = f"speakerlink-{result.job_id}.{extension}"
+        response.content = render(result).encode("utf-8")
+        return response
+    render_clip, content_type, extension = SUBTITLES[fmt]
+    names = {s.label: s.name or s.label for s in result.speakers}
+    files = {f"{clip_id}.{extension}": render_clip(clip, names).encode("utf-8")
+             for clip, clip_id in zip(result.clips, _clip_ids(result), strict=True)}
+    if len(files) == 1:
+        (response.filename, response.content), = files.items()
+        response.content_type = content_type
+        return response
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, content in files.items():
+            archive.writestr(name, content)
+    response.filename, response.content_type = f"speakerlink-{result.job_id}-{extension}.zip", "application/zip"
+    response.content = buffer.getvalue()
+    return response
+
+
+def only_clip(result: pb.DiarizationResult, clip_index: int) -> pb.DiarizationResult:
+    """The result restricted to one clip: its segments, and the global speakers heard in it."""
+    clip = next(c for c in result.clips if c.index == clip_index)
+    out = pb.DiarizationResult(job_id=result.job_id, summary=result.summary)
+    out.clips.append(clip)
+    heard = {link.global_label for link in clip.speakers}
+    out.speakers.extend(s for s in result.speakers if s.label in heard)
+    out.summary.clips = 1
+    out.summary.unique_speakers = len(heard)
+    out.summary.audio_seconds = clip.duration_seconds
+    return out

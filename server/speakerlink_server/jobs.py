@@ -218,8 +218,10 @@ class JobManager:
                 raise JobCancelled()
 
         try:
-            embedder = self._engines.embedder(record.config.options.engine)
-            result = run_pipeline(clips, record.config.options, self._engines.vad, embedder, report, check_cancelled)
+            options = record.config.options
+            embedder = self._engines.embedder(options.engine)
+            transcriber = self._engines.transcriber_for(options)
+            result = run_pipeline(clips, options, self._engines.vad, embedder, transcriber, report, check_cancelled)
         except JobCancelled:
             if self._stopping and not live.cancel_requested:
                 return  # stays 'running' in the store: requeued when the server starts again

@@ -14,7 +14,7 @@ from speakerlink.v1 import speakerlink_pb2_grpc as pb_grpc
 from speakerlink_server import __version__, errors
 from speakerlink_server.config import ServerConfig
 from speakerlink_server.engines.registry import Engines
-from speakerlink_server.exporters import EXPORTERS, export
+from speakerlink_server.exporters import FORMATS, export
 from speakerlink_server.jobs import JobManager
 from speakerlink_server.pipeline import audio
 from speakerlink_server.store import JobStore
@@ -92,9 +92,13 @@ class SpeakerlinkServicer(pb_grpc.SpeakerlinkServicer):
         return self._result(request.job_id, context)
 
     def Export(self, request: pb.ExportRequest, context: grpc.ServicerContext) -> pb.ExportResponse:
-        if request.format not in EXPORTERS:
+        if request.format not in FORMATS:
             errors.invalid_config(f"unknown export format {request.format}").abort(context)
-        return export(self._result(request.job_id, context), request.format)
+        result = self._result(request.job_id, context)
+        clip_index = request.clip_index if request.HasField("clip_index") else None
+        if clip_index is not None and clip_index not in {clip.index for clip in result.clips}:
+            errors.unknown_clip(request.job_id, clip_index, len(result.clips)).abort(context)
+        return export(result, request.format, clip_index)
 
     def _result(self, job_id: str, context: grpc.ServicerContext) -> pb.DiarizationResult:
         record = self._store.get(job_id)

@@ -78,6 +78,7 @@ def _validate_options(options: pb.DiarizeOptions, engines: Engines) -> None:
     ):
         raise errors.invalid_config(f"link_threshold must be a cosine similarity in [-1, 1], got {options.link_threshold}")
     engines.embedder(options.engine)
+    engines.transcriber_for(options)
 
 
 def receive_clips(

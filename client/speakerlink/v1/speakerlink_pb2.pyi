@@ -26,6 +26,8 @@ class ExportFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     EXPORT_FORMAT_CSV: _ClassVar[ExportFormat]
     EXPORT_FORMAT_TEXT: _ClassVar[ExportFormat]
     EXPORT_FORMAT_RTTM: _ClassVar[ExportFormat]
+    EXPORT_FORMAT_SRT: _ClassVar[ExportFormat]
+    EXPORT_FORMAT_VTT: _ClassVar[ExportFormat]
 JOB_STATE_UNSPECIFIED: JobState
 JOB_STATE_QUEUED: JobState
 JOB_STATE_RUNNING: JobState
@@ -37,6 +39,8 @@ EXPORT_FORMAT_JSON: ExportFormat
 EXPORT_FORMAT_CSV: ExportFormat
 EXPORT_FORMAT_TEXT: ExportFormat
 EXPORT_FORMAT_RTTM: ExportFormat
+EXPORT_FORMAT_SRT: ExportFormat
+EXPORT_FORMAT_VTT: ExportFormat
 
 class GetInfoRequest(_message.Message):
     __slots__ = ()
@@ -349,12 +353,14 @@ class DeleteJobResponse(_message.Message):
     def __init__(self, job_id: _Optional[str] = ..., deleted: _Optional[bool] = ...) -> None: ...
 
 class ExportRequest(_message.Message):
-    __slots__ = ("job_id", "format")
+    __slots__ = ("job_id", "format", "clip_index")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     FORMAT_FIELD_NUMBER: _ClassVar[int]
+    CLIP_INDEX_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     format: ExportFormat
-    def __init__(self, job_id: _Optional[str] = ..., format: _Optional[_Union[ExportFormat, str]] = ...) -> None: ...
+    clip_index: int
+    def __init__(self, job_id: _Optional[str] = ..., format: _Optional[_Union[ExportFormat, str]] = ..., clip_index: _Optional[int] = ...) -> None: ...
 
 class ExportResponse(_message.Message):
     __slots__ = ("job_id", "format", "content_type", "filename", "content")

@@ -1,12 +1,16 @@
 """The interfaces every engine implements.
 
 An embedder turns windows of a 16 kHz clip into unit-length speaker vectors, and carries the
-thresholds calibrated for its own cosine scale (GE2E's and TitaNet's differ).
+thresholds calibrated for its own cosine scale (GE2E's and TitaNet's differ). A transcriber
+turns a clip into speaker-labelled utterances; its labels are per clip, and linking them
+across clips is the pipeline's job.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -37,6 +41,47 @@ class Embedder(Protocol):
 
     def close(self) -> None:
         """Stop the embedder's batching thread."""
+        ...
+
+
+@dataclass(frozen=True)
+class TranscribedWord:
+    start: float  # seconds
+    end: float
+    text: str
+    confidence: float
+
+
+@dataclass(frozen=True)
+class Utterance:
+    start: float  # seconds
+    end: float
+    speaker: str  # the transcriber's own label, meaningful within one clip only
+    text: str
+    words: tuple[TranscribedWord, ...]
+
+
+@dataclass(frozen=True)
+class TranscriptionRequest:
+    language: str = ""  # "" for the transcriber's default
+    speakers_exact: int = 0  # 0: not set
+    speakers_min: int = 0
+    speakers_max: int = 0
+
+
+Stage = Callable[[str, str], None]
+"""stage(name, message): a transcription stage of the clip has begun ("transcribe-queued", ...)."""
+Wait = Callable[[float], None]
+"""wait(seconds): sleep, raising instead if the job is cancelled meanwhile."""
+
+
+class Transcriber(Protocol):
+    name: str
+    concurrency: int  # clips of one job to transcribe at once
+
+    def transcribe(self, path: Path, request: TranscriptionRequest, stage: Stage, wait: Wait) -> list[Utterance]:
+        """The clip's utterances in time order. All waiting goes through `wait`, so a
+        cancelled job stops polling at once. Failures raise ServiceError."""
         ...
 
 

@@ -2,7 +2,8 @@
 
 Adding an embedder means one module implementing engines.base.Embedder and one entry in
 EMBEDDERS; `auto` makes the first one in EMBEDDERS that loads the active one. All that load
-stay resident, so a request may choose any of them.
+stay resident, so a request may choose any of them. The transcriber (AssemblyAI) is there
+when the configuration has an API key; requests use it unless they turn transcription off.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from speakerlink.v1 import speakerlink_pb2 as pb
 
 from speakerlink_server import errors
 from speakerlink_server.config import ServerConfig
-from speakerlink_server.engines.base import Embedder, VoiceActivityDetector
+from speakerlink_server.engines.assemblyai import AssemblyAiTranscriber
+from speakerlink_server.engines.base import Embedder, Transcriber, VoiceActivityDetector
 from speakerlink_server.engines.ge2e import Ge2eEmbedder
 from speakerlink_server.engines.silero import SileroVad
 from speakerlink_server.engines.titanet import TitanetEmbedder, WeightsUnavailable
@@ -47,6 +49,7 @@ class Engines:
     embedders: dict[str, Embedder]
     active: str
     device: str
+    transcriber: Transcriber | None = None
     infos: list[pb.EngineInfo] = field(default_factory=list)
 
     def close(self) -> None:
@@ -61,6 +64,28 @@ class Engines:
         if name not in self.embedders:
             raise errors.unknown_engine(name, sorted(self.embedders))
         return self.embedders[name]
+
+    def transcriber_for(self, options: pb.DiarizeOptions) -> Transcriber | None:
+        """The transcriber a request gets: unset means on wherever one is configured."""
+        wanted = options.transcribe if options.HasField("transcribe") else self.transcriber is not None
+        if wanted and self.transcriber is None:
+            raise errors.no_transcriber()
+        return self.transcriber if wanted else None
+
+
+def _transcriber(config: ServerConfig) -> tuple[Transcriber | None, pb.EngineInfo]:
+    info = pb.EngineInfo(name=AssemblyAiTranscriber.name, kind="transcriber")
+    if not config.assemblyai_api_key:
+        info.reason = "no API key (set ASSEMBLYAI_API_KEY or --assemblyai-api-key)"
+        return None, info
+    transcriber = AssemblyAiTranscriber(
+        config.assemblyai_api_key, config.assemblyai_base_url, config.assemblyai_concurrency,
+        config.assemblyai_poll_seconds, config.assemblyai_timeout_seconds,
+    )
+    info.available = info.active = True
+    info.reason = (f"API key set; {transcriber.base_url}, {transcriber.concurrency} clips at once; "
+                   "used unless a request turns transcription off")
+    return transcriber, info
 
 
 def describe_device() -> str:
@@ -103,4 +128,7 @@ def load_engines(config: ServerConfig) -> Engines:
             why = reasons[name]
         log.info("embedder %s: %s", name, why)
         infos.append(pb.EngineInfo(name=name, kind="embedder", available=name in loaded, active=name == active, reason=why))
-    return Engines(vad=vad, embedders=loaded, active=active, device=describe_device(), infos=infos)
+    transcriber, info = _transcriber(config)
+    log.info("transcriber %s: %s", info.name, info.reason)
+    infos.append(info)
+    return Engines(vad=vad, embedders=loaded, active=active, device=describe_device(), transcriber=transcriber, infos=infos)

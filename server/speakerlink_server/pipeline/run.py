@@ -1,8 +1,12 @@
 """One job's clips through every stage, reporting progress and honouring cancellation.
 
-Per clip, several clips at a time: decode -> speech regions (VAD) -> windows -> embeddings ->
-clustering into local speakers. Then all clips' local speakers are linked into global speakers, and the result
-message is assembled with global labels S1, S2, ... by first appearance.
+Per clip, several clips at a time, either
+- diarization: decode -> speech regions (VAD) -> windows -> embeddings -> clustering into
+  local speakers; or
+- transcription: the transcriber's speaker-labelled utterances define the local speakers ->
+  decode -> a voiceprint per speaker from their longest monologues (pipeline.voices).
+Then all clips' local speakers are linked into global speakers, and the result message is
+assembled with global labels S1, S2, ... by first appearance.
 """
 
 from __future__ import annotations
@@ -18,20 +22,28 @@ from pathlib import Path
 import numpy as np
 from speakerlink.v1 import speakerlink_pb2 as pb
 
-from speakerlink_server.engines.base import Embedder, VoiceActivityDetector
+from speakerlink_server import errors
+from speakerlink_server.engines.base import Embedder, Transcriber, TranscriptionRequest, VoiceActivityDetector
 from speakerlink_server.pipeline import audio
 from speakerlink_server.pipeline.clustering import CountBounds, centroids, cluster_windows
 from speakerlink_server.pipeline.linking import LocalSpeaker, link_speakers
-from speakerlink_server.pipeline.segments import label_regions
+from speakerlink_server.pipeline.segments import Turn, label_regions
+from speakerlink_server.pipeline.voices import transcribed_speakers
 from speakerlink_server.pipeline.windows import speech_windows, window_centers
 
-# Where each stage starts within a clip's share of the progress percent (decode 10 %, VAD 20 %,
-# embedding 55 %, clustering 15 % of the clip's work); linking takes the last LINK_SHARE of the job.
-STAGE_START = {"decode": 0.0, "vad": 0.10, "embed": 0.30, "cluster": 0.85}
+# Where each stage starts within a clip's share of the progress percent; linking takes the
+# last LINK_SHARE of the job. Diarizing: decode 10 %, VAD 20 %, embedding 55 %, clustering
+# 15 % of the clip's work. Transcribing: mostly waiting for the transcriber.
+DIARIZE_STAGES = {"decode": 0.0, "vad": 0.10, "embed": 0.30, "cluster": 0.85}
+TRANSCRIBE_STAGES = {
+    "transcribe-uploading": 0.0, "transcribe-queued": 0.10, "transcribe-processing": 0.20,
+    "transcribe-completed": 0.85, "decode": 0.87, "embed": 0.92,
+}
 LINK_SHARE = 0.05
 # Clips of a job analysed at once: decoding and VAD overlap, and their windows meet in the
-# embedder's device batches.
+# embedder's device batches. A transcribing job runs the transcriber's own number at once.
 CLIP_THREADS = 4
+WAIT_SLICE_S = 0.2  # how often a waiting clip checks for cancellation
 
 Report = Callable[[str, float, int, str], None]
 """report(stage, fraction of the whole job done, clip index or -1, message)."""
@@ -48,7 +60,7 @@ class ClipInput:
 @dataclass(frozen=True)
 class ClipAnalysis:
     duration: float
-    segments: list[tuple[float, float, int]]
+    turns: list[Turn]
     speakers: list[LocalSpeaker]
 
 
@@ -57,17 +69,23 @@ def run_pipeline(
     options: pb.DiarizeOptions,
     vad: VoiceActivityDetector,
     embedder: Embedder,
+    transcriber: Transcriber | None,
     report: Report,
     check_cancelled: Callable[[], None],
 ) -> pb.DiarizationResult:
     started = time.monotonic()
-    bounds = CountBounds(options.speakers.exact, options.speakers.min, options.speakers.max)
-    progress = _JobProgress(clips, report, check_cancelled)
-    with ThreadPoolExecutor(max_workers=min(CLIP_THREADS, len(clips)), thread_name_prefix="speakerlink-clip") as pool:
-        futures = [
-            pool.submit(analyse_clip, clip, bounds, vad, embedder, functools.partial(progress.stage, clip.index))
-            for clip in clips
-        ]
+    count = options.speakers
+    stages, threads = (TRANSCRIBE_STAGES, transcriber.concurrency) if transcriber else (DIARIZE_STAGES, CLIP_THREADS)
+    progress = _JobProgress(clips, stages, report, check_cancelled)
+    if transcriber is None:
+        bounds = CountBounds(count.exact, count.min, count.max)
+        analyse = functools.partial(analyse_clip, bounds=bounds, vad=vad, embedder=embedder)
+    else:
+        request = TranscriptionRequest(options.language, count.exact, count.min, count.max)
+        analyse = functools.partial(transcribe_clip, request=request, transcriber=transcriber, embedder=embedder,
+                                    wait=progress.wait)
+    with ThreadPoolExecutor(max_workers=min(threads, len(clips)), thread_name_prefix="speakerlink-clip") as pool:
+        futures = [pool.submit(analyse, clip, stage=functools.partial(progress.stage, clip.index)) for clip in clips]
         analyses = progress.gather(futures)
     check_cancelled()
     report("link", 1.0 - LINK_SHARE, -1, f"linking speakers across {len(clips)} clips")
@@ -76,7 +94,7 @@ def run_pipeline(
     links = link_speakers(speakers, threshold)
     result = assemble(clips, analyses, speakers, links)
     result.summary.link_threshold = threshold
-    result.summary.engines.extend([vad.name, embedder.name])
+    result.summary.engines.extend([transcriber.name, embedder.name] if transcriber else [vad.name, embedder.name])
     result.summary.processing_seconds = time.monotonic() - started
     return result
 
@@ -91,8 +109,11 @@ class _JobProgress:
     It also stops the other clips at their next stage when one fails or the job is cancelled.
     """
 
-    def __init__(self, clips: list[ClipInput], report: Report, check_cancelled: Callable[[], None]) -> None:
+    def __init__(
+        self, clips: list[ClipInput], stages: dict[str, float], report: Report, check_cancelled: Callable[[], None]
+    ) -> None:
         total = sum(c.weight for c in clips) or 1.0
+        self._stages = stages
         self._share = {c.index: (1.0 - LINK_SHARE) * c.weight / total for c in clips}
         self._offset = dict.fromkeys(self._share, 0.0)
         self._report, self._check = report, check_cancelled
@@ -100,13 +121,26 @@ class _JobProgress:
         self._abort = threading.Event()
 
     def stage(self, clip_index: int, name: str, message: str) -> None:
+        self._checkpoint()
+        with self._lock:  # reports leave in the order their percents were computed
+            self._offset[clip_index] = self._stages[name]
+            done = sum(self._share[i] * self._offset[i] for i in self._share)
+            self._report(name, done, clip_index, message)
+
+    def wait(self, seconds: float) -> None:
+        """Sleep, but stop at once when the job is cancelled or another clip fails."""
+        until = time.monotonic() + seconds
+        while True:
+            self._checkpoint()
+            left = until - time.monotonic()
+            if left <= 0:
+                return
+            self._abort.wait(min(left, WAIT_SLICE_S))
+
+    def _checkpoint(self) -> None:
         if self._abort.is_set():
             raise _Aborted()
         self._check()
-        with self._lock:  # reports leave in the order their percents were computed
-            self._offset[clip_index] = STAGE_START[name]
-            done = sum(self._share[i] * self._offset[i] for i in self._share)
-            self._report(name, done, clip_index, message)
 
     def gather(self, futures: list[Future]) -> list[ClipAnalysis]:
         """Every clip's analysis in clip order, or the first real failure once all have stopped."""
@@ -138,15 +172,35 @@ def analyse_clip(
     embeddings = embedder.embed(wav, windows)
     stage("cluster", f"clustering {clip.name}")
     labels = cluster_windows(embeddings, bounds, embedder.cluster_threshold)
-    segments = label_regions(regions, window_centers(windows), labels)
+    turns = label_regions(regions, window_centers(windows), labels)
     speech = np.zeros(int(labels.max()) + 1 if labels.size else 0)
-    for start, end, who in segments:
-        speech[who] += end - start
+    for turn in turns:
+        speech[turn.speaker] += turn.end - turn.start
     speakers = [
         LocalSpeaker(clip.index, i, centroid, float(speech[i]))
         for i, centroid in enumerate(centroids(embeddings, labels))
     ]
-    return ClipAnalysis(duration, segments, speakers)
+    return ClipAnalysis(duration, turns, speakers)
+
+
+def transcribe_clip(
+    clip: ClipInput,
+    request: TranscriptionRequest,
+    transcriber: Transcriber,
+    embedder: Embedder,
+    wait: Callable[[float], None],
+    stage: Callable[[str, str], None],
+) -> ClipAnalysis:
+    try:
+        utterances = transcriber.transcribe(clip.path, request, stage, wait)
+    except errors.ServiceError as exc:
+        raise exc.about_clip(clip.index, clip.name) from None
+    stage("decode", f"decoding {clip.name}")
+    wav = audio.decode(clip.path, clip.index, clip.name)
+    found = len({u.speaker for u in utterances})
+    stage("embed", f"embedding the voices of {found} speaker{'s' if found != 1 else ''} in {clip.name}")
+    speakers = transcribed_speakers(clip.index, wav, audio.SAMPLE_RATE, utterances, embedder)
+    return ClipAnalysis(wav.size / audio.SAMPLE_RATE, speakers.turns, speakers.speakers)
 
 
 def assemble(
@@ -170,12 +224,16 @@ def assemble(
             )
             totals[link.global_index] += speaker.speech_seconds
             occurs[link.global_index].append(clip.index)
-        for start, end, who in analysis.segments:
-            out.segments.add(
-                start=round(start, 3), end=round(end, 3),
-                speaker=labels[global_of[(clip.index, who)].global_index], local_speaker=f"L{who}",
+        for turn in analysis.turns:
+            speaker = labels[global_of[(clip.index, turn.speaker)].global_index]
+            segment = out.segments.add(
+                start=round(turn.start, 3), end=round(turn.end, 3), speaker=speaker,
+                local_speaker=f"L{turn.speaker}", text=turn.text,
             )
-        out.speech_seconds = sum(end - start for start, end, _ in analysis.segments)
+            for word in turn.words:
+                segment.words.add(start=round(word.start, 3), end=round(word.end, 3), text=word.text,
+                                  speaker=speaker, confidence=word.confidence)
+        out.speech_seconds = sum(turn.end - turn.start for turn in analysis.turns)
     for i, label in enumerate(labels):
         result.speakers.add(label=label, speech_seconds=float(totals[i]), clip_indices=occurs[i])
     result.summary.clips = len(clips)

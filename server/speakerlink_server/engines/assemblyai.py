@@ -1,0 +1,161 @@
+"""AssemblyAI transcription with speaker labels, through the `assemblyai` SDK.
+
+The SDK's own Transcriber never retries and blocks while it polls, so this engine calls the
+SDK's public request functions (assemblyai.api.upload_file, create_transcript,
+get_transcript) itself: every call is retried on 429, 5xx and network errors with
+engines.retry's backoff, honouring Retry-After; and polling waits through the job's `wait`, so
+a cancelled job stops polling within a fraction of a second.
+
+Each clip gets its own SDK client, because a client's `last_response` (where a 429's
+Retry-After is read) belongs to the calls of that client alone. The API key never leaves
+the SDK's request headers: errors carry AssemblyAI's message with the key redacted.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import assemblyai as aai
+import httpx
+from assemblyai import api, types
+
+from speakerlink_server import errors
+from speakerlink_server.engines.base import Stage, TranscribedWord, TranscriptionRequest, Utterance, Wait
+from speakerlink_server.engines.retry import RetryPolicy, call_with_retries, retry_after_seconds
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# Transcript status -> the clip's progress stage.
+STAGES = {
+    types.TranscriptStatus.queued: "transcribe-queued",
+    types.TranscriptStatus.processing: "transcribe-processing",
+}
+
+
+class AssemblyAiTranscriber:
+    name = "assemblyai"
+
+    def __init__(
+        self,
+        api_key: str,
+        base_url: str = "",
+        concurrency: int = 5,
+        poll_seconds: float = 3.0,
+        timeout_seconds: float = 3 * 3600,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        if not api_key:
+            raise ValueError("an AssemblyAI API key is needed")
+        self._key = api_key
+        self._settings = types.Settings(api_key=api_key, base_url=base_url or aai.settings.base_url)
+        self.concurrency = concurrency
+        self._poll_seconds = poll_seconds
+        self._timeout_seconds = timeout_seconds
+        self._retry = retry or RetryPolicy()
+
+    @property
+    def base_url(self) -> str:
+        return self._settings.base_url
+
+    def transcribe(self, path: Path, request: TranscriptionRequest, stage: Stage, wait: Wait) -> list[Utterance]:
+        client = aai.Client(settings=self._settings)
+        try:
+            stage("transcribe-uploading", f"AssemblyAI: uploading {path.stat().st_size} bytes")
+            upload_url = self._call(client, lambda: self._upload(client, path), wait)
+            body = _transcript_request(upload_url, request)
+            transcript = self._call(client, lambda: api.create_transcript(client.http_client, body), wait)
+            transcript = self._poll(client, transcript, stage, wait)
+        finally:
+            client.http_client.close()
+        words = sum(len(u.words) for u in transcript.utterances or ())
+        stage("transcribe-completed", f"AssemblyAI: transcript {transcript.id} has {words} words")
+        return [_utterance(u) for u in transcript.utterances or ()]
+
+    @staticmethod
+    def _upload(client: aai.Client, path: Path) -> str:
+        with path.open("rb") as audio:  # opened per attempt: a retry sends the file from its start
+            return api.upload_file(client.http_client, audio)
+
+    def _poll(self, client: aai.Client, transcript: types.TranscriptResponse, stage: Stage, wait: Wait) -> types.TranscriptResponse:
+        deadline = time.monotonic() + self._timeout_seconds
+        transcript_id = transcript.id or ""
+        fetch = functools.partial(api.get_transcript, client.http_client, transcript_id)
+        reported = ""
+        while transcript.status in STAGES:
+            if STAGES[transcript.status] != reported:
+                reported = STAGES[transcript.status]
+                stage(reported, f"AssemblyAI: transcript {transcript_id} is {transcript.status.value}")
+            if time.monotonic() > deadline:
+                raise errors.transcription_timeout(transcript_id, self._timeout_seconds)
+            wait(self._poll_seconds)
+            transcript = self._call(client, fetch, wait)
+        if transcript.status == types.TranscriptStatus.error:
+            raise errors.transcription_failed(transcript_id, self._redact(transcript.error or "no reason given"))
+        return transcript
+
+    def _call(self, client: aai.Client, call: Callable[[], T], wait: Wait) -> T:
+        """One SDK call with retries; a final failure becomes the ServiceError that says what to do."""
+
+        def classify(exc: Exception) -> float | None:
+            if isinstance(exc, httpx.TransportError):
+                log.warning("AssemblyAI unreachable (%s); retrying", type(exc).__name__)
+                return 0.0
+            status = getattr(exc, "status_code", None)
+            if isinstance(exc, types.AssemblyAIError) and status is not None and (status == 429 or status >= 500):
+                response = client.last_response
+                asked = retry_after_seconds(response.headers.get("retry-after") if response is not None else None)
+                log.warning("AssemblyAI answered %s; retrying (Retry-After %.1f s)", status, asked)
+                return asked
+            return None
+
+        try:
+            return call_with_retries(call, classify, self._retry, wait)
+        except httpx.TransportError as exc:
+            raise errors.transcriber_unreachable(self.base_url, self._redact(f"{type(exc).__name__}: {exc}")) from None
+        except types.AssemblyAIError as exc:
+            raise self._http_error(exc) from None
+
+    def _http_error(self, exc: types.AssemblyAIError) -> errors.ServiceError:
+        status, message = exc.status_code or 0, self._redact(str(exc))
+        if status in (401, 403):
+            return errors.transcriber_auth_failed(status, message)
+        if status == 429:
+            return errors.transcriber_rate_limited(message)
+        if status >= 500 or status == 0:
+            return errors.transcriber_unreachable(self.base_url, message)
+        return errors.transcription_rejected(status, message)
+
+    def _redact(self, text: str) -> str:
+        return text.replace(self._key, "[api key]")
+
+
+def _transcript_request(upload_url: str, request: TranscriptionRequest) -> types.TranscriptRequest:
+    """The SDK's own TranscriptionConfig, so its validation of speaker counts applies."""
+    bounds = None
+    if not request.speakers_exact and (request.speakers_min or request.speakers_max):
+        bounds = aai.SpeakerOptions(
+            min_speakers_expected=request.speakers_min or None, max_speakers_expected=request.speakers_max or None
+        )
+    config = aai.TranscriptionConfig(
+        language_code=request.language or None,
+        speaker_labels=True,
+        speakers_expected=request.speakers_exact or None,
+        speaker_options=bounds,
+    )
+    return types.TranscriptRequest(audio_url=upload_url, **config.raw.dict(exclude_none=True))
+
+
+def _utterance(u: types.Utterance) -> Utterance:
+    return Utterance(
+        start=u.start / 1000.0,
+        end=u.end / 1000.0,
+        speaker=u.speaker or "?",
+        text=u.text,
+        words=tuple(TranscribedWord(w.start / 1000.0, w.end / 1000.0, w.text, w.confidence) for w in u.words),
+    )

@@ -1,0 +1,91 @@
+"""Voiceprints for a transcriber's speakers, so that they can be linked across clips.
+
+A transcriber labels speakers within one clip only. Each of its speakers gets one embedding,
+the mean of the embedder's windows over their longest monologues: at most MAX_MONOLOGUES
+utterances and VOICE_SECONDS of speech in all.
+
+- Longest first, because long turns are the ones least likely to hold another voice: short
+  utterances are often backchannels, interruptions or overlap at a turn change.
+- VOICE_SECONDS = 30: speaker-verification embeddings are scored on utterances of about
+  4-10 s (VoxCeleb trials average about 8 s), and averaging window embeddings stops helping
+  well before half a minute of clean speech, while the cost grows with every second. Two to
+  five long turns give a centroid as stable as the clustering path's, at about 100 GE2E
+  windows per speaker.
+- EDGE_SECONDS is trimmed from both ends of each turn: word timestamps put turn boundaries
+  where the previous speaker may still be trailing off.
+
+A speaker whose every utterance is too short for a window gets one window of the embedder's
+minimum length centred on their longest utterance.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from speakerlink_server.engines.base import Embedder, Utterance
+from speakerlink_server.pipeline.clustering import centroids
+from speakerlink_server.pipeline.linking import LocalSpeaker
+from speakerlink_server.pipeline.segments import Turn
+from speakerlink_server.pipeline.windows import speech_windows
+
+MAX_MONOLOGUES = 5
+VOICE_SECONDS = 30.0
+EDGE_SECONDS = 0.1
+
+
+@dataclass(frozen=True)
+class TranscribedSpeakers:
+    speakers: list[LocalSpeaker]
+    turns: list[Turn]
+    labels: list[str]  # the transcriber's label of each local speaker, by local index
+
+
+def voice_spans(utterances: list[Utterance], duration: float, min_window: float) -> list[tuple[float, float]]:
+    """The (start, end) seconds of one speaker's speech that their voiceprint is taken from."""
+    spans: list[tuple[float, float]] = []
+    total = 0.0
+    for u in sorted(utterances, key=lambda u: u.end - u.start, reverse=True)[:MAX_MONOLOGUES]:
+        start, end = u.start + EDGE_SECONDS, min(u.end - EDGE_SECONDS, duration)
+        if end - start < min_window:
+            break  # sorted by length: every later one is shorter still
+        take = min(end - start, VOICE_SECONDS - total)
+        spans.append((start, start + max(take, min_window)))
+        total += take
+        if total >= VOICE_SECONDS:
+            break
+    if not spans and utterances:
+        longest = max(utterances, key=lambda u: u.end - u.start)
+        centre = min(max((longest.start + longest.end) / 2, min_window / 2), max(duration - min_window / 2, 0.0))
+        spans.append((max(centre - min_window / 2, 0.0), min(centre + min_window / 2, duration)))
+    return spans
+
+
+def transcribed_speakers(
+    clip_index: int, wav: np.ndarray, sample_rate: int, utterances: list[Utterance], embedder: Embedder
+) -> TranscribedSpeakers:
+    """Local speakers in order of first appearance, each with a voiceprint, and the turns."""
+    duration = wav.size / sample_rate
+    labels = list(dict.fromkeys(u.speaker for u in utterances))
+    local = {label: i for i, label in enumerate(labels)}
+    windows: list[tuple[int, int]] = []
+    owners: list[int] = []
+    for label, i in local.items():
+        mine = [u for u in utterances if u.speaker == label]
+        spans = voice_spans(mine, duration, embedder.min_window_seconds)
+        found = speech_windows(spans, embedder.window_seconds, embedder.hop_seconds, embedder.min_window_seconds)
+        windows += found
+        owners += [i] * len(found)
+    # A speaker with no window at all (only in a clip shorter than one) keeps a zero
+    # voiceprint: cosine 0 with everyone, so they are never linked.
+    prints = np.zeros((len(labels), embedder.dim))
+    if windows:
+        prints[sorted(set(owners))] = centroids(embedder.embed(wav, windows), np.array(owners, dtype=np.int64))
+    speech = np.zeros(len(labels))
+    turns = []
+    for u in utterances:
+        speech[local[u.speaker]] += u.end - u.start
+        turns.append(Turn(u.start, u.end, local[u.speaker], u.text, u.words))
+    speakers = [LocalSpeaker(clip_index, i, prints[i], float(speech[i])) for i in range(len(labels))]
+    return TranscribedSpeakers(speakers, turns, labels)

@@ -1,0 +1,197 @@
+"""AssemblyAI's REST API on loopback, speaking the three endpoints the way the SDK calls them.
+
+POST /v2/upload takes the raw bytes and answers {"upload_url"}; POST /v2/transcript takes the
+JSON request and answers the transcript (id, status, audio_url); GET /v2/transcript/{id}
+answers queued, then processing, then completed with the utterances scripted for that audio
+(or error). Requests without the right `authorization` header get 401, as the real API does.
+
+Tests script it: the utterances for each upload (by the audio's sha256), failures to inject
+before a request succeeds (status, headers), how many polls a transcript takes, and a
+transcript error. Every request is recorded with its arrival time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+@dataclass
+class Seen:
+    at: float
+    method: str
+    path: str
+    status: int
+    headers: dict[str, str]
+    body: dict = field(default_factory=dict)
+
+
+class FakeAssemblyAI:
+    def __init__(self, api_key: str) -> None:
+        self.api_key = api_key
+        self.utterances: dict[str, list[dict]] = {}  # sha256 of the audio -> utterances
+        self.polls_to_finish = 2  # GETs answered queued/processing before the final status
+        self.transcript_error: str | None = None
+        self.requests: list[Seen] = []
+        self._failures: dict[str, deque[tuple[int, dict[str, str]]]] = {}
+        self._uploads: dict[str, str] = {}  # upload url -> sha256
+        self._transcripts: dict[str, dict] = {}
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+        self._http = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        self._http.daemon_threads = True
+        self._thread = threading.Thread(target=self._http.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._http.server_address[1]}"
+
+    def start(self) -> FakeAssemblyAI:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._http.shutdown()
+        self._http.server_close()
+
+    def reset(self) -> None:
+        with self._lock:
+            self.utterances.clear()
+            self.polls_to_finish = 2
+            self.transcript_error = None
+            self.requests.clear()
+            self._failures.clear()
+            self._uploads.clear()
+            self._transcripts.clear()
+
+    def fail(self, route: str, status: int, times: int = 1, headers: dict[str, str] | None = None) -> None:
+        """Answer the next `times` requests to route ("POST /v2/upload", "GET /v2/transcript")
+        with this status before serving them normally."""
+        with self._lock:
+            self._failures.setdefault(route, deque()).extend([(status, headers or {})] * times)
+
+    def seen(self, route: str) -> list[Seen]:
+        method, prefix = route.split(" ", 1)
+        with self._lock:
+            return [r for r in self.requests if r.method == method and r.path.startswith(prefix)]
+
+    # ---------------------------------------------------------------- the API
+
+    def handle(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], dict]:
+        route = f"{method} {'/v2/transcript' if path.startswith('/v2/transcript') else path}"
+        if headers.get("authorization") != self.api_key:
+            return 401, {}, {"error": "Authentication error, API token missing/invalid"}
+        with self._lock:
+            pending = self._failures.get(route)
+            if pending:
+                status, extra = pending.popleft()
+                return status, extra, {"error": f"injected {status}"}
+        if route == "POST /v2/upload":
+            digest = hashlib.sha256(body).hexdigest()
+            url = f"{self.url}/cdn/upload/{next(self._ids)}"
+            with self._lock:
+                self._uploads[url] = digest
+            return 200, {}, {"upload_url": url}
+        if route == "POST /v2/transcript":
+            request = json.loads(body)
+            transcript = {"id": f"t{next(self._ids)}", "status": "queued", "audio_url": request["audio_url"],
+                          "request": request, "polls": 0, "created": time.monotonic(), "finished": None}
+            with self._lock:
+                self._transcripts[transcript["id"]] = transcript
+            return 200, {}, self._public(transcript)
+        if route == "GET /v2/transcript":
+            with self._lock:
+                transcript = self._transcripts.get(path.rsplit("/", 1)[-1])
+                if transcript is None:
+                    return 404, {}, {"error": "Transcript not found"}
+                transcript["polls"] += 1
+                if transcript["polls"] > self.polls_to_finish and transcript["finished"] is None:
+                    transcript["status"] = "error" if self.transcript_error else "completed"
+                    transcript["finished"] = time.monotonic()
+                elif transcript["polls"] > 1:
+                    transcript["status"] = "processing"
+            return 200, {}, self._public(transcript)
+        return 404, {}, {"error": f"no route {route}"}
+
+    def _public(self, transcript: dict) -> dict:
+        out = {"id": transcript["id"], "status": transcript["status"], "audio_url": transcript["audio_url"],
+               "speaker_labels": transcript["request"].get("speaker_labels")}
+        if transcript["status"] == "error":
+            out["error"] = self.transcript_error
+        if transcript["status"] == "completed":
+            utterances = self.utterances.get(self._uploads.get(transcript["audio_url"], ""), [])
+            out["utterances"] = utterances
+            out["words"] = [w for u in utterances for w in u["words"]]
+            out["text"] = " ".join(u["text"] for u in utterances)
+        return out
+
+    def transcript_requests(self) -> list[dict]:
+        with self._lock:
+            return [t["request"] for t in self._transcripts.values()]
+
+    def most_in_flight(self) -> int:
+        """The most transcripts that were pending (created, not yet finished) at one time."""
+        with self._lock:
+            spans = [(t["created"], t["finished"] or float("inf")) for t in self._transcripts.values()]
+        return max((sum(a <= start < b for a, b in spans) for start, _ in spans), default=0)
+
+
+def utterance(speaker: str, start: float, end: float, text: str) -> dict:
+    """One utterance as the API gives it: times in ms, words spread evenly over the turn."""
+    tokens = text.split()
+    step = (end - start) / max(len(tokens), 1)
+    words = [
+        {"text": token, "start": round(1000 * (start + k * step)), "end": round(1000 * (start + (k + 1) * step)),
+         "confidence": 0.95, "speaker": speaker}
+        for k, token in enumerate(tokens)
+    ]
+    return {"speaker": speaker, "start": round(1000 * start), "end": round(1000 * end), "text": text,
+            "confidence": 0.95, "words": words}
+
+
+def _handler(fake: FakeAssemblyAI) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            self._serve("GET")
+
+        def do_POST(self) -> None:
+            self._serve("POST")
+
+        def _serve(self, method: str) -> None:
+            body = self._body()
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            status, extra, payload = fake.handle(method, self.path, headers, body)
+            parsed = json.loads(body) if body and headers.get("content-type") == "application/json" else {}
+            with fake._lock:
+                fake.requests.append(Seen(time.monotonic(), method, self.path, status, headers, parsed))
+            data = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            for name, value in extra.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _body(self) -> bytes:
+            if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+                chunks = []
+                while size := int(self.rfile.readline().strip() or b"0", 16):
+                    chunks.append(self.rfile.read(size))
+                    self.rfile.readline()
+                self.rfile.readline()
+                return b"".join(chunks)
+            return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+    return Handler
