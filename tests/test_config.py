@@ -40,3 +40,15 @@ def test_bad_integer_in_environment() -> None:
 def test_paths_follow_data_dir(tmp_path: Path) -> None:
     config = ServerConfig(data_dir=tmp_path)
     assert config.db_path.parent == tmp_path and config.jobs_dir.parent == tmp_path
+
+
+def test_assemblyai_settings_from_its_own_variables() -> None:
+    env = {"ASSEMBLYAI_API_KEY": "secret-key-42", "ASSEMBLYAI_BASE_URL": "https://api.eu.assemblyai.com",
+           "SPEAKERLINK_ASSEMBLYAI_POLL_SECONDS": "0.5"}
+    config = parse_config(["--assemblyai-concurrency", "3"], env=env)
+    assert config.assemblyai_api_key == "secret-key-42" and config.assemblyai_base_url == "https://api.eu.assemblyai.com"
+    assert (config.assemblyai_poll_seconds, config.assemblyai_concurrency) == (0.5, 3)
+    assert "secret-key-42" not in repr(config) and "secret-key-42" not in str(config)
+    assert parse_config([], env={}).assemblyai_api_key == ""
+    with pytest.raises(ValueError, match="assemblyai_poll_seconds"):
+        parse_config(["--assemblyai-poll-seconds", "0"], env={})

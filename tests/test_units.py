@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import io
+import random
+import zipfile
+
 import numpy as np
 import pytest
 from speakerlink.v1 import speakerlink_pb2 as pb
-from speakerlink_server.exporters import to_csv, to_rttm, to_text
+from speakerlink_server.engines.base import Utterance
+from speakerlink_server.engines.retry import RetryPolicy, call_with_retries, retry_after_seconds
+from speakerlink_server.exporters import export, to_csv, to_rttm, to_srt, to_text, to_vtt
 from speakerlink_server.pipeline.clustering import CountBounds, cluster_windows
 from speakerlink_server.pipeline.linking import LocalSpeaker, link_speakers
 from speakerlink_server.pipeline.segments import label_regions
+from speakerlink_server.pipeline.voices import MAX_MONOLOGUES, VOICE_SECONDS, voice_spans
 from speakerlink_server.pipeline.windows import speech_windows
 
 
@@ -163,3 +170,102 @@ def test_long_clips_cluster_in_bounded_memory(monkeypatch) -> None:
     windows = np.vstack([noisy(a, 150, 0.05, 1), noisy(b, 100, 0.05, 2), noisy(a, 50, 0.05, 3)])
     labels = cluster_windows(windows, CountBounds(), 0.5)
     assert labels.tolist() == [0] * 150 + [1] * 100 + [0] * 50
+
+
+class Flaky:
+    """Fails `times` times with the given error, then returns "ok"; records when it was called."""
+
+    def __init__(self, times: int, error: Exception) -> None:
+        self.times, self.error, self.calls = times, error, 0
+
+    def __call__(self) -> str:
+        self.calls += 1
+        if self.calls <= self.times:
+            raise self.error
+        return "ok"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now, self.waits = 0.0, []
+
+    def wait(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        self.now += seconds
+
+
+def test_retries_back_off_with_jitter_and_honour_retry_after() -> None:
+    policy = RetryPolicy(attempts=6, base_seconds=1.0, cap_seconds=4.0, total_seconds=100.0)
+    clock = Clock()
+    flaky = Flaky(4, ConnectionError())
+    assert call_with_retries(flaky, lambda e: 0.0, policy, clock.wait, random.Random(1), lambda: clock.now) == "ok"
+    assert flaky.calls == 5 and all(0 <= w <= min(4.0, 2**k) for k, w in enumerate(clock.waits))
+    clock = Clock()
+    call_with_retries(Flaky(2, ConnectionError()), lambda e: 7.0, policy, clock.wait, random.Random(1), lambda: clock.now)
+    assert clock.waits == [7.0, 7.0]  # the server's Retry-After beats a shorter backoff
+
+
+def test_retries_are_bounded_in_attempts_time_and_kind() -> None:
+    clock = Clock()
+    policy = RetryPolicy(attempts=3, base_seconds=0.1, total_seconds=100.0)
+    flaky = Flaky(10, ConnectionError())
+    with pytest.raises(ConnectionError):
+        call_with_retries(flaky, lambda e: 0.0, policy, clock.wait, random.Random(1), lambda: clock.now)
+    assert flaky.calls == 3
+    flaky = Flaky(10, ConnectionError())  # Retry-After of 40 s twice would pass the 60 s budget
+    with pytest.raises(ConnectionError):
+        call_with_retries(flaky, lambda e: 40.0, RetryPolicy(total_seconds=60.0), clock.wait, clock=lambda: clock.now)
+    assert flaky.calls == 2
+    flaky = Flaky(10, ValueError())
+    with pytest.raises(ValueError):
+        call_with_retries(flaky, lambda e: None, policy, clock.wait)
+    assert flaky.calls == 1
+
+
+def test_retry_after_in_seconds_or_as_a_date() -> None:
+    assert retry_after_seconds("3") == 3.0
+    assert retry_after_seconds(None) == 0.0 and retry_after_seconds("soon") == 0.0
+    assert retry_after_seconds("Wed, 21 Oct 2015 07:28:10 GMT", now=1445412480.0) == 10.0
+
+
+def test_voiceprints_come_from_the_longest_monologues() -> None:
+    turns = [Utterance(float(10 * k), float(10 * k) + length, "A", "", ()) for k, length in enumerate([1, 9, 3, 8, 0.3, 7, 6, 5, 4])]
+    spans = voice_spans(turns, duration=100.0, min_window=0.5)
+    lengths = [round(end - start, 1) for start, end in spans]
+    assert len(spans) <= MAX_MONOLOGUES and sum(lengths) <= VOICE_SECONDS + 1e-6
+    assert lengths[:3] == [8.8, 7.8, 6.8]  # longest first, edges trimmed
+    assert [round(s) for s, _ in spans[:3]] == [10, 30, 50]
+    short = voice_spans([Utterance(3.0, 3.2, "B", "", ())], duration=10.0, min_window=0.5)
+    assert short == [(2.85, 3.35)]  # too short for a window: one minimal window around it
+
+
+def test_subtitles(result: pb.DiarizationResult) -> None:
+    seg = result.clips[1].segments[1]
+    seg.text = "hello there & welcome"
+    for k, token in enumerate(seg.text.split()):
+        seg.words.add(start=1.5 + k, end=2.0 + k, text=token, speaker=seg.speaker)
+    names = {s.label: s.name or s.label for s in result.speakers}
+    srt = to_srt(result.clips[1], names)
+    assert srt.startswith("1\n00:00:00,000 --> 00:00:01,000\nS2\n\n2\n00:00:01,500 --> 00:00:05,000\nS1: hello there")
+    vtt = to_vtt(result.clips[1], names)
+    assert vtt.startswith("WEBVTT\n\n00:00:00.000 --> 00:00:01.000\n<v S2>S2\n\n")
+    assert "<v S1>hello there &amp; welcome" in vtt
+    one = export(result, pb.EXPORT_FORMAT_SRT, clip_index=1)
+    assert one.filename == "b.srt" and one.content.decode() == srt
+    both = export(result, pb.EXPORT_FORMAT_VTT)
+    assert both.content_type == "application/zip"
+    assert zipfile.ZipFile(io.BytesIO(both.content)).read("b.vtt").decode() == vtt
+
+
+def test_long_turns_split_into_readable_cues() -> None:
+    clip = pb.ClipResult(index=0, name="a.wav")
+    seg = clip.segments.add(start=0.0, end=30.0, speaker="S1", text="word " * 60)
+    for k in range(60):
+        seg.words.add(start=0.5 * k, end=0.5 * k + 0.4, text="word", speaker="S1")
+    cues = to_srt(clip, {"S1": "S1"}).split("\n\n")
+    assert len(cues) >= 5 and all(len(c.splitlines()[2]) <= 84 + len("S1: ") for c in cues)
+
+
+def test_one_clip_of_a_result(result: pb.DiarizationResult) -> None:
+    text = export(result, pb.EXPORT_FORMAT_TEXT, clip_index=0).content.decode()
+    assert "my call.wav" in text and "b.mp3" not in text and "S2" not in text
