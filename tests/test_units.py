@@ -15,7 +15,7 @@ from speakerlink_server.exporters import export, to_csv, to_rttm, to_srt, to_tex
 from speakerlink_server.pipeline.clustering import CountBounds, cluster_windows
 from speakerlink_server.pipeline.linking import LocalSpeaker, link_speakers
 from speakerlink_server.pipeline.segments import label_regions
-from speakerlink_server.pipeline.voices import MAX_MONOLOGUES, VOICE_SECONDS, voice_spans
+from speakerlink_server.pipeline.voices import MAX_MONOLOGUES, VOICE_SECONDS, voice_spans, without
 from speakerlink_server.pipeline.windows import speech_windows
 
 
@@ -237,6 +237,10 @@ def test_voiceprints_come_from_the_longest_monologues() -> None:
     assert [round(s) for s, _ in spans[:3]] == [10, 30, 50]
     short = voice_spans([Utterance(3.0, 3.2, "B", "", ())], duration=10.0, min_window=0.5)
     assert short == [(2.85, 3.35)]  # too short for a window: one minimal window around it
+
+
+def test_overlapped_speech_is_left_out_of_voiceprints() -> None:
+    assert without([(0.0, 10.0), (20.0, 25.0)], [(2.0, 3.0), (9.0, 21.0)]) == [(0.0, 2.0), (3.0, 9.0), (21.0, 25.0)]
 
 
 def test_subtitles(result: pb.DiarizationResult) -> None:

@@ -13,6 +13,10 @@ utterances and VOICE_SECONDS of speech in all.
   windows per speaker.
 - EDGE_SECONDS is trimmed from both ends of each turn: word timestamps put turn boundaries
   where the previous speaker may still be trailing off.
+- Stretches where another labelled speaker talks too are left out: overlapped speech is two
+  voices in one window. (On libri-dev-linking with the reference turns as labels, this took
+  cross-clip linking from 96.4 % to 100 %: one speaker's turns in the overlapped clip dlk15
+  had been split off.) A speaker who only ever speaks over someone keeps their whole turns.
 
 A speaker whose every utterance is too short for a window gets one window of the embedder's
 minimum length centred on their longest utterance.
@@ -62,6 +66,23 @@ def voice_spans(utterances: list[Utterance], duration: float, min_window: float)
     return spans
 
 
+def without(spans: list[tuple[float, float]], cuts: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The parts of spans that no cut overlaps."""
+    for cut_start, cut_end in cuts:
+        pieces = []
+        for start, end in spans:
+            if cut_end <= start or cut_start >= end:
+                pieces.append((start, end))
+                continue
+            pieces += [p for p in ((start, cut_start), (cut_end, end)) if p[1] > p[0]]
+        spans = pieces
+    return spans
+
+
+def _windows(spans: list[tuple[float, float]], embedder: Embedder) -> list[tuple[int, int]]:
+    return speech_windows(spans, embedder.window_seconds, embedder.hop_seconds, embedder.min_window_seconds)
+
+
 def transcribed_speakers(
     clip_index: int, wav: np.ndarray, sample_rate: int, utterances: list[Utterance], embedder: Embedder
 ) -> TranscribedSpeakers:
@@ -74,7 +95,8 @@ def transcribed_speakers(
     for label, i in local.items():
         mine = [u for u in utterances if u.speaker == label]
         spans = voice_spans(mine, duration, embedder.min_window_seconds)
-        found = speech_windows(spans, embedder.window_seconds, embedder.hop_seconds, embedder.min_window_seconds)
+        clean = without(spans, [(u.start, u.end) for u in utterances if u.speaker != label])
+        found = _windows(clean, embedder) or _windows(spans, embedder)
         windows += found
         owners += [i] * len(found)
     # A speaker with no window at all (only in a clip shorter than one) keeps a zero
