@@ -13,9 +13,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from speakerlink import Client  # noqa: E402
+from speakerlink.evaluation import hypothesis_of, read_rttm, read_uem, score  # noqa: E402
 
 from benchmarks._server import ROOT, server_process  # noqa: E402
-from benchmarks.scoring import read_rttm, read_uem, score  # noqa: E402
 
 
 def main(folders: list[Path]) -> None:
@@ -24,14 +24,12 @@ def main(folders: list[Path]) -> None:
             clips = sorted((folder / "audio").glob("*.wav"))
             started = time.monotonic()
             result = client.diarize(clips, timeout=3600)
-            wall = time.monotonic() - started
-            hypothesis = {Path(c.name).stem: [(s.start, s.end, s.speaker) for s in c.segments] for c in result.clips}
-            scores = score(read_rttm(folder / "all.rttm"), hypothesis, read_uem(folder / "all.uem"))
-            print(f"== {folder.name}: {len(clips)} clips, {result.summary.audio_seconds:.0f} s, "
-                  f"processed in {result.summary.processing_seconds:.1f} s ({wall:.1f} s with upload)")
-            for line in scores.lines():
-                print("  " + line)
-            print("  per clip DER: " + ", ".join(f"{k} {100 * v:.1f}" for k, v in scores.per_clip_der.items()))
+            report = score(read_rttm(folder / "all.rttm"), hypothesis_of(result), read_uem(folder / "all.uem"))
+            report.audio_seconds = result.summary.audio_seconds
+            report.processing_seconds = result.summary.processing_seconds
+            report.wall_seconds = time.monotonic() - started
+            print(f"== {folder.name}: {len(clips)} clips")
+            print(report.table())
 
 
 if __name__ == "__main__":

@@ -92,3 +92,33 @@ def test_progress_bar_on_a_terminal(server, samples) -> None:
     assert proc.returncode == 0
     assert "\r[" in text and "100.0%" in text  # a bar redrawn in place
     assert "accepted\r\n" in text or "accepted\n" in text
+
+
+def test_eval_scores_clips_against_a_reference(server, samples) -> None:
+    clips = [str(samples[name]) for name in ("meeting.wav", "call.mp3", "interview.flac")]
+    proc = cli(server, "eval", *clips, "-r", str(samples["reference.rttm"]), "--json", "--no-progress")
+    report = json.loads(proc.stdout)
+    assert [c["clip"] for c in report["clips"]] == ["call", "interview", "meeting"]
+    assert report["ref_speakers"] == report["hyp_speakers"] == 5 and report["exact_count_clips"] == 3
+    assert report["linking"] == {"items": 8, "exact": 8, "false_merges": 0, "false_splits": 0, "accuracy": 1.0}
+    assert report["global_der"] <= 0.05 and 0 < report["real_time_factor"] < 1
+
+
+def test_eval_in_process_prints_a_table(samples) -> None:
+    env = os.environ | {"SPEAKERLINK_TITANET_MODEL": ""}
+    proc = subprocess.run(
+        [sys.executable, "-m", "speakerlink.cli", "--server", "127.0.0.1:9", "eval", str(samples["call.mp3"]),
+         "-r", str(samples["reference.rttm"]), "--in-process", "--no-progress"],
+        capture_output=True, text=True, env=env, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].split() == ["clip", "ref", "hyp", "DER", "JER"] and lines[1].split()[:3] == ["call", "2", "2"]
+    assert any(line.startswith("global DER") for line in lines) and any(line.startswith("real-time factor") for line in lines)
+
+
+def test_eval_refuses_clips_the_reference_does_not_cover(server, samples, tmp_path: Path) -> None:
+    other = tmp_path / "other.wav"
+    other.write_bytes(samples["meeting.wav"].read_bytes())
+    proc = cli(server, "eval", str(other), "-r", str(samples["reference.rttm"]), check=False)
+    assert proc.returncode == 2 and "no turns for other.wav" in proc.stderr

@@ -1,10 +1,16 @@
-"""`speakerlink`: diarize clips, and inspect, watch and export jobs, from a terminal."""
+"""`speakerlink`: diarize clips, score them against a reference, and inspect, watch and
+export jobs, from a terminal."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
+import json
 import sys
-from collections.abc import Sequence
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from google.protobuf import json_format
@@ -44,20 +50,18 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("files", nargs="+", type=Path)
     d.add_argument("--format", choices=list(EXPORT_FORMATS), default="text")
     d.add_argument("-o", "--output", type=Path, help="write the result here instead of stdout")
-    count = d.add_mutually_exclusive_group()
-    count.add_argument("--num-speakers", type=int, help="exact number of speakers in each clip")
-    count.add_argument("--min-speakers", type=int, help="at least this many speakers per clip")
-    d.add_argument("--max-speakers", type=int, help="at most this many speakers per clip")
-    d.add_argument("--link-threshold", type=float, help="cosine similarity needed to link speakers across clips")
-    d.add_argument("--engine", default="", help="embedder to use (see `speakerlink info`)")
-    d.add_argument(
-        "--transcribe", action=argparse.BooleanOptionalAction, default=None,
-        help="transcribe with the server's transcriber (default: wherever the server has one)",
-    )
-    d.add_argument("--language", default="", help="language code for transcription, e.g. en_us, de (default: the transcriber's)")
-    d.add_argument("--timeout", type=float, help="give up after this many seconds")
-    d.add_argument("--no-progress", action="store_true", help="print no progress")
+    _add_diarize_options(d)
     d.set_defaults(run=_diarize)
+
+    v = sub.add_parser("eval", help="diarize clips and score them against a reference RTTM (needs the [eval] extra)")
+    v.add_argument("files", nargs="+", type=Path, help="clips; each is scored as the RTTM file id of its name without extension")
+    v.add_argument("-r", "--reference", type=Path, required=True, help="reference RTTM covering the clips")
+    v.add_argument("--uem", type=Path, help="scored span of each clip (default: the whole clip)")
+    v.add_argument("--in-process", action="store_true",
+                   help="run a server inside this command (needs the [server] extra) instead of using --server")
+    v.add_argument("--json", action="store_true", help="print the scores as JSON instead of a table")
+    _add_diarize_options(v)
+    v.set_defaults(run=_eval)
 
     i = sub.add_parser("info", help="engines, device, limits and formats of the server")
     i.add_argument("--json", action="store_true")
@@ -90,7 +94,24 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _diarize(client: Client, args: argparse.Namespace) -> int:
+def _add_diarize_options(p: argparse.ArgumentParser) -> None:
+    count = p.add_mutually_exclusive_group()
+    count.add_argument("--num-speakers", type=int, help="exact number of speakers in each clip")
+    count.add_argument("--min-speakers", type=int, help="at least this many speakers per clip")
+    p.add_argument("--max-speakers", type=int, help="at most this many speakers per clip")
+    p.add_argument("--link-threshold", type=float, help="cosine similarity needed to link speakers across clips")
+    p.add_argument("--engine", default="", help="embedder to use (see `speakerlink info`)")
+    p.add_argument(
+        "--transcribe", action=argparse.BooleanOptionalAction, default=None,
+        help="transcribe with the server's transcriber (default: wherever the server has one)",
+    )
+    p.add_argument("--language", default="", help="language code for transcription, e.g. en_us, de (default: the transcriber's)")
+    p.add_argument("--timeout", type=float, help="give up after this many seconds")
+    p.add_argument("--no-progress", action="store_true", help="print no progress")
+
+
+def _run_diarize(client: Client, args: argparse.Namespace) -> pb.DiarizationResult:
+    """Upload args.files with the diarize options, showing progress, and return the result."""
     display = None if args.no_progress else ProgressDisplay(clip_names=[p.name for p in args.files])
     options = dict(
         num_speakers=args.num_speakers, min_speakers=args.min_speakers, max_speakers=args.max_speakers,
@@ -99,15 +120,70 @@ def _diarize(client: Client, args: argparse.Namespace) -> int:
     events = client.iter_diarize(
         args.files, on_upload=display.upload if display else None, timeout=args.timeout, **options
     )
-    return _follow(client, events, display, args)
+    return _follow(events, display)
+
+
+def _diarize(client: Client, args: argparse.Namespace) -> int:
+    result = _run_diarize(client, args)
+    _write(client.export(result.job_id, args.format), args.output)
+    return 0
 
 
 def _watch(client: Client, args: argparse.Namespace) -> int:
     display = None if args.no_progress else ProgressDisplay()
-    return _follow(client, client.watch(args.job_id, timeout=args.timeout), display, args)
+    result = _follow(client.watch(args.job_id, timeout=args.timeout), display)
+    _write(client.export(result.job_id, args.format), args.output)
+    return 0
 
 
-def _follow(client: Client, events, display: ProgressDisplay | None, args: argparse.Namespace) -> int:
+def _eval(client: Client, args: argparse.Namespace) -> int:
+    try:
+        from speakerlink import evaluation
+    except ImportError as err:
+        print(f"error: scoring needs pyannote.metrics ({err}); run: pip install 'speakerlink[eval]'", file=sys.stderr)
+        return 2
+    reference = evaluation.read_rttm(args.reference)
+    uem = evaluation.read_uem(args.uem) if args.uem else {}
+    missing = [p.name for p in args.files if evaluation.clip_id(p.name) not in reference.keys() | uem.keys()]
+    if missing:
+        raise ValueError(f"{args.reference} has no turns for {', '.join(missing)} "
+                         f"(its file ids: {', '.join(sorted(reference)) or 'none'}); give a --uem to score silent clips")
+    with contextlib.ExitStack() as stack:
+        if args.in_process:
+            client = stack.enter_context(Client(stack.enter_context(_local_server(args.files))))
+        started = time.monotonic()
+        result = _run_diarize(client, args)
+        wall = time.monotonic() - started
+    spans = {evaluation.clip_id(c.name): uem.get(evaluation.clip_id(c.name), (0.0, c.duration_seconds)) for c in result.clips}
+    report = evaluation.score(reference, evaluation.hypothesis_of(result), spans)
+    report.audio_seconds, report.processing_seconds = result.summary.audio_seconds, result.summary.processing_seconds
+    report.wall_seconds = wall
+    print(json.dumps(report.to_dict(), indent=2) if args.json else report.table())
+    return 0
+
+
+@contextlib.contextmanager
+def _local_server(files: list[Path]) -> Iterator[str]:
+    """A server on a free loopback port for this command alone; yields its address."""
+    try:
+        from speakerlink_server.config import load_config
+        from speakerlink_server.main import start_server
+    except ImportError as err:
+        raise ValueError(f"--in-process needs the server ({err}); run: pip install 'speakerlink[server]'") from None
+    with tempfile.TemporaryDirectory(prefix="speakerlink-eval-") as data:
+        base = load_config()  # the SPEAKERLINK_* environment still applies, e.g. the engine
+        config = dataclasses.replace(
+            base, host="127.0.0.1", port=0, data_dir=Path(data), max_clips=max(len(files), base.max_clips),
+            max_file_bytes=max([base.max_file_bytes, *(p.stat().st_size for p in files)]),
+        )
+        running = start_server(config)
+        try:
+            yield running.config.address
+        finally:
+            running.stop(grace=1.0)
+
+
+def _follow(events, display: ProgressDisplay | None) -> pb.DiarizationResult:
     try:
         for event in events:
             if event.HasField("accepted") and display is not None:
@@ -120,8 +196,7 @@ def _follow(client: Client, events, display: ProgressDisplay | None, args: argpa
     finally:
         if display is not None:
             display.close()
-    _write(client.export(result.job_id, args.format), args.output)
-    return 0
+    return result
 
 
 def _info(client: Client, args: argparse.Namespace) -> int:
