@@ -29,6 +29,9 @@ class ServerConfig:
     engine: str = "auto"
     titanet_model: str = "nvidia/speakerverification_en_titanet_large"  # "" turns TitaNet off
     torch_threads: int = 0  # 0: one per CPU core
+    # Recordings longer than this are analysed a chunk at a time (F14): 10 minutes is 38 MB of
+    # samples and about 2000 GE2E windows, plenty for clustering and small for memory.
+    chunk_seconds: float = 600.0
     # AssemblyAI transcription (F5) is available when a key is set. The key is kept out of
     # repr() so that logging a config never shows it.
     assemblyai_api_key: str = field(default="", repr=False)
@@ -65,6 +68,7 @@ _ENV = {
     "engine": ("SPEAKERLINK_ENGINE", None),
     "titanet_model": ("SPEAKERLINK_TITANET_MODEL", None),
     "torch_threads": ("SPEAKERLINK_TORCH_THREADS", None),
+    "chunk_seconds": ("SPEAKERLINK_CHUNK_SECONDS", None),
     "assemblyai_api_key": ("SPEAKERLINK_ASSEMBLYAI_API_KEY", "ASSEMBLYAI_API_KEY"),
     "assemblyai_base_url": ("SPEAKERLINK_ASSEMBLYAI_BASE_URL", "ASSEMBLYAI_BASE_URL"),
     "assemblyai_concurrency": ("SPEAKERLINK_ASSEMBLYAI_CONCURRENCY", None),
@@ -89,6 +93,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="TitaNet weights: a pretrained name (NeMo/Hugging Face cache) or a .nemo file; '' turns TitaNet off",
     )
     parser.add_argument("--torch-threads", type=int, help="CPU threads for inference (default: one per core)")
+    parser.add_argument("--chunk-seconds", type=float, help="recordings longer than this are analysed in chunks (default 600)")
     parser.add_argument(
         "--assemblyai-api-key",
         help="turns on AssemblyAI transcription (env ASSEMBLYAI_API_KEY, which keeps the key out of the process list)",
@@ -141,6 +146,8 @@ def _validate(config: ServerConfig) -> None:
                  "assemblyai_concurrency", "assemblyai_timeout_seconds"):
         if getattr(config, name) < 1:
             raise ValueError(f"{name} must be at least 1, got {getattr(config, name)}")
+    if not config.chunk_seconds >= 30:
+        raise ValueError(f"chunk_seconds must be at least 30, got {config.chunk_seconds}")
     if not config.assemblyai_poll_seconds > 0:
         raise ValueError(f"assemblyai_poll_seconds must be positive, got {config.assemblyai_poll_seconds}")
     if not 0 <= config.port <= 65535:

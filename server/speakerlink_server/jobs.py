@@ -221,7 +221,9 @@ class JobManager:
             options = record.config.options
             embedder = self._engines.embedder(options.engine)
             transcriber = self._engines.transcriber_for(options)
-            result = run_pipeline(clips, options, self._engines.vad, embedder, transcriber, report, check_cancelled)
+            result = run_pipeline(
+                clips, options, self._engines.vad, embedder, transcriber, report, check_cancelled, self._config.chunk_seconds
+            )
         except JobCancelled:
             if self._stopping and not live.cancel_requested:
                 return  # stays 'running' in the store: requeued when the server starts again

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import struct
 import subprocess
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,20 +54,47 @@ def probe(path: Path, index: int, name: str) -> Probe:
 
 def decode(path: Path, index: int, name: str) -> np.ndarray:
     """The whole file as 16 kHz mono float32 in [-1, 1]."""
-    info = probe(path, index, name)
-    proc = subprocess.run(
+    chunks = [chunk for _, chunk in stream(path, index, name, chunk_seconds=None)]
+    return np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
+
+
+def stream(
+    path: Path, index: int, name: str, chunk_seconds: float | None, info: Probe | None = None
+) -> Iterator[tuple[float, np.ndarray]]:
+    """(offset seconds, samples) chunks of chunk_seconds (None: one chunk), decoded as they are
+    read, so a long recording never sits in memory whole. The truncation check runs at the end."""
+    info = info or probe(path, index, name)
+    proc = subprocess.Popen(
         ["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-map", "0:a:0",
          "-ac", "1", "-ar", str(SAMPLE_RATE), "-f", "f32le", "-"],
-        capture_output=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )
-    samples = np.frombuffer(proc.stdout, dtype=np.float32).copy()  # writable, for torch
-    if proc.returncode != 0 and samples.size == 0:
-        raise errors.not_audio(index, name, _last_line(proc.stderr.decode(errors="replace")) or "ffmpeg failed")
-    decoded = samples.size / SAMPLE_RATE
+    assert proc.stdout is not None and proc.stderr is not None
+    # ffmpeg's complaints are drained on the side, so a chatty decoder cannot block on a full pipe.
+    complaints: list[bytes] = []
+    drain = threading.Thread(target=lambda: complaints.append(proc.stderr.read()), daemon=True)  # type: ignore[union-attr]
+    drain.start()
+    step = None if chunk_seconds is None else int(chunk_seconds * SAMPLE_RATE) * 4
+    total = 0
+    try:
+        while data := proc.stdout.read(step if step is not None else -1):
+            usable = len(data) - len(data) % 4
+            samples = np.frombuffer(data[:usable], dtype=np.float32).copy()  # writable, for torch
+            if samples.size:
+                yield total / SAMPLE_RATE, samples
+            total += samples.size
+            if step is None:
+                break
+    finally:
+        proc.stdout.close()
+        returncode = proc.wait()
+        drain.join()
+    if returncode != 0 and total == 0:
+        raise errors.not_audio(index, name, _last_line(b"".join(complaints).decode(errors="replace")) or "ffmpeg failed")
+    decoded = total / SAMPLE_RATE
     declared = info.declared_seconds
     if declared is not None and decoded < declared - max(TRUNCATION_TOLERANCE_S, TRUNCATION_TOLERANCE_RATIO * declared):
         raise errors.truncated_audio(index, name, decoded, declared)
-    return samples
 
 
 def _riff_declared_fraction(path: Path) -> float | None:

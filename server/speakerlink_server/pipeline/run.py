@@ -11,12 +11,14 @@ assembled with global labels S1, S2, ... by first appearance.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import math
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +27,7 @@ from speakerlink.v1 import speakerlink_pb2 as pb
 from speakerlink_server import errors
 from speakerlink_server.engines.base import Embedder, Transcriber, TranscriptionRequest, VoiceActivityDetector
 from speakerlink_server.pipeline import audio
+from speakerlink_server.pipeline.chunks import ChunkAnalysis, join_chunks
 from speakerlink_server.pipeline.clustering import CountBounds, centroids, cluster_windows
 from speakerlink_server.pipeline.linking import LocalSpeaker, link_speakers
 from speakerlink_server.pipeline.segments import Turn, label_regions
@@ -72,6 +75,7 @@ def run_pipeline(
     transcriber: Transcriber | None,
     report: Report,
     check_cancelled: Callable[[], None],
+    chunk_seconds: float,
 ) -> pb.DiarizationResult:
     started = time.monotonic()
     count = options.speakers
@@ -79,7 +83,7 @@ def run_pipeline(
     progress = _JobProgress(clips, stages, report, check_cancelled)
     if transcriber is None:
         bounds = CountBounds(count.exact, count.min, count.max)
-        analyse = functools.partial(analyse_clip, bounds=bounds, vad=vad, embedder=embedder)
+        analyse = functools.partial(analyse_clip, bounds=bounds, vad=vad, embedder=embedder, chunk_seconds=chunk_seconds)
     else:
         request = TranscriptionRequest(options.language, count.exact, count.min, count.max)
         analyse = functools.partial(transcribe_clip, request=request, transcriber=transcriber, embedder=embedder,
@@ -120,10 +124,11 @@ class _JobProgress:
         self._lock = threading.Lock()
         self._abort = threading.Event()
 
-    def stage(self, clip_index: int, name: str, message: str) -> None:
+    def stage(self, clip_index: int, name: str, message: str, part: tuple[int, int] = (0, 1)) -> None:
+        """Clip `clip_index` begins stage `name` (of its chunk part[0] out of part[1])."""
         self._checkpoint()
         with self._lock:  # reports leave in the order their percents were computed
-            self._offset[clip_index] = self._stages[name]
+            self._offset[clip_index] = (part[0] + self._stages[name]) / part[1]
             done = sum(self._share[i] * self._offset[i] for i in self._share)
             self._report(name, done, clip_index, message)
 
@@ -160,27 +165,54 @@ def analyse_clip(
     bounds: CountBounds,
     vad: VoiceActivityDetector,
     embedder: Embedder,
-    stage: Callable[[str, str], None],
+    chunk_seconds: float,
+    stage: Callable[..., None],
 ) -> ClipAnalysis:
+    """Diarize one clip; a recording longer than chunk_seconds a chunk at a time (pipeline.chunks)."""
+    info = audio.probe(clip.path, clip.index, clip.name)
+    parts = max(1, math.ceil((info.declared_seconds or 0.0) / chunk_seconds))
+    chunks: list[ChunkAnalysis] = []
+    duration = 0.0
     stage("decode", f"decoding {clip.name}")
-    wav = audio.decode(clip.path, clip.index, clip.name)
-    duration = wav.size / audio.SAMPLE_RATE
-    stage("vad", f"finding speech in {clip.name} ({duration:.1f} s)")
+    with contextlib.closing(audio.stream(clip.path, clip.index, clip.name, chunk_seconds, info)) as pieces:
+        for offset, wav in pieces:
+            part = functools.partial(stage, part=(min(len(chunks), parts - 1), parts))
+            end = offset + wav.size / audio.SAMPLE_RATE
+            where = f"{clip.name} ({offset:.0f}-{end:.0f} s)" if parts > 1 else clip.name
+            chunks.append(analyse_chunk(wav, offset, where, bounds, vad, embedder, part))
+            duration = end
+    if len(chunks) == 1:
+        return ClipAnalysis(duration, chunks[0].turns, [replace(s, clip_index=clip.index) for s in chunks[0].speakers])
+    turns, speakers = join_chunks(clip.index, chunks, embedder.link_threshold)
+    return ClipAnalysis(duration, turns, speakers)
+
+
+def analyse_chunk(
+    wav: np.ndarray,
+    offset: float,
+    where: str,
+    bounds: CountBounds,
+    vad: VoiceActivityDetector,
+    embedder: Embedder,
+    stage: Callable[[str, str], None],
+) -> ChunkAnalysis:
+    """VAD, windows, embeddings and clustering of one stretch of audio; times come out shifted by offset."""
+    stage("vad", f"finding speech in {where}")
     regions = vad.speech_regions(wav)
     windows = speech_windows(regions, embedder.window_seconds, embedder.hop_seconds, embedder.min_window_seconds)
-    stage("embed", f"embedding {len(windows)} windows of {clip.name}")
+    stage("embed", f"embedding {len(windows)} windows of {where}")
     embeddings = embedder.embed(wav, windows)
-    stage("cluster", f"clustering {clip.name}")
+    stage("cluster", f"clustering {where}")
     labels = cluster_windows(embeddings, bounds, embedder.cluster_threshold)
-    turns = label_regions(regions, window_centers(windows), labels)
+    shifted = [(start + offset, end + offset) for start, end in regions]
+    turns = label_regions(shifted, window_centers(windows) + offset, labels)
     speech = np.zeros(int(labels.max()) + 1 if labels.size else 0)
     for turn in turns:
         speech[turn.speaker] += turn.end - turn.start
     speakers = [
-        LocalSpeaker(clip.index, i, centroid, float(speech[i]))
-        for i, centroid in enumerate(centroids(embeddings, labels))
+        LocalSpeaker(-1, i, centroid, float(speech[i])) for i, centroid in enumerate(centroids(embeddings, labels))
     ]
-    return ClipAnalysis(duration, turns, speakers)
+    return ChunkAnalysis(turns, speakers)
 
 
 def transcribe_clip(

@@ -1,0 +1,50 @@
+"""Long recordings (F14): one clip analysed in chunks, then its chunks linked like clips.
+
+A recording longer than a chunk is decoded, embedded and clustered a chunk at a time, so
+memory stays bounded by the chunk, not the file. Each chunk's local speakers are then linked
+across chunks with the same constrained linking that links clips (two speakers of one chunk
+are never one person), and every speaker keeps one label across the whole recording.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from speakerlink_server.engines.base import unit_rows
+from speakerlink_server.pipeline.linking import LocalSpeaker, link_speakers
+from speakerlink_server.pipeline.segments import Turn
+
+
+@dataclass(frozen=True)
+class ChunkAnalysis:
+    turns: list[Turn]  # in recording time
+    speakers: list[LocalSpeaker]  # local to the chunk
+
+
+def join_chunks(
+    clip_index: int, chunks: list[ChunkAnalysis], threshold: float
+) -> tuple[list[Turn], list[LocalSpeaker]]:
+    """The recording's turns and speakers, numbered by first appearance across the chunks."""
+    members = [
+        LocalSpeaker(k, s.local_index, s.centroid, s.speech_seconds) for k, c in enumerate(chunks) for s in c.speakers
+    ]
+    links = link_speakers(members, threshold)
+    of = {(m.clip_index, m.local_index): link.global_index for m, link in zip(members, links, strict=True)}
+    count = 1 + max(of.values(), default=-1)
+    sums = np.zeros((count, members[0].centroid.size if members else 0))
+    speech = np.zeros(count)
+    for m in members:  # a speaker's voiceprint weighs each chunk by how much they spoke in it
+        sums[of[(m.clip_index, m.local_index)]] += m.speech_seconds * m.centroid
+        speech[of[(m.clip_index, m.local_index)]] += m.speech_seconds
+    turns: list[Turn] = []
+    for k, chunk in enumerate(chunks):
+        for turn in chunk.turns:
+            who = of[(k, turn.speaker)]
+            if turns and turns[-1].speaker == who and turn.start - turns[-1].end < 1e-6:
+                turns[-1] = Turn(turns[-1].start, turn.end, who)  # a turn cut by a chunk boundary
+            else:
+                turns.append(Turn(turn.start, turn.end, who))
+    speakers = [LocalSpeaker(clip_index, g, vector, float(speech[g])) for g, vector in enumerate(unit_rows(sums))]
+    return turns, speakers
