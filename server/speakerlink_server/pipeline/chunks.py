@@ -3,7 +3,8 @@
 A recording longer than a chunk is decoded, embedded and clustered a chunk at a time, so
 memory stays bounded by the chunk, not the file. Each chunk's local speakers are then linked
 across chunks with the same constrained linking that links clips (two speakers of one chunk
-are never one person), and every speaker keeps one label across the whole recording.
+are never one person), scored by raw cosine (see link_speakers), and every speaker keeps one
+label across the whole recording.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def join_chunks(
     members = [
         LocalSpeaker(k, s.local_index, s.centroid, s.speech_seconds) for k, c in enumerate(chunks) for s in c.speakers
     ]
-    links = link_speakers(members, threshold)
+    links = link_speakers(members, threshold, normalise=False)
     of = {(m.clip_index, m.local_index): link.global_index for m, link in zip(members, links, strict=True)}
     count = 1 + max(of.values(), default=-1)
     sums = np.zeros((count, members[0].centroid.size if members else 0))

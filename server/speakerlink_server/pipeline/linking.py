@@ -54,15 +54,22 @@ class Link:
     confidence: float
 
 
-def link_speakers(speakers: list[LocalSpeaker], threshold: float) -> list[Link]:
-    """A global speaker index (by first appearance) and a confidence for each local speaker."""
+def link_speakers(speakers: list[LocalSpeaker], threshold: float, normalise: bool = True) -> list[Link]:
+    """A global speaker index (by first appearance) and a confidence for each local speaker.
+
+    normalise=False scores by raw cosine against `threshold` alone: right for the chunks of one
+    recording, where a speaker recurs in every chunk and so would fill their own AS-norm
+    cohort, and where one channel and session make raw cosines comparable.
+    """
     if not speakers:
         return []
     vectors = np.stack([s.centroid for s in speakers])
     clips = np.array([s.clip_index for s in speakers])
     similarity = vectors @ vectors.T
     other_clip = clips[:, None] != clips[None, :]
-    if int(other_clip.sum(axis=1).min()) - 1 >= MIN_COHORT:
+    if not normalise:
+        score, bar, slope = similarity, threshold, CONFIDENCE_SLOPE
+    elif int(other_clip.sum(axis=1).min()) - 1 >= MIN_COHORT:
         normalised = as_norm(similarity, other_clip, TOP_COHORT)
         bar, slope = LINK_Z, CONFIDENCE_SLOPE_Z
         # Below the cosine floor a pair can never link: its z is capped under the bar (and
