@@ -118,10 +118,11 @@ def test_batcher_merges_concurrent_callers_and_keeps_their_rows_apart() -> None:
     from speakerlink_server.engines.batching import MicroBatcher
 
     sizes = []
-    gate = threading.Event()
+    entered, gate = threading.Event(), threading.Event()
 
     def forward(batch: np.ndarray) -> np.ndarray:
-        gate.wait(5)  # let every caller queue up before the first pass
+        entered.set()
+        gate.wait(5)  # let every other caller queue up before the first pass ends
         sizes.append(len(batch))
         return batch[:, :2].astype(np.float32) * 2
 
@@ -132,10 +133,12 @@ def test_batcher_merges_concurrent_callers_and_keeps_their_rows_apart() -> None:
         results[k] = batcher.run(np.full((rows, 3), float(k)))
 
     threads = [threading.Thread(target=call, args=(k, rows)) for k, rows in enumerate([3, 5, 6, 1])]
-    for thread in threads:
+    threads[0].start()
+    assert entered.wait(10)  # the first call alone is in the (blocked) first pass
+    for thread in threads[1:]:
         thread.start()
     deadline = time.monotonic() + 10
-    while len(batcher._pending) < 3:  # the first call is in the (blocked) pass; the rest wait together
+    while len(batcher._pending) < 3:  # the rest wait together
         assert time.monotonic() < deadline
         time.sleep(0.001)
     gate.set()
