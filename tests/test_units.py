@@ -14,7 +14,7 @@ from speakerlink_server.engines.retry import RetryPolicy, call_with_retries, ret
 from speakerlink_server.exporters import export, to_csv, to_rttm, to_srt, to_text, to_vtt
 from speakerlink_server.pipeline.clustering import CountBounds, cluster_windows
 from speakerlink_server.pipeline.linking import LocalSpeaker, link_speakers
-from speakerlink_server.pipeline.segments import label_regions
+from speakerlink_server.pipeline.segments import Turn, bridge_pauses, label_regions
 from speakerlink_server.pipeline.voices import MAX_MONOLOGUES, VOICE_SECONDS, voice_spans, without
 from speakerlink_server.pipeline.windows import speech_windows
 
@@ -76,6 +76,11 @@ def test_segments_follow_labels() -> None:
     centers = np.array([0.75, 1.25, 2.75, 3.25])
     segments = label_regions([(0.0, 4.0)], centers, np.array([0, 0, 1, 1]))
     assert [(round(t.start, 2), round(t.end, 2), t.speaker) for t in segments] == [(0.0, 2.0, 0), (2.0, 4.0, 1)]
+
+
+def test_short_pauses_stay_inside_a_turn() -> None:
+    turns = [Turn(0.0, 1.0, 0), Turn(1.5, 2.0, 0), Turn(2.2, 3.0, 1), Turn(5.0, 6.0, 1), Turn(6.5, 7.0, 0)]
+    assert bridge_pauses(turns, max_gap=1.0) == [Turn(0.0, 2.0, 0), Turn(2.2, 3.0, 1), Turn(5.0, 6.0, 1), Turn(6.5, 7.0, 0)]
 
 
 @pytest.fixture()
