@@ -46,6 +46,7 @@ def aai_server(fake: FakeAssemblyAI, tmp_path_factory: pytest.TempPathFactory) -
     config = make_config(
         tmp_path_factory.mktemp("aai-server"), assemblyai_api_key=KEY, assemblyai_base_url=fake.url,
         assemblyai_poll_seconds=0.05, assemblyai_concurrency=2, max_clips=4,
+        chunk_seconds=30.0,  # the sample clips (35-38 s) are decoded for their voiceprints in two chunks
     )
     running = start_server(config)
     yield running

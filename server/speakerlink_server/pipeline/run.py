@@ -4,7 +4,7 @@ Per clip, several clips at a time, either
 - diarization: decode -> speech regions (VAD) -> windows -> embeddings -> clustering into
   local speakers; or
 - transcription: the transcriber's speaker-labelled utterances define the local speakers ->
-  decode -> a voiceprint per speaker from their longest monologues (pipeline.voices).
+  a voiceprint per speaker from their longest monologues, decoded chunk by chunk (pipeline.voices).
 Then all clips' local speakers are linked into global speakers, and the result message is
 assembled with global labels S1, S2, ... by first appearance.
 """
@@ -40,7 +40,7 @@ from speakerlink_server.pipeline.windows import speech_windows, window_centers
 DIARIZE_STAGES = {"decode": 0.0, "vad": 0.10, "embed": 0.30, "cluster": 0.85}
 TRANSCRIBE_STAGES = {
     "transcribe-uploading": 0.0, "transcribe-queued": 0.10, "transcribe-processing": 0.20,
-    "transcribe-completed": 0.85, "decode": 0.87, "embed": 0.92,
+    "transcribe-completed": 0.85, "embed": 0.88,
 }
 LINK_SHARE = 0.05
 # Clips of a job analysed at once: decoding and VAD overlap, and their windows meet in the
@@ -87,7 +87,7 @@ def run_pipeline(
     else:
         request = TranscriptionRequest(options.language, count.exact, count.min, count.max)
         analyse = functools.partial(transcribe_clip, request=request, transcriber=transcriber, embedder=embedder,
-                                    wait=progress.wait)
+                                    chunk_seconds=chunk_seconds, wait=progress.wait)
     with ThreadPoolExecutor(max_workers=min(threads, len(clips)), thread_name_prefix="speakerlink-clip") as pool:
         futures = [pool.submit(analyse, clip, stage=functools.partial(progress.stage, clip.index)) for clip in clips]
         analyses = progress.gather(futures)
@@ -220,6 +220,7 @@ def transcribe_clip(
     request: TranscriptionRequest,
     transcriber: Transcriber,
     embedder: Embedder,
+    chunk_seconds: float,
     wait: Callable[[float], None],
     stage: Callable[[str, str], None],
 ) -> ClipAnalysis:
@@ -227,12 +228,12 @@ def transcribe_clip(
         utterances = transcriber.transcribe(clip.path, request, stage, wait)
     except errors.ServiceError as exc:
         raise exc.about_clip(clip.index, clip.name) from None
-    stage("decode", f"decoding {clip.name}")
-    wav = audio.decode(clip.path, clip.index, clip.name)
     found = len({u.speaker for u in utterances})
     stage("embed", f"embedding the voices of {found} speaker{'s' if found != 1 else ''} in {clip.name}")
-    speakers = transcribed_speakers(clip.index, wav, audio.SAMPLE_RATE, utterances, embedder)
-    return ClipAnalysis(wav.size / audio.SAMPLE_RATE, speakers.turns, speakers.speakers)
+    info = audio.probe(clip.path, clip.index, clip.name)
+    with contextlib.closing(audio.stream(clip.path, clip.index, clip.name, chunk_seconds, info)) as pieces:
+        speakers = transcribed_speakers(clip.index, pieces, info.declared_seconds or math.inf, utterances, embedder)
+    return ClipAnalysis(speakers.duration, speakers.turns, speakers.speakers)
 
 
 def assemble(

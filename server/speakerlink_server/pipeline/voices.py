@@ -24,11 +24,13 @@ minimum length centred on their longest utterance.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 
 from speakerlink_server.engines.base import Embedder, Utterance
+from speakerlink_server.pipeline.audio import SAMPLE_RATE
 from speakerlink_server.pipeline.clustering import centroids
 from speakerlink_server.pipeline.linking import LocalSpeaker
 from speakerlink_server.pipeline.segments import Turn
@@ -44,6 +46,7 @@ class TranscribedSpeakers:
     speakers: list[LocalSpeaker]
     turns: list[Turn]
     labels: list[str]  # the transcriber's label of each local speaker, by local index
+    duration: float  # seconds of audio decoded
 
 
 def voice_spans(utterances: list[Utterance], duration: float, min_window: float) -> list[tuple[float, float]]:
@@ -84,30 +87,43 @@ def _windows(spans: list[tuple[float, float]], embedder: Embedder) -> list[tuple
 
 
 def transcribed_speakers(
-    clip_index: int, wav: np.ndarray, sample_rate: int, utterances: list[Utterance], embedder: Embedder
+    clip_index: int,
+    pieces: Iterable[tuple[float, np.ndarray]],
+    duration: float,
+    utterances: list[Utterance],
+    embedder: Embedder,
 ) -> TranscribedSpeakers:
-    """Local speakers in order of first appearance, each with a voiceprint, and the turns."""
-    duration = wav.size / sample_rate
+    """Local speakers in order of first appearance, each with a voiceprint, and the turns.
+
+    The audio comes as (offset seconds, samples) chunks of the recording (audio.stream), so a
+    long one is never in memory whole; `duration` is its length as far as known beforehand
+    (the container's), the result's is what was decoded."""
     labels = list(dict.fromkeys(u.speaker for u in utterances))
     local = {label: i for i, label in enumerate(labels)}
-    windows: list[tuple[int, int]] = []
-    owners: list[int] = []
+    wanted: list[tuple[int, int, int]] = []  # (start, end) sample window, speaker
     for label, i in local.items():
         mine = [u for u in utterances if u.speaker == label]
         spans = voice_spans(mine, duration, embedder.min_window_seconds)
         clean = without(spans, [(u.start, u.end) for u in utterances if u.speaker != label])
-        found = _windows(clean, embedder) or _windows(spans, embedder)
-        windows += found
-        owners += [i] * len(found)
+        wanted += [(a, b, i) for a, b in _windows(clean, embedder) or _windows(spans, embedder)]
+    embedded, owners = [], []
+    decoded = 0.0
+    for offset, wav in pieces:
+        decoded = offset + wav.size / SAMPLE_RATE
+        base = round(offset * SAMPLE_RATE)
+        inside = [(a - base, b - base, i) for a, b, i in wanted if base <= a and b <= base + wav.size]
+        if inside:  # a window across a chunk boundary is left out: a second's speech at most
+            embedded.append(embedder.embed(wav, [(a, b) for a, b, _ in inside]))
+            owners += [i for *_, i in inside]
     # A speaker with no window at all (only in a clip shorter than one) keeps a zero
     # voiceprint: cosine 0 with everyone, so they are never linked.
     prints = np.zeros((len(labels), embedder.dim))
-    if windows:
-        prints[sorted(set(owners))] = centroids(embedder.embed(wav, windows), np.array(owners, dtype=np.int64))
+    if owners:
+        prints[sorted(set(owners))] = centroids(np.concatenate(embedded), np.array(owners, dtype=np.int64))
     speech = np.zeros(len(labels))
     turns = []
     for u in utterances:
         speech[local[u.speaker]] += u.end - u.start
         turns.append(Turn(u.start, u.end, local[u.speaker], u.text, u.words))
     speakers = [LocalSpeaker(clip_index, i, prints[i], float(speech[i])) for i in range(len(labels))]
-    return TranscribedSpeakers(speakers, turns, labels)
+    return TranscribedSpeakers(speakers, turns, labels, decoded)
