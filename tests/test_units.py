@@ -14,7 +14,7 @@ from speakerlink_server.engines.retry import RetryPolicy, call_with_retries, ret
 from speakerlink_server.exporters import export, to_csv, to_rttm, to_srt, to_text, to_vtt
 from speakerlink_server.pipeline.clustering import CountBounds, cluster_windows
 from speakerlink_server.pipeline.linking import LocalSpeaker, link_speakers
-from speakerlink_server.pipeline.segments import Turn, bridge_pauses, label_regions
+from speakerlink_server.pipeline.segments import Turn, bridge_pauses, label_regions, overlap_turns
 from speakerlink_server.pipeline.voices import MAX_MONOLOGUES, VOICE_SECONDS, voice_spans, without
 from speakerlink_server.pipeline.windows import speech_windows
 
@@ -81,6 +81,15 @@ def test_segments_follow_labels() -> None:
 def test_short_pauses_stay_inside_a_turn() -> None:
     turns = [Turn(0.0, 1.0, 0), Turn(1.5, 2.0, 0), Turn(2.2, 3.0, 1), Turn(5.0, 6.0, 1), Turn(6.5, 7.0, 0)]
     assert bridge_pauses(turns, max_gap=1.0) == [Turn(0.0, 2.0, 0), Turn(2.2, 3.0, 1), Turn(5.0, 6.0, 1), Turn(6.5, 7.0, 0)]
+
+
+def test_changes_without_a_pause_give_both_speakers_the_stretch_around_them() -> None:
+    turns = [Turn(0.0, 2.0, 0), Turn(2.0, 5.0, 1), Turn(6.0, 8.0, 0), Turn(8.02, 8.3, 1)]
+    found = [(round(t.start, 3), round(t.end, 3), t.speaker) for t in overlap_turns(turns)]
+    assert found == [
+        (1.6, 2.0, 1), (2.0, 2.6, 0),  # at 2.0: no pause
+        (7.61, 8.01, 1), (8.01, 8.3, 0),  # at 8.01: a pause under 0.05 s; B's turn is short
+    ]
 
 
 @pytest.fixture()

@@ -40,12 +40,15 @@ def join_chunks(
         sums[of[(m.clip_index, m.local_index)]] += m.speech_seconds * m.centroid
         speech[of[(m.clip_index, m.local_index)]] += m.speech_seconds
     turns: list[Turn] = []
+    latest: dict[int, int] = {}  # speaker -> index of their latest turn
     for k, chunk in enumerate(chunks):
         for turn in chunk.turns:
             who = of[(k, turn.speaker)]
-            if turns and turns[-1].speaker == who and turn.start - turns[-1].end < 1e-6:
-                turns[-1] = Turn(turns[-1].start, turn.end, who)  # a turn cut by a chunk boundary
+            last = latest.get(who)
+            if last is not None and abs(turn.start - turns[last].end) < 1e-6:
+                turns[last] = Turn(turns[last].start, turn.end, who)  # a turn cut by a chunk boundary
             else:
+                latest[who] = len(turns)
                 turns.append(Turn(turn.start, turn.end, who))
     speakers = [LocalSpeaker(clip_index, g, vector, float(speech[g])) for g, vector in enumerate(unit_rows(sums))]
     return turns, speakers
