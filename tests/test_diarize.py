@@ -10,10 +10,12 @@ from pathlib import Path
 
 import grpc
 import pytest
+from conftest import make_config
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from speakerlink import Client, NotFoundError
 from speakerlink.v1 import speakerlink_pb2 as pb
+from speakerlink_server.main import start_server
 
 CLIPS = ("meeting.wav", "call.mp3", "interview.flac")
 
@@ -132,6 +134,24 @@ def test_link_threshold_override_keeps_cannot_link(client: Client, samples) -> N
     assert result.summary.link_threshold == pytest.approx(-1.0)
     result = client.diarize([samples[name] for name in CLIPS], link_threshold=1.0)
     assert result.summary.unique_speakers == sum(len(c.speakers) for c in result.clips)
+
+
+def test_voices_heard_in_many_clips_keep_one_label(samples, tmp_path: Path) -> None:
+    """Episodes of one show: the cast recurs in more clips than the AS-norm cohort is large."""
+    episodes = []
+    for k in range(3):
+        for name in ("meeting.wav", "call.mp3", "interview.flac"):
+            episodes.append(tmp_path / f"{k}-{name}")
+            episodes[-1].write_bytes(samples[name].read_bytes())
+    running = start_server(make_config(tmp_path / "data", max_clips=9))
+    try:
+        with Client(running.config.address, timeout=120) as client:
+            result = client.diarize(episodes)
+    finally:
+        running.stop(grace=1.0)
+    assert result.summary.unique_speakers == 5
+    first = [tuple(link.global_label for link in clip.speakers) for clip in result.clips[:3]]
+    assert [tuple(link.global_label for link in clip.speakers) for clip in result.clips] == first * 3
 
 
 def test_m4a_is_accepted(client: Client, samples, tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ Scores. A raw centroid cosine means different things for different voices: some 
 close to many others. When the job has enough speakers, each pair is therefore also scored
 with adaptive symmetric score normalisation (AS-norm) against a cohort taken from the job
 itself: for the pair (i, j), i's cohort is the TOP_COHORT speakers of other clips (j left out)
-most similar to i, and
+most similar to i, leaving out those raw cosine alone already links to i, and
 
     z(i, j) = ((s - mean_i) / std_i + (s - mean_j) / std_j) / 2.
 
@@ -38,6 +38,13 @@ MIN_COHORT = 8       # fewest other-clip speakers (beyond the pair) for AS-norm 
 LINK_Z = 1.1         # AS-norm bar; libri-dev-linking is perfect for 1.0..1.25
 SMALL_JOB_MARGIN = 0.06
 FLOOR_Z_GAP = 0.5    # how far under LINK_Z a pair below the cosine floor is put
+# A voice heard in many clips fills its own AS-norm cohort with itself and is never linked
+# (ten episodes of one show came out as ten hosts). A clique of at least RECURRING speakers
+# of different clips, every pair at raw cosine threshold + SURE_MARGIN or more (0.90 for
+# GE2E), is taken as one recurring person and kept out of its own members' cohorts. On
+# libri-dev-linking look-alike voices form such cliques up to 0.88, so the margin stays above.
+RECURRING = 3
+SURE_MARGIN = 0.14
 
 
 @dataclass(frozen=True)
@@ -67,10 +74,11 @@ def link_speakers(speakers: list[LocalSpeaker], threshold: float, normalise: boo
     clips = np.array([s.clip_index for s in speakers])
     similarity = vectors @ vectors.T
     other_clip = clips[:, None] != clips[None, :]
-    if not normalise:
+    cohort = other_clip & ~_surely_same(similarity, clips, threshold + SURE_MARGIN) if normalise else None
+    if cohort is None:
         score, bar, slope = similarity, threshold, CONFIDENCE_SLOPE
-    elif int(other_clip.sum(axis=1).min()) - 1 >= MIN_COHORT:
-        normalised = as_norm(similarity, other_clip, TOP_COHORT)
+    elif int(cohort.sum(axis=1).min()) - 1 >= MIN_COHORT:
+        normalised = as_norm(similarity, cohort, TOP_COHORT)
         bar, slope = LINK_Z, CONFIDENCE_SLOPE_Z
         # Below the cosine floor a pair can never link: its z is capped under the bar (and
         # kept finite, so it still tells how sure a decision not to link is).
@@ -93,17 +101,27 @@ def link_speakers(speakers: list[LocalSpeaker], threshold: float, normalise: boo
     return links
 
 
-def as_norm(similarity: np.ndarray, other_clip: np.ndarray, top: int) -> np.ndarray:
-    """Symmetric AS-norm of a square cosine matrix, cohort = the job's speakers of other clips.
+def _surely_same(similarity: np.ndarray, clips: np.ndarray, bar: float) -> np.ndarray:
+    """Pairs of one recurring person (see RECURRING), who are not each other's impostors."""
+    group = np.arange(len(similarity))
+    for members in _constrained_complete_linkage(similarity, clips, bar):
+        if len(members) >= RECURRING:
+            group[members] = members[0]
+    return group[:, None] == group[None, :]
 
-    For the pair (i, j), i's statistics come from its `top` most similar speakers of other
-    clips with j itself left out, so a true partner does not inflate its own cohort.
+
+def as_norm(similarity: np.ndarray, cohort_of: np.ndarray, top: int) -> np.ndarray:
+    """Symmetric AS-norm of a square cosine matrix; cohort_of[i] marks i's possible impostors
+    (speakers of other clips not surely i).
+
+    For the pair (i, j), i's statistics come from its `top` most similar cohort speakers with
+    j itself left out, so a true partner does not inflate its own cohort.
     """
     n = len(similarity)
     mean = np.zeros((n, n))
     std = np.ones((n, n))
     for i in range(n):
-        cohort = np.flatnonzero(other_clip[i])
+        cohort = np.flatnonzero(cohort_of[i])
         ranked = cohort[np.argsort(-similarity[i, cohort], kind="stable")]
         head = similarity[i, ranked[: top + 1]]
         for j in range(n):
