@@ -237,6 +237,15 @@ def transcribe_clip(
     return ClipAnalysis(speakers.duration, speakers.turns, speakers.speakers)
 
 
+def _covered(turns: list[Turn]) -> float:
+    """Seconds in which anyone speaks: overlapped turns count once."""
+    total, reach = 0.0, -math.inf
+    for turn in sorted(turns, key=lambda t: t.start):
+        total += max(0.0, turn.end - max(turn.start, reach))
+        reach = max(reach, turn.end)
+    return total
+
+
 def assemble(
     clips: list[ClipInput], analyses: list[ClipAnalysis], speakers: list[LocalSpeaker], links: list
 ) -> pb.DiarizationResult:
@@ -267,7 +276,7 @@ def assemble(
             for word in turn.words:
                 segment.words.add(start=round(word.start, 3), end=round(word.end, 3), text=word.text,
                                   speaker=speaker, confidence=word.confidence)
-        out.speech_seconds = sum(turn.end - turn.start for turn in analysis.turns)
+        out.speech_seconds = _covered(analysis.turns)
     for i, label in enumerate(labels):
         result.speakers.add(label=label, speech_seconds=float(totals[i]), clip_indices=occurs[i])
     result.summary.clips = len(clips)
