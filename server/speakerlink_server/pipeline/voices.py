@@ -45,7 +45,6 @@ EDGE_SECONDS = 0.1
 class TranscribedSpeakers:
     speakers: list[LocalSpeaker]
     turns: list[Turn]
-    labels: list[str]  # the transcriber's label of each local speaker, by local index
     duration: float  # seconds of audio decoded
 
 
@@ -126,4 +125,4 @@ def transcribed_speakers(
         speech[local[u.speaker]] += u.end - u.start
         turns.append(Turn(u.start, u.end, local[u.speaker], u.text, u.words))
     speakers = [LocalSpeaker(clip_index, i, prints[i], float(speech[i])) for i in range(len(labels))]
-    return TranscribedSpeakers(speakers, turns, labels, decoded)
+    return TranscribedSpeakers(speakers, turns, decoded)
