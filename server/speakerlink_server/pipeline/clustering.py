@@ -11,8 +11,14 @@ Two stages, because single window embeddings are noisy while cluster centroids a
    short speakers sit well below that bar, about 0.71 at most, the stray pieces at 0.79-0.80).
 
 Then tiny clusters (under MIN_CLUSTER_WINDOWS windows, often a cough or a cross-talk blip) are
-folded into their nearest neighbour unless that would go below the requested minimum. A request
-that fixes the count (exact) or bounds it (min/max) cuts the plain average-linkage tree instead.
+folded into their nearest neighbour unless that would go below the requested minimum. When a
+request fixes the count (exact) or bounds it (min/max) and this misses it, the fragments of
+stage 1 merge, most similar first, down to the count (the tree is cut finer where there are too
+few). Merging fragments rather than cutting the plain tree at the count matters: with each
+clip's true count given, libri-dev-linking scores per-clip DER 1.4 % (as when the count is
+found) instead of the tree cut's 5.3 %. On ami-train GE2E cannot tell the speakers apart at
+window level, and any forced count hurts: 45.6 % merging fragments, 39.0 % cutting the tree,
+53.8 % merging by Ward's criterion, against 25.1 % with the count found.
 
 Window counts assume the GE2E hop of 0.3 s: 5 windows of 1.2 s span about 2.4 s of speech.
 """
@@ -58,17 +64,18 @@ def cluster_windows(embeddings: np.ndarray, bounds: CountBounds, threshold: floa
         labels = cluster_windows(embeddings[subset], bounds, threshold)
         return _renumber((embeddings @ centroids(embeddings[subset], labels).T).argmax(axis=1))
     tree = linkage(embeddings, method="average", metric="cosine")
-    if bounds.exact:
-        labels = fcluster(tree, t=min(bounds.exact, n), criterion="maxclust")
-    else:
-        labels = fcluster(tree, t=1.0 - (threshold - FRAGMENT_MARGIN), criterion="distance")
-        labels = _merge_fragments(embeddings, labels, threshold)
-        labels = _fold_small(embeddings, labels, max(bounds.min, 1))
-        count = len(np.unique(labels))
-        lo, hi = bounds.min or 1, bounds.max or n
-        if count < lo or count > hi:
-            labels = fcluster(tree, t=min(max(count, lo), hi, n), criterion="maxclust")
-    return _renumber(labels)
+    fragments = fcluster(tree, t=1.0 - (threshold - FRAGMENT_MARGIN), criterion="distance")
+    labels = _fold_small(embeddings, _merge_fragments(embeddings, fragments, threshold), max(bounds.min, 1))
+    lo, hi = (bounds.exact, bounds.exact) if bounds.exact else (bounds.min or 1, bounds.max or n)
+    count = len(np.unique(labels))
+    if lo <= count <= hi:
+        return _renumber(labels)
+    # The count is fixed or bounded and the threshold missed it: merge the fragments to it, or
+    # where there are too few, cut the tree finer.
+    target = min(max(count, lo), hi, n)
+    if len(np.unique(fragments)) < target:
+        fragments = fcluster(tree, t=target, criterion="maxclust")
+    return _renumber(_merge_to(embeddings, _fold_small(embeddings, fragments, target), target))
 
 
 def _merge_fragments(embeddings: np.ndarray, labels: np.ndarray, threshold: float) -> np.ndarray:
@@ -85,6 +92,19 @@ def _merge_fragments(embeddings: np.ndarray, labels: np.ndarray, threshold: floa
         a, b = np.unravel_index(int(np.argmax(margin)), margin.shape)
         if margin[a, b] < 0:
             return labels
+        labels[labels == ids[b]] = ids[a]
+
+
+def _merge_to(embeddings: np.ndarray, labels: np.ndarray, count: int) -> np.ndarray:
+    """Greedy centroid-linkage merging, most similar pair first, down to `count` clusters."""
+    labels = labels.copy()
+    while True:
+        ids, _, vectors = _groups(embeddings, labels)
+        if len(ids) <= count:
+            return labels
+        similarity = vectors @ vectors.T
+        np.fill_diagonal(similarity, -np.inf)
+        a, b = np.unravel_index(int(np.argmax(similarity)), similarity.shape)
         labels[labels == ids[b]] = ids[a]
 
 
