@@ -68,3 +68,14 @@ def test_decoding_streams_in_chunks(long_recording) -> None:
     assert [offset for offset, _ in chunks] == [0.0, 30.0, 60.0, 90.0]
     assert all(c.size == 30 * audio.SAMPLE_RATE for _, c in chunks[:-1])
     assert np.array_equal(np.concatenate([c for _, c in chunks]), whole)
+
+
+def test_a_speaker_count_holds_for_the_whole_recording(chunking_server: RunningServer, long_recording) -> None:
+    """Each 30 s chunk holds two or three of the five; the count is the recording's, not each chunk's."""
+    path, rttm = long_recording
+    with Client(chunking_server.config.address, timeout=120) as client:
+        result = client.diarize([path], num_speakers=5)
+        fewer = client.diarize([path], max_speakers=4)
+    report = score(read_rttm(rttm), hypothesis_of(result), {"all": (0.0, result.clips[0].duration_seconds)})
+    assert report.hyp_speakers == 5 and report.global_der <= 0.05
+    assert fewer.summary.unique_speakers == 4

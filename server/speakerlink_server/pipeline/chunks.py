@@ -25,14 +25,20 @@ class ChunkAnalysis:
 
 
 def join_chunks(
-    clip_index: int, chunks: list[ChunkAnalysis], threshold: float
+    clip_index: int, chunks: list[ChunkAnalysis], threshold: float, most: int = 0
 ) -> tuple[list[Turn], list[LocalSpeaker]]:
-    """The recording's turns and speakers, numbered by first appearance across the chunks."""
+    """The recording's turns and speakers, numbered by first appearance across the chunks.
+
+    `most` (0: no bound) caps the recording's speakers, e.g. a requested exact count: the
+    chunks were clustered with it as their maximum only, since a chunk may hold fewer, so the
+    most similar speakers of the whole recording merge until it is met."""
     members = [
         LocalSpeaker(k, s.local_index, s.centroid, s.speech_seconds) for k, c in enumerate(chunks) for s in c.speakers
     ]
     links = link_speakers(members, threshold, normalise=False)
     of = {(m.clip_index, m.local_index): link.global_index for m, link in zip(members, links, strict=True)}
+    if most:
+        of = _cap(of, members, most)
     count = 1 + max(of.values(), default=-1)
     sums = np.zeros((count, members[0].centroid.size if members else 0))
     speech = np.zeros(count)
@@ -52,3 +58,21 @@ def join_chunks(
                 turns.append(Turn(turn.start, turn.end, who))
     speakers = [LocalSpeaker(clip_index, g, vector, float(speech[g])) for g, vector in enumerate(unit_rows(sums))]
     return turns, speakers
+
+
+def _cap(of: dict[tuple[int, int], int], members: list[LocalSpeaker], most: int) -> dict[tuple[int, int], int]:
+    """Merge the speakers with the most similar voiceprints until at most `most` remain,
+    numbered again by first appearance."""
+    group = dict(of)
+    while len(set(group.values())) > most:
+        ids = sorted(set(group.values()))
+        sums = np.zeros((len(ids), members[0].centroid.size))
+        for m in members:
+            sums[ids.index(group[(m.clip_index, m.local_index)])] += m.speech_seconds * m.centroid
+        vectors = unit_rows(sums)
+        similarity = vectors @ vectors.T
+        np.fill_diagonal(similarity, -np.inf)
+        a, b = np.unravel_index(int(np.argmax(similarity)), similarity.shape)
+        group = {key: ids[a] if g == ids[b] else g for key, g in group.items()}
+    order = {g: i for i, g in enumerate(dict.fromkeys(group[key] for key in sorted(group)))}
+    return {key: order[g] for key, g in group.items()}

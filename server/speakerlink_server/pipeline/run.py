@@ -174,16 +174,19 @@ def analyse_clip(
     chunks: list[ChunkAnalysis] = []
     duration = 0.0
     stage("decode", f"decoding {clip.name}")
+    most = bounds.exact or bounds.max
+    # A chunk may hold fewer speakers than the recording: chunks get the count as a maximum only.
+    chunk_bounds = bounds if parts == 1 else CountBounds(max=most)
     with contextlib.closing(audio.stream(clip.path, clip.index, clip.name, chunk_seconds, info)) as pieces:
         for offset, wav in pieces:
             part = functools.partial(stage, part=(min(len(chunks), parts - 1), parts))
             end = offset + wav.size / audio.SAMPLE_RATE
             where = f"{clip.name} ({offset:.0f}-{end:.0f} s)" if parts > 1 else clip.name
-            chunks.append(analyse_chunk(wav, offset, where, bounds, vad, embedder, part))
+            chunks.append(analyse_chunk(wav, offset, where, chunk_bounds, vad, embedder, part))
             duration = end
     if len(chunks) == 1:
         return ClipAnalysis(duration, chunks[0].turns, [replace(s, clip_index=clip.index) for s in chunks[0].speakers])
-    turns, speakers = join_chunks(clip.index, chunks, embedder.link_threshold)
+    turns, speakers = join_chunks(clip.index, chunks, embedder.link_threshold, most)
     return ClipAnalysis(duration, turns, speakers)
 
 
