@@ -39,7 +39,7 @@ LINK_Z = 1.1         # AS-norm bar; libri-dev-linking is perfect for 1.0..1.25
 SMALL_JOB_MARGIN = 0.06
 FLOOR_Z_GAP = 0.5    # how far under LINK_Z a pair below the cosine floor is put
 # A voice heard in many clips fills its own AS-norm cohort with itself and is never linked
-# (ten episodes of one show came out as ten hosts). A clique of at least RECURRING speakers
+# (nine clips of one five-person cast came out as 20 speakers). A clique of at least RECURRING speakers
 # of different clips, every pair at raw cosine threshold + SURE_MARGIN or more (0.90 for
 # GE2E), is taken as one recurring person and kept out of its own members' cohorts. On
 # libri-dev-linking look-alike voices form such cliques up to 0.88, so the margin stays above.
