@@ -98,10 +98,6 @@ class Report:
     wall_seconds: float = 0.0  # as the client saw it, upload included
 
     @property
-    def per_clip_der(self) -> dict[str, float]:
-        return {c.clip: c.der for c in self.clips}
-
-    @property
     def exact_count_clips(self) -> int:
         return sum(c.ref_speakers == c.hyp_speakers for c in self.clips)
 
