@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from speakerlink_server.engines.base import unit_rows
+from speakerlink_server.pipeline.clustering import merge_to
 from speakerlink_server.pipeline.linking import LocalSpeaker, link_speakers
 from speakerlink_server.pipeline.segments import Turn
 
@@ -60,19 +61,12 @@ def join_chunks(
     return turns, speakers
 
 
+
 def _cap(of: dict[tuple[int, int], int], members: list[LocalSpeaker], most: int) -> dict[tuple[int, int], int]:
     """Merge the speakers with the most similar voiceprints until at most `most` remain,
     numbered again by first appearance."""
-    group = dict(of)
-    while len(set(group.values())) > most:
-        ids = sorted(set(group.values()))
-        sums = np.zeros((len(ids), members[0].centroid.size))
-        for m in members:
-            sums[ids.index(group[(m.clip_index, m.local_index)])] += m.speech_seconds * m.centroid
-        vectors = unit_rows(sums)
-        similarity = vectors @ vectors.T
-        np.fill_diagonal(similarity, -np.inf)
-        a, b = np.unravel_index(int(np.argmax(similarity)), similarity.shape)
-        group = {key: ids[a] if g == ids[b] else g for key, g in group.items()}
-    order = {g: i for i, g in enumerate(dict.fromkeys(group[key] for key in sorted(group)))}
-    return {key: order[g] for key, g in group.items()}
+    keys = [(m.clip_index, m.local_index) for m in members]  # in chunk order
+    weighted = np.stack([m.speech_seconds * m.centroid for m in members])
+    merged = merge_to(weighted, np.array([of[key] for key in keys]), most).tolist()
+    order = {g: i for i, g in enumerate(dict.fromkeys(merged))}
+    return {key: order[g] for key, g in zip(keys, merged, strict=True)}

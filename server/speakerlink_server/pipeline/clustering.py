@@ -75,7 +75,7 @@ def cluster_windows(embeddings: np.ndarray, bounds: CountBounds, threshold: floa
     target = min(max(count, lo), hi, n)
     if len(np.unique(fragments)) < target:
         fragments = fcluster(tree, t=target, criterion="maxclust")
-    return _renumber(_merge_to(embeddings, _fold_small(embeddings, fragments, target), target))
+    return _renumber(merge_to(embeddings, _fold_small(embeddings, fragments, target), target))
 
 
 def _merge_fragments(embeddings: np.ndarray, labels: np.ndarray, threshold: float) -> np.ndarray:
@@ -95,8 +95,9 @@ def _merge_fragments(embeddings: np.ndarray, labels: np.ndarray, threshold: floa
         labels[labels == ids[b]] = ids[a]
 
 
-def _merge_to(embeddings: np.ndarray, labels: np.ndarray, count: int) -> np.ndarray:
-    """Greedy centroid-linkage merging, most similar pair first, down to `count` clusters."""
+def merge_to(embeddings: np.ndarray, labels: np.ndarray, count: int) -> np.ndarray:
+    """Greedy centroid-linkage merging, most similar pair first, down to `count` clusters.
+    Rows may be weighted (a centroid is the direction of its rows' sum)."""
     labels = labels.copy()
     while True:
         ids, _, vectors = _groups(embeddings, labels)
