@@ -142,6 +142,16 @@ class FakeAssemblyAI:
         return max((sum(a <= start < b for a, b in spans) for start, _ in spans), default=0)
 
 
+def labelled_utterances(turns: list[tuple[float, float, str]], texts: list[str] | None = None) -> list[dict]:
+    """A clip's (start, end, person) turns as AssemblyAI gives them: speakers lettered A, B, ...
+    by first appearance, as its labels are."""
+    letters: dict[str, str] = {}
+    return [
+        utterance(letters.setdefault(who, chr(ord("A") + len(letters))), start, end, texts[k] if texts else "")
+        for k, (start, end, who) in enumerate(turns)
+    ]
+
+
 def utterance(speaker: str, start: float, end: float, text: str) -> dict:
     """One utterance as the API gives it: times in ms, words spread evenly over the turn."""
     tokens = text.split()
@@ -185,13 +195,7 @@ def _handler(fake: FakeAssemblyAI) -> type[BaseHTTPRequestHandler]:
             self.wfile.write(data)
 
         def _body(self) -> bytes:
-            if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-                chunks = []
-                while size := int(self.rfile.readline().strip() or b"0", 16):
-                    chunks.append(self.rfile.read(size))
-                    self.rfile.readline()
-                self.rfile.readline()
-                return b"".join(chunks)
+            # The SDK (httpx) sends a file's length, so bodies always come with Content-Length.
             return self.rfile.read(int(self.headers.get("Content-Length") or 0))
 
     return Handler

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import sample_clips
 from conftest import make_config
-from fake_assemblyai import FakeAssemblyAI, utterance
+from fake_assemblyai import FakeAssemblyAI, labelled_utterances
 from speakerlink import Client
 from speakerlink.errors import FailedPreconditionError
 from speakerlink.events import is_terminal
@@ -73,11 +73,7 @@ def reference_utterances(samples: dict[str, Path]) -> dict[str, list[dict]]:
     for name, script in sample_clips.SCRIPTS.items():
         rows = turns[Path(name).stem]
         assert [who for _, _, who in rows] == [who for who, _ in script]
-        letters: dict[str, str] = {}
-        out[name] = [
-            utterance(letters.setdefault(who, "ABCDE"[len(letters)]), start, end, text)
-            for (start, end, who), (_, text) in zip(rows, script, strict=True)
-        ]
+        out[name] = labelled_utterances(rows, [text for _, text in script])
     return out
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from conftest import make_config, shared_folder
-from fake_assemblyai import FakeAssemblyAI, utterance
+from fake_assemblyai import FakeAssemblyAI, labelled_utterances
 from speakerlink import Client
 from speakerlink.evaluation import hypothesis_of, read_rttm, read_uem, score
 from speakerlink_server.main import start_server
@@ -79,11 +79,8 @@ def link_reference_labels(transcribing_server, folder: Path):
     reference = read_rttm(folder / "all.rttm")
     clips = sorted((folder / "audio").glob("*.wav"))
     for clip in clips:
-        letters: dict[str, str] = {}
-        api.utterances[hashlib.sha256(clip.read_bytes()).hexdigest()] = [
-            utterance(letters.setdefault(who, f"S{len(letters)}"), start, end, "")
-            for start, end, who in sorted(reference.get(clip.stem, []))
-        ]
+        digest = hashlib.sha256(clip.read_bytes()).hexdigest()
+        api.utterances[digest] = labelled_utterances(sorted(reference.get(clip.stem, [])))
     with Client(running.config.address) as client:
         result = client.diarize(clips, timeout=900)
     return score(reference, hypothesis_of(result), read_uem(folder / "all.uem"))

@@ -30,7 +30,7 @@ from speakerlink_server.pipeline import audio
 from speakerlink_server.pipeline.chunks import ChunkAnalysis, join_chunks
 from speakerlink_server.pipeline.clustering import CountBounds, centroids, cluster_windows
 from speakerlink_server.pipeline.linking import LocalSpeaker, link_speakers
-from speakerlink_server.pipeline.segments import Turn, bridge_pauses, label_regions, overlap_turns
+from speakerlink_server.pipeline.segments import Turn, bridge_pauses, label_regions, overlap_turns, speech_seconds
 from speakerlink_server.pipeline.voices import transcribed_speakers
 from speakerlink_server.pipeline.windows import speech_windows, window_centers
 
@@ -210,9 +210,7 @@ def analyse_chunk(
     shifted = [(start + offset, end + offset) for start, end in regions]
     turns = bridge_pauses(label_regions(shifted, window_centers(windows) + offset, labels))
     turns = sorted(turns + overlap_turns(turns), key=lambda t: (t.start, t.end))
-    speech = np.zeros(int(labels.max()) + 1 if labels.size else 0)
-    for turn in turns:
-        speech[turn.speaker] += turn.end - turn.start
+    speech = speech_seconds(turns, int(labels.max()) + 1 if labels.size else 0)
     speakers = [
         LocalSpeaker(-1, i, centroid, float(speech[i])) for i, centroid in enumerate(centroids(embeddings, labels))
     ]

@@ -41,6 +41,14 @@ class Turn:
     words: tuple[TranscribedWord, ...] = ()
 
 
+def speech_seconds(turns: list[Turn], count: int) -> np.ndarray:
+    """Seconds each of `count` local speakers speaks in the turns."""
+    speech = np.zeros(count)
+    for turn in turns:
+        speech[turn.speaker] += turn.end - turn.start
+    return speech
+
+
 def label_regions(regions: list[tuple[float, float]], centers: np.ndarray, labels: np.ndarray) -> list[Turn]:
     """Turns sorted by start."""
     if len(centers) == 0:

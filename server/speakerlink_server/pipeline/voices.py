@@ -33,7 +33,7 @@ from speakerlink_server.engines.base import Embedder, Utterance
 from speakerlink_server.pipeline.audio import SAMPLE_RATE
 from speakerlink_server.pipeline.clustering import centroids
 from speakerlink_server.pipeline.linking import LocalSpeaker
-from speakerlink_server.pipeline.segments import Turn
+from speakerlink_server.pipeline.segments import Turn, speech_seconds
 from speakerlink_server.pipeline.windows import speech_windows
 
 MAX_MONOLOGUES = 5
@@ -119,10 +119,7 @@ def transcribed_speakers(
     prints = np.zeros((len(labels), embedder.dim))
     if owners:
         prints[sorted(set(owners))] = centroids(np.concatenate(embedded), np.array(owners, dtype=np.int64))
-    speech = np.zeros(len(labels))
-    turns = []
-    for u in utterances:
-        speech[local[u.speaker]] += u.end - u.start
-        turns.append(Turn(u.start, u.end, local[u.speaker], u.text, u.words))
+    turns = [Turn(u.start, u.end, local[u.speaker], u.text, u.words) for u in utterances]
+    speech = speech_seconds(turns, len(labels))
     speakers = [LocalSpeaker(clip_index, i, prints[i], float(speech[i])) for i in range(len(labels))]
     return TranscribedSpeakers(speakers, turns, decoded)
