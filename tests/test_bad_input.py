@@ -11,11 +11,14 @@ import grpc
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import make_config
 from speakerlink import Client, InvalidInputError, LimitExceededError, NotFoundError
+from speakerlink.errors import error_from_rpc
 from speakerlink.options import diarize_options
 from speakerlink.upload import CHUNK_BYTES, build_config
 from speakerlink.v1 import speakerlink_pb2 as pb
 from speakerlink.v1 import speakerlink_pb2_grpc as pb_grpc
+from speakerlink_server.main import start_server
 
 
 @pytest.fixture(autouse=True)
@@ -186,3 +189,77 @@ def test_changed_bytes_fail_the_checksum(server, samples) -> None:
         with pytest.raises(grpc.RpcError) as info:
             list(pb_grpc.SpeakerlinkStub(channel).Diarize(iter(requests), timeout=10))
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "SHA-256" in info.value.details()
+
+
+@pytest.fixture()
+def own_server(tmp_path: Path):
+    """A server with settings of the test's own; stopped, and its uploads checked gone, after."""
+    running = []
+
+    def start(**overrides):
+        running.append(start_server(make_config(tmp_path / "data", **overrides)))
+        return running[-1]
+
+    yield start
+    for server in running:
+        wait_until_empty(server.config.jobs_dir)
+        server.stop(grace=1.0)
+
+
+def reader_threads() -> int:
+    return sum(t.name.startswith("speakerlink-upload-reader") for t in threading.enumerate())
+
+
+@pytest.mark.parametrize("chunks_before_stall", [0, 1])
+def test_a_silent_upload_is_cut_off(own_server, samples, chunks_before_stall: int) -> None:
+    """Silence before the config or mid-file ends the call with UPLOAD_STALLED; the partial file goes."""
+    server = own_server(upload_idle_seconds=1.0)
+    path = samples["meeting.wav"]
+    release = threading.Event()
+
+    def requests():
+        if chunks_before_stall:
+            yield pb.DiarizeRequest(config=build_config([path], diarize_options()))
+            with path.open("rb") as fh:
+                yield pb.DiarizeRequest(chunk=pb.AudioChunk(clip_index=0, data=fh.read(CHUNK_BYTES // 4)))
+        release.wait(30)  # the client hangs, holding its stream open
+        yield from ()
+
+    started = time.monotonic()
+    with grpc.insecure_channel(server.config.address) as channel:
+        with pytest.raises(grpc.RpcError) as info:
+            list(pb_grpc.SpeakerlinkStub(channel).Diarize(requests(), timeout=30))
+        release.set()
+    assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    err = error_from_rpc(info.value)
+    assert err.code == "UPLOAD_STALLED" and err.troubleshooting and err.recovery
+    assert 1.0 <= time.monotonic() - started < 10
+    deadline = time.monotonic() + 5
+    while reader_threads():
+        assert time.monotonic() < deadline, "the upload's reader thread outlived its call"
+        time.sleep(0.05)
+
+
+def test_a_slow_upload_within_the_idle_limit_succeeds(own_server, samples) -> None:
+    server = own_server(upload_idle_seconds=1.0)
+    path = samples["call.mp3"]
+    data = path.read_bytes()
+    parts = [data[i : i + len(data) // 3 + 1] for i in range(0, len(data), len(data) // 3 + 1)]
+
+    def requests():
+        yield pb.DiarizeRequest(config=build_config([path], diarize_options()))
+        for part in parts:
+            time.sleep(0.5)
+            yield pb.DiarizeRequest(chunk=pb.AudioChunk(clip_index=0, data=part))
+
+    with grpc.insecure_channel(server.config.address) as channel:
+        events = list(pb_grpc.SpeakerlinkStub(channel).Diarize(requests(), timeout=60))
+    assert len(parts) >= 3 and events[-1].WhichOneof("event") == "result"
+
+
+def test_an_upload_that_would_fill_the_disk_is_refused(own_server, samples) -> None:
+    server = own_server(min_free_bytes=1 << 60)  # more than any disk has free
+    with Client(server.config.address, timeout=30) as client:
+        err = expect(LimitExceededError, "STORAGE_FULL", client, [samples["call.mp3"]])
+        assert "must stay free" in err.message
+        assert client.info().version  # still serving

@@ -73,7 +73,8 @@ class UnavailableError(SpeakerlinkError):
 
 
 class DeadlineExceededError(SpeakerlinkError):
-    """The caller's deadline passed before the job finished (DEADLINE_EXCEEDED)."""
+    """A wait ran out (DEADLINE_EXCEEDED): the caller's deadline passed before the job finished,
+    or the server gave up on an upload that stopped sending (code UPLOAD_STALLED)."""
 
 
 class JobCancelledError(SpeakerlinkError):

@@ -26,6 +26,12 @@ class ServerConfig:
     workers: int = 1
     max_queued_jobs: int = 16
     job_ttl_seconds: int = 7 * 24 * 3600
+    # A client that sends nothing for this long during an upload is cut off, so that a stalled or
+    # vanished client does not hold an RPC thread and its partial files until TCP gives up.
+    upload_idle_seconds: float = 60.0
+    # Uploads are refused while they would leave less than this free on the data disk, so that
+    # running jobs can still save their results.
+    min_free_bytes: int = 512 * MIB
     engine: str = "auto"
     titanet_model: str = "nvidia/speakerverification_en_titanet_large"  # "" turns TitaNet off
     torch_threads: int = 0  # 0: one per CPU core
@@ -65,6 +71,8 @@ _ENV = {
     "workers": ("SPEAKERLINK_WORKERS", None),
     "max_queued_jobs": ("SPEAKERLINK_MAX_QUEUED_JOBS", None),
     "job_ttl_seconds": ("SPEAKERLINK_JOB_TTL_SECONDS", None),
+    "upload_idle_seconds": ("SPEAKERLINK_UPLOAD_IDLE_SECONDS", None),
+    "min_free_bytes": ("SPEAKERLINK_MIN_FREE_BYTES", None),
     "engine": ("SPEAKERLINK_ENGINE", None),
     "titanet_model": ("SPEAKERLINK_TITANET_MODEL", None),
     "torch_threads": ("SPEAKERLINK_TORCH_THREADS", None),
@@ -87,6 +95,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, help="jobs processed at once (default 1)")
     parser.add_argument("--max-queued-jobs", type=int, help="jobs waiting before new ones are refused (default 16)")
     parser.add_argument("--job-ttl-seconds", type=int, help="how long results and audio are kept (default 7 days)")
+    parser.add_argument("--upload-idle-seconds", type=float, help="an upload silent this long is cut off (default 60)")
+    parser.add_argument("--min-free-bytes", type=int, help="uploads keep this much of the data disk free (default 512 MiB)")
     parser.add_argument("--engine", help="embedder: auto (TitaNet where it loads, else GE2E) or titanet / ge2e to force one")
     parser.add_argument(
         "--titanet-model",
@@ -146,6 +156,10 @@ def _validate(config: ServerConfig) -> None:
                  "assemblyai_concurrency", "assemblyai_timeout_seconds"):
         if getattr(config, name) < 1:
             raise ValueError(f"{name} must be at least 1, got {getattr(config, name)}")
+    if config.min_free_bytes < 0:
+        raise ValueError(f"min_free_bytes cannot be negative, got {config.min_free_bytes}")
+    if not config.upload_idle_seconds > 0:
+        raise ValueError(f"upload_idle_seconds must be positive, got {config.upload_idle_seconds}")
     if not config.chunk_seconds >= 30:
         raise ValueError(f"chunk_seconds must be at least 30, got {config.chunk_seconds}")
     if not config.assemblyai_poll_seconds > 0:

@@ -136,6 +136,28 @@ def upload_mismatch(index: int, name: str, message: str) -> ServiceError:
     )
 
 
+def upload_stalled(seconds: float) -> ServiceError:
+    return ServiceError(
+        grpc.StatusCode.DEADLINE_EXCEEDED, "UPLOAD_STALLED", f"the upload sent nothing for {seconds:g} s and was stopped",
+        ("The client stopped sending mid-upload: its network stalled, or it hung or went away.",
+         f"The server waits at most upload_idle_seconds={seconds:g} for each part of an upload."),
+        ("Send the clips again; on a slow link the SDK's chunks still arrive well within the limit.",
+         "Or raise --upload-idle-seconds on the server."),
+    )
+
+
+def storage_full(free: int, needed: int, reserve: int) -> ServiceError:
+    mib = 1024 * 1024
+    return ServiceError(
+        grpc.StatusCode.RESOURCE_EXHAUSTED, "STORAGE_FULL",
+        f"the server's disk has {free / mib:.0f} MiB free; this upload needs {needed / mib:.1f} MiB "
+        f"and {reserve / mib:.0f} MiB must stay free",
+        ("The server keeps min_free_bytes of its data disk free so that running jobs can save their results.",),
+        ("Retry later, after running jobs finish; delete finished jobs you no longer need (`speakerlink delete JOB`).",
+         "The server's operator can free space, shorten --job-ttl-seconds or lower --min-free-bytes."),
+    )
+
+
 def not_audio(index: int, name: str, reason: str) -> ServiceError:
     return ServiceError(
         grpc.StatusCode.INVALID_ARGUMENT, "NOT_AUDIO", f"the file holds no decodable audio ({reason})",

@@ -18,7 +18,7 @@ from speakerlink_server.exporters import FORMATS, export
 from speakerlink_server.jobs import JobManager
 from speakerlink_server.pipeline import audio
 from speakerlink_server.store import JobStore
-from speakerlink_server.uploads import MAX_CHUNK_BYTES, receive_clips, validate_config
+from speakerlink_server.uploads import MAX_CHUNK_BYTES, IdleLimitedStream, receive_clips, validate_config
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +47,15 @@ class SpeakerlinkServicer(pb_grpc.SpeakerlinkServicer):
     def Diarize(self, request_iterator: Iterator[pb.DiarizeRequest], context: grpc.ServicerContext) -> Iterator[pb.JobEvent]:
         job_id = uuid.uuid4().hex
         try:
-            first = next(request_iterator, None)
-            if first is None or first.WhichOneof("payload") != "config":
-                raise errors.invalid_config("the first message must be the config")
-            config = first.config
-            validate_config(config, self._config, self._engines)
-            clips = receive_clips(request_iterator, config, self._jobs.audio_dir(job_id), self._config.max_file_bytes)
+            with IdleLimitedStream(request_iterator, self._config.upload_idle_seconds) as requests:
+                first = next(requests, None)
+                if first is None or first.WhichOneof("payload") != "config":
+                    raise errors.invalid_config("the first message must be the config")
+                config = first.config
+                validate_config(config, self._config, self._engines)
+                clips = receive_clips(
+                    requests, config, self._jobs.audio_dir(job_id), self._config.max_file_bytes, self._config.min_free_bytes
+                )
             for clip in clips:
                 audio.probe(clip.path, clip.index, clip.name)
             record = self._store.create(job_id, config, self._config.job_ttl_seconds)

@@ -3,13 +3,18 @@
 Limits are enforced twice: on the manifest (declared sizes, count, formats) before a byte is
 written, and on the bytes themselves while they stream, so a client that lies about sizes is
 stopped within one chunk of the limit. Files are stored under server-chosen names; the
-client's names are only labels.
+client's names are only labels. A client that falls silent mid-upload is cut off after the
+configured idle time, and an upload that would fill the data disk is refused.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import math
+import queue
+import shutil
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +27,64 @@ from speakerlink_server.engines.registry import Engines
 
 # The largest audio chunk a client may send: gRPC's default message limit. The SDK sends 256 KiB.
 MAX_CHUNK_BYTES = 4 * 1024 * 1024
+
+
+_END = object()
+
+
+class IdleLimitedStream:
+    """The client's request stream, read on a thread of its own so a silent client can be timed out.
+
+    gRPC's synchronous request iterator blocks with no timeout of its own. Use as a context
+    manager: leaving it lets the reader thread go, which ends as soon as the call does.
+    """
+
+    def __init__(self, requests: Iterator[pb.DiarizeRequest], idle_seconds: float) -> None:
+        self._requests = requests
+        self._idle_seconds = idle_seconds
+        self._box: queue.Queue = queue.Queue(maxsize=1)  # one message ahead: no unbounded buffering
+        self._done = threading.Event()
+        self._reader = threading.Thread(target=self._read, name="speakerlink-upload-reader", daemon=True)
+
+    def __enter__(self) -> IdleLimitedStream:
+        self._reader.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._done.set()
+
+    def __iter__(self) -> Iterator[pb.DiarizeRequest]:
+        return self
+
+    def __next__(self) -> pb.DiarizeRequest:
+        try:
+            item = self._box.get(timeout=self._idle_seconds)
+        except queue.Empty:
+            raise errors.upload_stalled(self._idle_seconds) from None
+        if item is _END:
+            self._box.put(_END)  # later reads end too
+            raise StopIteration
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def _read(self) -> None:
+        try:
+            for request in self._requests:
+                if not self._hand_over(request):
+                    return
+            self._hand_over(_END)
+        except Exception as exc:  # grpc.RpcError when the client goes away
+            self._hand_over(exc)
+
+    def _hand_over(self, item: object) -> bool:
+        while not self._done.is_set():
+            try:
+                self._box.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
 
 
 @dataclass(frozen=True)
@@ -81,12 +144,20 @@ def _validate_options(options: pb.DiarizeOptions, engines: Engines) -> None:
     engines.transcriber_for(options)
 
 
+def check_free_space(folder: Path, needed: int, reserve: int) -> None:
+    free = shutil.disk_usage(folder).free
+    if free - needed < reserve:
+        raise errors.storage_full(free, needed, reserve)
+
+
 def receive_clips(
-    requests: Iterator[pb.DiarizeRequest], config: pb.DiarizeConfig, audio_dir: Path, max_file_bytes: int
+    requests: Iterator[pb.DiarizeRequest], config: pb.DiarizeConfig, audio_dir: Path, max_file_bytes: int,
+    min_free_bytes: int,
 ) -> list[StoredClip]:
     """Write each clip's chunks to its file; the caller removes audio_dir if this raises."""
     audio_dir.mkdir(parents=True, exist_ok=True)
     clips = list(config.clips)
+    check_free_space(audio_dir, sum(clip.size_bytes for clip in clips), min_free_bytes)
     paths = [stored_path(audio_dir, i, clip) for i, clip in enumerate(clips)]
     received = [0] * len(clips)
     digests = [hashlib.sha256() for _ in clips]
@@ -108,6 +179,10 @@ def receive_clips(
                 )
             handles[i].write(chunk.data)
             digests[i].update(chunk.data)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise errors.storage_full(shutil.disk_usage(audio_dir).free, sum(c.size_bytes for c in clips), min_free_bytes) from exc
     finally:
         for handle in handles:
             handle.close()
