@@ -3,7 +3,7 @@
 POST /v2/upload takes the raw bytes and answers {"upload_url"}; POST /v2/transcript takes the
 JSON request and answers the transcript (id, status, audio_url); GET /v2/transcript/{id}
 answers queued, then processing, then completed with the utterances scripted for that audio
-(or error). Requests without the right `authorization` header get 401, as the real API does.
+(or error); DELETE /v2/transcript/{id} blanks a finished transcript, as the API does. Requests without the right `authorization` header get 401, as the real API does.
 
 Tests script it: the utterances for each upload (by the audio's sha256), failures to inject
 before a request succeeds (status, headers), how many polls a transcript takes, and a
@@ -105,6 +105,15 @@ class FakeAssemblyAI:
             with self._lock:
                 self._transcripts[transcript["id"]] = transcript
             return 200, {}, self._public(transcript)
+        if route == "DELETE /v2/transcript":
+            with self._lock:
+                transcript = self._transcripts.get(path.rsplit("/", 1)[-1])
+                if transcript is None:
+                    return 404, {}, {"error": "Transcript not found"}
+                if transcript["finished"] is None:
+                    return 400, {}, {"error": "Transcript is still processing"}
+                transcript["deleted"] = True
+            return 200, {}, self._public(transcript)
         if route == "GET /v2/transcript":
             with self._lock:
                 transcript = self._transcripts.get(path.rsplit("/", 1)[-1])
@@ -120,6 +129,9 @@ class FakeAssemblyAI:
         return 404, {}, {"error": f"no route {route}"}
 
     def _public(self, transcript: dict) -> dict:
+        if transcript.get("deleted"):
+            return {"id": transcript["id"], "status": transcript["status"], "audio_url": "http://deleted_by_user",
+                    "text": "Deleted by user."}
         out = {"id": transcript["id"], "status": transcript["status"], "audio_url": transcript["audio_url"],
                "speaker_labels": transcript["request"].get("speaker_labels")}
         if transcript["status"] == "error":
@@ -130,6 +142,11 @@ class FakeAssemblyAI:
             out["words"] = [w for u in utterances for w in u["words"]]
             out["text"] = " ".join(u["text"] for u in utterances)
         return out
+
+    def undeleted(self) -> list[str]:
+        """Ids of the transcripts still held, as AssemblyAI would keep them."""
+        with self._lock:
+            return [t["id"] for t in self._transcripts.values() if not t.get("deleted")]
 
     def transcript_requests(self) -> list[dict]:
         with self._lock:
@@ -177,6 +194,9 @@ def _handler(fake: FakeAssemblyAI) -> type[BaseHTTPRequestHandler]:
 
         def do_POST(self) -> None:
             self._serve("POST")
+
+        def do_DELETE(self) -> None:
+            self._serve("DELETE")
 
         def _serve(self, method: str) -> None:
             body = self._body()

@@ -122,6 +122,7 @@ def test_transcribes_and_links_speakers_across_clips(
         assert stages == TRANSCRIBE_STAGES
     requests = fake.transcript_requests()
     assert len(requests) == 3 and all(r["speaker_labels"] is True for r in requests)
+    assert fake.undeleted() == []  # each transcript was deleted at AssemblyAI once read
     # The key went to AssemblyAI and nowhere else.
     assert all(r.headers["authorization"] == KEY for r in fake.requests)
     assert KEY not in caplog.text and KEY.encode() not in result.SerializeToString()
@@ -188,6 +189,7 @@ def test_a_failed_transcript_names_the_clip(aai: Client, fake: FakeAssemblyAI, s
     assert error.code == "TRANSCRIPTION_FAILED" and error.grpc_code == 3  # INVALID_ARGUMENT
     assert error.clip_index == 0 and error.clip_name == "call.mp3"
     assert "does not appear to contain audio" in error.message and error.troubleshooting and error.recovery
+    assert fake.undeleted() == []
 
 
 def test_cancelling_stops_polling(aai: Client, fake: FakeAssemblyAI, samples: dict[str, Path]) -> None:
@@ -214,9 +216,9 @@ def test_clips_are_transcribed_concurrently_up_to_the_bound(
 # ---------------------------------------------------------------- the engine on its own
 
 
-def transcriber(fake: FakeAssemblyAI, key: str = KEY) -> AssemblyAiTranscriber:
+def transcriber(fake: FakeAssemblyAI, key: str = KEY, keep_transcripts: bool = False) -> AssemblyAiTranscriber:
     quick = RetryPolicy(attempts=4, base_seconds=0.01, cap_seconds=0.05, total_seconds=5.0)
-    return AssemblyAiTranscriber(key, fake.url, poll_seconds=0.01, retry=quick)
+    return AssemblyAiTranscriber(key, fake.url, poll_seconds=0.01, retry=quick, keep_transcripts=keep_transcripts)
 
 
 def run(engine: AssemblyAiTranscriber, path: Path) -> list:
@@ -263,3 +265,21 @@ def test_network_errors_are_retried_then_reported(samples: dict[str, Path]) -> N
     with pytest.raises(errors.ServiceError) as info:
         engine.transcribe(samples["call.mp3"], TranscriptionRequest(), lambda stage, message: None, wait)
     assert info.value.code == "TRANSCRIBER_UNAVAILABLE" and len(waits) == 2
+
+
+def test_a_transcript_that_cannot_be_deleted_still_gives_its_words(
+    fake: FakeAssemblyAI, samples: dict[str, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    fake.reset()
+    fake.utterances[hashlib.sha256(samples["call.mp3"].read_bytes()).hexdigest()] = reference_utterances(samples)["call.mp3"]
+    fake.fail("DELETE /v2/transcript", 503, times=10)
+    utterances = run(transcriber(fake), samples["call.mp3"])
+    assert utterances and utterances[0].words
+    assert len(fake.seen("DELETE /v2/transcript")) == 4 and len(fake.undeleted()) == 1
+    assert f"could not delete transcript {fake.undeleted()[0]}" in caplog.text
+
+
+def test_transcripts_can_be_kept_at_assemblyai(fake: FakeAssemblyAI, samples: dict[str, Path]) -> None:
+    fake.reset()
+    run(transcriber(fake, keep_transcripts=True), samples["call.mp3"])
+    assert not fake.seen("DELETE /v2/transcript") and len(fake.undeleted()) == 1

@@ -26,7 +26,8 @@ def test_flags_beat_speakerlink_variables_beat_legacy_ones() -> None:
     assert (config.max_file_bytes, config.workers, config.port) == (5, 3, 0)
 
 
-@pytest.mark.parametrize("argv", [["--workers", "0"], ["--port", "70000"], ["--max-clips", "-1"]])
+@pytest.mark.parametrize("argv", [["--workers", "0"], ["--port", "70000"], ["--max-clips", "-1"],
+                                  ["--upload-idle-seconds", "0"], ["--min-free-bytes", "-1"]])
 def test_invalid_values_are_refused(argv: list[str]) -> None:
     with pytest.raises(ValueError):
         parse_config(argv, env={})
@@ -52,3 +53,12 @@ def test_assemblyai_settings_from_its_own_variables() -> None:
     assert parse_config([], env={}).assemblyai_api_key == ""
     with pytest.raises(ValueError, match="assemblyai_poll_seconds"):
         parse_config(["--assemblyai-poll-seconds", "0"], env={})
+
+
+def test_keeping_transcripts_is_a_switch() -> None:
+    assert parse_config([], env={}).assemblyai_keep_transcripts is False
+    assert parse_config(["--assemblyai-keep-transcripts"], env={}).assemblyai_keep_transcripts is True
+    for word, value in (("yes", True), ("1", True), ("off", False), ("False", False)):
+        assert parse_config([], env={"SPEAKERLINK_ASSEMBLYAI_KEEP_TRANSCRIPTS": word}).assemblyai_keep_transcripts is value
+    with pytest.raises(ValueError, match="true or false"):
+        parse_config([], env={"SPEAKERLINK_ASSEMBLYAI_KEEP_TRANSCRIPTS": "sometimes"})

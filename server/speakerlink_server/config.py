@@ -45,6 +45,7 @@ class ServerConfig:
     assemblyai_concurrency: int = 5  # clips of a job transcribed at once
     assemblyai_poll_seconds: float = 3.0
     assemblyai_timeout_seconds: int = 3 * 3600  # longest wait for one transcript
+    assemblyai_keep_transcripts: bool = False  # False: each transcript is deleted at AssemblyAI once read
     formats: tuple[str, ...] = DEFAULT_FORMATS
     grace_seconds: float = 10.0
 
@@ -82,6 +83,7 @@ _ENV = {
     "assemblyai_concurrency": ("SPEAKERLINK_ASSEMBLYAI_CONCURRENCY", None),
     "assemblyai_poll_seconds": ("SPEAKERLINK_ASSEMBLYAI_POLL_SECONDS", None),
     "assemblyai_timeout_seconds": ("SPEAKERLINK_ASSEMBLYAI_TIMEOUT_SECONDS", None),
+    "assemblyai_keep_transcripts": ("SPEAKERLINK_ASSEMBLYAI_KEEP_TRANSCRIPTS", None),
 }
 
 
@@ -112,6 +114,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--assemblyai-concurrency", type=int, help="clips of a job transcribed at once (default 5)")
     parser.add_argument("--assemblyai-poll-seconds", type=float, help="seconds between transcript status checks (default 3)")
     parser.add_argument("--assemblyai-timeout-seconds", type=int, help="longest wait for one transcript (default 3 h)")
+    parser.add_argument(
+        "--assemblyai-keep-transcripts", action="store_true", default=None,
+        help="leave transcripts at AssemblyAI (default: each is deleted there once read)",
+    )
 
 
 def load_config(args: argparse.Namespace | None = None, env: Mapping[str, str] | None = None) -> ServerConfig:
@@ -141,6 +147,13 @@ def _coerce(name: str, kind: object, raw: object) -> object:
             return int(raw)
         except ValueError:
             raise ValueError(f"{name} must be an integer, got {raw!r}") from None
+    if kind in (bool, "bool"):
+        if isinstance(raw, bool):
+            return raw
+        words = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
+        if str(raw).strip().lower() not in words:
+            raise ValueError(f"{name} must be true or false, got {raw!r}")
+        return words[str(raw).strip().lower()]
     if kind in (float, "float"):
         try:
             return float(raw)

@@ -6,6 +6,12 @@ get_transcript) itself: every call is retried on 429, 5xx and network errors wit
 engines.retry's backoff, honouring Retry-After; and polling waits through the job's `wait`, so
 a cancelled job stops polling within a fraction of a second.
 
+Once a transcript is read (completed or failed) it is deleted at AssemblyAI, which otherwise
+keeps its text indefinitely: the job's result is the one copy, and DeleteJob or the TTL
+removes it (F12). Deleting also starts AssemblyAI's two-day removal of the uploaded audio.
+`--assemblyai-keep-transcripts` leaves them there, for operators who want them in their
+AssemblyAI dashboard.
+
 Each clip gets its own SDK client, because a client's `last_response` (where a 429's
 Retry-After is read) belongs to the calls of that client alone. The API key never leaves
 the SDK's request headers: errors carry AssemblyAI's message with the key redacted.
@@ -49,6 +55,7 @@ class AssemblyAiTranscriber:
         poll_seconds: float = 3.0,
         timeout_seconds: float = 3 * 3600,
         retry: RetryPolicy | None = None,
+        keep_transcripts: bool = False,
     ) -> None:
         if not api_key:
             raise ValueError("an AssemblyAI API key is needed")
@@ -58,6 +65,7 @@ class AssemblyAiTranscriber:
         self._poll_seconds = poll_seconds
         self._timeout_seconds = timeout_seconds
         self._retry = retry or RetryPolicy()
+        self.keep_transcripts = keep_transcripts
 
     @property
     def base_url(self) -> str:
@@ -71,8 +79,12 @@ class AssemblyAiTranscriber:
             body = _transcript_request(upload_url, request)
             transcript = self._call(client, lambda: api.create_transcript(client.http_client, body), wait)
             transcript = self._poll(client, transcript, stage, wait)
+            if not self.keep_transcripts:
+                self._delete(client, transcript.id or "", wait)
         finally:
             client.http_client.close()
+        if transcript.status == types.TranscriptStatus.error:
+            raise errors.transcription_failed(transcript.id or "", self._redact(transcript.error or "no reason given"))
         words = sum(len(u.words) for u in transcript.utterances or ())
         stage("transcribe-completed", f"AssemblyAI: transcript {transcript.id} has {words} words")
         return [_utterance(u) for u in transcript.utterances or ()]
@@ -95,9 +107,16 @@ class AssemblyAiTranscriber:
                 raise errors.transcription_timeout(transcript_id, self._timeout_seconds)
             wait(self._poll_seconds)
             transcript = self._call(client, fetch, wait)
-        if transcript.status == types.TranscriptStatus.error:
-            raise errors.transcription_failed(transcript_id, self._redact(transcript.error or "no reason given"))
         return transcript
+
+    def _delete(self, client: aai.Client, transcript_id: str, wait: Wait) -> None:
+        """A transcript that cannot be deleted does not fail the job; the log names it for the operator."""
+        try:
+            self._call(client, lambda: api.delete_transcript(client.http_client, transcript_id), wait)
+        except errors.ServiceError as exc:
+            log.warning("could not delete transcript %s at AssemblyAI (%s); delete it there by hand", transcript_id, exc)
+        else:
+            log.info("deleted transcript %s at AssemblyAI", transcript_id)
 
     def _call(self, client: aai.Client, call: Callable[[], T], wait: Wait) -> T:
         """One SDK call with retries; a final failure becomes the ServiceError that says what to do."""

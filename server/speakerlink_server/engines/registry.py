@@ -81,9 +81,11 @@ def _transcriber(config: ServerConfig) -> tuple[Transcriber | None, pb.EngineInf
     transcriber = AssemblyAiTranscriber(
         config.assemblyai_api_key, config.assemblyai_base_url, config.assemblyai_concurrency,
         config.assemblyai_poll_seconds, config.assemblyai_timeout_seconds,
+        keep_transcripts=config.assemblyai_keep_transcripts,
     )
     info.available = info.active = True
-    info.reason = (f"API key set; {transcriber.base_url}, {transcriber.concurrency} clips at once; "
+    kept = "kept at AssemblyAI" if transcriber.keep_transcripts else "deleted at AssemblyAI once read"
+    info.reason = (f"API key set; {transcriber.base_url}, {transcriber.concurrency} clips at once, transcripts {kept}; "
                    "used unless a request turns transcription off")
     return transcriber, info
 
