@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import threading
 import time
@@ -263,3 +264,55 @@ def test_an_upload_that_would_fill_the_disk_is_refused(own_server, samples) -> N
         err = expect(LimitExceededError, "STORAGE_FULL", client, [samples["call.mp3"]])
         assert "must stay free" in err.message
         assert client.info().version  # still serving
+
+
+@pytest.fixture()
+def small_disk(tmp_path: Path):
+    """A 4 MiB filesystem of its own (tmpfs), where mounting one is allowed."""
+    mount_point = tmp_path / "small-disk"
+    mount_point.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount_point)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.decode().strip()}")
+    yield mount_point
+    subprocess.run(["umount", "-l", str(mount_point)], check=True)
+
+
+def test_a_disk_that_fills_during_the_upload_gives_storage_full(small_disk: Path) -> None:
+    server = start_server(make_config(small_disk / "data", min_free_bytes=0))
+    try:
+        data = np.random.default_rng(0).integers(0, 256, 2 * 1024 * 1024, dtype=np.uint8).tobytes()
+        manifest = pb.ClipManifest(name="long.wav", size_bytes=len(data))
+        first_chunk_sent = threading.Event()
+        disk_filled = threading.Event()
+
+        def requests():
+            yield pb.DiarizeRequest(config=pb.DiarizeConfig(clips=[manifest]))
+            yield pb.DiarizeRequest(chunk=pb.AudioChunk(clip_index=0, data=data[:CHUNK_BYTES]))
+            first_chunk_sent.set()
+            disk_filled.wait(10)
+            for start in range(CHUNK_BYTES, len(data), CHUNK_BYTES):
+                yield pb.DiarizeRequest(chunk=pb.AudioChunk(clip_index=0, data=data[start : start + CHUNK_BYTES]))
+
+        def fill_disk() -> None:  # another writer takes the space after the upload was admitted
+            first_chunk_sent.wait(10)
+            with (small_disk / "ballast").open("wb") as fh, contextlib.suppress(OSError):
+                while True:
+                    fh.write(b"\0" * 65536)
+                    fh.flush()
+            disk_filled.set()
+
+        filler = threading.Thread(target=fill_disk)
+        filler.start()
+        with grpc.insecure_channel(server.config.address) as channel:
+            with pytest.raises(grpc.RpcError) as info:
+                list(pb_grpc.SpeakerlinkStub(channel).Diarize(requests(), timeout=30))
+        filler.join()
+        assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert error_from_rpc(info.value).code == "STORAGE_FULL"
+        (small_disk / "ballast").unlink()
+        wait_until_empty(server.config.jobs_dir)
+        with Client(server.config.address, timeout=10) as client:
+            assert client.info().version  # the server lives on
+    finally:
+        server.stop(grace=1.0)

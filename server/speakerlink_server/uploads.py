@@ -9,6 +9,7 @@ configured idle time, and an upload that would fill the data disk is refused.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import math
@@ -179,13 +180,16 @@ def receive_clips(
                 )
             handles[i].write(chunk.data)
             digests[i].update(chunk.data)
+        for handle in handles:
+            handle.flush()  # here, so that a full disk is reported as such
     except OSError as exc:
         if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
         raise errors.storage_full(shutil.disk_usage(audio_dir).free, sum(c.size_bytes for c in clips), min_free_bytes) from exc
     finally:
         for handle in handles:
-            handle.close()
+            with contextlib.suppress(OSError):  # flushed above, or the upload failed and its files go
+                handle.close()
     for i, clip in enumerate(clips):
         if received[i] != clip.size_bytes:
             raise errors.upload_mismatch(
