@@ -316,3 +316,42 @@ def test_a_disk_that_fills_during_the_upload_gives_storage_full(small_disk: Path
             assert client.info().version  # the server lives on
     finally:
         server.stop(grace=1.0)
+
+
+def test_streams_beyond_the_limit_are_refused_and_quick_calls_still_answer(own_server, samples) -> None:
+    server = own_server(max_streams=2)
+    config = build_config([samples["call.mp3"]], diarize_options())
+    release = threading.Event()
+
+    def hanging_upload():
+        yield pb.DiarizeRequest(config=config)
+        release.wait(30)
+
+    with grpc.insecure_channel(server.config.address) as channel:
+        stub = pb_grpc.SpeakerlinkStub(channel)
+        held = [stub.Diarize(hanging_upload()) for _ in range(2)]
+        deadline = time.monotonic() + 10
+        while sum(p.is_dir() for p in server.config.jobs_dir.iterdir()) < 2:  # both uploads have begun
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        for call in (lambda: list(stub.Diarize(iter([pb.DiarizeRequest(config=config)]), timeout=10)),
+                     lambda: list(stub.WatchJob(pb.WatchJobRequest(job_id="any"), timeout=10))):
+            with pytest.raises(grpc.RpcError) as info:
+                call()
+            assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert error_from_rpc(info.value).code == "TOO_MANY_STREAMS"
+        with Client(server.config.address, timeout=5) as client:
+            assert client.info().version
+        for call in held:
+            call.cancel()
+        release.set()
+    # The slots come back: a whole job runs on the same server.
+    with Client(server.config.address, timeout=60) as client:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                assert client.diarize([samples["call.mp3"]]).clips
+                break
+            except LimitExceededError:
+                assert time.monotonic() < deadline, "the cancelled streams never gave their slots back"
+                time.sleep(0.1)

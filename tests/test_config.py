@@ -27,7 +27,8 @@ def test_flags_beat_speakerlink_variables_beat_legacy_ones() -> None:
 
 
 @pytest.mark.parametrize("argv", [["--workers", "0"], ["--port", "70000"], ["--max-clips", "-1"],
-                                  ["--upload-idle-seconds", "0"], ["--min-free-bytes", "-1"]])
+                                  ["--upload-idle-seconds", "0"], ["--min-free-bytes", "-1"],
+                                  ["--max-streams", "0"]])
 def test_invalid_values_are_refused(argv: list[str]) -> None:
     with pytest.raises(ValueError):
         parse_config(argv, env={})

@@ -25,6 +25,9 @@ class ServerConfig:
     max_file_bytes: int = 100 * MIB
     workers: int = 1
     max_queued_jobs: int = 16
+    # Uploads and job watchers hold an RPC thread each while they run; beyond this many, new ones
+    # are refused, so that quick calls (GetInfo, results, health checks) always find a thread.
+    max_streams: int = 32
     job_ttl_seconds: int = 7 * 24 * 3600
     # A client that sends nothing for this long during an upload is cut off, so that a stalled or
     # vanished client does not hold an RPC thread and its partial files until TCP gives up.
@@ -71,6 +74,7 @@ _ENV = {
     "max_file_bytes": ("SPEAKERLINK_MAX_FILE_BYTES", "MAX_CONTENT_LENGTH"),
     "workers": ("SPEAKERLINK_WORKERS", None),
     "max_queued_jobs": ("SPEAKERLINK_MAX_QUEUED_JOBS", None),
+    "max_streams": ("SPEAKERLINK_MAX_STREAMS", None),
     "job_ttl_seconds": ("SPEAKERLINK_JOB_TTL_SECONDS", None),
     "upload_idle_seconds": ("SPEAKERLINK_UPLOAD_IDLE_SECONDS", None),
     "min_free_bytes": ("SPEAKERLINK_MIN_FREE_BYTES", None),
@@ -96,6 +100,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-file-bytes", type=int, help="bytes per file (default 100 MiB; env MAX_CONTENT_LENGTH)")
     parser.add_argument("--workers", type=int, help="jobs processed at once (default 1)")
     parser.add_argument("--max-queued-jobs", type=int, help="jobs waiting before new ones are refused (default 16)")
+    parser.add_argument("--max-streams", type=int, help="uploads and job watchers served at once (default 32)")
     parser.add_argument("--job-ttl-seconds", type=int, help="how long results and audio are kept (default 7 days)")
     parser.add_argument("--upload-idle-seconds", type=float, help="an upload silent this long is cut off (default 60)")
     parser.add_argument("--min-free-bytes", type=int, help="uploads keep this much of the data disk free (default 512 MiB)")
@@ -165,7 +170,7 @@ def _coerce(name: str, kind: object, raw: object) -> object:
 
 
 def _validate(config: ServerConfig) -> None:
-    for name in ("max_clips", "max_file_bytes", "workers", "max_queued_jobs", "job_ttl_seconds",
+    for name in ("max_clips", "max_file_bytes", "workers", "max_queued_jobs", "max_streams", "job_ttl_seconds",
                  "assemblyai_concurrency", "assemblyai_timeout_seconds"):
         if getattr(config, name) < 1:
             raise ValueError(f"{name} must be at least 1, got {getattr(config, name)}")

@@ -185,6 +185,15 @@ def queue_full(limit: int) -> ServiceError:
     )
 
 
+def too_many_streams(limit: int) -> ServiceError:
+    return ServiceError(
+        grpc.StatusCode.RESOURCE_EXHAUSTED, "TOO_MANY_STREAMS", f"the server is already serving {limit} uploads and job watchers",
+        (f"Each Diarize or WatchJob call holds one of max_streams={limit} slots while it runs.",),
+        ("Retry in a little while; a job goes on running while nobody watches it, and `speakerlink watch JOB` "
+         "reattaches later.", "Or raise --max-streams on the server."),
+    )
+
+
 def unknown_engine(name: str, available: list[str]) -> ServiceError:
     return ServiceError(
         grpc.StatusCode.INVALID_ARGUMENT, "UNKNOWN_ENGINE", f"engine {name!r} is not loaded on this server",

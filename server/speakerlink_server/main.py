@@ -26,8 +26,8 @@ from speakerlink_server.uploads import MAX_CHUNK_BYTES
 
 log = logging.getLogger("speakerlink_server")
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Speakerlink"].full_name
-# Streams that wait on jobs hold a thread each; uploads and watchers beyond this are queued by gRPC.
-RPC_THREADS = 32
+# Threads kept for quick calls on top of config.max_streams, which uploads and watchers can fill.
+QUICK_CALL_THREADS = 8
 
 
 @dataclass
@@ -53,9 +53,10 @@ def start_server(config: ServerConfig) -> RunningServer:
     engines = load_engines(config)
     store = JobStore(config.db_path)
     jobs = JobManager(config, store, engines)
+    threads = config.max_streams + QUICK_CALL_THREADS
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=RPC_THREADS, thread_name_prefix="speakerlink-rpc"),
-        maximum_concurrent_rpcs=RPC_THREADS * 4,
+        futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="speakerlink-rpc"),
+        maximum_concurrent_rpcs=threads * 4,
         options=[("grpc.max_receive_message_length", MAX_CHUNK_BYTES + 64 * 1024)],  # + framing of the chunk
     )
     pb_grpc.add_SpeakerlinkServicer_to_server(SpeakerlinkServicer(config, store, jobs, engines), server)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
+import threading
 import uuid
 from collections.abc import Iterator
 
@@ -29,6 +31,7 @@ class SpeakerlinkServicer(pb_grpc.SpeakerlinkServicer):
         self._store = store
         self._jobs = jobs
         self._engines = engines
+        self._streams = threading.BoundedSemaphore(config.max_streams)
 
     def GetInfo(self, request: pb.GetInfoRequest, context: grpc.ServicerContext) -> pb.ServiceInfo:
         c = self._config
@@ -45,6 +48,10 @@ class SpeakerlinkServicer(pb_grpc.SpeakerlinkServicer):
         )
 
     def Diarize(self, request_iterator: Iterator[pb.DiarizeRequest], context: grpc.ServicerContext) -> Iterator[pb.JobEvent]:
+        with self._stream_slot(context):
+            yield from self._diarize(request_iterator, context)
+
+    def _diarize(self, request_iterator: Iterator[pb.DiarizeRequest], context: grpc.ServicerContext) -> Iterator[pb.JobEvent]:
         job_id = uuid.uuid4().hex
         try:
             with IdleLimitedStream(request_iterator, self._config.upload_idle_seconds) as requests:
@@ -83,7 +90,18 @@ class SpeakerlinkServicer(pb_grpc.SpeakerlinkServicer):
         shutil.rmtree(self._jobs.job_dir(job_id), ignore_errors=True)
 
     def WatchJob(self, request: pb.WatchJobRequest, context: grpc.ServicerContext) -> Iterator[pb.JobEvent]:
-        yield from self._watch(request.job_id, context)
+        with self._stream_slot(context):
+            yield from self._watch(request.job_id, context)
+
+    @contextlib.contextmanager
+    def _stream_slot(self, context: grpc.ServicerContext) -> Iterator[None]:
+        """One of max_streams slots for a call that holds its thread while it runs."""
+        if not self._streams.acquire(blocking=False):
+            errors.too_many_streams(self._config.max_streams).abort(context)
+        try:
+            yield
+        finally:
+            self._streams.release()
 
     def _watch(self, job_id: str, context: grpc.ServicerContext) -> Iterator[pb.JobEvent]:
         try:
