@@ -179,6 +179,7 @@ def test_info(client: Client) -> None:
     assert any(e.name == "ge2e" and e.active and e.reason for e in embedders)
     assert {"wav", "mp3", "m4a", "flac"} <= set(info.formats)
     assert info.limits.max_clips == 4 and info.device.startswith(("cpu", "cuda"))
+    assert info.limits.max_streams == 32 and info.limits.upload_idle_seconds == 60.0
 
 
 def test_health_and_reflection(server) -> None:

@@ -211,7 +211,8 @@ def _info(client: Client, args: argparse.Namespace) -> int:
         mark = "*" if engine.active else ("+" if engine.available else "-")
         print(f"  {mark} {engine.name:<12} {engine.kind:<10} {engine.reason}")
     print(f"limits: {limits.max_clips} clips, {limits.max_file_bytes / 2**20:.0f} MiB per file, "
-          f"{limits.workers} worker(s), {limits.max_queued_jobs} queued jobs, results kept {limits.job_ttl_seconds // 3600} h")
+          f"{limits.workers} worker(s), {limits.max_queued_jobs} queued jobs, results kept {limits.job_ttl_seconds // 3600} h, "
+          f"{limits.max_streams} uploads/watchers at once, uploads cut off after {limits.upload_idle_seconds:g} s of silence")
     print(f"formats: {', '.join(info.formats)}")
     print(f"default link threshold: {info.default_link_threshold:.2f}")
     return 0

@@ -42,6 +42,7 @@ class SpeakerlinkServicer(pb_grpc.SpeakerlinkServicer):
             limits=pb.Limits(
                 max_clips=c.max_clips, max_file_bytes=c.max_file_bytes, max_queued_jobs=c.max_queued_jobs,
                 workers=c.workers, max_chunk_bytes=MAX_CHUNK_BYTES, job_ttl_seconds=c.job_ttl_seconds,
+                max_streams=c.max_streams, upload_idle_seconds=c.upload_idle_seconds,
             ),
             formats=c.formats,
             default_link_threshold=self._engines.embedder("auto").link_threshold,
