@@ -6,14 +6,15 @@ and memory depend on the architecture, not on the weights. Both parts use the re
 realtime_factor.py (its ten minutes, tiled where more is needed).
 
 1. TitanetEmbedder.embed on the server's TitaNet windows (1.5 s every 0.75 s) with the batch
-   size swept through titanet.BATCH, after a warm-up batch: windows per second, window-seconds
-   per second (1.5 s per window) and seconds of underlying audio per second (the windows
-   overlap, so about half the former). It tells what BATCH should be on this device; on CUDA
-   the peak allocated and reserved GPU memory of each point are printed too.
+   size swept, after a warm-up batch: windows per second, window-seconds per second (1.5 s
+   per window) and seconds of underlying audio per second (the windows overlap, so about half
+   the former). It tells what --titanet-batch should be on this device; on CUDA the peak
+   allocated and reserved GPU memory of each point are printed too.
 2. One --seconds recording (default 10 minutes) through the real server in its own process
-   (--engine titanet, --titanet-model on the saved model) after a shorter warm-up job: the
-   real-time factor (processing seconds / audio seconds, from the result summary) and the
-   server's peak resident memory, sampled every 10 ms during the job.
+   (--engine titanet, --titanet-model on the saved model), once per --titanet-batch in
+   --job-batches, each after a shorter warm-up job: the real-time factor (processing seconds /
+   audio seconds, from the result summary) and the server's peak resident memory, sampled
+   every 10 ms during the job.
 """
 
 from __future__ import annotations
@@ -54,8 +55,7 @@ def throughput(model: Path, device: str, speech: np.ndarray, batches: list[int],
           f"(hop {titanet.TitanetEmbedder.hop_seconds} s, {covered:.0f} s of audio), {torch.get_num_threads()} threads")
     print(f"{'batch':>6} {'windows/s':>10} {'window-s/s':>11} {'audio s/s':>10}" + (f" {'peak alloc':>11} {'reserved':>10}" if cuda else ""))
     for batch in batches:
-        titanet.BATCH = {**titanet.BATCH, device: batch}  # read once, when an embedder is made
-        embedder = titanet.TitanetEmbedder(str(model), device)
+        embedder = titanet.TitanetEmbedder(str(model), device, batch)
         embedder.embed(speech, windows[:batch])  # warm-up at this batch shape
         if cuda:
             torch.cuda.reset_peak_memory_stats()
@@ -73,22 +73,23 @@ def throughput(model: Path, device: str, speech: np.ndarray, batches: list[int],
             torch.cuda.empty_cache()
 
 
-def whole_job(model: Path, speech: np.ndarray, source: str, folder: Path) -> None:
-    """Print the real-time factor and peak server RSS of one job on `speech` through the real server."""
+def whole_jobs(model: Path, speech: np.ndarray, source: str, folder: Path, batches: list[int]) -> None:
+    """Print, per --titanet-batch, the real-time factor and peak server RSS of one job on `speech`."""
     warm_up, path = folder / "warm-up.flac", folder / "input.flac"
     sf.write(warm_up, speech[: WARM_UP_SECONDS * RATE], RATE)
     sf.write(path, speech, RATE)
-    with server_process("--engine", "titanet", "--titanet-model", str(model)) as (proc, address), \
-            Client(address, timeout=7200) as client:
-        client.diarize([warm_up])  # first-call allocations and caches
-        results = []
-        before, peak, wall = peak_rss_during(proc.pid, lambda: results.append(client.diarize([path], timeout=7200)))
-    s = results[0].summary
-    print(f"\nwhole job through the server: {s.audio_seconds:.0f} s of {source}")
-    print(f"engines: {', '.join(s.engines)}; speakers found: {s.unique_speakers}")
-    print(f"processing: {s.processing_seconds:.2f} s -> real-time factor {s.processing_seconds / s.audio_seconds:.4f}")
-    print(f"whole call (upload + queue + processing): {wall:.2f} s -> {wall / s.audio_seconds:.4f}")
-    print(f"server RSS: {before / MiB:.0f} MiB before the job, peak {peak / MiB:.0f} MiB (+{(peak - before) / MiB:.0f} MiB)")
+    print(f"\nwhole job through the server (--engine titanet): {len(speech) / RATE:.0f} s of {source}")
+    print(f"{'batch':>6} {'processing':>11} {'RTF':>7} {'whole call':>11} {'RSS before':>11} {'peak':>9} {'speakers':>9}")
+    for batch in batches:
+        args = ("--engine", "titanet", "--titanet-model", str(model), "--titanet-batch", str(batch))
+        with server_process(*args) as (proc, address), Client(address, timeout=7200) as client:
+            client.diarize([warm_up])  # first-call allocations and caches
+            results = []
+            before, peak, wall = peak_rss_during(proc.pid, lambda: results.append(client.diarize([path], timeout=7200)))
+        s = results[0].summary
+        assert "titanet" in s.engines, s.engines
+        print(f"{batch:>6} {s.processing_seconds:>10.2f}s {s.processing_seconds / s.audio_seconds:>7.4f} {wall:>10.2f}s "
+              f"{before / MiB:>8.0f}MiB {peak / MiB:>6.0f}MiB {s.unique_speakers:>9}", flush=True)
 
 
 def main() -> None:
@@ -98,6 +99,8 @@ def main() -> None:
     parser.add_argument("--windows", type=int, default=4096 if device == "cuda" else 64, help="windows per batch-size point")
     parser.add_argument("--batches", type=int, nargs="+",
                         default=[32, 64, 128, 256, 512, 1024] if device == "cuda" else [1, 4, 8, 16, 32])
+    parser.add_argument("--job-batches", type=int, nargs="+", default=[64, 256, 1024] if device == "cuda" else [4, 8, 16],
+                        help="--titanet-batch values for the whole job")
     args = parser.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
     from nemo.utils import logging as nemo_logging
@@ -111,7 +114,7 @@ def main() -> None:
         model = Path(tmp) / "titanet-large-random.nemo"
         build_titanet("large", model)
         throughput(model, device, speech, args.batches, args.windows)
-        whole_job(model, speech[: args.seconds * RATE], source, Path(tmp))
+        whole_jobs(model, speech[: args.seconds * RATE], source, Path(tmp), args.job_batches)
 
 
 if __name__ == "__main__":

@@ -57,6 +57,8 @@ def test_loads_by_path_and_embeds(tiny_nemo, speech) -> None:
     expected = expected[0].numpy() / np.linalg.norm(expected[0].numpy())
     assert np.allclose(vectors[0], expected, atol=1e-5)
     assert embedder.embed(wav, []).shape == (0, EMB)
+    # The batch size is a speed setting only: the same windows in batches of 3 embed the same.
+    assert np.allclose(titanet.TitanetEmbedder(str(path), "cpu", batch=3).embed(wav, windows), vectors, atol=1e-5)
 
 
 def test_pretrained_name_resolves_from_the_hugging_face_cache(tiny_nemo, tmp_path, monkeypatch) -> None:
@@ -78,11 +80,12 @@ def test_pretrained_name_resolves_from_the_hugging_face_cache(tiny_nemo, tmp_pat
 
 
 def test_server_prefers_titanet_and_requests_may_choose(tiny_nemo, samples, tmp_path) -> None:
-    running = start_server(make_config(tmp_path, titanet_model=str(tiny_nemo[0])))
+    running = start_server(make_config(tmp_path, titanet_model=str(tiny_nemo[0]), titanet_batch=3))
     try:
         with Client(running.config.address) as client:
             engines = {e.name: e for e in client.info().engines}
             assert engines["titanet"].active and str(tiny_nemo[0]) in engines["titanet"].reason
+            assert "batches of 3" in engines["titanet"].reason
             assert engines["ge2e"].available and not engines["ge2e"].active
             clips = [samples["meeting.wav"], samples["call.mp3"]]
             assert "titanet" in client.diarize(clips).summary.engines

@@ -37,6 +37,7 @@ class ServerConfig:
     min_free_bytes: int = 512 * MIB
     engine: str = "auto"
     titanet_model: str = "nvidia/speakerverification_en_titanet_large"  # "" turns TitaNet off
+    titanet_batch: int = 0  # windows per TitaNet forward pass; 0: the device's default (engines/titanet.py)
     torch_threads: int = 0  # 0: one per CPU core
     # Recordings longer than this are analysed a chunk at a time (F14): 10 minutes is 38 MB of
     # samples and about 2000 GE2E windows, plenty for clustering and small for memory.
@@ -80,6 +81,7 @@ _ENV = {
     "min_free_bytes": ("SPEAKERLINK_MIN_FREE_BYTES", None),
     "engine": ("SPEAKERLINK_ENGINE", None),
     "titanet_model": ("SPEAKERLINK_TITANET_MODEL", None),
+    "titanet_batch": ("SPEAKERLINK_TITANET_BATCH", None),
     "torch_threads": ("SPEAKERLINK_TORCH_THREADS", None),
     "chunk_seconds": ("SPEAKERLINK_CHUNK_SECONDS", None),
     "assemblyai_api_key": ("SPEAKERLINK_ASSEMBLYAI_API_KEY", "ASSEMBLYAI_API_KEY"),
@@ -109,6 +111,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--titanet-model",
         help="TitaNet weights: a pretrained name (NeMo/Hugging Face cache) or a .nemo file; '' turns TitaNet off",
     )
+    parser.add_argument("--titanet-batch", type=int, help="windows per TitaNet forward pass (default: 256 on CUDA, 8 on CPU)")
     parser.add_argument("--torch-threads", type=int, help="CPU threads for inference (default: one per core)")
     parser.add_argument("--chunk-seconds", type=float, help="recordings longer than this are analysed in chunks (default 600)")
     parser.add_argument(
@@ -174,6 +177,8 @@ def _validate(config: ServerConfig) -> None:
                  "assemblyai_concurrency", "assemblyai_timeout_seconds"):
         if getattr(config, name) < 1:
             raise ValueError(f"{name} must be at least 1, got {getattr(config, name)}")
+    if config.titanet_batch < 0:
+        raise ValueError(f"titanet_batch cannot be negative, got {config.titanet_batch}")
     if config.min_free_bytes < 0:
         raise ValueError(f"min_free_bytes cannot be negative, got {config.min_free_bytes}")
     if not config.upload_idle_seconds > 0:

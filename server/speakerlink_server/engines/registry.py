@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 def _titanet(config: ServerConfig, device: str) -> tuple[Embedder, str]:
     if not config.titanet_model:
         raise WeightsUnavailable("turned off (--titanet-model '')")
-    embedder = TitanetEmbedder(config.titanet_model, device)
+    embedder = TitanetEmbedder(config.titanet_model, device, config.titanet_batch)
     return embedder, embedder.describe()
 
 

@@ -31,7 +31,9 @@ log = logging.getLogger(__name__)
 DEFAULT_MODEL = "nvidia/speakerverification_en_titanet_large"
 # Mixed precision is used only where it keeps every warm-up embedding this close to fp32.
 MIN_MIXED_PRECISION_COSINE = 0.999
-BATCH = {"cuda": 256, "cpu": 8}  # CPU throughput peaks at small batches (measured 8-16)
+# Default windows per forward pass (--titanet-batch overrides): CPU throughput peaks at small
+# batches (measured 8-16, benchmarks/titanet_speed.py); 256 is a guess for CUDA until measured.
+BATCH = {"cuda": 256, "cpu": 8}
 GROUP_ROWS = 1024  # windows one call hands to the batcher at a time: ~100 MB of 1.5 s audio
 
 
@@ -74,7 +76,7 @@ class TitanetEmbedder:
     cluster_threshold = 0.7
     link_threshold = 0.7
 
-    def __init__(self, model: str = DEFAULT_MODEL, device: str = "cpu") -> None:
+    def __init__(self, model: str = DEFAULT_MODEL, device: str = "cpu", batch: int = 0) -> None:
         source = locate_weights(model)
         from nemo.collections.asr.models import EncDecSpeakerLabelModel
 
@@ -90,15 +92,15 @@ class TitanetEmbedder:
         self.device = device
         self._model = loaded.to(device).eval()
         self.dim, self.mixed_precision = self._warm_up()
-        batch = BATCH["cuda" if device.startswith("cuda") else "cpu"]
-        self._batcher = MicroBatcher(self._forward, batch, self.name)
+        self.batch = batch or BATCH["cuda" if device.startswith("cuda") else "cpu"]
+        self._batcher = MicroBatcher(self._forward, self.batch, self.name)
 
     def close(self) -> None:
         self._batcher.close()
 
     def describe(self) -> str:
         precision = "fp16 autocast" if self.mixed_precision else "fp32"
-        return f"NeMo TitaNet from {self.source}, {self.dim}-dim, on {self.device}, {precision}"
+        return f"NeMo TitaNet from {self.source}, {self.dim}-dim, on {self.device}, {precision}, batches of {self.batch}"
 
     def _warm_up(self) -> tuple[int, bool]:
         """Run the model once (allocations, kernels) and decide on mixed precision by measurement."""
