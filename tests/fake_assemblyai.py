@@ -3,11 +3,12 @@
 POST /v2/upload takes the raw bytes and answers {"upload_url"}; POST /v2/transcript takes the
 JSON request and answers the transcript (id, status, audio_url); GET /v2/transcript/{id}
 answers queued, then processing, then completed with the utterances scripted for that audio
-(or error); DELETE /v2/transcript/{id} blanks a finished transcript, as the API does. Requests without the right `authorization` header get 401, as the real API does.
+(or error); GET /v2/transcript lists the newest transcripts; DELETE /v2/transcript/{id} blanks a
+finished transcript, as the API does. Requests without the right `authorization` header get 401, as the real API does.
 
 Tests script it: the utterances for each upload (by the audio's sha256), failures to inject
-before a request succeeds (status, headers), how many polls a transcript takes, and a
-transcript error. Every request is recorded with its arrival time.
+before a request succeeds (status, headers), creates whose answer is lost, how many polls a
+transcript takes, and a transcript error. Every request is recorded with its arrival time.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
 
 
 @dataclass
@@ -38,6 +40,7 @@ class FakeAssemblyAI:
         self.utterances: dict[str, list[dict]] = {}  # sha256 of the audio -> utterances
         self.polls_to_finish = 2  # GETs answered queued/processing before the final status
         self.transcript_error: str | None = None
+        self.lost_create_answers = 0  # creates that make the transcript, then answer 502
         self.requests: list[Seen] = []
         self._failures: dict[str, deque[tuple[int, dict[str, str]]]] = {}
         self._uploads: dict[str, str] = {}  # upload url -> sha256
@@ -65,14 +68,15 @@ class FakeAssemblyAI:
             self.utterances.clear()
             self.polls_to_finish = 2
             self.transcript_error = None
+            self.lost_create_answers = 0
             self.requests.clear()
             self._failures.clear()
             self._uploads.clear()
             self._transcripts.clear()
 
     def fail(self, route: str, status: int, times: int = 1, headers: dict[str, str] | None = None) -> None:
-        """Answer the next `times` requests to route ("POST /v2/upload", "GET /v2/transcript")
-        with this status before serving them normally."""
+        """Answer the next `times` requests to route ("POST /v2/upload", "GET /v2/transcript";
+        "LIST /v2/transcript" for the listing) with this status before serving them normally."""
         with self._lock:
             self._failures.setdefault(route, deque()).extend([(status, headers or {})] * times)
 
@@ -84,7 +88,11 @@ class FakeAssemblyAI:
     # ---------------------------------------------------------------- the API
 
     def handle(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], dict]:
-        route = f"{method} {'/v2/transcript' if path.startswith('/v2/transcript') else path}"
+        base = path.split("?", 1)[0]
+        if method == "GET" and base == "/v2/transcript":
+            route = "LIST /v2/transcript"
+        else:
+            route = f"{method} {'/v2/transcript' if base.startswith('/v2/transcript') else base}"
         if headers.get("authorization") != self.api_key:
             return 401, {}, {"error": "Authentication error, API token missing/invalid"}
         with self._lock:
@@ -104,7 +112,19 @@ class FakeAssemblyAI:
                           "request": request, "polls": 0, "created": time.monotonic(), "finished": None}
             with self._lock:
                 self._transcripts[transcript["id"]] = transcript
+                if self.lost_create_answers:
+                    self.lost_create_answers -= 1
+                    return 502, {}, {"error": "Bad Gateway"}  # created, but the answer did not get through
             return 200, {}, self._public(transcript)
+        if route == "LIST /v2/transcript":
+            with self._lock:
+                newest_first = sorted(self._transcripts.values(), key=lambda t: t["created"], reverse=True)
+                items = [{"id": t["id"], "status": t["status"], "audio_url": t["audio_url"],
+                          "resource_url": f"{self.url}/v2/transcript/{t['id']}", "created": "2026-01-01T00:00:00"}
+                         for t in newest_first[: int(parse_qs(urlparse(path).query).get("limit", ["10"])[0])]]
+            return 200, {}, {"transcripts": items, "page_details": {
+                "limit": len(items), "result_count": len(items), "current_url": f"{self.url}{path}",
+                "prev_url": None, "next_url": None}}
         if route == "DELETE /v2/transcript":
             with self._lock:
                 transcript = self._transcripts.get(path.rsplit("/", 1)[-1])

@@ -179,7 +179,7 @@ def test_server_errors_are_retried(aai: Client, fake: FakeAssemblyAI, samples: d
     result = aai.diarize([samples["call.mp3"]])
     assert result.clips[0].segments[0].text
     assert [r.status for r in fake.seen("POST /v2/transcript")] == [503, 200]
-    assert [r.status for r in fake.seen("GET /v2/transcript")][:2] == [500, 500]
+    assert [r.status for r in fake.seen("GET /v2/transcript/")][:2] == [500, 500]
 
 
 def test_a_failed_transcript_names_the_clip(aai: Client, fake: FakeAssemblyAI, samples: dict[str, Path]) -> None:
@@ -200,9 +200,9 @@ def test_cancelling_stops_polling(aai: Client, fake: FakeAssemblyAI, samples: di
     aai.cancel(job_id)
     terminal = next(e for e in events if is_terminal(e))
     assert terminal.HasField("cancelled")
-    polls = len(fake.seen("GET /v2/transcript"))
+    polls = len(fake.seen("GET /v2/transcript/"))
     time.sleep(0.5)  # ten poll intervals
-    assert len(fake.seen("GET /v2/transcript")) == polls
+    assert len(fake.seen("GET /v2/transcript/")) == polls
 
 
 def test_clips_are_transcribed_concurrently_up_to_the_bound(
@@ -283,3 +283,21 @@ def test_transcripts_can_be_kept_at_assemblyai(fake: FakeAssemblyAI, samples: di
     fake.reset()
     run(transcriber(fake, keep_transcripts=True), samples["call.mp3"])
     assert not fake.seen("DELETE /v2/transcript") and len(fake.undeleted()) == 1
+
+
+def test_a_create_whose_answer_was_lost_is_not_billed_twice(fake: FakeAssemblyAI, samples: dict[str, Path]) -> None:
+    fake.reset()
+    fake.lost_create_answers = 1  # AssemblyAI starts the transcript, but the answer is a 502
+    run(transcriber(fake), samples["call.mp3"])
+    assert [r.status for r in fake.seen("POST /v2/transcript")] == [502]  # the retry adopted it
+    assert len(fake.transcript_requests()) == 1 and fake.undeleted() == []
+
+
+def test_a_create_that_did_not_happen_is_made_again(fake: FakeAssemblyAI, samples: dict[str, Path]) -> None:
+    fake.reset()
+    fake.fail("POST /v2/transcript", 503, times=1)
+    fake.fail("LIST /v2/transcript", 500, times=1)  # the look for an earlier transcript is retried too
+    run(transcriber(fake), samples["call.mp3"])
+    assert [r.status for r in fake.seen("POST /v2/transcript")] == [503, 200]
+    assert [r.status for r in fake.seen("GET /v2/transcript?")] == [500, 200]
+    assert len(fake.transcript_requests()) == 1 and fake.undeleted() == []

@@ -37,6 +37,8 @@ from speakerlink_server.engines.retry import RetryPolicy, call_with_retries, ret
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+# How many of the account's newest transcripts a retried create looks through for its own.
+RECENT_TRANSCRIPTS = 100
 # Transcript status -> the clip's progress stage.
 STAGES = {
     types.TranscriptStatus.queued: "transcribe-queued",
@@ -77,7 +79,7 @@ class AssemblyAiTranscriber:
             stage("transcribe-uploading", f"AssemblyAI: uploading {path.stat().st_size} bytes")
             upload_url = self._call(client, lambda: self._upload(client, path), wait)
             body = _transcript_request(upload_url, request)
-            transcript = self._call(client, lambda: api.create_transcript(client.http_client, body), wait)
+            transcript = self._create(client, body, wait)
             transcript = self._poll(client, transcript, stage, wait)
             if not self.keep_transcripts:
                 self._delete(client, transcript.id or "", wait)
@@ -88,6 +90,29 @@ class AssemblyAiTranscriber:
         words = sum(len(u.words) for u in transcript.utterances or ())
         stage("transcribe-completed", f"AssemblyAI: transcript {transcript.id} has {words} words")
         return [_utterance(u) for u in transcript.utterances or ()]
+
+    def _create(self, client: aai.Client, body: types.TranscriptRequest, wait: Wait) -> types.TranscriptResponse:
+        """Start the transcript; a retry first adopts one that an earlier attempt may have started.
+
+        A create whose answer was lost (a network error or 5xx after AssemblyAI took it) may
+        still have started a transcript, and creating again would bill a second one that nobody
+        reads or deletes. The upload URL belongs to this clip's upload alone, so a recent
+        transcript of that URL is ours.
+        """
+        attempts = 0
+
+        def create() -> types.TranscriptResponse:
+            nonlocal attempts
+            attempts += 1
+            if attempts > 1:
+                recent = api.list_transcripts(client.http_client, types.ListTranscriptParameters(limit=RECENT_TRANSCRIPTS))
+                ours = next((t.id for t in recent.transcripts if t.audio_url == body.audio_url), None)
+                if ours is not None:
+                    log.info("adopting transcript %s, started by an attempt whose answer was lost", ours)
+                    return api.get_transcript(client.http_client, ours)
+            return api.create_transcript(client.http_client, body)
+
+        return self._call(client, create, wait)
 
     @staticmethod
     def _upload(client: aai.Client, path: Path) -> str:
