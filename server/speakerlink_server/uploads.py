@@ -158,7 +158,8 @@ def receive_clips(
     """Write each clip's chunks to its file; the caller removes audio_dir if this raises."""
     audio_dir.mkdir(parents=True, exist_ok=True)
     clips = list(config.clips)
-    check_free_space(audio_dir, sum(clip.size_bytes for clip in clips), min_free_bytes)
+    declared = sum(clip.size_bytes for clip in clips)
+    check_free_space(audio_dir, declared, min_free_bytes)
     paths = [stored_path(audio_dir, i, clip) for i, clip in enumerate(clips)]
     received = [0] * len(clips)
     digests = [hashlib.sha256() for _ in clips]
@@ -185,7 +186,7 @@ def receive_clips(
     except OSError as exc:
         if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
-        raise errors.storage_full(shutil.disk_usage(audio_dir).free, sum(c.size_bytes for c in clips), min_free_bytes) from exc
+        raise errors.storage_full(shutil.disk_usage(audio_dir).free, declared, min_free_bytes) from exc
     finally:
         for handle in handles:
             with contextlib.suppress(OSError):  # flushed above, or the upload failed and its files go
