@@ -4,7 +4,8 @@ POST /v2/upload takes the raw bytes and answers {"upload_url"}; POST /v2/transcr
 JSON request and answers the transcript (id, status, audio_url); GET /v2/transcript/{id}
 answers queued, then processing, then completed with the utterances scripted for that audio
 (or error); GET /v2/transcript lists the newest transcripts; DELETE /v2/transcript/{id} blanks a
-finished transcript, as the API does. Requests without the right `authorization` header get 401, as the real API does.
+finished transcript. Requests without the right `authorization` header get 401, as the real
+API does.
 
 Tests script it: the utterances for each upload (by the audio's sha256), failures to inject
 before a request succeeds (status, headers), creates whose answer is lost, how many polls a
