@@ -20,6 +20,7 @@ realtime_factor.py (its ten minutes, tiled where more is needed).
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import os
 import sys
@@ -84,12 +85,17 @@ def whole_jobs(model: Path, speech: np.ndarray, source: str, folder: Path, batch
         args = ("--engine", "titanet", "--titanet-model", str(model), "--titanet-batch", str(batch))
         with server_process(*args) as (proc, address), Client(address, timeout=7200) as client:
             client.diarize([warm_up])  # first-call allocations and caches
-            results = []
-            before, peak, wall = peak_rss_during(proc.pid, lambda: results.append(client.diarize([path], timeout=7200)))
+            results: list = []
+            job = functools.partial(_append_result, results, client, path)
+            before, peak, wall = peak_rss_during(proc.pid, job)
         s = results[0].summary
         assert "titanet" in s.engines, s.engines
         print(f"{batch:>6} {s.processing_seconds:>10.2f}s {s.processing_seconds / s.audio_seconds:>7.4f} {wall:>10.2f}s "
               f"{before / MiB:>8.0f}MiB {peak / MiB:>6.0f}MiB {s.unique_speakers:>9}", flush=True)
+
+
+def _append_result(results: list, client: Client, path: Path) -> None:
+    results.append(client.diarize([path], timeout=7200))
 
 
 def main() -> None:
