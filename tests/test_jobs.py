@@ -43,7 +43,7 @@ def test_reattach_and_result_survive_a_restart(tmp_path: Path, long_clip: Path) 
     thread = threading.Thread(target=run)
     thread.start()
     deadline = time.monotonic() + 60
-    while not any(e.HasField("progress") and e.progress.stage in ("vad", "embed") for e in events):
+    while not any(e.HasField("progress") and e.progress.stage in ("segment", "embed") for e in events):
         assert time.monotonic() < deadline and not failure, failure
         time.sleep(0.02)
     first.stop(grace=0.5)  # the stream drops mid-job; the job stays 'running' on disk

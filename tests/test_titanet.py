@@ -20,7 +20,6 @@ from conftest import make_config  # noqa: E402
 from speakerlink import Client  # noqa: E402
 from speakerlink_server.engines import titanet  # noqa: E402
 from speakerlink_server.main import start_server  # noqa: E402
-from speakerlink_server.pipeline.windows import speech_windows  # noqa: E402
 
 from benchmarks.titanet_models import SIZES, build_titanet  # noqa: E402
 
@@ -34,10 +33,12 @@ def tiny_nemo(tmp_path_factory) -> tuple[Path, torch.nn.Module]:
 
 
 @pytest.fixture(scope="module")
-def speech(samples) -> tuple[np.ndarray, list[tuple[int, int]]]:
+def speech(samples) -> tuple[np.ndarray, list[list[tuple[int, int]]]]:
+    """The meeting sample and items to embed: 1.5 s windows, a short one, and one of two spans."""
     wav, rate = sf.read(samples["meeting.wav"], dtype="float32")
     assert rate == 16000
-    return wav, speech_windows([(0.5, 6.0), (7.0, 7.8)], 1.5, 0.75, 0.5)
+    windows = [[(start, start + 24000)] for start in range(8000, 96000 - 24000, 12000)]
+    return wav, [*windows, [(112000, 124800)], [(8000, 16000), (40000, 48000)]]
 
 
 def test_loads_by_path_and_embeds(tiny_nemo, speech) -> None:
@@ -50,7 +51,7 @@ def test_loads_by_path_and_embeds(tiny_nemo, speech) -> None:
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     assert np.array_equal(vectors, embedder.embed(wav, windows)), "embeddings must repeat exactly"
     # The restored model is the saved one: same embedding as the model that wrote the file.
-    start, end = windows[0]
+    [(start, end)] = windows[0]
     audio = torch.from_numpy(wav[start:end])[None]
     with torch.inference_mode():
         _, expected = original.forward(input_signal=audio, input_signal_length=torch.tensor([end - start]))
@@ -86,23 +87,23 @@ def test_server_prefers_titanet_and_requests_may_choose(tiny_nemo, samples, tmp_
             engines = {e.name: e for e in client.info().engines}
             assert engines["titanet"].active and str(tiny_nemo[0]) in engines["titanet"].reason
             assert "batches of 3" in engines["titanet"].reason
-            assert engines["ge2e"].available and not engines["ge2e"].active
+            assert engines["campplus"].available and not engines["campplus"].active
             clips = [samples["meeting.wav"], samples["call.mp3"]]
             assert "titanet" in client.diarize(clips).summary.engines
-            assert "ge2e" in client.diarize(clips, engine="ge2e").summary.engines
+            assert "campplus" in client.diarize(clips, engine="campplus").summary.engines
     finally:
         running.stop(grace=0.5)
 
 
-def test_missing_weights_fall_back_to_ge2e(tmp_path) -> None:
+def test_missing_weights_fall_back_to_campplus(tmp_path) -> None:
     missing = tmp_path / "absent.nemo"
     running = start_server(make_config(tmp_path, titanet_model=str(missing)))
     try:
         with Client(running.config.address) as client:
             engines = {e.name: e for e in client.info().engines}
         assert not engines["titanet"].available
-        assert engines["titanet"].reason == f"no weights at {missing}; using ge2e"
-        assert engines["ge2e"].active
+        assert engines["titanet"].reason == f"no weights at {missing}; using campplus"
+        assert engines["campplus"].active
     finally:
         running.stop(grace=0.5)
 
@@ -129,7 +130,7 @@ def test_gpu_memory_stays_flat_over_100_jobs(tmp_path, speech) -> None:
     def job() -> None:
         count = int(rng.integers(5, 200))
         starts = rng.integers(0, wav.size - 24000, count)
-        embedder.embed(wav, [(int(s), int(s) + 24000) for s in starts] + [(0, 12000)])
+        embedder.embed(wav, [[(int(s), int(s) + 24000)] for s in starts] + [[(0, 12000)]])
 
     for _ in range(3):
         job()

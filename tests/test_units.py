@@ -9,14 +9,15 @@ import zipfile
 import numpy as np
 import pytest
 from speakerlink.v1 import speakerlink_pb2 as pb
-from speakerlink_server.engines.base import Utterance
+from speakerlink_server.engines.base import FrameTiming, Segmentation, Utterance, length_buckets, repeat_to
 from speakerlink_server.engines.retry import RetryPolicy, call_with_retries, retry_after_seconds
 from speakerlink_server.exporters import export, to_csv, to_rttm, to_srt, to_text, to_vtt
-from speakerlink_server.pipeline.clustering import CountBounds, cluster_windows
+from speakerlink_server.pipeline.activity import binarize, frame_grid, grid_runs, single_speaker_runs, speaker_count
+from speakerlink_server.pipeline.clustering import ClusteringParams, CountBounds, cluster_windows
 from speakerlink_server.pipeline.linking import LocalSpeaker, link_speakers
-from speakerlink_server.pipeline.segments import Turn, bridge_pauses, label_regions, overlap_turns
+from speakerlink_server.pipeline.reconstruct import TurnParams, label_frames, to_turns
 from speakerlink_server.pipeline.voices import MAX_MONOLOGUES, VOICE_SECONDS, voice_spans, without
-from speakerlink_server.pipeline.windows import speech_windows
+from speakerlink_server.pipeline.windows import WindowParams, run_windows, sample_spans
 
 
 def voices(n: int, dim: int = 32, seed: int = 0) -> np.ndarray:
@@ -55,41 +56,90 @@ def test_linking_nothing() -> None:
     assert link_speakers([], 0.5) == []
 
 
+def labels_of(windows: np.ndarray, bounds: CountBounds | None = None) -> list[int]:
+    return cluster_windows(windows, bounds or CountBounds(), ClusteringParams(0.5)).labels.tolist()
+
+
 def test_clustering_honours_counts() -> None:
     a, b, c = voices(3)
     windows = np.vstack([noisy(a, 20, 0.05, 1), noisy(b, 20, 0.05, 2), noisy(c, 20, 0.05, 3)])
-    assert len(set(cluster_windows(windows, CountBounds(), 0.5))) == 3
-    assert len(set(cluster_windows(windows, CountBounds(exact=2), 0.5))) == 2
-    assert len(set(cluster_windows(windows, CountBounds(max=2), 0.5))) == 2
-    assert len(set(cluster_windows(windows[:20], CountBounds(min=2), 0.5))) >= 2
-    assert cluster_windows(windows[:0], CountBounds(), 0.5).size == 0
+    assert len(set(labels_of(windows))) == 3
+    assert len(set(labels_of(windows, CountBounds(exact=2)))) == 2
+    assert len(set(labels_of(windows, CountBounds(max=2)))) == 2
+    assert len(set(labels_of(windows[:20], CountBounds(min=2)))) == 2
+    assert labels_of(windows[:0]) == []
 
 
-def test_windows_cover_regions() -> None:
-    windows = speech_windows([(0.0, 4.0), (5.0, 5.2), (6.0, 6.8)], window_s=1.5, hop_s=0.5, min_window_s=0.5)
-    assert windows[0] == (0, 24000) and windows[-1] == (96000, 108800)
-    assert (80000, 83200) not in windows  # 0.2 s is too short to embed
-    assert max(end for _, end in windows[:-1]) == 64000  # the tail window ends with its region
+def test_a_count_the_audio_cannot_hold_is_a_warning() -> None:
+    one = voices(1)[0][None]
+    clusters = cluster_windows(one, CountBounds(exact=3), ClusteringParams(0.5))
+    assert clusters.labels.tolist() == [0] and "3 speakers were asked for" in clusters.warning
+    assert cluster_windows(one, CountBounds(max=3), ClusteringParams(0.5)).warning == ""
 
 
-def test_segments_follow_labels() -> None:
-    centers = np.array([0.75, 1.25, 2.75, 3.25])
-    segments = label_regions([(0.0, 4.0)], centers, np.array([0, 0, 1, 1]))
-    assert [(round(t.start, 2), round(t.end, 2), t.speaker) for t in segments] == [(0.0, 2.0, 0), (2.0, 4.0, 1)]
+def test_a_few_stray_windows_make_no_speaker_of_their_own() -> None:
+    a, b = voices(2)
+    windows = np.vstack([noisy(a, 20, 0.05, 1), noisy(b, 2, 0.05, 2), noisy(a, 20, 0.05, 3)])
+    assert labels_of(windows) == [0] * 42
 
 
-def test_short_pauses_stay_inside_a_turn() -> None:
-    turns = [Turn(0.0, 1.0, 0), Turn(1.5, 2.0, 0), Turn(2.2, 3.0, 1), Turn(5.0, 6.0, 1), Turn(6.5, 7.0, 0)]
-    assert bridge_pauses(turns, max_gap=1.0) == [Turn(0.0, 2.0, 0), Turn(2.2, 3.0, 1), Turn(5.0, 6.0, 1), Turn(6.5, 7.0, 0)]
+def segmentation(classes: list[list[int]], starts: list[float], step: float = 0.5) -> Segmentation:
+    """A toy segmenter output: per window, the powerset class of each frame, frames every `step` s."""
+    powerset = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0], [1, 0, 1], [0, 1, 1]], dtype=np.float32)
+    log_probs = np.log(np.full((len(classes), len(classes[0]), 7), 1e-3))
+    for w, row in enumerate(classes):
+        log_probs[w, np.arange(len(row)), row] = 0.0
+    timing = FrameTiming(start=0.0, step=step, duration=step, count=len(classes[0]))
+    return Segmentation(log_probs, np.array(starts), timing, powerset, starts[-1] + len(classes[0]) * step)
 
 
-def test_changes_without_a_pause_give_both_speakers_the_stretch_around_them() -> None:
-    turns = [Turn(0.0, 2.0, 0), Turn(2.0, 5.0, 1), Turn(6.0, 8.0, 0), Turn(8.02, 8.3, 1)]
-    found = [(round(t.start, 3), round(t.end, 3), t.speaker) for t in overlap_turns(turns)]
-    assert found == [
-        (1.6, 2.0, 1), (2.0, 2.6, 0),  # at 2.0: no pause
-        (7.61, 8.01, 1), (8.01, 8.3, 0),  # at 8.01: a pause under 0.05 s; B's turn is short
-    ]
+def test_overlap_carries_both_speakers() -> None:
+    # Frames every 0.5 s. Window 0: A (slot 0) alone, A and B together, then B (slot 1) alone.
+    # Window 1, from 2 s: the same overlap and B, with B in slot 0.
+    seg = segmentation([[1, 1, 1, 4, 4, 2, 2, 2], [4, 1, 1, 1, 1, 0, 0, 0]], [0.0, 2.0])
+    activity = binarize(seg)
+    grid = frame_grid(seg)
+    count = speaker_count(activity, grid)
+    assert count.tolist() == [1, 1, 1, 2, 2, 1, 1, 1, 1, 0, 0, 0]
+    runs = single_speaker_runs(activity, grid, count)
+    assert runs == [(0, 3), (5, 9)]
+    # One window labelled A in A's stretch, one labelled B in B's: the overlap gets both.
+    speaking = label_frames(runs, np.array([1.5, 7.0]), np.array([0, 1]), activity, grid, count, 2)
+    assert speaking[:, 0].tolist() == [True] * 5 + [False] * 7
+    assert speaking[:, 1].tolist() == [False] * 3 + [True] * 6 + [False] * 3
+    turns = to_turns(speaking, grid, offset=10.0, duration=6.0, params=TurnParams(bridge_seconds=0.0))
+    assert [(t.start, t.end, t.speaker) for t in turns] == [(10.0, 12.5, 0), (11.5, 14.5, 1)]
+
+
+def test_a_change_of_speaker_without_a_pause_cuts_a_stretch() -> None:
+    seg = segmentation([[1, 1, 2, 2, 0]], [0.0])
+    activity = binarize(seg)
+    grid = frame_grid(seg)
+    assert single_speaker_runs(activity, grid, speaker_count(activity, grid)) == [(0, 2), (2, 4)]
+
+
+def test_pauses_shorter_than_the_bridge_stay_inside_a_turn() -> None:
+    seg = segmentation([[1, 1, 0, 1, 0, 0, 0, 1]], [0.0])
+    grid = frame_grid(seg)
+    speaking = (binarize(seg)[0, :, :1] > 0)
+    turns = to_turns(speaking, grid, 0.0, 4.0, TurnParams(bridge_seconds=0.6))
+    assert [(t.start, t.end) for t in turns] == [(0.0, 2.0), (3.5, 4.0)]
+
+
+def test_windows_cover_one_speaker_stretches() -> None:
+    seg = segmentation([[0] * 40], [0.0], step=0.1)
+    grid = frame_grid(seg)
+    windows = run_windows([(0, 40), (50, 52), (60, 68)], grid, WindowParams(seconds=1.5, hop_seconds=0.5, min_seconds=0.5))
+    assert windows[:2] == [(0, 15), (5, 20)] and windows[-1] == (60, 68)
+    assert (50, 52) not in windows  # 0.2 s is too short to embed
+    assert (25, 40) in windows  # the tail window ends with its stretch
+    assert sample_spans([(0, 15)], grid) == [[(0, 24000)]]
+    assert grid_runs(np.array([True, True, False, True])) == [(0, 2), (3, 4)]
+
+
+def test_items_batch_by_length_with_their_own_frames_repeated() -> None:
+    assert length_buckets([120, 0, 40, 150, 51], 50) == {150: [0, 3], 50: [2], 100: [4]}
+    assert repeat_to(np.arange(3), 7).tolist() == [0, 1, 2, 0, 1, 2, 0]
 
 
 @pytest.fixture()
@@ -185,8 +235,7 @@ def test_long_clips_cluster_in_bounded_memory(monkeypatch) -> None:
     monkeypatch.setattr(clustering, "MAX_LINKAGE_WINDOWS", 60)
     a, b = voices(2)
     windows = np.vstack([noisy(a, 150, 0.05, 1), noisy(b, 100, 0.05, 2), noisy(a, 50, 0.05, 3)])
-    labels = cluster_windows(windows, CountBounds(), 0.5)
-    assert labels.tolist() == [0] * 150 + [1] * 100 + [0] * 50
+    assert labels_of(windows) == [0] * 150 + [1] * 100 + [0] * 50
 
 
 class Flaky:
@@ -247,13 +296,13 @@ def test_retry_after_in_seconds_or_as_a_date() -> None:
 
 def test_voiceprints_come_from_the_longest_monologues() -> None:
     turns = [Utterance(float(10 * k), float(10 * k) + length, "A", "", ()) for k, length in enumerate([1, 9, 3, 8, 0.3, 7, 6, 5, 4])]
-    spans = voice_spans(turns, duration=100.0, min_window=0.5)
+    spans = voice_spans(turns, duration=100.0)
     lengths = [round(end - start, 1) for start, end in spans]
     assert len(spans) <= MAX_MONOLOGUES and sum(lengths) <= VOICE_SECONDS + 1e-6
     assert lengths[:3] == [8.8, 7.8, 6.8]  # longest first, edges trimmed
     assert [round(s) for s, _ in spans[:3]] == [10, 30, 50]
-    short = voice_spans([Utterance(3.0, 3.2, "B", "", ())], duration=10.0, min_window=0.5)
-    assert short == [(2.85, 3.35)]  # too short for a window: one minimal window around it
+    short = voice_spans([Utterance(3.0, 3.2, "B", "", ())], duration=10.0)
+    assert short == [(2.85, 3.35)]  # too short: the least audio a voiceprint takes, around it
 
 
 def test_overlapped_speech_is_left_out_of_voiceprints() -> None:

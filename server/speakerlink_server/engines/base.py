@@ -1,43 +1,79 @@
 """The interfaces every engine implements.
 
-An embedder turns windows of a 16 kHz clip into unit-length speaker vectors, and carries the
-thresholds calibrated for its own cosine scale (GE2E's and TitaNet's differ). A transcriber
+A segmenter scores, frame by frame, which local speakers talk in overlapping windows of a clip.
+An embedder turns stretches of a clip into unit-length speaker vectors, and carries the
+thresholds calibrated for its own cosine scale (CAM++'s and TitaNet's differ). A transcriber
 turns a clip into speaker-labelled utterances; its labels are per clip, and linking them
 across clips is the pipeline's job.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
+Spans = list[tuple[int, int]]
+"""One item to embed: (start, end) sample spans of a clip, joined into one stretch of speech."""
+Hook = Callable[[int, int], None]
+"""hook(completed, total): called after every batch; raising from it stops the work."""
 
-class VoiceActivityDetector(Protocol):
+
+def no_hook(completed: int, total: int) -> None:
+    """The hook of a caller that does not follow progress."""
+
+
+@dataclass(frozen=True)
+class FrameTiming:
+    """Where frame f of a window that starts at t lies: from t + start + f * step, for duration."""
+
+    start: float
+    step: float
+    duration: float
+    count: int  # frames per window
+
+    def centres(self, window_start: float | np.ndarray) -> np.ndarray:
+        offsets = self.start + self.duration / 2 + self.step * np.arange(self.count)
+        return np.add.outer(np.atleast_1d(window_start), offsets)
+
+
+@dataclass(frozen=True)
+class Segmentation:
+    log_probs: np.ndarray  # shape: (num_windows, num_frames, num_classes)
+    starts: np.ndarray  # shape: (num_windows,), seconds from the start of the audio given
+    timing: FrameTiming
+    powerset: np.ndarray  # shape: (num_classes, local_speakers): who speaks in each class
+    duration: float  # seconds of audio given
+
+
+class Segmenter(Protocol):
     name: str
 
-    def speech_regions(self, wav: np.ndarray) -> list[tuple[float, float]]:
-        """Speech as (start, end) seconds, sorted and disjoint."""
+    def segment(self, wav: np.ndarray, step: float, hook: Hook = no_hook) -> Segmentation:
+        """Frame scores of local speakers in windows every `step` s over the clip; hook(done, total) per batch."""
         ...
+
+    def describe(self) -> str: ...
+
+    def close(self) -> None: ...
 
 
 class Embedder(Protocol):
     name: str
     dim: int
-    window_seconds: float
-    hop_seconds: float
-    min_window_seconds: float
-    cluster_threshold: float
-    link_threshold: float
+    cluster_threshold: float  # centroid cosine above which two within-clip clusters are one speaker
+    link_threshold: float  # raw cosine floor for a cross-clip link
 
-    def embed(self, wav: np.ndarray, windows: list[tuple[int, int]]) -> np.ndarray:
-        """One L2-normalised row per (start, end) sample window; shape (len(windows), dim).
+    def embed(self, wav: np.ndarray, items: list[Spans], hook: Hook = no_hook) -> np.ndarray:
+        """One L2-normalised row per item; an item with no audio gets a zero row. Shape (len(items), dim).
 
         Safe to call from several threads: calls share the embedder's device batches."""
         ...
+
+    def describe(self) -> str: ...
 
     def close(self) -> None:
         """Stop the embedder's batching thread."""
@@ -85,18 +121,20 @@ class Transcriber(Protocol):
         ...
 
 
-def groups_by_length(spans: list[tuple[int, int]], most: int) -> Iterator[tuple[list[int], int]]:
-    """(row indices, length) groups of at most `most` equal-length spans, so none needs padding.
+def length_buckets(lengths: list[int], unit: int) -> dict[int, list[int]]:
+    """Indices of non-empty items grouped by their length rounded up to a multiple of `unit`,
+    so that items of a group stack into one batch after repeat_to."""
+    buckets: dict[int, list[int]] = {}
+    for i, length in enumerate(lengths):
+        if length:
+            buckets.setdefault(-(-length // unit) * unit, []).append(i)
+    return buckets
 
-    Nearly all windows have the full length; only speech regions shorter than a window give
-    a few shorter ones. `most` bounds the memory one group of a long recording takes.
-    """
-    by_length: dict[int, list[int]] = {}
-    for i, (start, end) in enumerate(spans):
-        by_length.setdefault(end - start, []).append(i)
-    for length, rows in by_length.items():
-        for k in range(0, len(rows), most):
-            yield rows[k : k + most], length
+
+def repeat_to(rows: np.ndarray, length: int) -> np.ndarray:
+    """`rows` repeated cyclically along its first axis to `length`. Speaker encoders pool mean and
+    spread over time, which repetition leaves almost as they were and zero padding would not."""
+    return rows[np.arange(length) % len(rows)]
 
 
 def unit_rows(vectors: np.ndarray) -> np.ndarray:

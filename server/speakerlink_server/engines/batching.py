@@ -1,7 +1,7 @@
 """One device, many callers: windows from concurrent clips and jobs share forward passes.
 
-A speaker encoder is fastest on full batches, but one clip's windows of one length rarely
-fill a GPU batch. Every embed call therefore hands its windows to the embedder's batcher and
+A model is fastest on full batches, but one clip's windows of one shape rarely fill a GPU
+batch. Every embed call therefore hands its windows to the embedder's batcher and
 waits; the batcher's thread, the only one that runs the model, takes whatever is waiting with
 the same shape (oldest first) up to the device's batch size, runs it once and hands each
 caller its rows. A failed forward pass fails only the calls that were in it.
@@ -37,7 +37,7 @@ class MicroBatcher:
         self._thread.start()
 
     def run(self, items: np.ndarray) -> np.ndarray:
-        """Vectors for items of shape (n, ...): all share one shape; blocks until done."""
+        """The model's output rows for items of shape (n, ...): all share one shape; blocks until done."""
         request = _Request(items)
         if len(items) == 0:
             raise ValueError("nothing to embed")
@@ -86,7 +86,13 @@ class MicroBatcher:
 
     def _run(self, parts: list[tuple[_Request, int, int]]) -> None:
         try:
-            vectors = self._forward(np.concatenate([r.items[a:b] for r, a, b in parts]))
+            outputs = self._forward(np.concatenate([r.items[a:b] for r, a, b in parts]))
+            row = 0
+            for request, a, b in parts:
+                if request.out is None:
+                    request.out = np.zeros((len(request.items), *outputs.shape[1:]), dtype=np.float32)
+                request.out[a:b] = outputs[row : row + b - a]
+                row += b - a
         except BaseException as exc:  # hand it to the callers; the batcher goes on
             with self._cond:
                 for request, _, _ in parts:
@@ -94,12 +100,7 @@ class MicroBatcher:
                     self._pending = [r for r in self._pending if r is not request]
                     request.done.set()
             return
-        row = 0
         for request, a, b in parts:
-            if request.out is None:
-                request.out = np.zeros((len(request.items), vectors.shape[1]), dtype=np.float32)
-            request.out[a:b] = vectors[row : row + b - a]
-            row += b - a
             request.filled += b - a
             if request.filled == len(request.items) and request.error is None:
                 request.done.set()

@@ -1,9 +1,11 @@
 """Load every engine once at server start and say which is active and why.
 
-Adding an embedder means one module implementing engines.base.Embedder and one entry in
-EMBEDDERS; `auto` makes the first one in EMBEDDERS that loads the active one. All that load
-stay resident, so a request may choose any of them. The transcriber (AssemblyAI) is there
-when the configuration has an API key; requests use it unless they turn transcription off.
+The segmenter (pyannote segmentation-3.0) is needed by every diarization: without its weights
+the server does not start, and the error names the fix. Adding an embedder means one module
+implementing engines.base.Embedder and one entry in EMBEDDERS; `auto` makes the first one in
+EMBEDDERS that loads the active one. All that load stay resident, so a request may choose any
+of them. The transcriber (AssemblyAI) is there when the configuration has an API key; requests
+use it unless they turn transcription off.
 """
 
 from __future__ import annotations
@@ -17,11 +19,13 @@ from speakerlink.v1 import speakerlink_pb2 as pb
 
 from speakerlink_server import errors
 from speakerlink_server.config import ServerConfig
+from speakerlink_server.engines import weights
 from speakerlink_server.engines.assemblyai import AssemblyAiTranscriber
-from speakerlink_server.engines.base import Embedder, Transcriber, VoiceActivityDetector
-from speakerlink_server.engines.ge2e import Ge2eEmbedder
-from speakerlink_server.engines.silero import SileroVad
-from speakerlink_server.engines.titanet import TitanetEmbedder, WeightsUnavailable
+from speakerlink_server.engines.base import Embedder, Segmenter, Transcriber
+from speakerlink_server.engines.campplus import CamppEmbedder
+from speakerlink_server.engines.segmentation import Segmentation3
+from speakerlink_server.engines.titanet import TitanetEmbedder
+from speakerlink_server.engines.weights import WeightsUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -32,20 +36,29 @@ def _titanet(config: ServerConfig, device: str) -> tuple[Embedder, str]:
     return embedder, embedder.describe()
 
 
-def _ge2e(config: ServerConfig, device: str) -> tuple[Embedder, str]:
-    return Ge2eEmbedder(device), f"Resemblyzer GE2E, weights from the resemblyzer package, on {device}"
+def _campplus(config: ServerConfig, device: str) -> tuple[Embedder, str]:
+    state, path = weights.load_state(weights.CAMPPLUS, config.campplus_model)
+    embedder = CamppEmbedder(state, device)
+    return embedder, f"3D-Speaker CAM++ from {path} (sha256 checked), {embedder.describe()}"
 
 
 # In order of preference for `auto`: name -> factory returning the embedder and a description.
 EMBEDDERS: dict[str, Callable[[ServerConfig, str], tuple[Embedder, str]]] = {
     "titanet": _titanet,
-    "ge2e": _ge2e,
+    "campplus": _campplus,
 }
+
+
+def _segmenter(config: ServerConfig, device: str) -> tuple[Segmenter, pb.EngineInfo]:
+    checkpoint, path = weights.load_state(weights.SEGMENTATION, config.segmentation_model)
+    segmenter = Segmentation3(checkpoint, device)
+    reason = f"pyannote segmentation-3.0 from {path} (sha256 checked), {segmenter.describe()}"
+    return segmenter, pb.EngineInfo(name=segmenter.name, kind="segmenter", available=True, active=True, reason=reason)
 
 
 @dataclass
 class Engines:
-    vad: VoiceActivityDetector
+    segmenter: Segmenter
     embedders: dict[str, Embedder]
     active: str
     device: str
@@ -53,6 +66,7 @@ class Engines:
     infos: list[pb.EngineInfo] = field(default_factory=list)
 
     def close(self) -> None:
+        self.segmenter.close()
         for embedder in self.embedders.values():
             embedder.close()
 
@@ -97,14 +111,14 @@ def describe_device() -> str:
 
 
 def load_engines(config: ServerConfig) -> Engines:
-    """Load the VAD and the embedders; config.engine is 'auto' or an embedder name to force."""
+    """Load the segmenter and the embedders; config.engine is 'auto' or an embedder name to force.
+    Raises WeightsUnavailable, naming the fix, when the segmenter or every embedder cannot load."""
     choice = config.engine
     if choice != "auto" and choice not in EMBEDDERS:
         raise ValueError(f"unknown engine {choice!r}; known: auto, {', '.join(EMBEDDERS)}")
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    vad = SileroVad()
-    infos = [pb.EngineInfo(name=vad.name, kind="vad", available=True, active=True,
-                           reason="Silero VAD, ONNX weights from the silero-vad package")]
+    segmenter, info = _segmenter(config, device)
+    infos = [info]
     loaded: dict[str, Embedder] = {}
     reasons: dict[str, str] = {}
     for name, factory in EMBEDDERS.items():
@@ -119,7 +133,8 @@ def load_engines(config: ServerConfig) -> Engines:
             log.exception("embedder %s did not load", name)
             reasons[name] = f"failed to load: {type(exc).__name__}: {exc}"
     if not loaded:
-        raise RuntimeError("no embedder could be loaded: " + "; ".join(f"{k}: {v}" for k, v in reasons.items()))
+        segmenter.close()
+        raise WeightsUnavailable("no embedder could be loaded: " + "; ".join(f"{k}: {v}" for k, v in reasons.items()))
     active = next(iter(loaded))
     for name in EMBEDDERS:
         if name == active:
@@ -133,4 +148,4 @@ def load_engines(config: ServerConfig) -> Engines:
     transcriber, info = _transcriber(config)
     log.info("transcriber %s: %s", info.name, info.reason)
     infos.append(info)
-    return Engines(vad=vad, embedders=loaded, active=active, device=describe_device(), transcriber=transcriber, infos=infos)
+    return Engines(segmenter=segmenter, embedders=loaded, active=active, device=describe_device(), transcriber=transcriber, infos=infos)

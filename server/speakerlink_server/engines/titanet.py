@@ -3,14 +3,12 @@
 Weights come from a local .nemo file or a pretrained name (default
 nvidia/speakerverification_en_titanet_large), found in the Hugging Face cache or downloaded
 by NeMo where a network exists. Where they cannot be had, loading raises WeightsUnavailable
-with the place it looked, and the server goes on with GE2E.
+with the place it looked, and the server goes on with CAM++.
 
-Values taken from NVIDIA, since TitaNet's cosine scale is not GE2E's:
+Values taken from NVIDIA, since TitaNet's cosine scale is not CAM++'s:
 - link_threshold 0.7: the default `threshold` of EncDecSpeakerLabelModel.verify_speakers, the
   cosine above which NeMo calls two utterances the same speaker.
 - cluster_threshold 0.7: the same decision inside a clip, between cluster centroids.
-- window 1.5 s, hop 0.75 s: the base (longest) scale of NeMo's clustering diarizer
-  (diar_infer_*.yaml: window_length_in_sec 1.5, shift_length_in_sec 0.75).
 """
 
 from __future__ import annotations
@@ -22,23 +20,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from speakerlink_server.engines.base import groups_by_length, unit_rows
+from speakerlink_server.audio_format import SAMPLE_RATE
+from speakerlink_server.engines.base import Hook, Spans, length_buckets, no_hook, repeat_to, unit_rows
 from speakerlink_server.engines.batching import MicroBatcher
-from speakerlink_server.pipeline.audio import SAMPLE_RATE
+from speakerlink_server.engines.precision import choose_half
+from speakerlink_server.engines.weights import WeightsUnavailable
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "nvidia/speakerverification_en_titanet_large"
 # Mixed precision is used only where it keeps every warm-up embedding this close to fp32.
 MIN_MIXED_PRECISION_COSINE = 0.999
-# Default windows per forward pass (--titanet-batch overrides): CPU throughput peaks at small
+# Default items per forward pass (--titanet-batch overrides): CPU throughput peaks at small
 # batches (measured 8-16, benchmarks/titanet_speed.py); 256 is a guess for CUDA until measured.
 BATCH = {"cuda": 256, "cpu": 8}
-GROUP_ROWS = 1024  # windows one call hands to the batcher at a time: ~100 MB of 1.5 s audio
-
-
-class WeightsUnavailable(RuntimeError):
-    """TitaNet cannot be loaded here; the message says why and where it looked."""
+GROUP_ROWS = 256  # items one call hands to the batcher at a time: ~100 MB of 10 s audio
+BUCKET_SAMPLES = SAMPLE_RATE // 2  # items are padded by repetition to a multiple of 0.5 s
 
 
 def locate_weights(model: str) -> Path | str:
@@ -70,9 +67,6 @@ def hub_cache_dir(model: str) -> Path:
 
 class TitanetEmbedder:
     name = "titanet"
-    window_seconds = 1.5
-    hop_seconds = 0.75
-    min_window_seconds = 0.5
     cluster_threshold = 0.7
     link_threshold = 0.7
 
@@ -105,14 +99,9 @@ class TitanetEmbedder:
     def _warm_up(self) -> tuple[int, bool]:
         """Run the model once (allocations, kernels) and decide on mixed precision by measurement."""
         generator = torch.Generator().manual_seed(0)
-        probe = 0.1 * torch.randn(4, int(self.window_seconds * SAMPLE_RATE), generator=generator)
-        full = self._infer(probe, mixed=False)
-        if not self.device.startswith("cuda"):
-            return full.shape[1], False
-        half = self._infer(probe, mixed=True)
-        cosine = torch.nn.functional.cosine_similarity(full, half.float(), dim=1).min().item()
-        log.info("titanet: fp16 autocast keeps cosine %.5f of fp32", cosine)
-        return full.shape[1], cosine >= MIN_MIXED_PRECISION_COSINE
+        probe = 0.1 * torch.randn(4, int(1.5 * SAMPLE_RATE), generator=generator)
+        dim = self._infer(probe, mixed=False).shape[1]
+        return dim, self.device.startswith("cuda") and choose_half(self._infer, probe, self.name, MIN_MIXED_PRECISION_COSINE)
 
     def _forward(self, audio: np.ndarray) -> np.ndarray:
         return self._infer(torch.from_numpy(audio), self.mixed_precision).numpy()
@@ -125,8 +114,14 @@ class TitanetEmbedder:
             _, embeddings = self._model.forward(input_signal=audio, input_signal_length=lengths)
         return embeddings.float().cpu()
 
-    def embed(self, wav: np.ndarray, windows: list[tuple[int, int]]) -> np.ndarray:
-        out = np.zeros((len(windows), self.dim), dtype=np.float32)
-        for rows, length in groups_by_length(windows, GROUP_ROWS):
-            out[rows] = self._batcher.run(np.stack([wav[windows[i][0] : windows[i][0] + length] for i in rows]))
+    def embed(self, wav: np.ndarray, items: list[Spans], hook: Hook = no_hook) -> np.ndarray:
+        pieces = [np.concatenate([wav[a:b] for a, b in spans]) if spans else wav[:0] for spans in items]
+        out = np.zeros((len(items), self.dim), dtype=np.float32)
+        done = 0
+        for length, members in length_buckets([p.size for p in pieces], BUCKET_SAMPLES).items():
+            for first in range(0, len(members), GROUP_ROWS):
+                picked = members[first : first + GROUP_ROWS]
+                out[picked] = self._batcher.run(np.stack([repeat_to(pieces[i], length) for i in picked]))
+                done += len(picked)
+                hook(done, len(items))
         return unit_rows(out)

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from speakerlink_server import errors
+from speakerlink_server.audio_format import SAMPLE_RATE
 
-SAMPLE_RATE = 16000
 # Decoded audio may fall this far short of the declared length before we call it truncated:
 # encoders pad and round frame counts, and headers of streamed files can be loose.
 TRUNCATION_TOLERANCE_S = 0.5

@@ -9,7 +9,7 @@ label across the whole recording.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -23,6 +23,7 @@ from speakerlink_server.pipeline.segments import Turn
 class ChunkAnalysis:
     turns: list[Turn]  # in recording time
     speakers: list[LocalSpeaker]  # local to the chunk
+    warnings: list[str] = field(default_factory=list)
 
 
 def join_chunks(
@@ -59,7 +60,6 @@ def join_chunks(
                 turns.append(Turn(turn.start, turn.end, who))
     speakers = [LocalSpeaker(clip_index, g, vector, float(speech[g])) for g, vector in enumerate(unit_rows(sums))]
     return turns, speakers
-
 
 
 def _cap(of: dict[tuple[int, int], int], members: list[LocalSpeaker], most: int) -> dict[tuple[int, int], int]:

@@ -1,8 +1,9 @@
 """One job's clips through every stage, reporting progress and honouring cancellation.
 
 Per clip, several clips at a time, either
-- diarization: decode -> speech regions (VAD) -> windows -> embeddings -> clustering into
-  local speakers; or
+- diarization: decode -> segment (local speakers per frame of sliding 10 s windows) -> binarize,
+  count speakers per frame, and find one-speaker stretches -> embed short windows of those ->
+  cluster -> label every frame, overlapped ones with two speakers -> turns; or
 - transcription: the transcriber's speaker-labelled utterances define the local speakers ->
   a voiceprint per speaker from their longest monologues, decoded chunk by chunk (pipeline.voices).
 Then all clips' local speakers are linked into global speakers, and the result message is
@@ -18,26 +19,29 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 from speakerlink.v1 import speakerlink_pb2 as pb
 
 from speakerlink_server import errors
-from speakerlink_server.engines.base import Embedder, Transcriber, TranscriptionRequest, VoiceActivityDetector
+from speakerlink_server.audio_format import SAMPLE_RATE
+from speakerlink_server.engines.base import Embedder, Hook, Segmenter, Transcriber, TranscriptionRequest
 from speakerlink_server.pipeline import audio
+from speakerlink_server.pipeline.activity import binarize, frame_grid, grid_runs, single_speaker_runs, speaker_count
 from speakerlink_server.pipeline.chunks import ChunkAnalysis, join_chunks
-from speakerlink_server.pipeline.clustering import CountBounds, centroids, cluster_windows
+from speakerlink_server.pipeline.clustering import ClusteringParams, CountBounds, cluster_windows
 from speakerlink_server.pipeline.linking import LocalSpeaker, link_speakers
-from speakerlink_server.pipeline.segments import Turn, bridge_pauses, label_regions, overlap_turns, speech_seconds
+from speakerlink_server.pipeline.reconstruct import TurnParams, label_frames, to_turns
+from speakerlink_server.pipeline.segments import Turn, speech_seconds
 from speakerlink_server.pipeline.voices import transcribed_speakers
-from speakerlink_server.pipeline.windows import speech_windows, window_centers
+from speakerlink_server.pipeline.windows import WindowParams, centres, run_windows, sample_spans
 
 # Where each stage starts within a clip's share of the progress percent; linking takes the
-# last LINK_SHARE of the job. Diarizing: decode 10 %, VAD 20 %, embedding 55 %, clustering
-# 15 % of the clip's work. Transcribing: mostly waiting for the transcriber.
-DIARIZE_STAGES = {"decode": 0.0, "vad": 0.10, "embed": 0.30, "cluster": 0.85}
+# last LINK_SHARE of the job. Diarizing: decode 5 %, segmentation 45 %, embedding 45 %,
+# clustering 5 % of the clip's work on a CPU. Transcribing: mostly waiting for the transcriber.
+DIARIZE_STAGES = {"decode": 0.0, "segment": 0.05, "embed": 0.50, "cluster": 0.95}
 TRANSCRIBE_STAGES = {
     "transcribe-uploading": 0.0, "transcribe-queued": 0.10, "transcribe-processing": 0.20,
     "transcribe-completed": 0.85, "embed": 0.88,
@@ -50,6 +54,12 @@ WAIT_SLICE_S = 0.2  # how often a waiting clip checks for cancellation
 
 Report = Callable[[str, float, int, str], None]
 """report(stage, fraction of the whole job done, clip index or -1, message)."""
+# The segmenter's 10 s windows slide by this many seconds: each frame is seen by two windows.
+# Identity comes from the embedder's short windows, so a finer step buys little (1 s and 2.5 s
+# measured no better, benchmarks/QUALITY.md) and costs CPU time in proportion.
+STEP_S = 5.0
+WINDOWS = WindowParams()
+TURNS = TurnParams()
 
 
 @dataclass(frozen=True)
@@ -65,12 +75,13 @@ class ClipAnalysis:
     duration: float
     turns: list[Turn]
     speakers: list[LocalSpeaker]
+    warnings: list[str] = field(default_factory=list)
 
 
 def run_pipeline(
     clips: list[ClipInput],
     options: pb.DiarizeOptions,
-    vad: VoiceActivityDetector,
+    segmenter: Segmenter,
     embedder: Embedder,
     transcriber: Transcriber | None,
     report: Report,
@@ -83,7 +94,8 @@ def run_pipeline(
     progress = _JobProgress(clips, stages, report, check_cancelled)
     if transcriber is None:
         bounds = CountBounds(count.exact, count.min, count.max)
-        analyse = functools.partial(analyse_clip, bounds=bounds, vad=vad, embedder=embedder, chunk_seconds=chunk_seconds)
+        analyse = functools.partial(analyse_clip, bounds=bounds, segmenter=segmenter, embedder=embedder,
+                                    chunk_seconds=chunk_seconds)
     else:
         request = TranscriptionRequest(options.language, count.exact, count.min, count.max)
         analyse = functools.partial(transcribe_clip, request=request, transcriber=transcriber, embedder=embedder,
@@ -98,7 +110,7 @@ def run_pipeline(
     links = link_speakers(speakers, threshold)
     result = assemble(clips, analyses, speakers, links)
     result.summary.link_threshold = threshold
-    result.summary.engines.extend([transcriber.name, embedder.name] if transcriber else [vad.name, embedder.name])
+    result.summary.engines.extend([transcriber.name, embedder.name] if transcriber else [segmenter.name, embedder.name])
     result.summary.processing_seconds = time.monotonic() - started
     return result
 
@@ -124,11 +136,26 @@ class _JobProgress:
         self._lock = threading.Lock()
         self._abort = threading.Event()
 
-    def stage(self, clip_index: int, name: str, message: str, part: tuple[int, int] = (0, 1)) -> None:
-        """Clip `clip_index` begins stage `name` (of its chunk part[0] out of part[1])."""
+    def stage(self, clip_index: int, name: str, message: str, part: tuple[int, int] = (0, 1)) -> Hook:
+        """Clip `clip_index` begins stage `name` (of its chunk part[0] out of part[1]). The hook
+        returned moves the percent toward the next stage's start as the stage's batches complete,
+        and stops the clip there when the job is cancelled."""
         self._checkpoint()
+        starts = sorted(self._stages.values())
+        begin = self._stages[name]
+        end = next((s for s in starts if s > begin), 1.0)
+
+        def hook(completed: int, total: int) -> None:
+            self._checkpoint()
+            if total > 0 and completed > 0:
+                self._move(clip_index, name, (part[0] + begin + (end - begin) * min(completed / total, 1.0)) / part[1], message)
+
+        self._move(clip_index, name, (part[0] + begin) / part[1], message)
+        return hook
+
+    def _move(self, clip_index: int, name: str, offset: float, message: str) -> None:
         with self._lock:  # reports leave in the order their percents were computed
-            self._offset[clip_index] = (part[0] + self._stages[name]) / part[1]
+            self._offset[clip_index] = max(self._offset[clip_index], offset)
             done = sum(self._share[i] * self._offset[i] for i in self._share)
             self._report(name, done, clip_index, message)
 
@@ -163,10 +190,10 @@ class _JobProgress:
 def analyse_clip(
     clip: ClipInput,
     bounds: CountBounds,
-    vad: VoiceActivityDetector,
+    segmenter: Segmenter,
     embedder: Embedder,
     chunk_seconds: float,
-    stage: Callable[..., None],
+    stage: Callable[..., Hook],
 ) -> ClipAnalysis:
     """Diarize one clip; a recording longer than chunk_seconds a chunk at a time (pipeline.chunks)."""
     info = audio.probe(clip.path, clip.index, clip.name)
@@ -180,14 +207,15 @@ def analyse_clip(
     with contextlib.closing(audio.stream(clip.path, clip.index, clip.name, chunk_seconds, info)) as pieces:
         for offset, wav in pieces:
             part = functools.partial(stage, part=(min(len(chunks), parts - 1), parts))
-            end = offset + wav.size / audio.SAMPLE_RATE
+            end = offset + wav.size / SAMPLE_RATE
             where = f"{clip.name} ({offset:.0f}-{end:.0f} s)" if parts > 1 else clip.name
-            chunks.append(analyse_chunk(wav, offset, where, chunk_bounds, vad, embedder, part))
+            chunks.append(analyse_chunk(wav, offset, where, chunk_bounds, segmenter, embedder, part))
             duration = end
     if len(chunks) == 1:
-        return ClipAnalysis(duration, chunks[0].turns, [replace(s, clip_index=clip.index) for s in chunks[0].speakers])
+        only = chunks[0]
+        return ClipAnalysis(duration, only.turns, [replace(s, clip_index=clip.index) for s in only.speakers], only.warnings)
     turns, speakers = join_chunks(clip.index, chunks, embedder.link_threshold, most)
-    return ClipAnalysis(duration, turns, speakers)
+    return ClipAnalysis(duration, turns, speakers, [w for c in chunks for w in c.warnings])
 
 
 def analyse_chunk(
@@ -195,26 +223,31 @@ def analyse_chunk(
     offset: float,
     where: str,
     bounds: CountBounds,
-    vad: VoiceActivityDetector,
+    segmenter: Segmenter,
     embedder: Embedder,
-    stage: Callable[[str, str], None],
+    stage: Callable[[str, str], Hook],
 ) -> ChunkAnalysis:
-    """VAD, windows, embeddings and clustering of one stretch of audio; times come out shifted by offset."""
-    stage("vad", f"finding speech in {where}")
-    regions = vad.speech_regions(wav)
-    windows = speech_windows(regions, embedder.window_seconds, embedder.hop_seconds, embedder.min_window_seconds)
-    stage("embed", f"embedding {len(windows)} windows of {where}")
-    embeddings = embedder.embed(wav, windows)
+    """Diarize one stretch of audio; times come out shifted by offset."""
+    hook = stage("segment", f"finding speech and overlap in {where}")
+    segmentation = segmenter.segment(wav, STEP_S, hook)
+    activity = binarize(segmentation)  # shape: (num_windows, num_frames, local_speakers)
+    grid = frame_grid(segmentation)
+    count = speaker_count(activity, grid)  # shape: (grid.size,)
+    runs = single_speaker_runs(activity, grid, count)
+    windows = run_windows(runs, grid, WINDOWS)
+    if not windows and (count > 0).any():  # too little speech for a window: one voice of what there is
+        windows = grid_runs(count > 0)
+        runs = windows
+    hook = stage("embed", f"embedding {len(windows)} windows of {where}")
+    embeddings = embedder.embed(wav, sample_spans(windows, grid), hook)  # shape: (num_windows, dim)
     stage("cluster", f"clustering {where}")
-    labels = cluster_windows(embeddings, bounds, embedder.cluster_threshold)
-    shifted = [(start + offset, end + offset) for start, end in regions]
-    turns = bridge_pauses(label_regions(shifted, window_centers(windows) + offset, labels))
-    turns = sorted(turns + overlap_turns(turns), key=lambda t: (t.start, t.end))
-    speech = speech_seconds(turns, int(labels.max()) + 1 if labels.size else 0)
-    speakers = [
-        LocalSpeaker(-1, i, centroid, float(speech[i])) for i, centroid in enumerate(centroids(embeddings, labels))
-    ]
-    return ChunkAnalysis(turns, speakers)
+    clusters = cluster_windows(embeddings, bounds, ClusteringParams(embedder.cluster_threshold))
+    speaking = label_frames(runs, centres(windows), clusters.labels, activity, grid, count, len(clusters.centroids))
+    turns = to_turns(speaking, grid, offset, wav.size / SAMPLE_RATE, TURNS)
+    speech = speech_seconds(turns, len(clusters.centroids))
+    speakers = [LocalSpeaker(-1, i, centroid, float(speech[i])) for i, centroid in enumerate(clusters.centroids)]
+    warnings = [f"{where}: {clusters.warning}"] if clusters.warning else []
+    return ChunkAnalysis(turns, speakers, warnings)
 
 
 def transcribe_clip(
@@ -280,6 +313,7 @@ def assemble(
         out.speech_seconds = _covered(analysis.turns)
     for i, label in enumerate(labels):
         result.speakers.add(label=label, speech_seconds=float(totals[i]), clip_indices=occurs[i])
+    result.summary.warnings.extend(w for a in analyses for w in a.warnings)
     result.summary.clips = len(clips)
     result.summary.unique_speakers = count
     result.summary.audio_seconds = sum(a.duration for a in analyses)

@@ -1,37 +1,57 @@
-"""Sliding windows over speech regions: the units that get an embedding and a speaker."""
+"""Sliding windows inside one-speaker stretches: the units that get an embedding and a speaker.
+
+Who a stretch of speech is comes from short windows over frames where one person speaks,
+not from the segmenter's local slots: the segmenter sometimes keeps two similar voices that
+follow each other without a pause in one slot for a whole 10 s window, and an embedding of
+that slot is a blend of both (benchmarks/QUALITY.md). A 1.5 s window that straddles such a
+change mislabels a fraction of a second instead.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from speakerlink_server.pipeline.audio import SAMPLE_RATE
+from speakerlink_server.audio_format import SAMPLE_RATE
+from speakerlink_server.engines.base import Spans
+from speakerlink_server.pipeline.activity import FrameGrid
 
 
-def speech_windows(
-    regions: list[tuple[float, float]], window_s: float, hop_s: float, min_window_s: float
-) -> list[tuple[int, int]]:
-    """(start, end) sample windows of window_s every hop_s inside each region.
+@dataclass(frozen=True)
+class WindowParams:
+    # CAM++ separates voices well from 1.5 s; on libri-dev-linking and ami-train 1.5 s windows
+    # every 0.75 s (NeMo's base scale) label turns at a fine enough grain (benchmarks/QUALITY.md).
+    seconds: float = 1.5
+    hop_seconds: float = 0.75
+    min_seconds: float = 0.5
 
-    A region shorter than a window gets one window of its own length if it is at least
-    min_window_s long; the tail of a longer region gets a last window aligned to its end, so
-    no speech is left without a nearby window.
-    """
-    win, hop, shortest = (int(round(x * SAMPLE_RATE)) for x in (window_s, hop_s, min_window_s))
+
+def run_windows(runs: list[tuple[int, int]], grid: FrameGrid, params: WindowParams) -> list[tuple[int, int]]:
+    """(first, end) grid frames of windows every hop inside each run; a run shorter than a window
+    is one window if it lasts min_seconds, and the tail of a longer run gets a window ending with it."""
+    size, hop, shortest = (max(1, round(x / grid.step)) for x in (params.seconds, params.hop_seconds, params.min_seconds))
     windows: list[tuple[int, int]] = []
-    for start_s, end_s in regions:
-        start, end = int(round(start_s * SAMPLE_RATE)), int(round(end_s * SAMPLE_RATE))
-        length = end - start
-        if length < shortest:
+    for first, end in runs:
+        if end - first < shortest:
             continue
-        if length <= win:
-            windows.append((start, end))
+        if end - first <= size:
+            windows.append((first, end))
             continue
-        starts = list(range(start, end - win + 1, hop))
-        if end - win > starts[-1]:
-            starts.append(end - win)
-        windows.extend((s, s + win) for s in starts)
+        starts = list(range(first, end - size + 1, hop))
+        if end - size > starts[-1]:
+            starts.append(end - size)
+        windows.extend((s, s + size) for s in starts)
     return windows
 
 
-def window_centers(windows: list[tuple[int, int]]) -> np.ndarray:
-    return np.array([(a + b) / 2 / SAMPLE_RATE for a, b in windows], dtype=np.float64)
+def sample_spans(frames: list[tuple[int, int]], grid: FrameGrid) -> list[Spans]:
+    """Each (first, end) of grid frames as a one-span item to embed."""
+    def sample(g: int) -> int:
+        return max(0, int(round((grid.first_centre + (g - 0.5) * grid.step) * SAMPLE_RATE)))
+
+    return [[(sample(a), sample(b))] for a, b in frames]
+
+
+def centres(frames: list[tuple[int, int]]) -> np.ndarray:
+    return np.array([(a + b) / 2 for a, b in frames], dtype=np.float64)

@@ -1,0 +1,105 @@
+"""Speaker embeddings with 3D-Speaker's CAM++, loaded once and kept resident on the device.
+
+CAM++ reads 80-bin Kaldi log-fbank frames (25 ms every 10 ms), mean-normalised over the
+stretch it embeds, and gives a 192-dim vector. The filterbank of a whole clip is computed once
+on the device (engines/models/fbank.py); each item to embed is the frames whose centres lie in
+its spans, joined. So a local speaker's voice is embedded from exactly the frames where they
+speak alone, without the seams of cutting and gluing audio, and overlapping windows share
+their filterbank.
+
+Items of different lengths are batched by rounding each up to a multiple of BUCKET_FRAMES and
+repeating its own frames to fill the rest (engines.base.repeat_to).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+
+from speakerlink_server.audio_format import SAMPLE_RATE
+from speakerlink_server.engines.base import Hook, Spans, length_buckets, no_hook, repeat_to, unit_rows
+from speakerlink_server.engines.batching import MicroBatcher
+from speakerlink_server.engines.models.campplus import CamPlusPlus
+from speakerlink_server.engines.models.fbank import kaldi_fbank
+from speakerlink_server.engines.precision import choose_half, voiced_probe
+
+log = logging.getLogger(__name__)
+
+SHIFT = SAMPLE_RATE // 100  # samples between fbank frames
+FRAME = SAMPLE_RATE * 25 // 1000  # samples in one fbank frame
+BUCKET_FRAMES = 50  # 0.5 s: items are padded by repetition to a multiple of this
+# Items per forward pass. On CPU larger batches of 10 s items stop paying by 16; a GPU takes
+# thousands of 1-10 s items in one pass.
+BATCH = {"cuda": 1024, "cpu": 16}
+GROUP = 256  # items one call hands to the batcher at a time
+
+
+class CamppEmbedder:
+    name = "campplus"
+    dim = 192
+    # Calibrated on ../shared/data (benchmarks/QUALITY.md): cluster_threshold is the average
+    # cosine between two groups of 1.5 s windows above which they are one speaker.
+    cluster_threshold = 0.35
+    link_threshold = 0.5
+
+    def __init__(self, state: dict, device: str = "cpu", batch: int = 0) -> None:
+        self.device = device
+        self._model = CamPlusPlus()
+        self._model.load_state_dict(state, strict=True)
+        self._model.to(device).eval()
+        probe = kaldi_fbank(voiced_probe(4, 3.0))
+        probe = probe - probe.mean(dim=1, keepdim=True)
+        self.half = device.startswith("cuda") and choose_half(self._infer, probe, self.name)
+        self.batch = batch or BATCH["cuda" if device.startswith("cuda") else "cpu"]
+        self._batcher = MicroBatcher(self._forward, self.batch, self.name)
+
+    def describe(self) -> str:
+        precision = "fp16" if self.half else "fp32"
+        return f"{self.dim}-dim, on {self.device}, {precision}, batches of {self.batch}"
+
+    def close(self) -> None:
+        self._batcher.close()
+
+    def _forward(self, features: np.ndarray) -> np.ndarray:
+        return self._infer(torch.from_numpy(features), self.half).numpy()
+
+    def _infer(self, features: torch.Tensor, half: bool) -> torch.Tensor:
+        features = features.to(self.device)
+        with torch.inference_mode(), torch.autocast(features.device.type, dtype=torch.float16, enabled=half):
+            return self._model(features).float().cpu()
+
+    def features(self, wav: np.ndarray) -> np.ndarray:
+        """Log-fbank frames of the whole clip, shape (frames, 80); frame j covers samples j*160 .. j*160+400."""
+        if wav.size < FRAME:
+            return np.zeros((0, 80), dtype=np.float32)
+        with torch.inference_mode():
+            return kaldi_fbank(torch.from_numpy(wav).to(self.device)).cpu().numpy()
+
+    def embed(self, wav: np.ndarray, items: list[Spans], hook: Hook = no_hook) -> np.ndarray:
+        feats = self.features(wav)
+        rows = [_frames(feats, spans) for spans in items]
+        out = np.zeros((len(items), self.dim), dtype=np.float32)
+        done = 0
+        for length, members in length_buckets([len(r) for r in rows], BUCKET_FRAMES).items():
+            for first in range(0, len(members), GROUP):
+                picked = members[first : first + GROUP]
+                out[picked] = self._batcher.run(np.stack([repeat_to(rows[i], length) for i in picked]))
+                done += len(picked)
+                hook(done, len(items))
+        return unit_rows(out)
+
+
+def _frames(feats: np.ndarray, spans: Spans) -> np.ndarray:
+    """The frames whose centres lie in the sample spans, joined and mean-normalised."""
+    picked = []
+    for start, end in spans:
+        first = max(0, -(-(start - FRAME // 2) // SHIFT))
+        last = min(len(feats), (end - FRAME // 2 - 1) // SHIFT + 1)
+        if last > first:
+            picked.append(feats[first:last])
+    if not picked:
+        return np.zeros((0, feats.shape[1]), dtype=np.float32)
+    frames = np.concatenate(picked)
+    return frames - frames.mean(axis=0, keepdims=True)

@@ -1,0 +1,1 @@
+"""Network architectures of the engines' models, with no loading or device logic."""

@@ -1,0 +1,91 @@
+"""Local speakers frame by frame with pyannote segmentation-3.0: the engine infers, it does not decide.
+
+The model reads 10 s windows and gives, for each of 589 frames (every 16.9 ms), log-probabilities
+over a powerset of up to 3 local speakers with at most 2 at once: that is what finds overlapped
+speech. Windows slide at the pipeline's step and go through a MicroBatcher, so windows of
+concurrent clips and jobs share forward passes. Binarizing, counting and every threshold are
+the pipeline's (pipeline/activity.py). Local speaker slots mean different people in different
+windows, so nothing is averaged across windows here.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+
+from speakerlink_server.audio_format import SAMPLE_RATE
+from speakerlink_server.engines.base import FrameTiming, Hook, Segmentation, no_hook
+from speakerlink_server.engines.batching import MicroBatcher
+from speakerlink_server.engines.models.pyannet import PyanNet, powerset_mapping
+from speakerlink_server.engines.precision import choose_half, voiced_probe
+
+log = logging.getLogger(__name__)
+
+# Windows per forward pass. CPU throughput flattens out by 32 windows (5.1 s of input); a GPU
+# fills with far more, and 10 s windows of fp16 input are only 320 KB each.
+BATCH = {"cuda": 512, "cpu": 32}
+GROUP = 64  # windows one call hands to the batcher at a time: 41 MB of float32 audio
+
+
+class Segmentation3:
+    name = "segmentation-3.0"
+
+    def __init__(self, checkpoint: dict, device: str = "cpu", batch: int = 0) -> None:
+        shape = checkpoint["model"]
+        self.window_seconds = float(checkpoint["inference"]["duration"])
+        self.device = device
+        self._model = PyanNet()
+        self._model.load_state_dict(checkpoint["state_dict"], strict=True)
+        self._model.to(device).eval()
+        self._window = int(self.window_seconds * SAMPLE_RATE)
+        self._powerset = powerset_mapping().numpy()
+        with torch.inference_mode():
+            frames = self._model(torch.zeros(1, 1, self._window, device=device)).shape[1]
+        self.timing = FrameTiming(shape["frame_start"], shape["frame_step"], shape["frame_duration"], frames)
+        self.half = device.startswith("cuda") and choose_half(self._probabilities, voiced_probe(4, self.window_seconds)[:, None], self.name)
+        self.batch = batch or BATCH["cuda" if device.startswith("cuda") else "cpu"]
+        self._batcher = MicroBatcher(self._forward, self.batch, self.name)
+
+    def describe(self) -> str:
+        precision = "fp16" if self.half else "fp32"
+        return f"{self.timing.count} frames per {self.window_seconds:g} s window, on {self.device}, {precision}, batches of {self.batch}"
+
+    def close(self) -> None:
+        self._batcher.close()
+
+    def window_starts(self, seconds: float, step: float) -> np.ndarray:
+        """Windows every `step` s, the last one ending with the audio; one window for short audio."""
+        last = max(seconds - self.window_seconds, 0.0)
+        starts = np.arange(0.0, last + 1e-9, step)
+        if last - starts[-1] > 1e-3:
+            starts = np.append(starts, last)
+        return starts
+
+    def segment(self, wav: np.ndarray, step: float, hook: Hook = no_hook) -> Segmentation:
+        """Frame log-probabilities of windows every `step` seconds over the whole of `wav`."""
+        starts = self.window_starts(wav.size / SAMPLE_RATE, step)
+        out = np.zeros((len(starts), self.timing.count, self._powerset.shape[0]), dtype=np.float32)
+        hook(0, len(starts))
+        for first in range(0, len(starts), GROUP):
+            picked = starts[first : first + GROUP]
+            windows = np.zeros((len(picked), 1, self._window), dtype=np.float32)  # zeros pad short audio
+            for row, start in enumerate(picked):
+                begin = int(round(start * SAMPLE_RATE))
+                piece = wav[begin : begin + self._window]
+                windows[row, 0, : piece.size] = piece
+            out[first : first + len(picked)] = self._batcher.run(windows)
+            hook(first + len(picked), len(starts))
+        return Segmentation(out, starts, self.timing, self._powerset, wav.size / SAMPLE_RATE)
+
+    def _probabilities(self, windows: torch.Tensor, half: bool) -> torch.Tensor:
+        return self._infer(windows, half).exp()
+
+    def _forward(self, windows: np.ndarray) -> np.ndarray:
+        return self._infer(torch.from_numpy(windows), self.half).numpy()
+
+    def _infer(self, windows: torch.Tensor, half: bool) -> torch.Tensor:
+        windows = windows.to(self.device)
+        with torch.inference_mode(), torch.autocast(windows.device.type, dtype=torch.float16, enabled=half):
+            return self._model(windows).float().cpu()

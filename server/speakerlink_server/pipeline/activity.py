@@ -1,0 +1,84 @@
+"""From the segmenter's scores to who is active, frame by frame, and how many speak at once.
+
+Each window's frames are binarized on their own (the most likely powerset class: no threshold
+to tune). Local speaker slots mean different people in different windows, so only the number
+of active speakers is aggregated across overlapping windows, onto one frame grid over the clip.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from speakerlink_server.engines.base import Segmentation
+
+
+@dataclass(frozen=True)
+class FrameGrid:
+    """One frame grid over the whole audio, at the segmenter's frame step."""
+
+    index: np.ndarray  # shape: (num_windows, num_frames), each window frame's grid frame
+    valid: np.ndarray  # shape: (num_windows, num_frames), False where a padded window runs past the audio
+    size: int
+    step: float
+    first_centre: float  # seconds
+
+    def spans(self, frames: np.ndarray) -> list[tuple[float, float]]:
+        """(start, end) seconds of each run of True in a boolean vector over the grid."""
+        half = self.step / 2
+        return [(self.first_centre + a * self.step - half, self.first_centre + (b - 1) * self.step + half)
+                for a, b in grid_runs(frames)]
+
+
+def grid_runs(frames: np.ndarray) -> list[tuple[int, int]]:
+    """(first, end) indices of each run of True in a boolean vector."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[False], frames, [False]]).astype(np.int8)))
+    return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2], strict=True)]
+
+
+def binarize(segmentation: Segmentation) -> np.ndarray:
+    """Each local speaker's activity, 0 or 1. Shape: (num_windows, num_frames, local_speakers)."""
+    return segmentation.powerset[segmentation.log_probs.argmax(axis=2)]
+
+
+def frame_grid(segmentation: Segmentation) -> FrameGrid:
+    timing = segmentation.timing
+    first = timing.start + timing.duration / 2
+    index = np.rint((timing.centres(segmentation.starts) - first) / timing.step).astype(np.int64)
+    size = max(1, int(np.ceil(segmentation.duration / timing.step)))
+    return FrameGrid(index, index < size, size, timing.step, first)
+
+
+def speaker_count(activity: np.ndarray, grid: FrameGrid) -> np.ndarray:
+    """How many speakers talk in each grid frame: the windows' counts averaged, then rounded.
+    Shape: (grid.size,)."""
+    total = np.zeros(grid.size)
+    seen = np.zeros(grid.size)
+    np.add.at(total, grid.index[grid.valid], activity.sum(axis=2)[grid.valid])
+    np.add.at(seen, grid.index[grid.valid], 1.0)
+    return np.rint(total / np.maximum(seen, 1.0)).astype(np.int64)
+
+
+def single_speaker_runs(activity: np.ndarray, grid: FrameGrid, count: np.ndarray) -> list[tuple[int, int]]:
+    """(first, end) grid frames of the stretches where one person speaks, cut wherever a window
+    of the segmenter moves its one active speaker to another local slot: a change of speaker
+    with no pause between the two, which the count alone does not show."""
+    single = activity.sum(axis=2) == 1
+    slot = activity.argmax(axis=2)
+    changed = single[:, 1:] & single[:, :-1] & (slot[:, 1:] != slot[:, :-1]) & grid.valid[:, 1:]
+    cuts = np.zeros(grid.size, dtype=bool)
+    at = grid.index[:, 1:][changed]
+    cuts[at[at < grid.size]] = True
+    one = count == 1
+    runs: list[tuple[int, int]] = []
+    start = -1
+    for g in range(grid.size):
+        if start >= 0 and (not one[g] or cuts[g]):
+            runs.append((start, g))
+            start = -1
+        if one[g] and start < 0:
+            start = g
+    if start >= 0:
+        runs.append((start, grid.size))
+    return runs

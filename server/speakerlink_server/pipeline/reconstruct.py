@@ -1,0 +1,66 @@
+"""From labelled windows back to one timeline: who speaks in each frame of the clip.
+
+A frame where one person speaks takes the speaker of the nearest window of its stretch.
+Where the segmenter counts two people at once, each window's local slots vote: a slot is the
+speaker most of its one-speaker frames were given, and the frame keeps the `count` speakers
+with the most votes, so overlapped speech carries both. Runs of a speaker closer than
+`bridge_seconds` become one turn, as people label a turn across its short pauses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from speakerlink_server.pipeline.activity import FrameGrid
+from speakerlink_server.pipeline.segments import Turn
+
+
+@dataclass(frozen=True)
+class TurnParams:
+    bridge_seconds: float = 0.5
+
+
+def label_frames(runs: list[tuple[int, int]], window_centres: np.ndarray, labels: np.ndarray, activity: np.ndarray,
+                 grid: FrameGrid, count: np.ndarray, num_speakers: int) -> np.ndarray:
+    """Who speaks in each grid frame. Shape: (grid.size, num_speakers), bool."""
+    speaking = np.zeros((grid.size, num_speakers), dtype=bool)
+    if num_speakers == 0:
+        return speaking
+    frame_label = np.full(grid.size, -1)
+    for first, end in runs:
+        frames = np.arange(first, end)
+        inside = np.flatnonzero((window_centres >= first) & (window_centres < end))
+        pool = inside if inside.size else np.arange(len(window_centres))
+        frame_label[frames] = labels[pool[np.abs(window_centres[pool][None, :] - frames[:, None]).argmin(axis=1)]]
+    known = frame_label >= 0
+    speaking[np.flatnonzero(known), frame_label[known]] = True
+    votes = np.zeros((grid.size, num_speakers))
+    for w in range(activity.shape[0]):
+        for k in range(activity.shape[2]):
+            frames = grid.index[w][(activity[w, :, k] > 0) & grid.valid[w]]
+            heard = frame_label[frames]
+            if (heard >= 0).any():
+                votes[frames, np.bincount(heard[heard >= 0], minlength=num_speakers).argmax()] += 1
+    busy = np.flatnonzero(count >= 2)
+    ranked = np.argsort(-votes[busy], axis=1, kind="stable")
+    for row, g in enumerate(busy):
+        top = ranked[row, : min(int(count[g]), num_speakers)]
+        speaking[g, top[votes[g, top] > 0]] = True
+    return speaking
+
+
+def to_turns(speaking: np.ndarray, grid: FrameGrid, offset: float, duration: float, params: TurnParams) -> list[Turn]:
+    """Turns sorted by start, times shifted by `offset` and kept inside [0, duration] of the audio."""
+    turns: list[Turn] = []
+    for c in range(speaking.shape[1]):
+        runs: list[tuple[float, float]] = []
+        for start, end in grid.spans(speaking[:, c]):
+            start, end = max(start, 0.0), min(end, duration)
+            if runs and start - runs[-1][1] < params.bridge_seconds:
+                runs[-1] = (runs[-1][0], end)
+            elif end > start:
+                runs.append((start, end))
+        turns += [Turn(offset + a, offset + b, c) for a, b in runs]
+    return sorted(turns, key=lambda t: (t.start, t.end, t.speaker))
