@@ -122,32 +122,42 @@ def as_norm(similarity: np.ndarray, cohort_of: np.ndarray, top: int) -> np.ndarr
     std = np.ones((n, n))
     for i in range(n):
         cohort = np.flatnonzero(cohort_of[i])
-        ranked = cohort[np.argsort(-similarity[i, cohort], kind="stable")]
-        head = similarity[i, ranked[: top + 1]]
-        for j in range(n):
-            values = head[ranked[: top + 1] != j][:top] if j in ranked[: top + 1] else head[:top]
-            if values.size:
-                mean[i, j] = values.mean()
-                std[i, j] = max(float(values.std()), 0.02)  # floor: a flat cohort is no evidence
+        ranked = cohort[np.argsort(-similarity[i, cohort], kind="stable")][: top + 1]
+        head = similarity[i, ranked]
+        if head.size == 0:
+            continue
+        # Most partners are not among the top: their statistics are those of the top `top`.
+        mean[i], std[i] = head[:top].mean(), max(float(head[:top].std()), 0.02)  # floor: a flat cohort is no evidence
+        for k, j in enumerate(ranked):  # a partner that is in the top is left out of its own cohort
+            rest = np.delete(head, k)[:top]
+            if rest.size:
+                mean[i, j], std[i, j] = rest.mean(), max(float(rest.std()), 0.02)
+            else:
+                mean[i, j], std[i, j] = 0.0, 1.0
     return 0.5 * ((similarity - mean) / std + (similarity - mean.T) / std.T)
 
 
 def _constrained_complete_linkage(score: np.ndarray, clips: np.ndarray, bar: float) -> list[list[int]]:
     """Groups of indices: merge the best pair of groups (by their worst cross score) while that
-    score clears `bar` and the groups share no clip."""
-    groups: list[list[int]] = [[i] for i in range(len(score))]
+    score clears `bar` and the groups share no clip. Vectorised over pairs: an hour-long
+    recording in 10-minute chunks links a few hundred chunk speakers at once."""
+    n = len(score)
+    groups: list[list[int]] = [[i] for i in range(n)]
+    worst = score.astype(np.float64).copy()  # worst cross score between groups
+    np.fill_diagonal(worst, -np.inf)
+    _, clip_ids = np.unique(clips, return_inverse=True)
+    holds = np.zeros((n, clip_ids.max() + 1 if n else 0), dtype=bool)  # which clips each group holds
+    holds[np.arange(n), clip_ids] = True
+    alive = np.ones(n, dtype=bool)
     while True:
-        best, pair = bar, None
-        for a in range(len(groups)):
-            clips_a = set(clips[groups[a]].tolist())
-            for b in range(a + 1, len(groups)):
-                if clips_a & set(clips[groups[b]].tolist()):
-                    continue
-                value = float(score[np.ix_(groups[a], groups[b])].min())
-                if value >= best and (pair is None or value > best):
-                    best, pair = value, (a, b)
-        if pair is None:
-            return groups
-        a, b = pair
-        groups[a] = groups[a] + groups[b]
-        del groups[b]
+        allowed = alive[:, None] & alive[None, :] & ~(holds.astype(np.int32) @ holds.T.astype(np.int32)).astype(bool)
+        candidates = np.where(allowed, worst, -np.inf)
+        a, b = np.unravel_index(int(np.argmax(candidates)), candidates.shape) if n else (0, 0)
+        if n == 0 or candidates[a, b] < bar:
+            return [groups[i] for i in range(n) if alive[i]]
+        a, b = min(a, b), max(a, b)
+        groups[a] += groups[b]
+        worst[a, :] = worst[:, a] = np.minimum(worst[a, :], worst[b, :])
+        worst[a, a] = -np.inf
+        holds[a] |= holds[b]
+        alive[b] = False

@@ -1,0 +1,160 @@
+"""Whole-job seconds per hour of audio on a GPU, peak GPU memory, and fp16 agreement.
+
+Runs the embedded default (segmentation-3.0 + CAM++) in-process on one hour of real speech
+(../shared/data laid end to end, or a prepared `--audio` .npz of 16 kHz int16 samples, tiled to
+an hour), as one job of one file: decode (ffmpeg) -> segmentation -> CAM++ -> clustering ->
+linking of the 10-minute chunks. Prints the time of each stage and the whole job, as seconds
+per hour of audio, with torch's peak allocated GPU memory. Where ffmpeg is missing (a bare
+GPU box), the audio is handed over decoded and the figure says that decoding is left out.
+Also prints how close fp16 stays to fp32 on real speech for both models.
+
+    python benchmarks/gpu_speed.py [--seconds 3600] [--audio ten-minutes.npz]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+import wave
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "server"), str(ROOT / "client")]
+from speakerlink.v1 import speakerlink_pb2 as pb  # noqa: E402
+from speakerlink_server.audio_format import SAMPLE_RATE  # noqa: E402
+from speakerlink_server.engines import weights  # noqa: E402
+from speakerlink_server.engines.campplus import CamppEmbedder  # noqa: E402
+from speakerlink_server.engines.models.fbank import kaldi_fbank  # noqa: E402
+from speakerlink_server.engines.segmentation import Segmentation3  # noqa: E402
+from speakerlink_server.pipeline import run  # noqa: E402
+from speakerlink_server.pipeline.chunks import join_chunks  # noqa: E402
+from speakerlink_server.pipeline.clustering import CountBounds  # noqa: E402
+
+
+def real_speech(npz: str | None) -> np.ndarray:
+    if npz:
+        return np.load(npz)["samples"].astype(np.float32) / 32768
+    import soundfile as sf
+
+    shared = ROOT.parent / "shared" / "data"
+    files = sorted((shared / "libri-dev-linking" / "audio").glob("*.wav")) + sorted((shared / "ami-train" / "audio").glob("*.wav"))
+    return np.concatenate([sf.read(f, dtype="float32")[0] for f in files])
+
+
+class StageClock:
+    """Seconds from each stage's first report to the next stage's, summed over the job."""
+
+    def __init__(self) -> None:
+        self.spent: dict[str, float] = defaultdict(float)
+        self._stage, self._since = "", time.perf_counter()
+
+    def report(self, stage: str, *_: object) -> None:
+        now = time.perf_counter()
+        if stage != self._stage:
+            if self._stage:
+                self.spent[self._stage] += now - self._since
+            self._stage, self._since = stage, now
+
+    def close(self) -> None:
+        self.report("")
+
+
+def whole_job(path: Path, segmenter, embedder) -> tuple[float, StageClock]:
+    clock = StageClock()
+    started = time.perf_counter()
+    run.run_pipeline([run.ClipInput(0, path.name, path, 1.0)], pb.DiarizeOptions(), segmenter, embedder, None,
+                     clock.report, lambda: None, 600.0)
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    clock.close()
+    return time.perf_counter() - started, clock
+
+
+def decoded_job(audio: np.ndarray, segmenter, embedder) -> tuple[float, StageClock]:
+    """The same stages from samples already in memory, chunk by chunk as the server does."""
+    clock = StageClock()
+    started = time.perf_counter()
+    chunk = 600 * SAMPLE_RATE
+    chunks = []
+    for first in range(0, audio.size, chunk):
+        stage = lambda name, message, part=(0, 1): (clock.report(name), lambda done, total: None)[1]  # noqa: E731
+        chunks.append(run.analyse_chunk(audio[first : first + chunk], first / SAMPLE_RATE, "hour", CountBounds(),
+                                        segmenter, embedder, stage))
+    clock.report("link")
+    join_chunks(0, chunks, embedder.link_threshold)
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    clock.close()
+    return time.perf_counter() - started, clock
+
+
+def fp16_agreement(audio: np.ndarray, segmenter, embedder) -> None:
+    windows = torch.from_numpy(np.stack([audio[i * 160000 : (i + 1) * 160000] for i in range(32)]))[:, None]
+    full = segmenter._infer(windows, False).exp().flatten(1)
+    half = segmenter._infer(windows, True).exp().flatten(1)
+    cos = torch.nn.functional.cosine_similarity(full, half, dim=1)
+    agree = (segmenter._infer(windows, False).argmax(-1) == segmenter._infer(windows, True).argmax(-1)).float().mean()
+    print(f"segmentation fp16 vs fp32 on 32 real 10 s windows: min cosine {cos.min():.6f}, frame classes agree {agree:.4%}; "
+          f"engine uses {'fp16' if segmenter.half else 'fp32'}")
+    with torch.inference_mode():
+        feats = kaldi_fbank(torch.from_numpy(np.stack([audio[i * 24000 : (i + 1) * 24000] for i in range(256)])).to(embedder.device))
+    feats = (feats - feats.mean(dim=1, keepdim=True)).cpu()
+    cos = torch.nn.functional.cosine_similarity(embedder._infer(feats, False), embedder._infer(feats, True), dim=1)
+    print(f"CAM++ fp16 vs fp32 on 256 real 1.5 s windows: min cosine {cos.min():.7f}, mean {cos.mean():.7f}; "
+          f"engine uses {'fp16' if embedder.half else 'fp32'}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=int, default=3600)
+    parser.add_argument("--audio", help=".npz with `samples`: 16 kHz mono int16 real speech")
+    args = parser.parse_args()
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    speech = real_speech(args.audio)
+    audio = np.tile(speech, int(np.ceil(args.seconds * SAMPLE_RATE / speech.size)))[: args.seconds * SAMPLE_RATE]
+    started = time.perf_counter()
+    segmenter = Segmentation3(weights.load_state(weights.SEGMENTATION, _configured("SEGMENTATION"))[0], device)
+    embedder = CamppEmbedder(weights.load_state(weights.CAMPPLUS, _configured("CAMPPLUS"))[0], device)
+    print(f"device: {torch.cuda.get_device_name(0) if device == 'cuda' else 'cpu'}; models loaded and warmed in "
+          f"{time.perf_counter() - started:.1f} s; segmenter {segmenter.describe()}; CAM++ {embedder.describe()}")
+    fp16_agreement(speech, segmenter, embedder)
+    hours = args.seconds / 3600
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "hour.wav"
+        with wave.open(str(path), "wb") as out:
+            out.setnchannels(1)
+            out.setsampwidth(2)
+            out.setframerate(SAMPLE_RATE)
+            out.writeframes((np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes())
+        if shutil.which("ffmpeg") and shutil.which("ffprobe"):
+            job, what = (lambda: whole_job(path, segmenter, embedder)), "whole job from a 16-bit WAV, decoding included"
+        else:
+            job, what = (lambda: decoded_job(audio, segmenter, embedder)), "whole job from decoded samples (no ffmpeg here)"
+        whole_job_short = np.tile(speech, 1)[: 60 * SAMPLE_RATE]
+        decoded_job(whole_job_short, segmenter, embedder)  # warm-up: kernels, cudnn plans, allocator
+        for attempt in range(2):
+            if device == "cuda":
+                torch.cuda.reset_peak_memory_stats()
+            seconds, clock = job()
+            peak = torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else float("nan")
+            stages = ", ".join(f"{k} {v / hours:.2f}" for k, v in clock.spent.items())
+            print(f"run {attempt + 1}: {what}: {seconds:.2f} s for {args.seconds} s of audio = "
+                  f"{seconds / hours:.2f} s per hour (RTF {seconds / args.seconds:.5f}); per hour by stage: {stages}; "
+                  f"peak GPU memory allocated {peak:.0f} MiB")
+
+
+def _configured(name: str) -> str:
+    import os
+
+    return os.environ.get(f"SPEAKERLINK_{name}_MODEL", "")
+
+
+if __name__ == "__main__":
+    main()

