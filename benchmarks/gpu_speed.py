@@ -88,7 +88,7 @@ def decoded_job(audio: np.ndarray, segmenter, embedder) -> tuple[float, StageClo
         chunks.append(run.analyse_chunk(audio[first : first + chunk], first / SAMPLE_RATE, "hour", CountBounds(),
                                         segmenter, embedder, stage))
     clock.report("link")
-    join_chunks(0, chunks, embedder.link_threshold)
+    join_chunks(0, chunks, embedder.link_threshold, embedder.calibration)
     if torch.cuda.is_available():
         torch.cuda.synchronize()
     clock.close()

@@ -9,7 +9,7 @@ import zipfile
 import numpy as np
 import pytest
 from speakerlink.v1 import speakerlink_pb2 as pb
-from speakerlink_server.engines.base import FrameTiming, Segmentation, Utterance, length_buckets, repeat_to
+from speakerlink_server.engines.base import Calibration, FrameTiming, Segmentation, Utterance, length_buckets, repeat_to
 from speakerlink_server.engines.retry import RetryPolicy, call_with_retries, retry_after_seconds
 from speakerlink_server.exporters import export, to_csv, to_rttm, to_srt, to_text, to_vtt
 from speakerlink_server.pipeline.activity import binarize, frame_grid, grid_runs, single_speaker_runs, speaker_count
@@ -18,6 +18,8 @@ from speakerlink_server.pipeline.linking import LocalSpeaker, link_speakers
 from speakerlink_server.pipeline.reconstruct import TurnParams, label_frames, to_turns
 from speakerlink_server.pipeline.voices import MAX_MONOLOGUES, VOICE_SECONDS, voice_spans, without
 from speakerlink_server.pipeline.windows import WindowParams, run_windows, sample_spans
+
+CALIBRATION = Calibration(slope=30.0, offset=-21.0)
 
 
 def voices(n: int, dim: int = 32, seed: int = 0) -> np.ndarray:
@@ -39,21 +41,24 @@ def speaker(clip: int, local: int, vector: np.ndarray) -> LocalSpeaker:
 def test_linking_joins_the_same_voice_and_keeps_new_voices_apart() -> None:
     a, b, c, d = voices(4)
     speakers = [speaker(0, 0, a), speaker(0, 1, b), speaker(1, 0, a + 0.05 * c), speaker(1, 1, d)]
-    links = link_speakers(speakers, threshold=0.7)
+    links = link_speakers(speakers, threshold=0.7, calibration=CALIBRATION)
     assert [link.global_index for link in links] == [0, 1, 0, 2]
     assert all(0.5 < link.confidence <= 1.0 for link in links)
+    # The confidence is the calibrated probability: of one person for a link, of two for no link.
+    assert links[0].confidence == pytest.approx(float(CALIBRATION.same_person(np.float64(speakers[0].centroid @ speakers[2].centroid))))
+    assert links[3].confidence == pytest.approx(1 - float(CALIBRATION.same_person(np.float64(max(speakers[3].centroid @ speakers[k].centroid for k in (0, 1))))))
 
 
 def test_cannot_link_two_speakers_of_one_clip() -> None:
     a = voices(1)[0]
     speakers = [speaker(0, 0, a), speaker(0, 1, a), speaker(1, 0, a)]
-    links = link_speakers(speakers, threshold=-1.0)
+    links = link_speakers(speakers, threshold=-1.0, calibration=CALIBRATION)
     assert links[0].global_index != links[1].global_index
     assert len({link.global_index for link in links}) == 2
 
 
 def test_linking_nothing() -> None:
-    assert link_speakers([], 0.5) == []
+    assert link_speakers([], 0.5, CALIBRATION) == []
 
 
 def labels_of(windows: np.ndarray, bounds: CountBounds | None = None) -> list[int]:

@@ -49,6 +49,22 @@ class Segmentation:
     duration: float  # seconds of audio given
 
 
+@dataclass(frozen=True)
+class Calibration:
+    """P(one person | raw centroid cosine s) = 1 / (1 + exp(-(slope * s + offset))), at even odds.
+
+    Each embedder has its own (engines/*.py), fitted on same-person and different-person
+    pairs of real recordings. A link's confidence is that probability for its least similar
+    pair; a decision not to link is as sure as the most similar speaker of another clip is not
+    the same person."""
+
+    slope: float
+    offset: float
+
+    def same_person(self, cosine: np.ndarray) -> np.ndarray:
+        return 1.0 / (1.0 + np.exp(-np.clip(self.slope * cosine + self.offset, -50.0, 50.0)))
+
+
 class Segmenter(Protocol):
     name: str
 
@@ -66,6 +82,7 @@ class Embedder(Protocol):
     dim: int
     cluster_threshold: float  # centroid cosine above which two within-clip clusters are one speaker
     link_threshold: float  # raw cosine floor for a cross-clip link
+    calibration: Calibration  # link confidence as a probability, from this embedder's cosines
 
     def embed(self, wav: np.ndarray, items: list[Spans], hook: Hook = no_hook) -> np.ndarray:
         """One L2-normalised row per item; an item with no audio gets a zero row. Shape (len(items), dim).

@@ -9,6 +9,8 @@ Values taken from NVIDIA, since TitaNet's cosine scale is not CAM++'s:
 - link_threshold 0.7: the default `threshold` of EncDecSpeakerLabelModel.verify_speakers, the
   cosine above which NeMo calls two utterances the same speaker.
 - cluster_threshold 0.7: the same decision inside a clip, between cluster centroids.
+- calibration: a logistic through 0.5 at that cosine, rising from 0.18 to 0.82 over +-0.05.
+  Not fitted: TitaNet's weights cannot be had here to measure its cosines on real speech.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import numpy as np
 import torch
 
 from speakerlink_server.audio_format import SAMPLE_RATE
-from speakerlink_server.engines.base import Hook, Spans, length_buckets, no_hook, repeat_to, unit_rows
+from speakerlink_server.engines.base import Calibration, Hook, Spans, length_buckets, no_hook, repeat_to, unit_rows
 from speakerlink_server.engines.batching import MicroBatcher
 from speakerlink_server.engines.precision import choose_half
 from speakerlink_server.engines.weights import WeightsUnavailable
@@ -69,6 +71,7 @@ class TitanetEmbedder:
     name = "titanet"
     cluster_threshold = 0.7
     link_threshold = 0.7
+    calibration = Calibration(slope=30.0, offset=-21.0)
 
     def __init__(self, model: str = DEFAULT_MODEL, device: str = "cpu", batch: int = 0) -> None:
         source = locate_weights(model)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from speakerlink_server.engines.base import unit_rows
+from speakerlink_server.engines.base import Calibration, unit_rows
 from speakerlink_server.pipeline.clustering import merge_to
 from speakerlink_server.pipeline.linking import LocalSpeaker, link_speakers
 from speakerlink_server.pipeline.segments import Turn
@@ -27,7 +27,7 @@ class ChunkAnalysis:
 
 
 def join_chunks(
-    clip_index: int, chunks: list[ChunkAnalysis], threshold: float, most: int = 0
+    clip_index: int, chunks: list[ChunkAnalysis], threshold: float, calibration: Calibration, most: int = 0
 ) -> tuple[list[Turn], list[LocalSpeaker]]:
     """The recording's turns and speakers, numbered by first appearance across the chunks.
 
@@ -37,7 +37,7 @@ def join_chunks(
     members = [
         LocalSpeaker(k, s.local_index, s.centroid, s.speech_seconds) for k, c in enumerate(chunks) for s in c.speakers
     ]
-    links = link_speakers(members, threshold, normalise=False)
+    links = link_speakers(members, threshold, calibration, normalise=False)
     of = {(m.clip_index, m.local_index): link.global_index for m, link in zip(members, links, strict=True)}
     if most:
         of = _cap(of, members, most)

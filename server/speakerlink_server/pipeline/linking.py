@@ -27,11 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# Confidence is a logistic of the margin to the bar. Raw cosine: a margin of 0.05 gives about
-# 0.82, 0.1 gives 0.95 (suits GE2E and TitaNet centroid similarities). AS-norm z: a margin of
-# 0.5 gives about 0.82, 1.0 about 0.95.
-CONFIDENCE_SLOPE = 30.0
-CONFIDENCE_SLOPE_Z = 3.0
+from speakerlink_server.engines.base import Calibration
 
 TOP_COHORT = 5       # cohort size for AS-norm
 MIN_COHORT = 8       # fewest other-clip speakers (beyond the pair) for AS-norm to be used
@@ -61,7 +57,8 @@ class Link:
     confidence: float
 
 
-def link_speakers(speakers: list[LocalSpeaker], threshold: float, normalise: bool = True) -> list[Link]:
+def link_speakers(speakers: list[LocalSpeaker], threshold: float, calibration: Calibration,
+                  normalise: bool = True) -> list[Link]:
     """A global speaker index (by first appearance) and a confidence for each local speaker.
 
     normalise=False scores by raw cosine against `threshold` alone: right for the chunks of one
@@ -76,28 +73,28 @@ def link_speakers(speakers: list[LocalSpeaker], threshold: float, normalise: boo
     other_clip = clips[:, None] != clips[None, :]
     cohort = other_clip & ~_surely_same(similarity, clips, threshold + SURE_MARGIN) if normalise else None
     if cohort is None:
-        score, bar, slope = similarity, threshold, CONFIDENCE_SLOPE
+        score, bar = similarity, threshold
     elif int(cohort.sum(axis=1).min()) - 1 >= MIN_COHORT:
         normalised = as_norm(similarity, cohort, TOP_COHORT)
-        bar, slope = LINK_Z, CONFIDENCE_SLOPE_Z
+        bar = LINK_Z
         # Below the cosine floor a pair can never link: its z is capped under the bar (and
         # kept finite, so it still tells how sure a decision not to link is).
         score = np.where(similarity >= threshold, normalised, np.minimum(normalised, bar - FLOOR_Z_GAP))
     else:
-        score, bar, slope = similarity, threshold + SMALL_JOB_MARGIN, CONFIDENCE_SLOPE
+        score, bar = similarity, threshold + SMALL_JOB_MARGIN
     groups = _constrained_complete_linkage(score, clips, bar)
     groups.sort(key=lambda g: min((speakers[i].clip_index, speakers[i].local_index) for i in g))
     group_of = {i: g for g, members in enumerate(groups) for i in members}
+    same = calibration.same_person(similarity)
     links = []
     for i in range(len(speakers)):
         members = [j for j in groups[group_of[i]] if j != i]
         if members:
-            margin = float(score[i, members].min()) - bar
+            confidence = float(same[i, members].min())
         else:
-            # Not linking is right as long as no speaker of another clip clears the bar.
             others = np.flatnonzero(other_clip[i])
-            margin = bar - (float(score[i, others].max()) if others.size else -1.0)
-        links.append(Link(group_of[i], float(1.0 / (1.0 + np.exp(-slope * float(np.clip(margin, -10.0, 10.0)))))))
+            confidence = 1.0 - (float(same[i, others].max()) if others.size else 0.0)
+        links.append(Link(group_of[i], confidence))
     return links
 
 

@@ -107,7 +107,7 @@ def run_pipeline(
     report("link", 1.0 - LINK_SHARE, -1, f"linking speakers across {len(clips)} clips")
     threshold = options.link_threshold if options.HasField("link_threshold") else embedder.link_threshold
     speakers = [s for a in analyses for s in a.speakers]
-    links = link_speakers(speakers, threshold)
+    links = link_speakers(speakers, threshold, embedder.calibration)
     result = assemble(clips, analyses, speakers, links)
     result.summary.link_threshold = threshold
     result.summary.engines.extend([transcriber.name, embedder.name] if transcriber else [segmenter.name, embedder.name])
@@ -214,7 +214,7 @@ def analyse_clip(
     if len(chunks) == 1:
         only = chunks[0]
         return ClipAnalysis(duration, only.turns, [replace(s, clip_index=clip.index) for s in only.speakers], only.warnings)
-    turns, speakers = join_chunks(clip.index, chunks, embedder.link_threshold, most)
+    turns, speakers = join_chunks(clip.index, chunks, embedder.link_threshold, embedder.calibration, most)
     return ClipAnalysis(duration, turns, speakers, [w for c in chunks for w in c.warnings])
 
 
