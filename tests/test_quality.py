@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile
 from conftest import make_config, shared_folder
 from fake_assemblyai import FakeAssemblyAI, labelled_utterances
 from open_set import write_open_set
@@ -116,3 +118,24 @@ def test_transcribed_speakers_link_across_ami_meetings_do_not_regress(transcribi
     # clip stay unlinked, which costs little time but most linked items.
     assert scores.clip_der <= 0.01
     assert scores.global_der <= 0.07
+
+
+def test_a_long_recording_scores_as_its_clips_do(quality_server, tmp_path) -> None:
+    """libri-dev-linking's 16 clips joined three times over into one 21-minute file: analysed
+    in 10-minute chunks linked to each other, it must score within a point of the clips as a job."""
+    folder = shared_folder("libri-dev-linking")
+    reference = read_rttm(folder / "all.rttm")
+    pieces, turns, offset = [], [], 0.0
+    for _ in range(3):
+        for clip in sorted((folder / "audio").glob("*.wav")):
+            wav, rate = soundfile.read(clip, dtype="float32")
+            pieces.append(wav)
+            turns += [(start + offset, end + offset, who) for start, end, who in reference[clip.stem]]
+            offset += wav.size / rate
+    soundfile.write(tmp_path / "joined.wav", np.concatenate(pieces), 16000, subtype="PCM_16")
+    with Client(quality_server.config.address) as client:
+        result = client.diarize([tmp_path / "joined.wav"], timeout=900)
+    scores = score({"joined": turns}, hypothesis_of(result), {"joined": (0.0, offset)})
+    print("\n".join([f"libri-dev-linking joined three times ({offset:.0f} s):", scores.table()]))
+    assert scores.global_der <= 0.0138 + 0.01
+    assert scores.hyp_speakers == 32
