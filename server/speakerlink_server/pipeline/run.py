@@ -47,7 +47,7 @@ TRANSCRIBE_STAGES = {
     "transcribe-completed": 0.85, "embed": 0.88,
 }
 LINK_SHARE = 0.05
-# Clips of a job analysed at once: decoding and VAD overlap, and their windows meet in the
+# Clips of a job analysed at once: decoding and segmentation overlap, and their windows meet in the
 # embedder's device batches. A transcribing job runs the transcriber's own number at once.
 CLIP_THREADS = 4
 WAIT_SLICE_S = 0.2  # how often a waiting clip checks for cancellation
