@@ -122,7 +122,19 @@ def test_speaker_count_options(client: Client, samples) -> None:
     result = client.diarize([samples["meeting.wav"]], max_speakers=1)
     assert len(result.clips[0].speakers) == 1
     result = client.diarize([samples["call.mp3"]], min_speakers=3)
-    assert len(result.clips[0].speakers) >= 3
+    assert len(result.clips[0].speakers) >= 3 and not result.summary.warnings
+
+
+def test_a_count_the_clip_cannot_hold_comes_back_as_a_warning(client: Client, samples, tmp_path) -> None:
+    import soundfile as sf
+
+    wav, rate = sf.read(samples["meeting.wav"], dtype="float32")
+    short = tmp_path / "short.wav"
+    sf.write(short, wav[: 2 * rate], rate)  # one voice, two seconds
+    result = client.diarize([short], num_speakers=4)
+    assert len(result.clips[0].speakers) < 4
+    assert len(result.summary.warnings) == 1 and "4 speakers were asked for" in result.summary.warnings[0]
+    assert result.summary.warnings[0].startswith("short.wav: ")
 
 
 def test_link_threshold_override_keeps_cannot_link(client: Client, samples) -> None:

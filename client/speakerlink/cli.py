@@ -125,6 +125,8 @@ def _run_diarize(client: Client, args: argparse.Namespace) -> pb.DiarizationResu
 
 def _diarize(client: Client, args: argparse.Namespace) -> int:
     result = _run_diarize(client, args)
+    for warning in result.summary.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     _write(client.export(result.job_id, args.format), args.output)
     return 0
 
