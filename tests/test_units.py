@@ -9,7 +9,7 @@ import zipfile
 import numpy as np
 import pytest
 from speakerlink.v1 import speakerlink_pb2 as pb
-from speakerlink_server.engines.base import Calibration, FrameTiming, Segmentation, Utterance, length_buckets, repeat_to
+from speakerlink_server.engines.base import Calibration, FrameTiming, Segmentation, Utterance
 from speakerlink_server.engines.retry import RetryPolicy, call_with_retries, retry_after_seconds
 from speakerlink_server.exporters import export, to_csv, to_rttm, to_srt, to_text, to_vtt
 from speakerlink_server.pipeline.activity import binarize, frame_grid, grid_runs, single_speaker_runs, speaker_count
@@ -145,11 +145,19 @@ def test_windows_cover_one_speaker_stretches() -> None:
     assert grid_runs(np.array([True, True, False, True])) == [(0, 2), (3, 4)]
 
 
-def test_items_batch_by_length_with_their_own_frames_repeated() -> None:
-    assert length_buckets([120, 0, 40, 150, 51], 50) == {150: [0, 3], 50: [2], 100: [4]}
-    assert repeat_to(np.arange(3), 7).tolist() == [0, 1, 2, 0, 1, 2, 0]
+def test_items_of_different_lengths_batch_with_their_own_frames_repeated() -> None:
+    from speakerlink_server.engines.batching import MicroBatcher
 
-
+    seen: list[np.ndarray] = []
+    batcher = MicroBatcher(lambda x: (seen.append(x.copy()), x[:, :2].astype(np.float32))[1], batch=8, name="test")
+    try:
+        items = [np.arange(3), np.arange(0), np.arange(10, 15), np.arange(20, 24)]
+        out = batcher.run_ragged(items, unit=4, group=8, width=2)
+    finally:
+        batcher.close()
+    assert out.tolist() == [[0, 1], [0, 0], [10, 11], [20, 21]]  # the empty item gets a zero row
+    assert sorted(batch.shape for batch in seen) == [(1, 8), (2, 4)]  # 5 rounds up to 8, 3 and 4 to 4
+    assert [0, 1, 2, 0] in [row.tolist() for batch in seen for row in batch]  # repeated, not zero-padded
 @pytest.fixture()
 def result() -> pb.DiarizationResult:
     r = pb.DiarizationResult(job_id="j1")

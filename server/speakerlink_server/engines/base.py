@@ -138,21 +138,5 @@ class Transcriber(Protocol):
         ...
 
 
-def length_buckets(lengths: list[int], unit: int) -> dict[int, list[int]]:
-    """Indices of non-empty items grouped by their length rounded up to a multiple of `unit`,
-    so that items of a group stack into one batch after repeat_to."""
-    buckets: dict[int, list[int]] = {}
-    for i, length in enumerate(lengths):
-        if length:
-            buckets.setdefault(-(-length // unit) * unit, []).append(i)
-    return buckets
-
-
-def repeat_to(rows: np.ndarray, length: int) -> np.ndarray:
-    """`rows` repeated cyclically along its first axis to `length`. Speaker encoders pool mean and
-    spread over time, which repetition leaves almost as they were and zero padding would not."""
-    return rows[np.arange(length) % len(rows)]
-
-
 def unit_rows(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-8)

@@ -8,7 +8,7 @@ speak alone, without the seams of cutting and gluing audio, and overlapping wind
 their filterbank.
 
 Items of different lengths are batched by rounding each up to a multiple of BUCKET_FRAMES and
-repeating its own frames to fill the rest (engines.base.repeat_to).
+repeating its own frames to fill the rest (MicroBatcher.run_ragged).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from speakerlink_server.audio_format import SAMPLE_RATE
-from speakerlink_server.engines.base import Calibration, Hook, Spans, length_buckets, no_hook, repeat_to, unit_rows
+from speakerlink_server.engines.base import Calibration, Hook, Spans, no_hook, unit_rows
 from speakerlink_server.engines.batching import MicroBatcher
 from speakerlink_server.engines.models.campplus import CamPlusPlus
 from speakerlink_server.engines.models.fbank import kaldi_fbank
@@ -99,15 +99,7 @@ class CamppEmbedder:
     def embed(self, wav: np.ndarray, items: list[Spans], hook: Hook = no_hook) -> np.ndarray:
         feats = self.features(wav)
         rows = [_frames(feats, spans) for spans in items]
-        out = np.zeros((len(items), self.dim), dtype=np.float32)
-        done = 0
-        for length, members in length_buckets([len(r) for r in rows], BUCKET_FRAMES).items():
-            for first in range(0, len(members), GROUP):
-                picked = members[first : first + GROUP]
-                out[picked] = self._batcher.run(np.stack([repeat_to(rows[i], length) for i in picked]))
-                done += len(picked)
-                hook(done, len(items))
-        return unit_rows(out)
+        return unit_rows(self._batcher.run_ragged(rows, BUCKET_FRAMES, GROUP, self.dim, hook))
 
 
 def _frames(feats: np.ndarray, spans: Spans) -> np.ndarray:

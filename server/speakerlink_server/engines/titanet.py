@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from speakerlink_server.audio_format import SAMPLE_RATE
-from speakerlink_server.engines.base import Calibration, Hook, Spans, length_buckets, no_hook, repeat_to, unit_rows
+from speakerlink_server.engines.base import Calibration, Hook, Spans, no_hook, unit_rows
 from speakerlink_server.engines.batching import MicroBatcher
 from speakerlink_server.engines.precision import choose_half
 from speakerlink_server.engines.weights import WeightsUnavailable
@@ -119,12 +119,4 @@ class TitanetEmbedder:
 
     def embed(self, wav: np.ndarray, items: list[Spans], hook: Hook = no_hook) -> np.ndarray:
         pieces = [np.concatenate([wav[a:b] for a, b in spans]) if spans else wav[:0] for spans in items]
-        out = np.zeros((len(items), self.dim), dtype=np.float32)
-        done = 0
-        for length, members in length_buckets([p.size for p in pieces], BUCKET_SAMPLES).items():
-            for first in range(0, len(members), GROUP_ROWS):
-                picked = members[first : first + GROUP_ROWS]
-                out[picked] = self._batcher.run(np.stack([repeat_to(pieces[i], length) for i in picked]))
-                done += len(picked)
-                hook(done, len(items))
-        return unit_rows(out)
+        return unit_rows(self._batcher.run_ragged(pieces, BUCKET_SAMPLES, GROUP_ROWS, self.dim, hook))
