@@ -13,8 +13,6 @@ repeating its own frames to fill the rest (MicroBatcher.run_ragged).
 
 from __future__ import annotations
 
-import logging
-
 import numpy as np
 import torch
 
@@ -24,8 +22,6 @@ from speakerlink_server.engines.batching import MicroBatcher
 from speakerlink_server.engines.models.campplus import CamPlusPlus
 from speakerlink_server.engines.models.fbank import kaldi_fbank
 from speakerlink_server.engines.precision import choose_half, voiced_probe
-
-log = logging.getLogger(__name__)
 
 SHIFT = SAMPLE_RATE // 100  # samples between fbank frames
 FRAME = SAMPLE_RATE * 25 // 1000  # samples in one fbank frame

@@ -10,8 +10,6 @@ windows, so nothing is averaged across windows here.
 
 from __future__ import annotations
 
-import logging
-
 import numpy as np
 import torch
 
@@ -19,8 +17,6 @@ from speakerlink_server.audio_format import SAMPLE_RATE
 from speakerlink_server.engines.base import FrameTiming, Hook, Segmentation, no_hook
 from speakerlink_server.engines.batching import MicroBatcher
 from speakerlink_server.engines.models.pyannet import PyanNet, powerset_mapping
-
-log = logging.getLogger(__name__)
 
 # Windows per forward pass. On a CPU 8 windows run as fast per window as 32 (35-40 ms each on
 # one thread), and the first SincNet layer's output, 5 MB a window, stays small; a GPU fills
@@ -44,16 +40,11 @@ class Segmentation3:
         with torch.inference_mode():
             frames = self._model(torch.zeros(1, 1, self._window, device=device)).shape[1]
         self.timing = FrameTiming(shape["frame_start"], shape["frame_step"], shape["frame_duration"], frames)
-        # fp16 is not used: on 32 windows of real speech on an H200 its frame probabilities kept a
-        # cosine of only 0.99983 with fp32 (0.9999 is the bar), though 99.94 % of frames kept their
-        # class. The segmenter is a small part of a job's GPU time (benchmarks/gpu_speed.py).
-        self.half = False
         self.batch = batch or BATCH["cuda" if device.startswith("cuda") else "cpu"]
         self._batcher = MicroBatcher(self._forward, self.batch, self.name)
 
     def describe(self) -> str:
-        precision = "fp16" if self.half else "fp32"
-        return f"{self.timing.count} frames per {self.window_seconds:g} s window, on {self.device}, {precision}, batches of {self.batch}"
+        return f"{self.timing.count} frames per {self.window_seconds:g} s window, on {self.device}, fp32, batches of {self.batch}"
 
     def close(self) -> None:
         self._batcher.close()
@@ -83,7 +74,10 @@ class Segmentation3:
         return Segmentation(out, starts, self.timing, self._powerset, wav.size / SAMPLE_RATE)
 
     def _forward(self, windows: np.ndarray) -> np.ndarray:
-        return self._infer(torch.from_numpy(windows), self.half).numpy()
+        # fp32 always: on 32 windows of real speech on an H200, fp16 frame probabilities kept a
+        # cosine of only 0.99983 with fp32 (0.9999 is the bar), though 99.94 % of frames kept
+        # their class; the segmenter is a small part of a job's GPU time (benchmarks/gpu_speed.py).
+        return self._infer(torch.from_numpy(windows), half=False).numpy()
 
     def _infer(self, windows: torch.Tensor, half: bool) -> torch.Tensor:
         windows = windows.to(self.device)
