@@ -70,15 +70,8 @@ def single_speaker_runs(activity: np.ndarray, grid: FrameGrid, count: np.ndarray
     cuts = np.zeros(grid.size, dtype=bool)
     at = grid.index[:, 1:][changed]
     cuts[at[at < grid.size]] = True
-    one = count == 1
     runs: list[tuple[int, int]] = []
-    start = -1
-    for g in range(grid.size):
-        if start >= 0 and (not one[g] or cuts[g]):
-            runs.append((start, g))
-            start = -1
-        if one[g] and start < 0:
-            start = g
-    if start >= 0:
-        runs.append((start, grid.size))
+    for first, end in grid_runs(count == 1):
+        edges = [first, *(np.flatnonzero(cuts[first + 1 : end]) + first + 1).tolist(), end]
+        runs += list(zip(edges[:-1], edges[1:], strict=True))
     return runs

@@ -39,9 +39,10 @@ from speakerlink_server.pipeline.voices import transcribed_speakers
 from speakerlink_server.pipeline.windows import WindowParams, centres, run_windows, sample_spans
 
 # Where each stage starts within a clip's share of the progress percent; linking takes the
-# last LINK_SHARE of the job. Diarizing: decode 5 %, segmentation 45 %, embedding 45 %,
-# clustering 5 % of the clip's work on a CPU. Transcribing: mostly waiting for the transcriber.
-DIARIZE_STAGES = {"decode": 0.0, "segment": 0.05, "embed": 0.50, "cluster": 0.95}
+# last LINK_SHARE of the job. Diarizing on a CPU (benchmarks/gpu_speed.py): decoding runs
+# along with the rest, segmentation takes about 27 % of a clip's time, embedding 67 %,
+# clustering and labelling 3 %. Transcribing: mostly waiting for the transcriber.
+DIARIZE_STAGES = {"decode": 0.0, "segment": 0.03, "embed": 0.30, "cluster": 0.97}
 TRANSCRIBE_STAGES = {
     "transcribe-uploading": 0.0, "transcribe-queued": 0.10, "transcribe-processing": 0.20,
     "transcribe-completed": 0.85, "embed": 0.88,
@@ -55,8 +56,9 @@ WAIT_SLICE_S = 0.2  # how often a waiting clip checks for cancellation
 Report = Callable[[str, float, int, str], None]
 """report(stage, fraction of the whole job done, clip index or -1, message)."""
 # The segmenter's 10 s windows slide by this many seconds: each frame is seen by two windows.
-# Identity comes from the embedder's short windows, so a finer step buys little (1 s and 2.5 s
-# measured no better, benchmarks/QUALITY.md) and costs CPU time in proportion.
+# Identity comes from the embedder's short windows, so a finer step buys little and costs CPU
+# time in proportion: 2.5 s scored the same, 1 s 0.7 points better on ami-train and 1 point
+# worse on libri-dev-linking (benchmarks/QUALITY.md).
 STEP_S = 5.0
 WINDOWS = WindowParams()
 TURNS = TurnParams()
