@@ -40,7 +40,7 @@ def test_weights_with_a_wrong_sha256_are_refused(tmp_path) -> None:
         start_server(make_config(tmp_path / "data", segmentation_model=str(damaged)))
     served = subprocess.run(
         [sys.executable, "-m", "speakerlink_server", "--port", "0", "--data-dir", str(tmp_path / "d"),
-         "--campplus-model", str(damaged)],
+         "--campplus-model", str(damaged), "--titanet-model", ""],
         capture_output=True, text=True, timeout=120, cwd=ROOT,
     )
     assert served.returncode == 2
