@@ -7,8 +7,8 @@ speech in all (a long recording's decoded pieces are embedded apart and averaged
 - Longest first, because long turns are the ones least likely to hold another voice: short
   utterances are often backchannels, interruptions or overlap at a turn change.
 - VOICE_SECONDS = 30: speaker-verification embeddings are scored on utterances of about
-  4-10 s (VoxCeleb trials average about 8 s), and averaging window embeddings stops helping
-  well before half a minute of clean speech, while the cost grows with every second.
+  4-10 s (VoxCeleb trials average about 8 s), and a longer stretch stops helping well
+  before half a minute of clean speech, while the cost grows with every second.
 - EDGE_SECONDS is trimmed from both ends of each turn: word timestamps put turn boundaries
   where the previous speaker may still be trailing off.
 - Stretches where another labelled speaker talks too are left out: overlapped speech is two
