@@ -137,8 +137,7 @@ def main() -> None:
             job, what = (lambda: whole_job(path, segmenter, embedder)), "whole job from a 16-bit WAV, decoding included"
         else:
             job, what = (lambda: decoded_job(audio, segmenter, embedder)), "whole job from decoded samples (no ffmpeg here)"
-        whole_job_short = np.tile(speech, 1)[: 60 * SAMPLE_RATE]
-        decoded_job(whole_job_short, segmenter, embedder)  # warm-up: kernels, cudnn plans, allocator
+        decoded_job(speech[: 60 * SAMPLE_RATE], segmenter, embedder)  # warm-up: kernels, cudnn plans, allocator
         for attempt in range(2):
             if device == "cuda":
                 torch.cuda.reset_peak_memory_stats()

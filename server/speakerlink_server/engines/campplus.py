@@ -16,15 +16,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from speakerlink_server.audio_format import SAMPLE_RATE
 from speakerlink_server.engines.base import Calibration, Hook, Spans, no_hook, unit_rows
 from speakerlink_server.engines.batching import MicroBatcher
 from speakerlink_server.engines.models.campplus import CamPlusPlus
+from speakerlink_server.engines.models.fbank import FRAME_LENGTH as FRAME
+from speakerlink_server.engines.models.fbank import FRAME_SHIFT as SHIFT
 from speakerlink_server.engines.models.fbank import kaldi_fbank
 from speakerlink_server.engines.precision import choose_half, voiced_probe
 
-SHIFT = SAMPLE_RATE // 100  # samples between fbank frames
-FRAME = SAMPLE_RATE * 25 // 1000  # samples in one fbank frame
 BLOCK_FRAMES = 6000  # 60 s of frames per filterbank pass
 BUCKET_FRAMES = 50  # 0.5 s: items are padded by repetition to a multiple of this
 # Items per forward pass. On a CPU, 573 windows of 1.5 s took 15.2 / 10.6 / 9.9 s in batches of

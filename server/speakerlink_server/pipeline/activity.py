@@ -24,11 +24,13 @@ class FrameGrid:
     step: float
     first_centre: float  # seconds
 
+    def edge(self, g: int) -> float:
+        """Seconds where grid frame g begins (and frame g - 1 ends)."""
+        return self.first_centre + (g - 0.5) * self.step
+
     def spans(self, frames: np.ndarray) -> list[tuple[float, float]]:
         """(start, end) seconds of each run of True in a boolean vector over the grid."""
-        half = self.step / 2
-        return [(self.first_centre + a * self.step - half, self.first_centre + (b - 1) * self.step + half)
-                for a, b in grid_runs(frames)]
+        return [(self.edge(a), self.edge(b)) for a, b in grid_runs(frames)]
 
 
 def grid_runs(frames: np.ndarray) -> list[tuple[int, int]]:

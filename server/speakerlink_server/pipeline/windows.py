@@ -48,7 +48,7 @@ def run_windows(runs: list[tuple[int, int]], grid: FrameGrid, params: WindowPara
 def sample_spans(frames: list[tuple[int, int]], grid: FrameGrid) -> list[Spans]:
     """Each (first, end) of grid frames as a one-span item to embed."""
     def sample(g: int) -> int:
-        return max(0, int(round((grid.first_centre + (g - 0.5) * grid.step) * SAMPLE_RATE)))
+        return max(0, int(round(grid.edge(g) * SAMPLE_RATE)))
 
     return [[(sample(a), sample(b))] for a, b in frames]
 
