@@ -10,8 +10,9 @@ field uses (md-eval / dscore): a 0.25 s collar on each side of every reference b
 - Linking looks at each reference (clip, speaker) item and the global label that covers most
   of its speech. A false merge is a pair of items of different people, in different clips,
   with one label; a false split is a pair of items of one person, in different clips, with
-  different labels. An item is linked exactly when its label groups it with precisely the
-  items of the same person.
+  different labels. Pair precision is the share of the cross-clip pairs with one label that are
+  one person. An item is linked exactly when its label groups it with precisely the items of
+  the same person.
 """
 
 from __future__ import annotations
@@ -78,10 +79,16 @@ class Linking:
     exact: int  # items whose label groups them with exactly their own person's items
     false_merges: int  # pairs across clips
     false_splits: int
+    links: int = 0  # pairs of items in different clips given one label, right or wrong
 
     @property
     def accuracy(self) -> float:
         return self.exact / self.items if self.items else 1.0
+
+    @property
+    def pair_precision(self) -> float:
+        """Of the cross-clip pairs given one label, the share that are one person."""
+        return (self.links - self.false_merges) / self.links if self.links else 1.0
 
 
 @dataclass
@@ -125,7 +132,8 @@ class Report:
             f"speakers               {self.hyp_speakers} found, {self.ref_speakers} true; exact in "
             f"{self.exact_count_clips} of {len(self.clips)} clips, mean error {self.count_error:.2f} per clip",
             f"linking                {100 * link.accuracy:.1f}% of {link.items} (clip, speaker) items exact; "
-            f"{link.false_merges} false merges, {link.false_splits} false splits (pairs across clips)",
+            f"{link.false_merges} false merges, {link.false_splits} false splits (pairs across clips), "
+            f"pair precision {100 * link.pair_precision:.1f}%",
         ]
         if self.audio_seconds:
             rows.append(
@@ -137,6 +145,7 @@ class Report:
     def to_dict(self) -> dict:
         out = asdict(self)
         out["linking"]["accuracy"] = self.linking.accuracy
+        out["linking"]["pair_precision"] = self.linking.pair_precision
         out |= {"exact_count_clips": self.exact_count_clips, "count_error": self.count_error,
                 "real_time_factor": self.real_time_factor}
         return out
@@ -184,15 +193,17 @@ def linking(reference: Turns, hypothesis: Turns) -> Linking:
         same_person = {item for item in label if item[1] == who}
         same_label = {item for item, lab in label.items() if found is not None and lab == found}
         exact += found is not None and same_person == same_label
-    merges = splits = 0
+    merges = splits = links = 0
     for (a, la), (b, lb) in combinations(label.items(), 2):
         if a[0] == b[0]:
             continue  # one clip: a matter of diarization, not linking
+        linked = la is not None and la == lb
+        links += linked
         if a[1] == b[1]:
-            splits += la is None or la != lb
+            splits += not linked
         else:
-            merges += la is not None and la == lb
-    return Linking(items=len(label), exact=exact, false_merges=merges, false_splits=splits)
+            merges += linked
+    return Linking(items=len(label), exact=exact, false_merges=merges, false_splits=splits, links=links)
 
 
 def _annotation(turns: list[tuple[float, float, str]], offset: float = 0.0, into: Annotation | None = None) -> Annotation:
