@@ -35,7 +35,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from speakerlink import Client  # noqa: E402
 from speakerlink_server.engines import titanet  # noqa: E402
-from speakerlink_server.pipeline.windows import speech_windows  # noqa: E402
+from speakerlink_server.pipeline.windows import WindowParams  # noqa: E402
 
 from benchmarks._server import server_process  # noqa: E402
 from benchmarks.realtime_factor import RATE, ten_minutes  # noqa: E402
@@ -43,17 +43,18 @@ from benchmarks.titanet_models import build_titanet  # noqa: E402
 from benchmarks.upload_memory import peak_rss_during  # noqa: E402
 
 WARM_UP_SECONDS = 60
+WINDOW = WindowParams()  # the windows the pipeline embeds
 MiB = 2**20
 
 
 def throughput(model: Path, device: str, speech: np.ndarray, batches: list[int], count: int) -> None:
     """Print one row per batch size: TitanetEmbedder.embed speed on `count` windows of `speech`."""
-    windows = speech_windows([(0.0, len(speech) / RATE)], titanet.TitanetEmbedder.window_seconds,
-                             titanet.TitanetEmbedder.hop_seconds, titanet.TitanetEmbedder.min_window_seconds)[:count]
-    covered = (windows[-1][1] - windows[0][0]) / RATE
+    size, hop = round(WINDOW.seconds * RATE), round(WINDOW.hop_seconds * RATE)
+    windows = [[(start, start + size)] for start in range(0, len(speech) - size + 1, hop)][:count]
+    covered = (windows[-1][0][1] - windows[0][0][0]) / RATE
     cuda = device == "cuda"
-    print(f"embedding throughput on {device}, {len(windows)} windows of {titanet.TitanetEmbedder.window_seconds} s "
-          f"(hop {titanet.TitanetEmbedder.hop_seconds} s, {covered:.0f} s of audio), {torch.get_num_threads()} threads")
+    print(f"embedding throughput on {device}, {len(windows)} windows of {WINDOW.seconds} s "
+          f"(hop {WINDOW.hop_seconds} s, {covered:.0f} s of audio), {torch.get_num_threads()} threads")
     print(f"{'batch':>6} {'windows/s':>10} {'window-s/s':>11} {'audio s/s':>10}" + (f" {'peak alloc':>11} {'reserved':>10}" if cuda else ""))
     for batch in batches:
         embedder = titanet.TitanetEmbedder(str(model), device, batch)
@@ -63,7 +64,7 @@ def throughput(model: Path, device: str, speech: np.ndarray, batches: list[int],
         started = time.perf_counter()
         embedder.embed(speech, windows)
         rate = len(windows) / (time.perf_counter() - started)
-        row = f"{batch:>6} {rate:>10.1f} {rate * embedder.window_seconds:>11.1f} {rate * covered / len(windows):>10.1f}"
+        row = f"{batch:>6} {rate:>10.1f} {rate * WINDOW.seconds:>11.1f} {rate * covered / len(windows):>10.1f}"
         if cuda:
             row += f" {torch.cuda.max_memory_allocated() / MiB:>8.0f}MiB {torch.cuda.memory_reserved() / MiB:>7.0f}MiB"
         print(row, flush=True)
@@ -114,7 +115,7 @@ def main() -> None:
     nemo_logging.setLevel(nemo_logging.ERROR)  # keeps NeMo's notice on each model load out of the table
 
     ten, source = ten_minutes()
-    needed = max(args.seconds, args.windows * titanet.TitanetEmbedder.hop_seconds + titanet.TitanetEmbedder.window_seconds)
+    needed = max(args.seconds, args.windows * WINDOW.hop_seconds + WINDOW.seconds)
     speech = np.resize(ten, int(np.ceil(needed * RATE)))  # repeats the ten minutes where more is needed
     with tempfile.TemporaryDirectory() as tmp:
         model = Path(tmp) / "titanet-large-random.nemo"
