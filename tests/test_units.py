@@ -13,9 +13,10 @@ from speakerlink_server.engines.base import Calibration, FrameTiming, Segmentati
 from speakerlink_server.engines.retry import RetryPolicy, call_with_retries, retry_after_seconds
 from speakerlink_server.exporters import export, to_csv, to_rttm, to_srt, to_text, to_vtt
 from speakerlink_server.pipeline.activity import binarize, frame_grid, grid_runs, single_speaker_runs, speaker_count
-from speakerlink_server.pipeline.clustering import ClusteringParams, CountBounds, cluster_windows
+from speakerlink_server.pipeline.clustering import ClusteringParams, CountBounds, cluster_windows, count_warning
 from speakerlink_server.pipeline.linking import LocalSpeaker, link_speakers
-from speakerlink_server.pipeline.reconstruct import TurnParams, label_frames, to_turns
+from speakerlink_server.pipeline.reconstruct import TurnParams, frame_labels, label_frames, to_turns
+from speakerlink_server.pipeline.slots import UNASSIGNED, SlotParams, assign_by_frames, attach, unassigned_slots
 from speakerlink_server.pipeline.voices import MAX_MONOLOGUES, VOICE_SECONDS, voice_spans, without
 from speakerlink_server.pipeline.windows import WindowParams, run_windows, sample_spans
 
@@ -78,8 +79,9 @@ def test_clustering_honours_counts() -> None:
 def test_a_count_the_audio_cannot_hold_is_a_warning() -> None:
     one = voices(1)[0][None]
     clusters = cluster_windows(one, CountBounds(exact=3), ClusteringParams(0.5))
-    assert clusters.labels.tolist() == [0] and "3 speakers were asked for" in clusters.warning
-    assert cluster_windows(one, CountBounds(max=3), ClusteringParams(0.5)).warning == ""
+    assert clusters.labels.tolist() == [0]
+    assert "3 speakers were asked for" in count_warning(CountBounds(exact=3), len(clusters.centroids))
+    assert count_warning(CountBounds(max=3), 1) == ""
 
 
 def test_a_few_stray_windows_fold_into_their_speaker_but_a_distinct_short_voice_stays() -> None:
@@ -107,23 +109,54 @@ def test_overlap_carries_both_speakers() -> None:
     seg = segmentation([[1, 1, 1, 4, 4, 2, 2, 2], [4, 1, 1, 1, 1, 0, 0, 0]], [0.0, 2.0])
     activity = binarize(seg)
     grid = frame_grid(seg)
-    count = speaker_count(activity, grid)
+    count = speaker_count(seg, grid)
     assert count.tolist() == [1, 1, 1, 2, 2, 1, 1, 1, 1, 0, 0, 0]
     runs = single_speaker_runs(activity, grid, count)
     assert runs == [(0, 3), (5, 9)]
     # One window labelled A in A's stretch, one labelled B in B's: the overlap gets both.
-    speaking = label_frames(runs, np.array([1.5, 7.0]), np.array([0, 1]), activity, grid, count, 2)
+    frame_label = frame_labels(runs, np.array([1.5, 7.0]), np.array([0, 1]), grid.size)
+    assign = assign_by_frames(activity, grid, frame_label, 2)
+    assert assign.tolist() == [[0, 1, UNASSIGNED], [1, UNASSIGNED, UNASSIGNED]]
+    speaking = label_frames(frame_label, assign, activity, grid, count, 2)
     assert speaking[:, 0].tolist() == [True] * 5 + [False] * 7
     assert speaking[:, 1].tolist() == [False] * 3 + [True] * 6 + [False] * 3
     turns = to_turns(speaking, grid, offset=10.0, duration=6.0, params=TurnParams(bridge_seconds=0.0))
     assert [(t.start, t.end, t.speaker) for t in turns] == [(10.0, 12.5, 0), (11.5, 14.5, 1)]
 
 
+def test_a_voice_heard_only_in_overlap_gets_a_speaker_never_its_windows_other_one() -> None:
+    # One window, frames every 0.5 s: slot 0 alone (labelled speaker 0), then slots 0 and 1 together for 2 s.
+    seg = segmentation([[1, 1, 1, 1, 4, 4, 4, 4]], [0.0])
+    activity, grid = binarize(seg), frame_grid(seg)
+    frame_label = np.array([0, 0, 0, 0, -1, -1, -1, -1])
+    assign = assign_by_frames(activity, grid, frame_label, 1)
+    assert assign.tolist() == [[0, UNASSIGNED, UNASSIGNED]]
+    slots = unassigned_slots(activity, grid, assign, SlotParams())
+    assert slots == [(0, 1)]
+    a, b, c = voices(3)
+
+    def attached(voice: np.ndarray, centroids: np.ndarray, most: int = 0) -> tuple[list, int]:
+        found, cents = attach(assign, slots, voice[None], centroids, activity, grid, CountBounds(max=most), 0.5,
+                              SlotParams())
+        return found.tolist(), len(cents)
+
+    # Like a known speaker who is not in the window: that speaker.
+    assert attached(b, np.vstack([a, b])) == ([[0, 1, UNASSIGNED]], 2)
+    # Like the speaker of the window's other slot only: a new speaker, not the same one twice.
+    assert attached(a, a[None]) == ([[0, 1, UNASSIGNED]], 2)
+    # Unlike everyone: a new speaker, unless the count asked for is already reached.
+    assert attached(c, np.vstack([a, b])) == ([[0, 2, UNASSIGNED]], 3)
+    assert attached(c, np.vstack([a, b]), most=2) == ([[0, UNASSIGNED, UNASSIGNED]], 2)
+    # Too little speech to be a person of its own.
+    assert attach(assign, slots, c[None], a[None], activity, grid, CountBounds(), 0.5,
+                  SlotParams(new_speaker_seconds=4.0))[0].tolist() == [[0, UNASSIGNED, UNASSIGNED]]
+
+
 def test_a_change_of_speaker_without_a_pause_cuts_a_stretch() -> None:
     seg = segmentation([[1, 1, 2, 2, 0]], [0.0])
     activity = binarize(seg)
     grid = frame_grid(seg)
-    assert single_speaker_runs(activity, grid, speaker_count(activity, grid)) == [(0, 2), (2, 4)]
+    assert single_speaker_runs(activity, grid, speaker_count(seg, grid)) == [(0, 2), (2, 4)]
 
 
 def test_pauses_shorter_than_the_bridge_stay_inside_a_turn() -> None:

@@ -52,14 +52,18 @@ def frame_grid(segmentation: Segmentation) -> FrameGrid:
     return FrameGrid(index, index < size, size, timing.step, first)
 
 
-def speaker_count(activity: np.ndarray, grid: FrameGrid) -> np.ndarray:
-    """How many speakers talk in each grid frame: the windows' counts averaged, then rounded.
-    Shape: (grid.size,)."""
-    total = np.zeros(grid.size)
-    seen = np.zeros(grid.size)
-    np.add.at(total, grid.index[grid.valid], activity.sum(axis=2)[grid.valid])
-    np.add.at(seen, grid.index[grid.valid], 1.0)
-    return np.rint(total / np.maximum(seen, 1.0)).astype(np.int64)
+def speaker_count(segmentation: Segmentation, grid: FrameGrid) -> np.ndarray:
+    """How many speakers talk in each grid frame: the likeliest count once each count's
+    probability (summed over the powerset classes with that many speakers) is averaged over
+    the windows that see the frame. Averaging probabilities rather than each window's decided
+    count lets two windows that both half-hear a second voice add up to an overlap, with no
+    threshold to tune (benchmarks/QUALITY.md). Shape: (grid.size,)."""
+    sizes = segmentation.powerset.sum(axis=1).astype(np.int64)
+    per_count = np.stack([np.exp(segmentation.log_probs[..., sizes == n]).sum(axis=2)
+                          for n in range(sizes.max() + 1)], axis=2)  # (windows, frames, counts)
+    total = np.zeros((grid.size, per_count.shape[2]))
+    np.add.at(total, grid.index[grid.valid], per_count[grid.valid])
+    return total.argmax(axis=1)
 
 
 def single_speaker_runs(activity: np.ndarray, grid: FrameGrid, count: np.ndarray) -> list[tuple[int, int]]:

@@ -48,19 +48,18 @@ class ClusteringParams:
 class Clusters:
     labels: np.ndarray  # shape: (num_windows,), 0..k-1 by first appearance
     centroids: np.ndarray  # shape: (k, dim), unit rows
-    warning: str = ""  # set when the audio could not hold the requested count
 
 
 def cluster_windows(embeddings: np.ndarray, bounds: CountBounds, params: ClusteringParams) -> Clusters:
     n = len(embeddings)
     if n <= 1:
         labels = np.zeros(n, dtype=int)
-        return Clusters(labels, unit_rows(embeddings), _count_warning(bounds, n))
+        return Clusters(labels, unit_rows(embeddings))
     if n > MAX_LINKAGE_WINDOWS:
         subset = np.linspace(0, n - 1, MAX_LINKAGE_WINDOWS).round().astype(int)
         fitted = cluster_windows(embeddings[subset], bounds, params)
         labels = _renumber((embeddings @ fitted.centroids.T).argmax(axis=1))
-        return Clusters(labels, centroids(embeddings, labels), fitted.warning)
+        return Clusters(labels, centroids(embeddings, labels))
     tree = linkage(embeddings, method="average", metric="cosine")
     lo, hi = (bounds.exact, bounds.exact) if bounds.exact else (bounds.min or 1, bounds.max or n)
     labels = fcluster(tree, t=1.0 - params.threshold, criterion="distance")
@@ -71,7 +70,7 @@ def cluster_windows(embeddings: np.ndarray, bounds: CountBounds, params: Cluster
     elif found < lo:
         labels = fcluster(tree, t=lo, criterion="maxclust")
     labels = _renumber(labels)
-    return Clusters(labels, centroids(embeddings, labels), _count_warning(bounds, int(labels.max()) + 1))
+    return Clusters(labels, centroids(embeddings, labels))
 
 
 def merge_to(rows: np.ndarray, labels: np.ndarray, count: int) -> np.ndarray:
@@ -124,7 +123,8 @@ def _renumber(labels: np.ndarray) -> np.ndarray:
     return np.array([order[label] for label in labels.tolist()], dtype=int)
 
 
-def _count_warning(bounds: CountBounds, found: int) -> str:
+def count_warning(bounds: CountBounds, found: int) -> str:
+    """What to tell the caller when `found` speakers fall short of the count asked for, or ""."""
     wanted = bounds.exact or bounds.min
     if not wanted or found >= wanted:
         return ""

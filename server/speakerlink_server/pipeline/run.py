@@ -31,10 +31,11 @@ from speakerlink_server.engines.base import Embedder, Hook, Segmenter, Transcrib
 from speakerlink_server.pipeline import audio
 from speakerlink_server.pipeline.activity import binarize, frame_grid, grid_runs, single_speaker_runs, speaker_count
 from speakerlink_server.pipeline.chunks import ChunkAnalysis, join_chunks
-from speakerlink_server.pipeline.clustering import ClusteringParams, CountBounds, cluster_windows
+from speakerlink_server.pipeline.clustering import ClusteringParams, CountBounds, cluster_windows, count_warning
 from speakerlink_server.pipeline.linking import LocalSpeaker, link_speakers
-from speakerlink_server.pipeline.reconstruct import TurnParams, label_frames, to_turns
+from speakerlink_server.pipeline.reconstruct import TurnParams, frame_labels, label_frames, to_turns
 from speakerlink_server.pipeline.segments import Turn, speech_seconds
+from speakerlink_server.pipeline.slots import SlotParams, assign_by_frames, attach, slot_spans, unassigned_slots
 from speakerlink_server.pipeline.voices import transcribed_speakers
 from speakerlink_server.pipeline.windows import WindowParams, centres, run_windows, sample_spans
 
@@ -62,6 +63,7 @@ Report = Callable[[str, float, int, str], None]
 STEP_S = 5.0
 WINDOWS = WindowParams()
 TURNS = TurnParams()
+SLOTS = SlotParams()
 
 
 @dataclass(frozen=True)
@@ -234,7 +236,7 @@ def analyse_chunk(
     segmentation = segmenter.segment(wav, STEP_S, hook)
     activity = binarize(segmentation)  # shape: (num_windows, num_frames, local_speakers)
     grid = frame_grid(segmentation)
-    count = speaker_count(activity, grid)  # shape: (grid.size,)
+    count = speaker_count(segmentation, grid)  # shape: (grid.size,)
     runs = single_speaker_runs(activity, grid, count)
     windows = run_windows(runs, grid, WINDOWS)
     if not windows and (count > 0).any():  # too little speech for a window: one voice of what there is
@@ -244,11 +246,22 @@ def analyse_chunk(
     embeddings = embedder.embed(wav, sample_spans(windows, grid), hook)  # shape: (num_windows, dim)
     stage("cluster", f"clustering {where}")
     clusters = cluster_windows(embeddings, bounds, ClusteringParams(embedder.cluster_threshold))
-    speaking = label_frames(runs, centres(windows), clusters.labels, activity, grid, count, len(clusters.centroids))
+    frame_label = frame_labels(runs, centres(windows), clusters.labels, grid.size)
+    assign = assign_by_frames(activity, grid, frame_label, len(clusters.centroids))
+    slots = unassigned_slots(activity, grid, assign, SLOTS)
+    centroids = clusters.centroids
+    if slots:
+        voices = embedder.embed(wav, slot_spans(activity, grid, slots))
+        assign, centroids = attach(assign, slots, voices, centroids, activity, grid, bounds,
+                                   embedder.cluster_threshold, SLOTS)
+    speaking = label_frames(frame_label, assign, activity, grid, count, len(centroids))
+    heard = speaking.any(axis=0)  # a new speaker may lose every frame to the others' votes
+    speaking, centroids = speaking[:, heard], centroids[heard]
     turns = to_turns(speaking, grid, offset, wav.size / SAMPLE_RATE, TURNS)
-    speech = speech_seconds(turns, len(clusters.centroids))
-    speakers = [LocalSpeaker(-1, i, centroid, float(speech[i])) for i, centroid in enumerate(clusters.centroids)]
-    warnings = [f"{where}: {clusters.warning}"] if clusters.warning else []
+    speech = speech_seconds(turns, len(centroids))
+    speakers = [LocalSpeaker(-1, i, centroid, float(speech[i])) for i, centroid in enumerate(centroids)]
+    warning = count_warning(bounds, len(centroids))
+    warnings = [f"{where}: {warning}"] if warning else []
     return ChunkAnalysis(turns, speakers, warnings)
 
 
