@@ -3,7 +3,8 @@
 Per clip, several clips at a time, either
 - diarization: decode -> segment (local speakers per frame of sliding 10 s windows) -> binarize,
   count speakers per frame, and find one-speaker stretches -> embed short windows of those ->
-  cluster -> label every frame, overlapped ones with two speakers -> turns; or
+  cluster -> give each window's local slots a speaker (pipeline.slots) -> label every frame,
+  overlapped ones with two speakers -> turns; or
 - transcription: the transcriber's speaker-labelled utterances define the local speakers ->
   a voiceprint per speaker from their longest monologues, decoded chunk by chunk (pipeline.voices).
 Then all clips' local speakers are linked into global speakers, and the result message is
@@ -244,14 +245,14 @@ def analyse_chunk(
         runs = windows
     hook = stage("embed", f"embedding {len(windows)} windows of {where}")
     embeddings = embedder.embed(wav, sample_spans(windows, grid), hook)  # shape: (num_windows, dim)
-    stage("cluster", f"clustering {where}")
+    hook = stage("cluster", f"clustering {where}")
     clusters = cluster_windows(embeddings, bounds, ClusteringParams(embedder.cluster_threshold))
     frame_label = frame_labels(runs, centres(windows), clusters.labels, grid.size)
     assign = assign_by_frames(activity, grid, frame_label, len(clusters.centroids))
     slots = unassigned_slots(activity, grid, assign, SLOTS)
     centroids = clusters.centroids
     if slots:
-        voices = embedder.embed(wav, slot_spans(activity, grid, slots))
+        voices = embedder.embed(wav, slot_spans(activity, grid, slots), hook)
         assign, centroids = attach(assign, slots, voices, centroids, activity, grid, bounds,
                                    embedder.cluster_threshold, SLOTS)
     speaking = label_frames(frame_label, assign, activity, grid, count, len(centroids))
