@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import signal
@@ -10,6 +11,8 @@ import threading
 from collections.abc import Sequence
 from concurrent import futures
 from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TextIO
 
 import grpc
 import torch
@@ -32,6 +35,10 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Speakerlink"].full_name
 QUICK_CALL_THREADS = 8
 
 
+class StartupError(Exception):
+    """The server cannot start as configured; the message says why and what to do."""
+
+
 @dataclass
 class RunningServer:
     server: grpc.Server
@@ -40,6 +47,7 @@ class RunningServer:
     store: JobStore
     engines: Engines
     health: health.HealthServicer
+    lock: TextIO  # holds the data dir's lock while the server runs
 
     def stop(self, grace: float | None = None) -> None:
         self.health.enter_graceful_shutdown()
@@ -47,42 +55,79 @@ class RunningServer:
         self.server.stop(self.config.grace_seconds if grace is None else grace).wait()
         self.engines.close()
         self.store.close()
+        self.lock.close()
+
+
+def lock_data_dir(data_dir: Path) -> TextIO:
+    """An exclusive lock on the data dir for as long as the returned file stays open: a second
+    server on the same folder would requeue, and run again, the jobs the first is running."""
+    handle = open(data_dir / "server.lock", "a+")  # held open by RunningServer
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise StartupError(f"another speakerlink server is using the data dir {data_dir}; "
+                           "stop it, or give this one its own --data-dir") from None
+    handle.truncate(0)
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
 
 
 def start_server(config: ServerConfig) -> RunningServer:
+    """Everything that can refuse to start (the data dir's lock, the port) is checked before
+    the models load, so a misconfigured second server fails in a moment."""
     torch.set_num_threads(config.torch_threads or os.cpu_count() or 1)
     config.jobs_dir.mkdir(parents=True, exist_ok=True)
-    engines = load_engines(config)
+    lock = lock_data_dir(config.data_dir)
+    try:
+        threads = config.max_streams + QUICK_CALL_THREADS
+        server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="speakerlink-rpc"),
+            maximum_concurrent_rpcs=threads * 4,
+            options=[
+                ("grpc.max_receive_message_length", MAX_CHUNK_BYTES + 64 * 1024),  # + framing of the chunk
+                # gRPC shares ports by default: a second server would bind a busy port and take
+                # half of the first one's calls.
+                ("grpc.so_reuseport", 0),
+            ],
+        )
+        config = replace(config, port=_bind(server, config.address))
+        engines = load_engines(config)
+    except BaseException:
+        lock.close()
+        raise
     store = JobStore(config.db_path)
     jobs = JobManager(config, store, engines)
-    threads = config.max_streams + QUICK_CALL_THREADS
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="speakerlink-rpc"),
-        maximum_concurrent_rpcs=threads * 4,
-        options=[("grpc.max_receive_message_length", MAX_CHUNK_BYTES + 64 * 1024)],  # + framing of the chunk
-    )
     pb_grpc.add_SpeakerlinkServicer_to_server(SpeakerlinkServicer(config, store, jobs, engines), server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-    port = server.add_insecure_port(config.address)
-    if port == 0:
-        raise RuntimeError(f"could not bind {config.address}")
-    config = replace(config, port=port)
     jobs.start()
     server.start()
     for name in ("", SERVICE_NAME):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info("speakerlink listening on %s (engines: %s; device %s)", config.address,
              ", ".join(f"{i.name}{'*' if i.active else ''}" for i in engines.infos if i.available), engines.device)
-    return RunningServer(server, config, jobs, store, engines, health_servicer)
+    return RunningServer(server, config, jobs, store, engines, health_servicer, lock)
+
+
+def _bind(server: grpc.Server, address: str) -> int:
+    try:
+        port = server.add_insecure_port(address)
+    except RuntimeError:
+        port = 0
+    if port == 0:
+        raise StartupError(f"cannot listen on {address}: the port is in use, or the host is not an address of "
+                           "this machine; choose another with --port or --host")
+    return port
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         running = start_server(parse_config(argv))
-    except WeightsUnavailable as exc:
+    except (WeightsUnavailable, StartupError) as exc:
         print(f"speakerlink: cannot start: {exc}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
     print(f"speakerlink server ready on {running.config.address}", flush=True)

@@ -1,0 +1,38 @@
+"""Starting a server: what it refuses, before it loads any model."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import ROOT, make_config
+
+from speakerlink_server.main import StartupError, start_server
+
+
+def test_a_busy_port_and_a_data_dir_in_use_are_refused(server, tmp_path) -> None:
+    started = time.monotonic()
+    with pytest.raises(StartupError, match=f"cannot listen on 127.0.0.1:{server.config.port}: the port is in use"):
+        start_server(make_config(tmp_path / "other", port=server.config.port))
+    with pytest.raises(StartupError, match="another speakerlink server is using the data dir"):
+        start_server(make_config(server.config.data_dir))
+    assert time.monotonic() - started < 5, "refusals come before the models load"
+
+
+def test_the_data_dir_is_free_again_once_its_server_stops(tmp_path) -> None:
+    first = start_server(make_config(tmp_path))
+    first.stop(grace=0)
+    second = start_server(make_config(tmp_path))
+    second.stop(grace=0)
+
+
+def test_serve_exits_non_zero_on_a_busy_port(server, tmp_path) -> None:
+    served = subprocess.run(
+        [sys.executable, "-m", "speakerlink_server", "--port", str(server.config.port), "--data-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=120, cwd=ROOT,
+    )
+    assert served.returncode == 2
+    assert "cannot start" in served.stderr and "port is in use" in served.stderr
+    assert "ready" not in served.stdout
