@@ -14,6 +14,7 @@ Also prints how close fp16 stays to fp32 on real speech for both models.
 from __future__ import annotations
 
 import argparse
+import math
 import shutil
 import sys
 import tempfile
@@ -70,7 +71,7 @@ def whole_job(path: Path, segmenter, embedder) -> tuple[float, StageClock]:
     clock = StageClock()
     started = time.perf_counter()
     run.run_pipeline([run.ClipInput(0, path.name, path, 1.0)], pb.DiarizeOptions(), segmenter, embedder, None,
-                     clock.report, lambda: None, 600.0)
+                     clock.report, lambda: None, 600.0, math.inf)
     if torch.cuda.is_available():
         torch.cuda.synchronize()
     clock.close()

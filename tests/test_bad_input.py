@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import struct
 import subprocess
 import threading
 import time
@@ -19,7 +20,9 @@ from speakerlink.options import diarize_options
 from speakerlink.upload import CHUNK_BYTES, build_config
 from speakerlink.v1 import speakerlink_pb2 as pb
 from speakerlink.v1 import speakerlink_pb2_grpc as pb_grpc
+from speakerlink_server.errors import ServiceError
 from speakerlink_server.main import start_server
+from speakerlink_server.pipeline import audio
 
 
 @pytest.fixture(autouse=True)
@@ -354,3 +357,38 @@ def test_streams_beyond_the_limit_are_refused_and_quick_calls_still_answer(own_s
             except LimitExceededError:
                 assert time.monotonic() < deadline, "the cancelled streams never gave their slots back"
                 time.sleep(0.1)
+
+
+def wav_declaring(path: Path, rate: int, data: bytes) -> Path:
+    """An 8-bit mono WAV whose header says `rate` samples a second."""
+    fmt = b"WAVEfmt " + struct.pack("<IHHIIHH", 16, 1, 1, rate, rate, 1, 8) + b"data" + struct.pack("<I", len(data))
+    path.write_bytes(b"RIFF" + struct.pack("<I", len(fmt) + len(data)) + fmt + data)
+    return path
+
+
+def test_a_header_that_declares_hours_in_a_few_kilobytes_is_refused_at_once(client: Client, tmp_path: Path) -> None:
+    bomb = wav_declaring(tmp_path / "bomb.wav", 1, bytes([128]) * 36000)  # ten hours at 1 Hz
+    started = time.monotonic()
+    err = expect(InvalidInputError, "UNSUPPORTED_SAMPLE_RATE", client, [bomb])
+    assert time.monotonic() - started < 1.0
+    assert "1 Hz" in err.message and err.clip_name == "bomb.wav"
+
+
+def test_audio_over_the_clip_and_job_limits_is_refused_before_it_runs(own_server, samples) -> None:
+    # The sample clips last 35.6-38.7 s.
+    server = own_server(max_clip_seconds=37.0, max_job_seconds=60.0)
+    with Client(server.config.address, timeout=30) as client:
+        limits = client.info().limits
+        assert (limits.max_clip_seconds, limits.max_job_seconds) == (37.0, 60.0)
+        err = expect(LimitExceededError, "AUDIO_TOO_LONG", client, [samples["meeting.wav"], samples["interview.flac"]])
+        assert err.clip_name == "interview.flac" and "37 s per clip" in err.message
+        err = expect(LimitExceededError, "JOB_TOO_LONG", client, [samples["meeting.wav"], samples["call.mp3"]])
+        assert "72 s of audio" in err.message and "60 s per job" in err.message
+        assert client.diarize([samples["call.mp3"]]).summary.clips == 1
+
+
+def test_decoding_stops_past_the_limit_whatever_the_header_says(samples) -> None:
+    with pytest.raises(ServiceError) as info:
+        for _ in audio.stream(samples["meeting.wav"], 0, "meeting.wav", chunk_seconds=5.0, max_seconds=12.0):
+            pass
+    assert info.value.code == "AUDIO_TOO_LONG" and "12 s per clip" in str(info.value)

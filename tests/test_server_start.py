@@ -8,7 +8,6 @@ import time
 
 import pytest
 from conftest import ROOT, make_config
-
 from speakerlink_server.main import StartupError, start_server
 
 

@@ -212,7 +212,8 @@ def _info(client: Client, args: argparse.Namespace) -> int:
     for engine in info.engines:
         mark = "*" if engine.active else ("+" if engine.available else "-")
         print(f"  {mark} {engine.name:<12} {engine.kind:<10} {engine.reason}")
-    print(f"limits: {limits.max_clips} clips, {limits.max_file_bytes / 2**20:.0f} MiB per file, "
+    print(f"limits: {limits.max_clips} clips, {limits.max_file_bytes / 2**20:.0f} MiB and "
+          f"{limits.max_clip_seconds / 3600:g} h of audio per file, {limits.max_job_seconds / 3600:g} h per job, "
           f"{limits.workers} worker(s), {limits.max_queued_jobs} queued jobs, results kept {limits.job_ttl_seconds // 3600} h, "
           f"{limits.max_streams} uploads/watchers at once, uploads cut off after {limits.upload_idle_seconds:g} s of silence")
     print(f"formats: {', '.join(info.formats)}")

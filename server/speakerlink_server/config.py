@@ -23,6 +23,11 @@ class ServerConfig:
     data_dir: Path = Path("speakerlink-data")
     max_clips: int = 10
     max_file_bytes: int = 100 * MIB
+    # Audio seconds per clip and per job, checked from each file's declared duration before a
+    # job is accepted (a small file can declare days of audio) and again while decoding. Long
+    # recordings (F14) run in chunks; 4 hours a clip and 8 a job leave room for a day's meetings.
+    max_clip_seconds: float = 4 * 3600.0
+    max_job_seconds: float = 8 * 3600.0
     workers: int = 1
     max_queued_jobs: int = 16
     # Uploads and job watchers hold an RPC thread each while they run; beyond this many, new ones
@@ -76,6 +81,8 @@ _ENV = {
     "data_dir": ("SPEAKERLINK_DATA_DIR", "UPLOAD_FOLDER"),
     "max_clips": ("SPEAKERLINK_MAX_CLIPS", None),
     "max_file_bytes": ("SPEAKERLINK_MAX_FILE_BYTES", "MAX_CONTENT_LENGTH"),
+    "max_clip_seconds": ("SPEAKERLINK_MAX_CLIP_SECONDS", None),
+    "max_job_seconds": ("SPEAKERLINK_MAX_JOB_SECONDS", None),
     "workers": ("SPEAKERLINK_WORKERS", None),
     "max_queued_jobs": ("SPEAKERLINK_MAX_QUEUED_JOBS", None),
     "max_streams": ("SPEAKERLINK_MAX_STREAMS", None),
@@ -105,6 +112,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", type=Path, help="uploads, job records and results (env UPLOAD_FOLDER)")
     parser.add_argument("--max-clips", type=int, help="clips per request (default 10)")
     parser.add_argument("--max-file-bytes", type=int, help="bytes per file (default 100 MiB; env MAX_CONTENT_LENGTH)")
+    parser.add_argument("--max-clip-seconds", type=float, help="seconds of audio per clip (default 14400, 4 h)")
+    parser.add_argument("--max-job-seconds", type=float, help="seconds of audio per job, all clips (default 28800, 8 h)")
     parser.add_argument("--workers", type=int, help="jobs processed at once (default 1)")
     parser.add_argument("--max-queued-jobs", type=int, help="jobs waiting before new ones are refused (default 16)")
     parser.add_argument("--max-streams", type=int, help="uploads and job watchers served at once (default 32)")

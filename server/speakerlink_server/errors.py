@@ -177,6 +177,35 @@ def truncated_audio(index: int, name: str, decoded: float, declared: float) -> S
     )
 
 
+def audio_too_long(index: int, name: str, seconds: float, limit: float) -> ServiceError:
+    return ServiceError(
+        grpc.StatusCode.RESOURCE_EXHAUSTED, "AUDIO_TOO_LONG",
+        f"{seconds:.0f} s of audio is over the limit of {limit:.0f} s per clip",
+        (f"The server is configured with max_clip_seconds={limit:g}; the length comes from the file's header.",),
+        ("Cut the recording into shorter clips, or raise --max-clip-seconds on the server.",),
+        **_clip(index, name),
+    )
+
+
+def job_too_long(seconds: float, limit: float) -> ServiceError:
+    return ServiceError(
+        grpc.StatusCode.RESOURCE_EXHAUSTED, "JOB_TOO_LONG",
+        f"the clips hold {seconds:.0f} s of audio together, over the limit of {limit:.0f} s per job",
+        (f"The server is configured with max_job_seconds={limit:g}.",),
+        ("Send fewer or shorter clips, or raise --max-job-seconds on the server.",),
+    )
+
+
+def unsupported_sample_rate(index: int, name: str, rate: int, lowest: int, highest: int) -> ServiceError:
+    return ServiceError(
+        grpc.StatusCode.INVALID_ARGUMENT, "UNSUPPORTED_SAMPLE_RATE",
+        f"the file declares a sample rate of {rate} Hz; recordings use {lowest}-{highest} Hz",
+        ("A header with an impossible sample rate is a damaged or crafted file.",),
+        ("Re-export the audio at a usual rate, e.g. `ffmpeg -i in.wav -ar 16000 -ac 1 out.wav`.",),
+        **_clip(index, name),
+    )
+
+
 def queue_full(limit: int) -> ServiceError:
     return ServiceError(
         grpc.StatusCode.RESOURCE_EXHAUSTED, "QUEUE_FULL", f"the job queue is full ({limit} jobs waiting)",

@@ -222,7 +222,8 @@ class JobManager:
             embedder = self._engines.embedder(options.engine)
             transcriber = self._engines.transcriber_for(options)
             result = run_pipeline(
-                clips, options, self._engines.segmenter, embedder, transcriber, report, check_cancelled, self._config.chunk_seconds
+                clips, options, self._engines.segmenter, embedder, transcriber, report, check_cancelled, self._config.chunk_seconds,
+                self._config.max_clip_seconds,
             )
         except JobCancelled:
             if self._stopping and not live.cancel_requested:

@@ -20,7 +20,13 @@ from speakerlink_server.exporters import FORMATS, export
 from speakerlink_server.jobs import JobManager
 from speakerlink_server.pipeline import audio
 from speakerlink_server.store import JobStore
-from speakerlink_server.uploads import MAX_CHUNK_BYTES, IdleLimitedStream, receive_clips, validate_config
+from speakerlink_server.uploads import (
+    MAX_CHUNK_BYTES,
+    IdleLimitedStream,
+    check_durations,
+    receive_clips,
+    validate_config,
+)
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +49,7 @@ class SpeakerlinkServicer(pb_grpc.SpeakerlinkServicer):
                 max_clips=c.max_clips, max_file_bytes=c.max_file_bytes, max_queued_jobs=c.max_queued_jobs,
                 workers=c.workers, max_chunk_bytes=MAX_CHUNK_BYTES, job_ttl_seconds=c.job_ttl_seconds,
                 max_streams=c.max_streams, upload_idle_seconds=c.upload_idle_seconds,
+                max_clip_seconds=c.max_clip_seconds, max_job_seconds=c.max_job_seconds,
             ),
             formats=c.formats,
             default_link_threshold=self._engines.embedder("auto").link_threshold,
@@ -64,8 +71,7 @@ class SpeakerlinkServicer(pb_grpc.SpeakerlinkServicer):
                 clips = receive_clips(
                     requests, config, self._jobs.audio_dir(job_id), self._config.max_file_bytes, self._config.min_free_bytes
                 )
-            for clip in clips:
-                audio.probe(clip.path, clip.index, clip.name)
+            check_durations(clips, [audio.probe(c.path, c.index, c.name) for c in clips], self._config)
             record = self._store.create(job_id, config, self._config.job_ttl_seconds)
             try:
                 position = self._jobs.submit(record)

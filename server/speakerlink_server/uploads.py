@@ -25,6 +25,7 @@ from speakerlink.v1 import speakerlink_pb2 as pb
 from speakerlink_server import errors
 from speakerlink_server.config import ServerConfig
 from speakerlink_server.engines.registry import Engines
+from speakerlink_server.pipeline import audio
 
 # The largest audio chunk a client may send: gRPC's default message limit. The SDK sends 256 KiB.
 MAX_CHUNK_BYTES = 4 * 1024 * 1024
@@ -143,6 +144,18 @@ def _validate_options(options: pb.DiarizeOptions, engines: Engines) -> None:
         raise errors.invalid_config(f"link_threshold must be a cosine similarity in [-1, 1], got {options.link_threshold}")
     engines.embedder(options.engine)
     engines.transcriber_for(options)
+
+
+def check_durations(clips: list[StoredClip], probes: list[audio.Probe], limits: ServerConfig) -> None:
+    """Refuse the job when a clip's or all clips' declared audio is over the limits, before it is
+    queued: a few kilobytes can declare days of audio. Decoding checks again (pipeline.audio),
+    for files that declare no length or lie about it."""
+    for clip, probe in zip(clips, probes, strict=True):
+        if probe.declared_seconds is not None and probe.declared_seconds > limits.max_clip_seconds:
+            raise errors.audio_too_long(clip.index, clip.name, probe.declared_seconds, limits.max_clip_seconds)
+    total = sum(p.declared_seconds or 0.0 for p in probes)
+    if total > limits.max_job_seconds:
+        raise errors.job_too_long(total, limits.max_job_seconds)
 
 
 def check_free_space(folder: Path, needed: int, reserve: int) -> None:

@@ -8,6 +8,7 @@ declares (ffprobe; for WAV, the RIFF header, since ffprobe derives WAV length fr
 from __future__ import annotations
 
 import json
+import math
 import struct
 import subprocess
 import threading
@@ -24,6 +25,9 @@ from speakerlink_server.audio_format import SAMPLE_RATE
 # encoders pad and round frame counts, and headers of streamed files can be loose.
 TRUNCATION_TOLERANCE_S = 0.5
 TRUNCATION_TOLERANCE_RATIO = 0.02
+# Sample rates recordings use, from narrowband telephony to studio masters. A header outside
+# them is damaged or crafted: 1 Hz makes a 36 KB WAV declare ten hours.
+LOWEST_RATE, HIGHEST_RATE = 8000, 384000
 
 
 @dataclass(frozen=True)
@@ -33,10 +37,11 @@ class Probe:
 
 
 def probe(path: Path, index: int, name: str) -> Probe:
-    """Check that the file has an audio stream ffmpeg can read; raises NOT_AUDIO otherwise."""
+    """Check that the file has an audio stream ffmpeg can read at a sample rate recordings use;
+    raises NOT_AUDIO or UNSUPPORTED_SAMPLE_RATE otherwise."""
     proc = subprocess.run(
         ["ffprobe", "-v", "error", "-select_streams", "a:0", "-show_entries",
-         "stream=codec_name,duration:format=duration", "-of", "json", str(path)],
+         "stream=codec_name,duration,sample_rate:format=duration", "-of", "json", str(path)],
         capture_output=True, text=True, timeout=60,
     )
     if proc.returncode != 0:
@@ -45,6 +50,9 @@ def probe(path: Path, index: int, name: str) -> Probe:
     streams = info.get("streams") or []
     if not streams:
         raise errors.not_audio(index, name, "no audio stream")
+    rate = _float(streams[0].get("sample_rate"))
+    if rate is not None and not LOWEST_RATE <= rate <= HIGHEST_RATE:
+        raise errors.unsupported_sample_rate(index, name, int(rate), LOWEST_RATE, HIGHEST_RATE)
     declared = _float(streams[0].get("duration")) or _float(info.get("format", {}).get("duration"))
     riff = _riff_declared_fraction(path)
     if riff is not None and declared is not None:
@@ -59,10 +67,12 @@ def decode(path: Path, index: int, name: str) -> np.ndarray:
 
 
 def stream(
-    path: Path, index: int, name: str, chunk_seconds: float | None, info: Probe | None = None
+    path: Path, index: int, name: str, chunk_seconds: float | None, info: Probe | None = None,
+    max_seconds: float = math.inf,
 ) -> Iterator[tuple[float, np.ndarray]]:
     """(offset seconds, samples) chunks of chunk_seconds (None: one chunk), decoded as they are
-    read, so a long recording never sits in memory whole. The truncation check runs at the end."""
+    read, so a long recording never sits in memory whole. Decoding stops with AUDIO_TOO_LONG
+    past max_seconds, whatever the header said. The truncation check runs at the end."""
     info = info or probe(path, index, name)
     proc = subprocess.Popen(
         ["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-map", "0:a:0",
@@ -80,6 +90,8 @@ def stream(
         while data := proc.stdout.read(step if step is not None else -1):
             usable = len(data) - len(data) % 4
             samples = np.frombuffer(data[:usable], dtype=np.float32).copy()  # writable, for torch
+            if (total + samples.size) / SAMPLE_RATE > max_seconds:
+                raise errors.audio_too_long(index, name, (total + samples.size) / SAMPLE_RATE, max_seconds)
             if samples.size:
                 yield total / SAMPLE_RATE, samples
             total += samples.size

@@ -92,6 +92,7 @@ def run_pipeline(
     report: Report,
     check_cancelled: Callable[[], None],
     chunk_seconds: float,
+    max_clip_seconds: float,
 ) -> pb.DiarizationResult:
     started = time.monotonic()
     count = options.speakers
@@ -100,11 +101,11 @@ def run_pipeline(
     if transcriber is None:
         bounds = CountBounds(count.exact, count.min, count.max)
         analyse = functools.partial(analyse_clip, bounds=bounds, segmenter=segmenter, embedder=embedder,
-                                    chunk_seconds=chunk_seconds)
+                                    chunk_seconds=chunk_seconds, max_seconds=max_clip_seconds)
     else:
         request = TranscriptionRequest(options.language, count.exact, count.min, count.max)
         analyse = functools.partial(transcribe_clip, request=request, transcriber=transcriber, embedder=embedder,
-                                    chunk_seconds=chunk_seconds, wait=progress.wait)
+                                    chunk_seconds=chunk_seconds, max_seconds=max_clip_seconds, wait=progress.wait)
     with ThreadPoolExecutor(max_workers=min(threads, len(clips)), thread_name_prefix="speakerlink-clip") as pool:
         futures = [pool.submit(analyse, clip, stage=functools.partial(progress.stage, clip.index)) for clip in clips]
         analyses = progress.gather(futures)
@@ -199,6 +200,7 @@ def analyse_clip(
     embedder: Embedder,
     chunk_seconds: float,
     stage: Callable[..., Hook],
+    max_seconds: float,
 ) -> ClipAnalysis:
     """Diarize one clip; a recording longer than chunk_seconds a chunk at a time (pipeline.chunks)."""
     info = audio.probe(clip.path, clip.index, clip.name)
@@ -209,7 +211,7 @@ def analyse_clip(
     most = bounds.exact or bounds.max
     # A chunk may hold fewer speakers than the recording: chunks get the count as a maximum only.
     chunk_bounds = bounds if parts == 1 else CountBounds(max=most)
-    with contextlib.closing(audio.stream(clip.path, clip.index, clip.name, chunk_seconds, info)) as pieces:
+    with contextlib.closing(audio.stream(clip.path, clip.index, clip.name, chunk_seconds, info, max_seconds)) as pieces:
         for offset, wav in pieces:
             part = functools.partial(stage, part=(min(len(chunks), parts - 1), parts))
             end = offset + wav.size / SAMPLE_RATE
@@ -274,6 +276,7 @@ def transcribe_clip(
     chunk_seconds: float,
     wait: Callable[[float], None],
     stage: Callable[[str, str], None],
+    max_seconds: float,
 ) -> ClipAnalysis:
     try:
         utterances = transcriber.transcribe(clip.path, request, stage, wait)
@@ -282,7 +285,7 @@ def transcribe_clip(
     found = len({u.speaker for u in utterances})
     stage("embed", f"embedding the voices of {found} speaker{'s' if found != 1 else ''} in {clip.name}")
     info = audio.probe(clip.path, clip.index, clip.name)
-    with contextlib.closing(audio.stream(clip.path, clip.index, clip.name, chunk_seconds, info)) as pieces:
+    with contextlib.closing(audio.stream(clip.path, clip.index, clip.name, chunk_seconds, info, max_seconds)) as pieces:
         speakers = transcribed_speakers(clip.index, pieces, info.declared_seconds or math.inf, utterances, embedder)
     return ClipAnalysis(speakers.duration, speakers.turns, speakers.speakers)
 
