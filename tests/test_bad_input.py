@@ -179,6 +179,13 @@ def test_bad_options_are_refused_by_the_server(server, samples) -> None:
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
+@pytest.mark.parametrize("options", [{"num_speakers": 2147483647}, {"min_speakers": 101}])
+def test_impossible_speaker_counts_are_refused(client: Client, samples, options) -> None:
+    err = expect(InvalidInputError, "INVALID_CONFIG", client, [samples["call.mp3"]], **options)
+    assert "at most 100" in err.message
+    assert client.info().limits.max_speakers == 100
+
+
 def test_unknown_engine(client: Client, samples) -> None:
     expect(InvalidInputError, "UNKNOWN_ENGINE", client, [samples["call.mp3"]], engine="nonesuch")
 

@@ -22,6 +22,7 @@ from speakerlink_server.pipeline import audio
 from speakerlink_server.store import JobStore
 from speakerlink_server.uploads import (
     MAX_CHUNK_BYTES,
+    MAX_SPEAKERS,
     IdleLimitedStream,
     check_durations,
     receive_clips,
@@ -49,7 +50,7 @@ class SpeakerlinkServicer(pb_grpc.SpeakerlinkServicer):
                 max_clips=c.max_clips, max_file_bytes=c.max_file_bytes, max_queued_jobs=c.max_queued_jobs,
                 workers=c.workers, max_chunk_bytes=MAX_CHUNK_BYTES, job_ttl_seconds=c.job_ttl_seconds,
                 max_streams=c.max_streams, upload_idle_seconds=c.upload_idle_seconds,
-                max_clip_seconds=c.max_clip_seconds, max_job_seconds=c.max_job_seconds,
+                max_clip_seconds=c.max_clip_seconds, max_job_seconds=c.max_job_seconds, max_speakers=MAX_SPEAKERS,
             ),
             formats=c.formats,
             default_link_threshold=self._engines.embedder("auto").link_threshold,

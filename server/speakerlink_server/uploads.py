@@ -29,6 +29,9 @@ from speakerlink_server.pipeline import audio
 
 # The largest audio chunk a client may send: gRPC's default message limit. The SDK sends 256 KiB.
 MAX_CHUNK_BYTES = 4 * 1024 * 1024
+# Speaker counts above this are mistakes (e.g. 2147483647), not meetings: a count asks the
+# clustering to find that many voices, and a too-large one only splits people into pieces.
+MAX_SPEAKERS = 100
 
 
 _END = object()
@@ -134,6 +137,9 @@ def _validate_options(options: pb.DiarizeOptions, engines: Engines) -> None:
     count = options.speakers
     if min(count.exact, count.min, count.max) < 0:
         raise errors.invalid_config("speaker counts cannot be negative")
+    if max(count.exact, count.min) > MAX_SPEAKERS:
+        raise errors.invalid_config(f"a speaker count of {max(count.exact, count.min)} is more than a recording "
+                                    f"can hold; this server takes at most {MAX_SPEAKERS}")
     if count.exact and (count.min or count.max):
         raise errors.invalid_config("give either an exact speaker count or min/max, not both")
     if count.min and count.max and count.min > count.max:

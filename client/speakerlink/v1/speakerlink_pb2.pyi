@@ -61,7 +61,7 @@ class EngineInfo(_message.Message):
     def __init__(self, name: _Optional[str] = ..., kind: _Optional[str] = ..., available: _Optional[bool] = ..., active: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class Limits(_message.Message):
-    __slots__ = ("max_clips", "max_file_bytes", "max_queued_jobs", "workers", "max_chunk_bytes", "job_ttl_seconds", "max_streams", "upload_idle_seconds", "max_clip_seconds", "max_job_seconds")
+    __slots__ = ("max_clips", "max_file_bytes", "max_queued_jobs", "workers", "max_chunk_bytes", "job_ttl_seconds", "max_streams", "upload_idle_seconds", "max_clip_seconds", "max_job_seconds", "max_speakers")
     MAX_CLIPS_FIELD_NUMBER: _ClassVar[int]
     MAX_FILE_BYTES_FIELD_NUMBER: _ClassVar[int]
     MAX_QUEUED_JOBS_FIELD_NUMBER: _ClassVar[int]
@@ -72,6 +72,7 @@ class Limits(_message.Message):
     UPLOAD_IDLE_SECONDS_FIELD_NUMBER: _ClassVar[int]
     MAX_CLIP_SECONDS_FIELD_NUMBER: _ClassVar[int]
     MAX_JOB_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    MAX_SPEAKERS_FIELD_NUMBER: _ClassVar[int]
     max_clips: int
     max_file_bytes: int
     max_queued_jobs: int
@@ -82,7 +83,8 @@ class Limits(_message.Message):
     upload_idle_seconds: float
     max_clip_seconds: float
     max_job_seconds: float
-    def __init__(self, max_clips: _Optional[int] = ..., max_file_bytes: _Optional[int] = ..., max_queued_jobs: _Optional[int] = ..., workers: _Optional[int] = ..., max_chunk_bytes: _Optional[int] = ..., job_ttl_seconds: _Optional[int] = ..., max_streams: _Optional[int] = ..., upload_idle_seconds: _Optional[float] = ..., max_clip_seconds: _Optional[float] = ..., max_job_seconds: _Optional[float] = ...) -> None: ...
+    max_speakers: int
+    def __init__(self, max_clips: _Optional[int] = ..., max_file_bytes: _Optional[int] = ..., max_queued_jobs: _Optional[int] = ..., workers: _Optional[int] = ..., max_chunk_bytes: _Optional[int] = ..., job_ttl_seconds: _Optional[int] = ..., max_streams: _Optional[int] = ..., upload_idle_seconds: _Optional[float] = ..., max_clip_seconds: _Optional[float] = ..., max_job_seconds: _Optional[float] = ..., max_speakers: _Optional[int] = ...) -> None: ...
 
 class ServiceInfo(_message.Message):
     __slots__ = ("version", "engines", "device", "limits", "formats", "default_link_threshold")
