@@ -7,6 +7,7 @@ import struct
 import subprocess
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import grpc
@@ -154,12 +155,45 @@ def test_client_disconnect_mid_upload_removes_partial_files(server, samples) -> 
     wait_until_empty(server.config.jobs_dir)
 
 
-def test_unknown_job(client: Client) -> None:
-    for call in (client.get_result, client.cancel, client.delete, lambda j: client.export(j, "rttm"),
-                 lambda j: list(client.watch(j))):
-        with pytest.raises(NotFoundError) as info:
-            call("no-such-job")
-        assert info.value.code == "JOB_NOT_FOUND"
+JOB_CALLS = ("get_result", "cancel", "delete", "export", "watch")
+
+
+def call_about_job(client: Client, name: str, job_id: str) -> None:
+    method = getattr(client, name)
+    if name == "export":
+        method(job_id, "rttm")
+    elif name == "watch":
+        list(method(job_id))
+    else:
+        method(job_id)
+
+
+@pytest.mark.parametrize("call", JOB_CALLS)
+def test_unknown_job(client: Client, call: str) -> None:
+    with pytest.raises(NotFoundError) as info:
+        call_about_job(client, call, uuid.uuid4().hex)
+    assert info.value.code == "JOB_NOT_FOUND"
+
+
+@pytest.mark.parametrize("call", JOB_CALLS)
+@pytest.mark.parametrize("job_id", ["no-such-job", "../" * 20, "a" * 1_000_000])
+def test_malformed_job_ids_are_refused_with_a_short_typed_error(client: Client, call: str, job_id: str) -> None:
+    with pytest.raises(InvalidInputError) as info:
+        call_about_job(client, call, job_id)
+    assert info.value.code == "INVALID_JOB_ID" and len(info.value.message) < 300
+
+
+def test_huge_strings_in_a_request_get_a_short_typed_error(client: Client, server, samples) -> None:
+    err = expect(InvalidInputError, "INVALID_CONFIG", client, [samples["call.mp3"]], engine="x" * 1_000_000)
+    assert len(err.message) < 300
+    config = build_config([samples["call.mp3"]], pb.DiarizeOptions())
+    config.clips[0].name = "n" * 1_000_000 + ".mp3"
+    with grpc.insecure_channel(server.config.address) as channel:
+        with pytest.raises(grpc.RpcError) as info:
+            list(pb_grpc.SpeakerlinkStub(channel).Diarize(iter([pb.DiarizeRequest(config=config)]), timeout=10))
+    err = error_from_rpc(info.value)
+    assert isinstance(err, InvalidInputError) and err.code == "INVALID_CONFIG"
+    assert "at most 255" in err.message and len(err.message) < 300
 
 
 @pytest.mark.parametrize(

@@ -61,8 +61,10 @@ def test_errors_are_explained(server, tmp_path: Path) -> None:
     proc = cli(server, "diarize", str(empty), check=False)
     assert proc.returncode == 1
     assert "EMPTY_FILE" in proc.stderr and "try:" in proc.stderr
-    proc = cli(server, "export", "nope", check=False)
+    proc = cli(server, "export", "0" * 32, check=False)
     assert proc.returncode == 1 and "JOB_NOT_FOUND" in proc.stderr
+    proc = cli(server, "export", "nope", check=False)
+    assert proc.returncode == 1 and "INVALID_JOB_ID" in proc.stderr
     proc = cli(server, "diarize", str(tmp_path / "missing.wav"), check=False)
     assert proc.returncode == 2 and "no such file" in proc.stderr
 

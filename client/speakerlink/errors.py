@@ -116,7 +116,10 @@ def error_from_detail(detail: pb.ErrorDetail, job_id: str = "") -> SpeakerlinkEr
 
 def error_from_rpc(err: grpc.RpcError, job_id: str = "") -> SpeakerlinkError:
     """The exception for a failed call, using the ErrorDetail packed in its status if any."""
-    status = rpc_status.from_call(err) if hasattr(err, "trailing_metadata") else None
+    try:
+        status = rpc_status.from_call(err) if hasattr(err, "trailing_metadata") else None
+    except ValueError:  # a status that disagrees with the call's own code or message
+        status = None
     if status is not None:
         for any_detail in status.details:
             if any_detail.Is(pb.ErrorDetail.DESCRIPTOR):

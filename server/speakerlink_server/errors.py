@@ -14,6 +14,15 @@ from grpc_status import rpc_status
 from speakerlink.v1 import speakerlink_pb2 as pb
 
 DOMAIN = "speakerlink.v1"
+# An error travels in gRPC's trailing metadata, whose size is limited (8 KiB by default): past
+# it the status code is lost. Whatever a request sent is echoed at most this long.
+MAX_ECHO_CHARS = 200
+MAX_MESSAGE_CHARS = 1000
+
+
+def shorten(text: str, limit: int = MAX_ECHO_CHARS) -> str:
+    """`text` cut to `limit` characters, marked where it was cut."""
+    return text if len(text) <= limit else f"{text[: limit - 1]}…"
 
 
 class ServiceError(Exception):
@@ -27,6 +36,7 @@ class ServiceError(Exception):
         clip_index: int = -1,
         clip_name: str = "",
     ) -> None:
+        message = shorten(message, MAX_MESSAGE_CHARS)
         super().__init__(message)
         self.status = status
         self.code = code
@@ -34,7 +44,7 @@ class ServiceError(Exception):
         self.troubleshooting = troubleshooting
         self.recovery = recovery
         self.clip_index = clip_index
-        self.clip_name = clip_name
+        self.clip_name = shorten(clip_name)
 
     def detail(self) -> pb.ErrorDetail:
         return pb.ErrorDetail(
@@ -296,6 +306,14 @@ def transcription_timeout(transcript_id: str, seconds: float) -> ServiceError:
 
 
 # ------------------------------------------------------------------ jobs
+
+
+def invalid_job_id(job_id: str) -> ServiceError:
+    return ServiceError(
+        grpc.StatusCode.INVALID_ARGUMENT, "INVALID_JOB_ID", f"{shorten(job_id)!r} is not a job id",
+        ("Job ids are the 32 hexadecimal characters the server gave when it accepted the job.",),
+        ("Check the id; `speakerlink diarize` prints it as it starts.",),
+    )
 
 
 def job_not_found(job_id: str) -> ServiceError:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import shutil
 import threading
 import uuid
@@ -30,6 +31,7 @@ from speakerlink_server.uploads import (
 )
 
 log = logging.getLogger(__name__)
+JOB_ID = re.compile(r"[0-9a-f]{32}")
 
 
 class SpeakerlinkServicer(pb_grpc.SpeakerlinkServicer):
@@ -112,6 +114,7 @@ class SpeakerlinkServicer(pb_grpc.SpeakerlinkServicer):
             self._streams.release()
 
     def _watch(self, job_id: str, context: grpc.ServicerContext) -> Iterator[pb.JobEvent]:
+        _check_job_id(job_id, context)
         try:
             yield from self._jobs.events(job_id, context.is_active)
         except errors.ServiceError as exc:
@@ -130,6 +133,7 @@ class SpeakerlinkServicer(pb_grpc.SpeakerlinkServicer):
         return export(result, request.format, clip_index)
 
     def _result(self, job_id: str, context: grpc.ServicerContext) -> pb.DiarizationResult:
+        _check_job_id(job_id, context)
         record = self._store.get(job_id)
         if record is None:
             errors.job_not_found(job_id).abort(context)
@@ -140,12 +144,21 @@ class SpeakerlinkServicer(pb_grpc.SpeakerlinkServicer):
         return pb.DiarizationResult.FromString(record.result)
 
     def CancelJob(self, request: pb.CancelJobRequest, context: grpc.ServicerContext) -> pb.JobStatus:
+        _check_job_id(request.job_id, context)
         try:
             return self._jobs.cancel(request.job_id)
         except errors.ServiceError as exc:
             exc.abort(context)
 
     def DeleteJob(self, request: pb.DeleteJobRequest, context: grpc.ServicerContext) -> pb.DeleteJobResponse:
+        _check_job_id(request.job_id, context)
         if not self._jobs.delete(request.job_id):
             errors.job_not_found(request.job_id).abort(context)
         return pb.DeleteJobResponse(job_id=request.job_id, deleted=True)
+
+
+def _check_job_id(job_id: str, context: grpc.ServicerContext) -> None:
+    """End the call with INVALID_JOB_ID unless `job_id` has the form the server gives
+    (uuid4().hex): nothing else reaches the store, the file system or an error message."""
+    if not JOB_ID.fullmatch(job_id):
+        errors.invalid_job_id(job_id).abort(context)

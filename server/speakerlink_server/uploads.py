@@ -14,6 +14,7 @@ import errno
 import hashlib
 import math
 import queue
+import re
 import shutil
 import threading
 from collections.abc import Iterator
@@ -32,6 +33,13 @@ MAX_CHUNK_BYTES = 4 * 1024 * 1024
 # Speaker counts above this are mistakes (e.g. 2147483647), not meetings: a count asks the
 # clustering to find that many voices, and a too-large one only splits people into pieces.
 MAX_SPEAKERS = 100
+# Longest strings a request may carry: a file name (most file systems stop at 255), an engine
+# name, a language code (BCP 47 tags in use are far shorter) and a format hint.
+MAX_NAME_CHARS = 255
+MAX_ENGINE_CHARS = 64
+MAX_LANGUAGE_CHARS = 35
+MAX_FORMAT_CHARS = 16
+SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 
 
 _END = object()
@@ -118,6 +126,13 @@ def validate_config(config: pb.DiarizeConfig, limits: ServerConfig, engines: Eng
     names = [clip.name for clip in clips]
     if any(not name.strip() for name in names):
         raise errors.invalid_config("every clip needs a name")
+    for index, clip in enumerate(clips):
+        if len(clip.name) > MAX_NAME_CHARS:
+            raise errors.invalid_config(f"clip {index}'s name has {len(clip.name)} characters; at most {MAX_NAME_CHARS}")
+        if len(clip.format) > MAX_FORMAT_CHARS:
+            raise errors.invalid_config(f"clip {index}'s format hint is longer than {MAX_FORMAT_CHARS} characters")
+        if clip.sha256 and not SHA256.fullmatch(clip.sha256):
+            raise errors.invalid_config(f"clip {index}'s sha256 is not 64 hexadecimal characters")
     if len(set(names)) != len(names):
         raise errors.invalid_config("clip names must be unique within a request")
     for index, clip in enumerate(clips):
@@ -134,6 +149,10 @@ def validate_config(config: pb.DiarizeConfig, limits: ServerConfig, engines: Eng
 
 
 def _validate_options(options: pb.DiarizeOptions, engines: Engines) -> None:
+    if len(options.engine) > MAX_ENGINE_CHARS:
+        raise errors.invalid_config(f"the engine name is longer than {MAX_ENGINE_CHARS} characters")
+    if len(options.language) > MAX_LANGUAGE_CHARS:
+        raise errors.invalid_config(f"the language code is longer than {MAX_LANGUAGE_CHARS} characters")
     count = options.speakers
     if min(count.exact, count.min, count.max) < 0:
         raise errors.invalid_config("speaker counts cannot be negative")
