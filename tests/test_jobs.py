@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import grpc
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import make_config
+from conftest import ROOT, make_config
 from speakerlink import Client, FailedPreconditionError, JobCancelledError, LimitExceededError, NotFoundError
 from speakerlink.events import is_terminal, terminal_outcome
+from speakerlink.upload import build_config
 from speakerlink.v1 import speakerlink_pb2 as pb
+from speakerlink.v1 import speakerlink_pb2_grpc as pb_grpc
 from speakerlink_server.main import start_server
 
 
@@ -162,3 +168,63 @@ def test_concurrent_jobs_share_the_embedder_and_agree(tmp_path: Path, samples) -
         assert not [t.name for t in threading.enumerate() if t.name.startswith("speakerlink-clip")]
     finally:
         running.stop(grace=0.5)
+
+
+def test_a_restart_removes_what_no_job_needs(tmp_path: Path, samples) -> None:
+    first = start_server(make_config(tmp_path))
+    with Client(first.config.address) as client:
+        done = client.diarize([samples["call.mp3"]])
+    first.stop(grace=0.5)
+    jobs = first.config.jobs_dir
+    leftovers = [
+        jobs / uuid.uuid4().hex / "audio" / "000.mp3",  # an upload cut short: no record points at it
+        jobs / done.job_id / "audio" / "000.mp3",  # the audio of a job that ended just before a crash
+    ]
+    for path in leftovers:
+        path.parent.mkdir(parents=True)
+        path.write_bytes(b"\0" * 1000)
+    (jobs / uuid.uuid4().hex).mkdir()  # a folder a delete had begun to remove
+    second = start_server(make_config(tmp_path))
+    try:
+        assert list(jobs.iterdir()) == []
+        with Client(second.config.address) as client:
+            assert client.get_result(done.job_id) == done
+    finally:
+        second.stop(grace=0.5)
+
+
+def test_a_server_killed_mid_upload_leaves_nothing_after_its_restart(tmp_path: Path, long_clip: Path) -> None:
+    served = subprocess.Popen(
+        [sys.executable, "-m", "speakerlink_server", "--port", "0", "--data-dir", str(tmp_path), "--titanet-model", ""],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT,
+    )
+    try:
+        address = next(line for line in served.stdout if "ready on" in line).split()[-1]
+        config = build_config([long_clip], pb.DiarizeOptions())
+        data = long_clip.read_bytes()
+        sent = threading.Event()
+
+        def requests():
+            yield pb.DiarizeRequest(config=config)
+            yield pb.DiarizeRequest(chunk=pb.AudioChunk(clip_index=0, data=data[: len(data) // 2]))
+            sent.set()
+            time.sleep(60)  # the server dies before the rest is sent
+
+        with grpc.insecure_channel(address) as channel:
+            call = pb_grpc.SpeakerlinkStub(channel).Diarize(requests(), timeout=60)
+            sent.wait(10)
+            jobs = tmp_path / "jobs"
+            deadline = time.monotonic() + 10
+            while not any(p.is_file() and p.stat().st_size for p in jobs.rglob("*")):
+                assert time.monotonic() < deadline, "the partial upload never reached the disk"
+                time.sleep(0.05)
+            served.send_signal(signal.SIGKILL)
+            served.wait(10)
+            call.cancel()
+    finally:
+        served.kill()
+    restarted = start_server(make_config(tmp_path))
+    try:
+        assert list((tmp_path / "jobs").iterdir()) == []
+    finally:
+        restarted.stop(grace=0.5)

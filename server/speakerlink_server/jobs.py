@@ -62,16 +62,34 @@ class JobManager:
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
-        """Requeue what a previous run left unfinished, then start workers and the janitor."""
+        """Requeue what a previous run left unfinished, remove the files no requeued job needs,
+        then start workers and the janitor."""
+        requeued = set()
         for record in self._store.unfinished():
             if self.audio_dir(record.job_id).is_dir():
                 log.info("requeueing job %s left unfinished by the previous run", record.job_id)
                 self._enqueue(record, force=True)
+                requeued.add(record.job_id)
             else:
                 self._store.fail(record.job_id, errors.job_interrupted().detail())
+        self._sweep(keep=requeued)
         for n in range(self._config.workers):
             self._spawn(self._work, f"speakerlink-worker-{n}")
         self._spawn(self._janitor, "speakerlink-janitor")
+
+    def _sweep(self, keep: set[str]) -> None:
+        """Remove from the jobs folder everything but the requeued jobs' files. A previous run
+        killed outright leaves uploads cut short (no job record points at them), the audio of
+        jobs that ended just before (kept until their TTL otherwise), and folders a delete had
+        begun to remove. Audio goes when its job ends, so nothing else there is needed."""
+        for entry in self._config.jobs_dir.iterdir():
+            if entry.name in keep:
+                continue
+            log.info("removing %r, left by the previous run", entry.name)
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
 
     def stop(self) -> None:
         """Stop taking work; a running job stays 'running' in the store and resumes on restart."""
