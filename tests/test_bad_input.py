@@ -51,11 +51,12 @@ def expect(error_type, code: str, client: Client, paths, **options):
     return err
 
 
-def test_not_audio(client: Client, tmp_path: Path) -> None:
+def test_not_audio(client: Client, server, tmp_path: Path) -> None:
     fake = tmp_path / "notes.wav"
     fake.write_text("these are meeting notes, not a recording\n" * 50)
     err = expect(InvalidInputError, "NOT_AUDIO", client, [fake])
     assert err.clip_name == "notes.wav" and err.clip_index == 0
+    assert "notes.wav" in err.message and str(server.config.data_dir) not in err.message  # no server paths
 
 
 @pytest.mark.parametrize("name", ["meeting.wav", "interview.flac"])

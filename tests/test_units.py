@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import io
 import random
 import zipfile
@@ -9,6 +10,7 @@ import zipfile
 import numpy as np
 import pytest
 from speakerlink.v1 import speakerlink_pb2 as pb
+from speakerlink_server import errors
 from speakerlink_server.engines.base import Calibration, FrameTiming, Segmentation, Utterance
 from speakerlink_server.engines.retry import RetryPolicy, call_with_retries, retry_after_seconds
 from speakerlink_server.exporters import export, to_csv, to_rttm, to_srt, to_text, to_vtt
@@ -222,6 +224,27 @@ def test_csv_and_text(result: pb.DiarizationResult) -> None:
     assert rows[1] == "my call.wav,0,0.500,2.500,2.000,S1,L0,0.900,"
     text = to_text(result)
     assert "S1" in text and "== b.mp3" in text and "[00:01.00 - 00:02.00] S1" in text
+
+
+def test_hostile_clip_names_make_safe_file_names_and_inert_csv_cells() -> None:
+    r = pb.DiarizationResult(job_id="j2")
+    r.speakers.add(label="S1", speech_seconds=1.0, clip_indices=list(range(5)))
+    names = ["../../evil.wav", "/etc/cron.d/job.wav", "a\0b\nc.wav", "day1/meeting.wav", "day2/meeting.wav"]
+    for index, name in enumerate(names):
+        clip = r.clips.add(index=index, name=name, duration_seconds=2.0)
+        clip.speakers.add(local_label="L0", global_label="S1", confidence=1.0, speech_seconds=1.0)
+        clip.segments.add(start=0.0, end=1.0, speaker="S1", local_speaker="L0", text="=HYPERLINK(\"http://x\")")
+    response = export(r, pb.EXPORT_FORMAT_SRT)
+    entries = zipfile.ZipFile(io.BytesIO(response.content)).namelist()
+    assert entries == ["evil.srt", "job.srt", "a_b_c.srt", "meeting.wav-3.srt", "meeting.wav-4.srt"]
+    assert [line.split()[1] for line in to_rttm(r).splitlines()] == ["evil", "job", "a_b_c", "meeting.wav-3", "meeting.wav-4"]
+    rows = list(csv.reader(io.StringIO(to_csv(r))))
+    assert rows[1][0] == "../../evil.wav"  # a cell, not a path: kept as sent
+    assert all(row[-1].startswith("'=") for row in rows[1:])
+    r.clips[0].name = "@SUM(A1)"
+    assert list(csv.reader(io.StringIO(to_csv(r))))[1][0] == "'@SUM(A1)"
+    forged = errors.not_audio(0, "x.wav\n2026-01-01 INFO job accepted", "bad")
+    assert "\n" not in str(forged) and "\n" not in forged.clip_name  # no forged log lines
 
 
 def test_batcher_merges_concurrent_callers_and_keeps_their_rows_apart() -> None:

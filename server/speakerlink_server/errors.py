@@ -21,7 +21,9 @@ MAX_MESSAGE_CHARS = 1000
 
 
 def shorten(text: str, limit: int = MAX_ECHO_CHARS) -> str:
-    """`text` cut to `limit` characters, marked where it was cut."""
+    """`text` with control characters escaped (a clip name with a newline must not forge a log
+    line or a terminal's output), cut to `limit` characters and marked where it was cut."""
+    text = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
     return text if len(text) <= limit else f"{text[: limit - 1]}…"
 
 

@@ -12,10 +12,13 @@ import io
 import re
 import zipfile
 from collections.abc import Callable, Iterator
-from pathlib import Path
+from pathlib import PurePosixPath
 
 from google.protobuf import json_format
 from speakerlink.v1 import speakerlink_pb2 as pb
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+MAX_FILE_ID_CHARS = 100
 
 
 def to_json(result: pb.DiarizationResult) -> str:
@@ -25,6 +28,7 @@ def to_json(result: pb.DiarizationResult) -> str:
 
 
 def to_csv(result: pb.DiarizationResult) -> str:
+    """Cells that callers wrote (clip names, transcripts) cannot start a spreadsheet formula."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["clip", "clip_index", "start", "end", "duration", "speaker", "local_speaker", "link_confidence", "text"])
@@ -32,10 +36,16 @@ def to_csv(result: pb.DiarizationResult) -> str:
         confidence = {link.local_label: link.confidence for link in clip.speakers}
         for seg in clip.segments:
             writer.writerow([
-                clip.name, clip.index, f"{seg.start:.3f}", f"{seg.end:.3f}", f"{seg.end - seg.start:.3f}",
-                seg.speaker, seg.local_speaker, f"{confidence.get(seg.local_speaker, 0.0):.3f}", seg.text,
+                _cell(clip.name), clip.index, f"{seg.start:.3f}", f"{seg.end:.3f}", f"{seg.end - seg.start:.3f}",
+                seg.speaker, seg.local_speaker, f"{confidence.get(seg.local_speaker, 0.0):.3f}", _cell(seg.text),
             ])
     return out.getvalue()
+
+
+def _cell(text: str) -> str:
+    """A leading =, +, -, @, tab or carriage return makes spreadsheets run a cell as a formula
+    (=HYPERLINK(...)); a quote in front keeps it text (OWASP's advice for CSV injection)."""
+    return f"'{text}" if text[:1] in FORMULA_STARTS else text
 
 
 def to_text(result: pb.DiarizationResult) -> str:
@@ -126,9 +136,19 @@ def _clock(seconds: float) -> str:
 
 
 def _clip_ids(result: pb.DiarizationResult) -> list[str]:
-    """A file-name-safe id per clip: its name without extension, or whole where stems collide."""
-    stems = [Path(clip.name).stem for clip in result.clips]
-    return [re.sub(r"\s+", "_", stem if stems.count(stem) == 1 else clip.name) for clip, stem in zip(result.clips, stems, strict=True)]
+    """A safe file name per clip, for RTTM file ids and zip entries: the base name without
+    extension; with it where two clips' agree; with the clip index too where those still do.
+    Clip names come from callers, so directories, separators, control characters and leading
+    dots are taken out: no zip entry can point outside its folder."""
+    bases = [_safe_name(PurePosixPath(clip.name.replace("\\", "/")).name) for clip in result.clips]
+    stems = [_safe_name(PurePosixPath(base).stem) for base in bases]
+    ids = [stem if stems.count(stem) == 1 else base for stem, base in zip(stems, bases, strict=True)]
+    return [(i or "clip") if ids.count(i) == 1 else f"{i or 'clip'}-{clip.index}"
+            for i, clip in zip(ids, result.clips, strict=True)]
+
+
+def _safe_name(name: str) -> str:
+    return re.sub(r'[\s\x00-\x1f\x7f/\\:*?"<>|]+', "_", name).lstrip(".")[:MAX_FILE_ID_CHARS]
 
 
 Subtitles = Callable[[pb.ClipResult, dict[str, str]], str]

@@ -45,7 +45,7 @@ def probe(path: Path, index: int, name: str) -> Probe:
         capture_output=True, text=True, timeout=60,
     )
     if proc.returncode != 0:
-        raise errors.not_audio(index, name, _last_line(proc.stderr) or "ffprobe failed")
+        raise errors.not_audio(index, name, _complaint(proc.stderr, path, name) or "ffprobe failed")
     info = json.loads(proc.stdout or "{}")
     streams = info.get("streams") or []
     if not streams:
@@ -102,7 +102,8 @@ def stream(
         returncode = proc.wait()
         drain.join()
     if returncode != 0 and total == 0:
-        raise errors.not_audio(index, name, _last_line(b"".join(complaints).decode(errors="replace")) or "ffmpeg failed")
+        raise errors.not_audio(index, name, _complaint(b"".join(complaints).decode(errors="replace"), path, name)
+                               or "ffmpeg failed")
     decoded = total / SAMPLE_RATE
     declared = info.declared_seconds
     if declared is not None and decoded < declared - max(TRUNCATION_TOLERANCE_S, TRUNCATION_TOLERANCE_RATIO * declared):
@@ -129,6 +130,7 @@ def _float(value: object) -> float | None:
         return None
 
 
-def _last_line(text: str) -> str:
+def _complaint(text: str, path: Path, name: str) -> str:
+    """ffmpeg's last line of complaint, with the clip's name where it names the server's file."""
     lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[-1] if lines else ""
+    return lines[-1].replace(str(path), name) if lines else ""
