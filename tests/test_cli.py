@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -9,6 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
+import speakerlink
+from speakerlink.cli import _parser
 
 
 def cli(server, *args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -127,3 +130,20 @@ def test_eval_refuses_clips_the_reference_does_not_cover(server, samples, tmp_pa
     other.write_bytes(samples["meeting.wav"].read_bytes())
     proc = cli(server, "eval", str(other), "-r", str(samples["reference.rttm"]), check=False)
     assert proc.returncode == 2 and "no turns for other.wav" in proc.stderr
+
+
+def test_server_after_the_command_version_and_help_for_every_flag(server) -> None:
+    env = os.environ | {"SPEAKERLINK_SERVER": "127.0.0.1:9"}  # nothing listens there
+    after = subprocess.run([sys.executable, "-m", "speakerlink.cli", "info", "--server", server.config.address],
+                           capture_output=True, text=True, env=env, timeout=60)
+    assert after.returncode == 0 and "engines:" in after.stdout, after.stderr
+    before = subprocess.run([sys.executable, "-m", "speakerlink.cli", "--server", server.config.address, "info"],
+                            capture_output=True, text=True, env=env, timeout=60)
+    assert before.returncode == 0, before.stderr
+    version = cli(server, "--version")
+    assert version.stdout.strip() == f"speakerlink {speakerlink.__version__}"
+    parser = _parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    for name, command in [("speakerlink", parser), *commands.items()]:
+        for action in command._actions:
+            assert action.help, f"{name} {action.option_strings or action.dest} has no help"

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from google.protobuf import json_format
 
+from speakerlink import __version__
 from speakerlink.client import DEFAULT_TARGET, Client
 from speakerlink.errors import SpeakerlinkError
 from speakerlink.events import is_terminal, terminal_outcome
@@ -43,17 +44,26 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="speakerlink", description="Diarize audio clips and link speakers across them.")
-    parser.add_argument("--server", default=DEFAULT_TARGET, help=f"HOST:PORT of the server (default {DEFAULT_TARGET}; env SPEAKERLINK_SERVER)")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser.add_argument("--version", action="version", version=f"speakerlink {__version__}")
+    server_help = f"HOST:PORT of the server (default {DEFAULT_TARGET}; env SPEAKERLINK_SERVER)"
+    parser.add_argument("--server", default=DEFAULT_TARGET, help=server_help)
+    # --server is taken after the command too; there it keeps the value given before unless set.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--server", default=argparse.SUPPRESS, help=server_help)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                help="what to do; `speakerlink COMMAND --help` says more")
 
-    d = sub.add_parser("diarize", help="upload clips, diarize them and link their speakers")
-    d.add_argument("files", nargs="+", type=Path)
-    d.add_argument("--format", choices=list(EXPORT_FORMATS), default="text")
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, description=help, parents=[common])
+
+    d = command("diarize", "upload clips, diarize them and link their speakers")
+    d.add_argument("files", nargs="+", type=Path, help="audio files, diarized and linked as one job")
+    d.add_argument("--format", choices=list(EXPORT_FORMATS), default="text", help="how to print the result (default text)")
     d.add_argument("-o", "--output", type=Path, help="write the result here instead of stdout")
     _add_diarize_options(d)
     d.set_defaults(run=_diarize)
 
-    v = sub.add_parser("eval", help="diarize clips and score them against a reference RTTM (needs the [eval] extra)")
+    v = command("eval", "diarize clips and score them against a reference RTTM (needs the [eval] extra)")
     v.add_argument("files", nargs="+", type=Path, help="clips; each is scored as the RTTM file id of its name without extension")
     v.add_argument("-r", "--reference", type=Path, required=True, help="reference RTTM covering the clips")
     v.add_argument("--uem", type=Path, help="scored span of each clip (default: the whole clip)")
@@ -63,31 +73,31 @@ def _parser() -> argparse.ArgumentParser:
     _add_diarize_options(v)
     v.set_defaults(run=_eval)
 
-    i = sub.add_parser("info", help="engines, device, limits and formats of the server")
-    i.add_argument("--json", action="store_true")
+    i = command("info", "engines, device, limits and formats of the server")
+    i.add_argument("--json", action="store_true", help="print the server's answer as JSON")
     i.set_defaults(run=_info)
 
-    w = sub.add_parser("watch", help="follow a job until it ends, then print its result")
-    w.add_argument("job_id")
-    w.add_argument("--format", choices=list(EXPORT_FORMATS), default="text")
-    w.add_argument("-o", "--output", type=Path)
-    w.add_argument("--timeout", type=float)
-    w.add_argument("--no-progress", action="store_true")
+    w = command("watch", "follow a job until it ends, then print its result")
+    w.add_argument("job_id", help="the id `diarize` printed when the job was accepted")
+    w.add_argument("--format", choices=list(EXPORT_FORMATS), default="text", help="how to print the result (default text)")
+    w.add_argument("-o", "--output", type=Path, help="write the result here instead of stdout")
+    w.add_argument("--timeout", type=float, help="stop watching after this many seconds (the job goes on)")
+    w.add_argument("--no-progress", action="store_true", help="print no progress")
     w.set_defaults(run=_watch)
 
-    e = sub.add_parser("export", help="a finished job's result as json, csv, text, rttm, srt or vtt")
-    e.add_argument("job_id")
-    e.add_argument("--format", choices=list(EXPORT_FORMATS), default="json")
+    e = command("export", "a finished job's result as json, csv, text, rttm, srt or vtt")
+    e.add_argument("job_id", help="the id `diarize` printed when the job was accepted")
+    e.add_argument("--format", choices=list(EXPORT_FORMATS), default="json", help="export format (default json)")
     e.add_argument("--clip", type=int, help="only the clip with this index (0 for the first sent)")
     e.add_argument("-o", "--output", type=Path, help="write here instead of stdout (a zip of subtitles always goes to a file)")
     e.set_defaults(run=_export)
 
-    c = sub.add_parser("cancel", help="cancel a queued or running job")
-    c.add_argument("job_id")
+    c = command("cancel", "cancel a queued or running job")
+    c.add_argument("job_id", help="the job to cancel")
     c.set_defaults(run=lambda client, a: _print(f"{a.job_id}: {_state(client.cancel(a.job_id).state)}"))
 
-    r = sub.add_parser("delete", help="delete a job's audio and result now")
-    r.add_argument("job_id")
+    r = command("delete", "delete a job's audio and result now")
+    r.add_argument("job_id", help="the job to delete")
     r.set_defaults(run=lambda client, a: _print(f"{a.job_id}: deleted" if client.delete(a.job_id) else "not found"))
 
     sub.add_parser("serve", help="run the server (needs `pip install 'speakerlink[server]'`; see `speakerlink serve --help`)")
