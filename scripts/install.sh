@@ -9,8 +9,9 @@ SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 if ! command -v ffmpeg >/dev/null || ! command -v espeak-ng >/dev/null || ! command -v sox >/dev/null; then
   export DEBIAN_FRONTEND=noninteractive
-  $SUDO apt-get update -qq
-  $SUDO apt-get install -y -qq --no-install-recommends ffmpeg espeak-ng sox libsndfile1 >/dev/null
+  # Another apt (an unattended upgrade) may hold the dpkg lock: wait for it rather than fail.
+  $SUDO apt-get -o DPkg::Lock::Timeout=600 update -qq
+  $SUDO apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends ffmpeg espeak-ng sox libsndfile1 >/dev/null
 fi
 
 PYTHON=${PYTHON:-python3}

@@ -91,7 +91,8 @@ def test_unsupported_format(client: Client, samples, tmp_path: Path) -> None:
 
 def test_too_many_clips(client: Client, server, samples) -> None:
     clips = [samples["call.mp3"]] * (server.config.max_clips + 1)
-    expect(LimitExceededError, "TOO_MANY_CLIPS", client, clips)
+    err = expect(LimitExceededError, "TOO_MANY_CLIPS", client, clips)
+    assert "--max-clips" in err.recovery[0] and "unlinked" in err.recovery[0]
 
 
 def test_declared_size_over_the_limit_is_refused_before_upload(client: Client, server, tmp_path: Path) -> None:

@@ -107,7 +107,8 @@ def too_many_clips(count: int, limit: int) -> ServiceError:
     return ServiceError(
         grpc.StatusCode.RESOURCE_EXHAUSTED, "TOO_MANY_CLIPS", f"{count} clips sent; this server takes at most {limit}",
         (f"The server is configured with max_clips={limit}.",),
-        (f"Split the clips into requests of at most {limit}, or raise --max-clips on the server.",),
+        (f"Raise --max-clips on the server to at least {count}. Splitting the clips over several requests "
+         "would leave their speakers unlinked: links are made within one request.",),
     )
 
 
