@@ -9,7 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
 import speakerlink
 from speakerlink.cli import _parser
 
@@ -147,3 +149,23 @@ def test_server_after_the_command_version_and_help_for_every_flag(server) -> Non
     for name, command in [("speakerlink", parser), *commands.items()]:
         for action in command._actions:
             assert action.help, f"{name} {action.option_strings or action.dest} has no help"
+
+
+def test_a_bad_output_path_is_caught_before_the_upload(server, samples, tmp_path: Path) -> None:
+    jobs_before = set(server.config.jobs_dir.iterdir())
+    for output, why in ((tmp_path, "is a folder"), (tmp_path / "missing" / "out.rttm", "does not exist")):
+        proc = cli(server, "diarize", str(samples["call.mp3"]), "-o", str(output), check=False)
+        assert proc.returncode == 2 and why in proc.stderr and "Traceback" not in proc.stderr
+    assert set(server.config.jobs_dir.iterdir()) == jobs_before  # nothing was uploaded
+
+
+def test_an_interrupted_command_says_the_job_goes_on_and_how_to_reach_it(server, samples, tmp_path: Path) -> None:
+    wav, rate = sf.read(samples["meeting.wav"], dtype="float32")
+    long_clip = tmp_path / "long.flac"
+    sf.write(long_clip, np.tile(wav, 6), rate)
+    proc = cli(server, "diarize", str(long_clip), "--timeout", "2", "--no-progress", check=False)
+    assert proc.returncode == 1, proc.stderr
+    job_id = proc.stderr.split("stopped following job ")[1].split(";")[0]
+    assert f"speakerlink watch {job_id}" in proc.stderr and f"speakerlink cancel {job_id}" in proc.stderr
+    cancelled = cli(server, "cancel", job_id)
+    assert "cancel requested" in cancelled.stdout or "cancelled" in cancelled.stdout

@@ -7,6 +7,7 @@ import argparse
 import contextlib
 import dataclasses
 import json
+import os
 import sys
 import tempfile
 import time
@@ -17,7 +18,7 @@ from google.protobuf import json_format
 
 from speakerlink import __version__
 from speakerlink.client import DEFAULT_TARGET, Client
-from speakerlink.errors import SpeakerlinkError
+from speakerlink.errors import DeadlineExceededError, SpeakerlinkError
 from speakerlink.events import is_terminal, terminal_outcome
 from speakerlink.options import EXPORT_FORMATS
 from speakerlink.progress import ProgressDisplay
@@ -29,17 +30,45 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv[:1] == ["serve"]:
         return _serve(argv[1:])
     args = _parser().parse_args(argv)
+    args.job = _Job()
     try:
+        _check_output(getattr(args, "output", None))
         with Client(args.server) as client:
             return args.run(client, args)
+    except (KeyboardInterrupt, DeadlineExceededError) as err:
+        if args.job.id:  # the job itself goes on: only this command stopped following it
+            print(f"\nstopped following job {args.job.id}; it goes on on the server.\n"
+                  f"  follow it: speakerlink watch {args.job.id}\n  stop it:   speakerlink cancel {args.job.id}",
+                  file=sys.stderr)
+        elif isinstance(err, DeadlineExceededError):
+            print(err.describe(), file=sys.stderr)
+        return 130 if isinstance(err, KeyboardInterrupt) else 1
     except SpeakerlinkError as err:
-        print(err.describe(), file=sys.stderr)
+        print(err.describe() + (f"\n  job: {args.job.id}" if args.job.id else ""), file=sys.stderr)
         return 1
-    except (ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
+    except (ValueError, OSError) as err:
+        print(f"error: {err}" + (f" (job {args.job.id})" if args.job.id else ""), file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        return 130
+
+
+@dataclasses.dataclass
+class _Job:
+    """The job a command follows, once the server has accepted it."""
+
+    id: str = ""
+
+
+def _check_output(output: Path | None) -> None:
+    """Catch a bad -o before any upload, not after the job has run."""
+    if output is None:
+        return
+    if output.is_dir():
+        raise ValueError(f"-o {output} is a folder; give a file name")
+    folder = output.parent
+    if not folder.is_dir():
+        raise ValueError(f"-o {output}: the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK) or (output.exists() and not os.access(output, os.W_OK)):
+        raise ValueError(f"-o {output} cannot be written")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -94,7 +123,7 @@ def _parser() -> argparse.ArgumentParser:
 
     c = command("cancel", "cancel a queued or running job")
     c.add_argument("job_id", help="the job to cancel")
-    c.set_defaults(run=lambda client, a: _print(f"{a.job_id}: {_state(client.cancel(a.job_id).state)}"))
+    c.set_defaults(run=_cancel)
 
     r = command("delete", "delete a job's audio and result now")
     r.add_argument("job_id", help="the job to delete")
@@ -130,7 +159,7 @@ def _run_diarize(client: Client, args: argparse.Namespace) -> pb.DiarizationResu
     events = client.iter_diarize(
         args.files, on_upload=display.upload if display else None, timeout=args.timeout, **options
     )
-    return _follow(events, display)
+    return _follow(events, display, args.job)
 
 
 def _diarize(client: Client, args: argparse.Namespace) -> int:
@@ -143,7 +172,8 @@ def _diarize(client: Client, args: argparse.Namespace) -> int:
 
 def _watch(client: Client, args: argparse.Namespace) -> int:
     display = None if args.no_progress else ProgressDisplay()
-    result = _follow(client.watch(args.job_id, timeout=args.timeout), display)
+    args.job.id = args.job_id
+    result = _follow(client.watch(args.job_id, timeout=args.timeout), display, args.job)
     _write(client.export(result.job_id, args.format), args.output)
     return 0
 
@@ -195,11 +225,13 @@ def _local_server(files: list[Path]) -> Iterator[str]:
             running.stop(grace=1.0)
 
 
-def _follow(events, display: ProgressDisplay | None) -> pb.DiarizationResult:
+def _follow(events, display: ProgressDisplay | None, job: _Job) -> pb.DiarizationResult:
     try:
         for event in events:
-            if event.HasField("accepted") and display is not None:
-                display.note(f"job {event.job_id} accepted")
+            if event.HasField("accepted"):
+                job.id = event.job_id
+                if display is not None:
+                    display.note(f"job {event.job_id} accepted")
             if event.HasField("progress") and display is not None:
                 display.progress(event.progress)
             if is_terminal(event):
@@ -246,6 +278,13 @@ def _write(export: pb.ExportResponse, output: Path | None) -> None:
     else:
         output.write_bytes(export.content)
         print(f"wrote {output}", file=sys.stderr)
+
+
+def _cancel(client: Client, args: argparse.Namespace) -> int:
+    state = client.cancel(args.job_id).state
+    if state in (pb.JOB_STATE_QUEUED, pb.JOB_STATE_RUNNING):
+        return _print(f"{args.job_id}: cancel requested; it stops at its next step (was {_state(state)})")
+    return _print(f"{args.job_id}: {_state(state)}")
 
 
 def _print(text: str) -> int:
