@@ -9,11 +9,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import grpc
 import numpy as np
 import pytest
 import soundfile as sf
 import speakerlink
 from speakerlink.cli import _parser
+from speakerlink.v1 import speakerlink_pb2 as pb
+from speakerlink.v1 import speakerlink_pb2_grpc as pb_grpc
 
 
 def cli(server, *args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -169,3 +172,30 @@ def test_an_interrupted_command_says_the_job_goes_on_and_how_to_reach_it(server,
     assert f"speakerlink watch {job_id}" in proc.stderr and f"speakerlink cancel {job_id}" in proc.stderr
     cancelled = cli(server, "cancel", job_id)
     assert "cancel requested" in cancelled.stdout or "cancelled" in cancelled.stdout
+
+
+def test_jobs_lists_the_newest_first_with_their_clips(server, samples) -> None:
+    from speakerlink import Client
+
+    with Client(server.config.address) as client:
+        ids = [client.diarize([samples[name]]).job_id for name in ("call.mp3", "interview.flac", "meeting.wav")]
+        everything = client.list_jobs(limit=1000)
+        newest = [job.job_id for job in everything]
+        assert newest[:3] == ids[::-1] and len(newest) == len(set(newest))
+        assert [job.job_id for job in client.list_jobs(limit=2)] == ids[:0:-1]
+        paged, token = [], ""
+        with grpc.insecure_channel(server.config.address) as channel:
+            stub = pb_grpc.SpeakerlinkStub(channel)
+            while True:  # pages of one, each continuing where the last ended
+                page = stub.ListJobs(pb.ListJobsRequest(page_size=1, page_token=token))
+                paged += [job.job_id for job in page.jobs]
+                if not (token := page.next_page_token):
+                    break
+            assert paged == newest
+            with pytest.raises(grpc.RpcError) as info:
+                stub.ListJobs(pb.ListJobsRequest(page_token="x" * 10_000))
+            assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert everything[0].clip_names == ["meeting.wav"] and everything[0].state == 3  # succeeded
+    listed = cli(server, "jobs", "--limit", "3").stdout.splitlines()
+    assert [line.split()[0] for line in listed] == ids[::-1]
+    assert listed[0].split()[1] == "succeeded" and listed[0].endswith("meeting.wav")

@@ -126,6 +126,19 @@ class AsyncClient:
     async def cancel(self, job_id: str) -> pb.JobStatus:
         return await self._unary(self._stub.CancelJob, pb.CancelJobRequest(job_id=job_id), job_id)
 
+    async def list_jobs(self, limit: int = 50) -> list[pb.JobStatus]:
+        """The newest `limit` jobs on the server, newest first, with their state and clip names."""
+        jobs: list[pb.JobStatus] = []
+        token = ""
+        while len(jobs) < limit:
+            page = await self._unary(self._stub.ListJobs, pb.ListJobsRequest(page_size=min(limit - len(jobs), 500),
+                                                                              page_token=token))
+            jobs.extend(page.jobs)
+            token = page.next_page_token
+            if not token:
+                break
+        return jobs
+
     async def delete(self, job_id: str) -> bool:
         response = await self._unary(self._stub.DeleteJob, pb.DeleteJobRequest(job_id=job_id), job_id)
         return response.deleted

@@ -121,6 +121,11 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("-o", "--output", type=Path, help="write here instead of stdout (a zip of subtitles always goes to a file)")
     e.set_defaults(run=_export)
 
+    j = command("jobs", "the server's jobs, newest first: to find a job id again")
+    j.add_argument("--limit", type=int, default=20, help="how many to list (default 20)")
+    j.add_argument("--json", action="store_true", help="print the server's answer as JSON")
+    j.set_defaults(run=_jobs)
+
     c = command("cancel", "cancel a queued or running job")
     c.add_argument("job_id", help="the job to cancel")
     c.set_defaults(run=_cancel)
@@ -278,6 +283,19 @@ def _write(export: pb.ExportResponse, output: Path | None) -> None:
     else:
         output.write_bytes(export.content)
         print(f"wrote {output}", file=sys.stderr)
+
+
+def _jobs(client: Client, args: argparse.Namespace) -> int:
+    jobs = client.list_jobs(args.limit)
+    if args.json:
+        print(json.dumps([json_format.MessageToDict(j, preserving_proto_field_name=True) for j in jobs], indent=2))
+        return 0
+    for job in jobs:
+        created = job.created_at.ToDatetime().strftime("%Y-%m-%d %H:%M:%S")
+        print(f"{job.job_id}  {_state(job.state):<9}  {created} UTC  {', '.join(job.clip_names)}")
+    if not jobs:
+        print("no jobs", file=sys.stderr)
+    return 0
 
 
 def _cancel(client: Client, args: argparse.Namespace) -> int:

@@ -32,6 +32,7 @@ from speakerlink_server.uploads import (
 
 log = logging.getLogger(__name__)
 JOB_ID = re.compile(r"[0-9a-f]{32}")
+DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE = 50, 500
 
 
 class SpeakerlinkServicer(pb_grpc.SpeakerlinkServicer):
@@ -149,6 +150,27 @@ class SpeakerlinkServicer(pb_grpc.SpeakerlinkServicer):
             return self._jobs.cancel(request.job_id)
         except errors.ServiceError as exc:
             exc.abort(context)
+
+    def ListJobs(self, request: pb.ListJobsRequest, context: grpc.ServicerContext) -> pb.ListJobsResponse:
+        """Keyset pages over (created_at, job_id): a job created meanwhile shifts no page."""
+        if not 0 <= request.page_size <= MAX_PAGE_SIZE:
+            errors.invalid_config(f"page_size must be 0-{MAX_PAGE_SIZE}, got {request.page_size}").abort(context)
+        size = request.page_size or DEFAULT_PAGE_SIZE
+        before = None
+        if request.page_token:
+            created, _, job_id = request.page_token.partition("/")
+            try:
+                before = (float(created), job_id)
+            except ValueError:
+                before = None
+            if before is None or not JOB_ID.fullmatch(job_id):
+                errors.invalid_config("page_token is not one this server gave").abort(context)
+        records = self._store.newest(size + 1, before)
+        response = pb.ListJobsResponse(jobs=[r.status() for r in records[:size]])
+        if len(records) > size:
+            last = records[size - 1]
+            response.next_page_token = f"{last.created_at!r}/{last.job_id}"
+        return response
 
     def DeleteJob(self, request: pb.DeleteJobRequest, context: grpc.ServicerContext) -> pb.DeleteJobResponse:
         _check_job_id(request.job_id, context)

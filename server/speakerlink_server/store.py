@@ -50,7 +50,8 @@ class JobRecord:
         return self.state in TERMINAL_STATES
 
     def status(self) -> pb.JobStatus:
-        status = pb.JobStatus(job_id=self.job_id, state=self.state, progress=self.progress)
+        status = pb.JobStatus(job_id=self.job_id, state=self.state, progress=self.progress,
+                              clip_names=[clip.name for clip in self.config.clips])
         status.created_at.CopyFrom(_timestamp(self.created_at))
         status.expires_at.CopyFrom(_timestamp(self.expires_at))
         if self.error is not None:
@@ -98,6 +99,17 @@ class JobStore:
                 "SELECT id, state, created_at, expires_at, config, progress, result, error FROM jobs"
                 " WHERE state IN (?, ?) ORDER BY created_at",
                 (pb.JOB_STATE_QUEUED, pb.JOB_STATE_RUNNING),
+            ).fetchall()
+        return [_record(row) for row in rows]
+
+    def newest(self, limit: int, before: tuple[float, str] | None = None) -> list[JobRecord]:
+        """Up to `limit` jobs, newest first; with `before` (created_at, job_id), those older than it."""
+        after = "WHERE (created_at, id) < (?, ?)" if before else ""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, state, created_at, expires_at, config, progress, result, error FROM jobs"
+                f" {after} ORDER BY created_at DESC, id DESC LIMIT ?",
+                (*(before or ()), limit),
             ).fetchall()
         return [_record(row) for row in rows]
 

@@ -64,6 +64,11 @@ class SpeakerlinkStub:
                 request_serializer=speakerlink_dot_v1_dot_speakerlink__pb2.CancelJobRequest.SerializeToString,
                 response_deserializer=speakerlink_dot_v1_dot_speakerlink__pb2.JobStatus.FromString,
                 _registered_method=True)
+        self.ListJobs = channel.unary_unary(
+                '/speakerlink.v1.Speakerlink/ListJobs',
+                request_serializer=speakerlink_dot_v1_dot_speakerlink__pb2.ListJobsRequest.SerializeToString,
+                response_deserializer=speakerlink_dot_v1_dot_speakerlink__pb2.ListJobsResponse.FromString,
+                _registered_method=True)
         self.DeleteJob = channel.unary_unary(
                 '/speakerlink.v1.Speakerlink/DeleteJob',
                 request_serializer=speakerlink_dot_v1_dot_speakerlink__pb2.DeleteJobRequest.SerializeToString,
@@ -115,6 +120,13 @@ class SpeakerlinkServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListJobs(self, request, context):
+        """The jobs this server holds, newest first, a page at a time: to find a lost job id again.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def DeleteJob(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -153,6 +165,11 @@ def add_SpeakerlinkServicer_to_server(servicer, server):
                     servicer.CancelJob,
                     request_deserializer=speakerlink_dot_v1_dot_speakerlink__pb2.CancelJobRequest.FromString,
                     response_serializer=speakerlink_dot_v1_dot_speakerlink__pb2.JobStatus.SerializeToString,
+            ),
+            'ListJobs': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListJobs,
+                    request_deserializer=speakerlink_dot_v1_dot_speakerlink__pb2.ListJobsRequest.FromString,
+                    response_serializer=speakerlink_dot_v1_dot_speakerlink__pb2.ListJobsResponse.SerializeToString,
             ),
             'DeleteJob': grpc.unary_unary_rpc_method_handler(
                     servicer.DeleteJob,
@@ -322,6 +339,33 @@ class Speakerlink:
             '/speakerlink.v1.Speakerlink/CancelJob',
             speakerlink_dot_v1_dot_speakerlink__pb2.CancelJobRequest.SerializeToString,
             speakerlink_dot_v1_dot_speakerlink__pb2.JobStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/speakerlink.v1.Speakerlink/ListJobs',
+            speakerlink_dot_v1_dot_speakerlink__pb2.ListJobsRequest.SerializeToString,
+            speakerlink_dot_v1_dot_speakerlink__pb2.ListJobsResponse.FromString,
             options,
             channel_credentials,
             insecure,
