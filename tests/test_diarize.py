@@ -218,6 +218,7 @@ def test_async_client(server, samples) -> None:
             result = await client.diarize([samples["call.mp3"]], on_progress=seen.append)
             assert seen and (await client.get_result(result.job_id)) == result
             assert (await client.list_jobs(limit=1))[0].job_id == result.job_id
+            assert (await client.wait(result.job_id)) == result
             return result
 
     assert asyncio.run(go()).summary.clips == 1

@@ -92,6 +92,17 @@ class AsyncClient:
         async for event in self._reattach(job_id, deadline):
             yield event
 
+    async def wait(
+        self, job_id: str, *, on_progress: ProgressCallback | None = None, timeout: float | None = None
+    ) -> pb.DiarizationResult:
+        """Wait until the job ends; return its result or raise its error."""
+        async for event in self.watch(job_id, timeout=timeout):
+            if event.HasField("progress") and on_progress is not None:
+                on_progress(event.progress)
+            if is_terminal(event):
+                return terminal_outcome(event)
+        raise stream_lost(job_id)
+
     async def _reattach(self, job_id: str, deadline: Deadline) -> AsyncIterator[pb.JobEvent]:
         attempt = 0
         while True:
