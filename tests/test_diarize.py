@@ -109,6 +109,29 @@ def test_exports(client: Client, finished) -> None:
     assert "== meeting.wav" in text and "S1" in text
 
 
+def test_one_clips_text_export_holds_that_clip_only_and_json_times_are_milliseconds(client: Client, finished) -> None:
+    result, _ = finished
+    text = client.export(result.job_id, "text", clip_index=0).content.decode()
+    first = result.clips[0]
+    assert f"== {first.name}" in text and not any(f"== {c.name}" in text for c in result.clips[1:])
+    assert not any(c.name in text for c in result.clips[1:]), "no other clip is named"
+    exported = json.loads(client.export(result.job_id, "json").content)
+    times = [exported["summary"]["audio_seconds"], exported["summary"]["processing_seconds"]]
+    times += [v for c in exported["clips"] for v in (c["duration_seconds"], c["speech_seconds"])]
+    times += [s["speech_seconds"] for s in exported["speakers"]]
+    assert all(round(t, 3) == t for t in times)
+
+
+def test_files_of_one_name_in_two_folders_keep_distinct_names(client: Client, samples, tmp_path) -> None:
+    for folder in ("day1", "day2"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "call.mp3").write_bytes(samples["call.mp3"].read_bytes())
+    result = client.diarize([tmp_path / "day1" / "call.mp3", tmp_path / "day2" / "call.mp3"], language="de")
+    assert [c.name for c in result.clips] == ["day1/call.mp3", "day2/call.mp3"]
+    assert len(result.speakers) == 2  # the same two voices in both
+    assert any("language 'de' was not used" in w for w in result.summary.warnings)
+
+
 def test_get_result_and_watch_after_the_end(client: Client, finished) -> None:
     result, _ = finished
     assert client.get_result(result.job_id) == result

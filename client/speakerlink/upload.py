@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -29,16 +30,41 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def clip_names(paths: Sequence[Path]) -> list[str]:
+    """Each file's name, with as many of its folders as it takes to tell apart files of one
+    name (day1/meeting.wav, day2/meeting.wav); a file given twice gets (2), (3), ..."""
+    absolute = [os.path.abspath(path) for path in paths]
+    folders = [[part for part in a.split(os.sep) if part] for a in absolute]
+    names = [path.name for path in paths]
+
+    def clashing() -> set[str]:  # names shared by different files
+        files: dict[str, set[str]] = {}
+        for name, a in zip(names, absolute, strict=True):
+            files.setdefault(name, set()).add(a)
+        return {name for name, group in files.items() if len(group) > 1}
+
+    depth = 1
+    while (clash := clashing()) and depth < max(len(f) for f in folders):
+        depth += 1
+        names = ["/".join(f[-depth:]) if n in clash else n for n, f in zip(names, folders, strict=True)]
+    counts, seen = Counter(names), Counter()
+    for i, name in enumerate(names):
+        if counts[name] > 1:
+            seen[name] += 1
+            names[i] = f"{name} ({seen[name]})" if seen[name] > 1 else name
+    return names
+
+
 def build_config(paths: Sequence[os.PathLike | str], options: pb.DiarizeOptions) -> pb.DiarizeConfig:
     """The manifest: names, exact sizes and checksums, so the server can check limits up front."""
     clips = []
-    for raw in paths:
-        path = Path(raw)
+    files = [Path(raw) for raw in paths]
+    for path, name in zip(files, clip_names(files), strict=True):
         if not path.is_file():
             raise FileNotFoundError(f"no such file: {path}")
         clips.append(
             pb.ClipManifest(
-                name=path.name,
+                name=name,
                 size_bytes=path.stat().st_size,
                 format=path.suffix.lstrip(".").lower(),
                 sha256=sha256_of(path),

@@ -201,7 +201,10 @@ def only_clip(result: pb.DiarizationResult, clip_index: int) -> pb.DiarizationRe
     out = pb.DiarizationResult(job_id=result.job_id, summary=result.summary)
     out.clips.append(clip)
     heard = {link.global_label for link in clip.speakers}
-    out.speakers.extend(s for s in result.speakers if s.label in heard)
+    for speaker in result.speakers:  # as heard in this clip, not across the job
+        if speaker.label in heard:
+            speech = sum(link.speech_seconds for link in clip.speakers if link.global_label == speaker.label)
+            out.speakers.add(label=speaker.label, name=speaker.name, speech_seconds=speech, clip_indices=[clip.index])
     out.summary.clips = 1
     out.summary.unique_speakers = len(heard)
     out.summary.audio_seconds = clip.duration_seconds

@@ -115,9 +115,12 @@ def run_pipeline(
     speakers = [s for a in analyses for s in a.speakers]
     links = link_speakers(speakers, threshold, embedder.calibration)
     result = assemble(clips, analyses, speakers, links)
+    if options.language and transcriber is None:
+        result.summary.warnings.append(f"language {errors.shorten(options.language)!r} was not used: "
+                                       "only transcription takes a language, and this job was not transcribed")
     result.summary.link_threshold = threshold
     result.summary.engines.extend([transcriber.name, embedder.name] if transcriber else [segmenter.name, embedder.name])
-    result.summary.processing_seconds = time.monotonic() - started
+    result.summary.processing_seconds = _ms(time.monotonic() - started)
     return result
 
 
@@ -290,6 +293,11 @@ def transcribe_clip(
     return ClipAnalysis(speakers.duration, speakers.turns, speakers.speakers)
 
 
+def _ms(seconds: float) -> float:
+    """Times in a result are kept to the millisecond: finer is noise, and long decimals in JSON."""
+    return round(seconds, 3)
+
+
 def _covered(turns: list[Turn]) -> float:
     """Seconds in which anyone speaks: overlapped turns count once."""
     total, reach = 0.0, -math.inf
@@ -309,31 +317,31 @@ def assemble(
     totals = np.zeros(count)
     occurs: list[list[int]] = [[] for _ in range(count)]
     for clip, analysis in zip(clips, analyses, strict=True):
-        out = result.clips.add(index=clip.index, name=clip.name, duration_seconds=analysis.duration)
+        out = result.clips.add(index=clip.index, name=clip.name, duration_seconds=_ms(analysis.duration))
         for speaker in analysis.speakers:
             link = global_of[(clip.index, speaker.local_index)]
             out.speakers.add(
                 local_label=f"L{speaker.local_index}",
                 global_label=labels[link.global_index],
                 confidence=link.confidence,
-                speech_seconds=speaker.speech_seconds,
+                speech_seconds=_ms(speaker.speech_seconds),
             )
             totals[link.global_index] += speaker.speech_seconds
             occurs[link.global_index].append(clip.index)
         for turn in analysis.turns:
             speaker = labels[global_of[(clip.index, turn.speaker)].global_index]
             segment = out.segments.add(
-                start=round(turn.start, 3), end=round(turn.end, 3), speaker=speaker,
+                start=_ms(turn.start), end=_ms(turn.end), speaker=speaker,
                 local_speaker=f"L{turn.speaker}", text=turn.text,
             )
             for word in turn.words:
-                segment.words.add(start=round(word.start, 3), end=round(word.end, 3), text=word.text,
+                segment.words.add(start=_ms(word.start), end=_ms(word.end), text=word.text,
                                   speaker=speaker, confidence=word.confidence)
-        out.speech_seconds = _covered(analysis.turns)
+        out.speech_seconds = _ms(_covered(analysis.turns))
     for i, label in enumerate(labels):
-        result.speakers.add(label=label, speech_seconds=float(totals[i]), clip_indices=occurs[i])
+        result.speakers.add(label=label, speech_seconds=_ms(float(totals[i])), clip_indices=occurs[i])
     result.summary.warnings.extend(w for a in analyses for w in a.warnings)
     result.summary.clips = len(clips)
     result.summary.unique_speakers = count
-    result.summary.audio_seconds = sum(a.duration for a in analyses)
+    result.summary.audio_seconds = _ms(sum(a.duration for a in analyses))
     return result
