@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import subprocess
 import sys
@@ -135,6 +136,30 @@ def test_unreachable_server_is_unavailable() -> None:
         with pytest.raises(UnavailableError) as info:
             client.info()
     assert info.value.status == grpc.StatusCode.UNAVAILABLE and info.value.troubleshooting
+
+
+def test_waiting_on_an_unreachable_server_fails_fast_and_says_where() -> None:
+    from speakerlink import AsyncClient, UnavailableError
+
+    job_id = uuid.uuid4().hex
+    with Client("127.0.0.1:1") as client:
+        started = time.monotonic()
+        with pytest.raises(UnavailableError) as info:
+            client.wait(job_id, timeout=3)
+        assert time.monotonic() - started < 5
+        assert info.value.code == "UNREACHABLE" and "127.0.0.1:1" in info.value.message
+        with pytest.raises(UnavailableError):
+            list(client.watch(job_id, timeout=600))  # the connect wait is bounded, not the job's deadline
+
+    async def go() -> None:
+        async with AsyncClient("127.0.0.1:1") as client:
+            await client.wait(job_id, timeout=2)
+
+    with pytest.raises(UnavailableError, match="cannot reach the server at 127.0.0.1:1"):
+        asyncio.run(go())
+    cli = subprocess.run([sys.executable, "-m", "speakerlink.cli", "--server", "127.0.0.1:1", "watch", job_id],
+                         capture_output=True, text=True, timeout=60)
+    assert cli.returncode == 1 and "cannot reach the server at 127.0.0.1:1" in cli.stderr
 
 
 def test_concurrent_jobs_share_the_embedder_and_agree(tmp_path: Path, samples) -> None:

@@ -16,9 +16,11 @@ from speakerlink.events import (
     REATTACH_CODES,
     Deadline,
     backoff,
+    connect_seconds,
     is_terminal,
     stream_lost,
     terminal_outcome,
+    unreachable,
 )
 from speakerlink.options import diarize_options, export_request
 from speakerlink.upload import UploadCallback, build_config, request_stream
@@ -88,7 +90,14 @@ class AsyncClient:
             yield event
 
     async def watch(self, job_id: str, *, timeout: float | None = None) -> AsyncIterator[pb.JobEvent]:
+        """Yield a job's events from where it is now until its terminal event, reattaching on
+        drops. Raises UnavailableError (UNREACHABLE) when the server does not answer at first."""
         deadline = Deadline(timeout)
+        seconds = connect_seconds(deadline)
+        try:
+            await asyncio.wait_for(self._channel.channel_ready(), seconds)
+        except asyncio.TimeoutError:
+            raise unreachable(self.target, seconds, job_id) from None
         async for event in self._reattach(job_id, deadline):
             yield event
 

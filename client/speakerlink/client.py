@@ -14,9 +14,11 @@ from speakerlink.events import (
     REATTACH_CODES,
     Deadline,
     backoff,
+    connect_seconds,
     is_terminal,
     stream_lost,
     terminal_outcome,
+    unreachable,
 )
 from speakerlink.options import diarize_options, export_request
 from speakerlink.upload import UploadCallback, build_config, request_stream
@@ -117,8 +119,15 @@ class Client:
     # ------------------------------------------------------------------ jobs
 
     def watch(self, job_id: str, *, timeout: float | None = None) -> Iterator[pb.JobEvent]:
-        """Yield a job's events from where it is now until its terminal event, reattaching on drops."""
-        yield from self._reattach(job_id, Deadline(timeout))
+        """Yield a job's events from where it is now until its terminal event, reattaching on
+        drops. Raises UnavailableError (UNREACHABLE) when the server does not answer at first."""
+        deadline = Deadline(timeout)
+        seconds = connect_seconds(deadline)
+        try:
+            grpc.channel_ready_future(self._channel).result(timeout=seconds)
+        except grpc.FutureTimeoutError:
+            raise unreachable(self.target, seconds, job_id) from None
+        yield from self._reattach(job_id, deadline)
 
     def wait(self, job_id: str, *, on_progress: ProgressCallback | None = None, timeout: float | None = None) -> pb.DiarizationResult:
         """Block until the job ends; return its result or raise its error."""

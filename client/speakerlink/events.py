@@ -6,7 +6,13 @@ import time
 
 import grpc
 
-from speakerlink.errors import DeadlineExceededError, JobCancelledError, SpeakerlinkError, error_from_detail
+from speakerlink.errors import (
+    DeadlineExceededError,
+    JobCancelledError,
+    SpeakerlinkError,
+    UnavailableError,
+    error_from_detail,
+)
 from speakerlink.v1 import speakerlink_pb2 as pb
 
 # A stream that breaks with one of these after the job was accepted is worth reattaching to:
@@ -16,6 +22,9 @@ REATTACH_CODES = frozenset(
 )
 REATTACH_ATTEMPTS = 8
 REATTACH_BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 4.0)
+# watch() and wait() first wait this long at most for the server to answer at all: a wrong
+# address fails with UNREACHABLE instead of waiting out the job's whole deadline.
+CONNECT_SECONDS = 10.0
 
 
 def is_terminal(event: pb.JobEvent) -> bool:
@@ -42,6 +51,24 @@ def terminal_outcome(event: pb.JobEvent) -> pb.DiarizationResult:
 
 def backoff(attempt: int) -> float:
     return REATTACH_BACKOFF_S[min(attempt, len(REATTACH_BACKOFF_S) - 1)]
+
+
+def unreachable(target: str, seconds: float, job_id: str = "") -> UnavailableError:
+    return UnavailableError(
+        f"cannot reach the server at {target} (no answer in {seconds:g} s)",
+        code="UNREACHABLE",
+        status=grpc.StatusCode.UNAVAILABLE,
+        troubleshooting=("Is the server running, and is this its address and port?",),
+        recovery=("Start the server, or give its address with --server HOST:PORT (or SPEAKERLINK_SERVER).",),
+        job_id=job_id,
+    )
+
+
+def connect_seconds(deadline: Deadline) -> float:
+    """How long to wait for the server to answer at all: CONNECT_SECONDS, or less where the
+    deadline leaves less."""
+    left = deadline.remaining()
+    return CONNECT_SECONDS if left is None else min(CONNECT_SECONDS, left)
 
 
 def stream_lost(job_id: str) -> SpeakerlinkError:
