@@ -7,6 +7,9 @@ pretrained name from a Hugging Face cache laid out on disk.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +19,7 @@ import torch
 
 pytest.importorskip("nemo.collections.asr", reason="nemo-toolkit is not installed (pip install '.[titanet]')")
 
-from conftest import make_config  # noqa: E402
+from conftest import ROOT, make_config  # noqa: E402
 from speakerlink import Client  # noqa: E402
 from speakerlink_server.engines import titanet  # noqa: E402
 from speakerlink_server.main import start_server  # noqa: E402
@@ -66,8 +69,7 @@ def test_pretrained_name_resolves_from_the_hugging_face_cache(tiny_nemo, tmp_pat
     from huggingface_hub import constants
 
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    with pytest.raises(titanet.WeightsUnavailable, match="no weights at .*models--nvidia--speakerverification"):
+    with pytest.raises(titanet.WeightsUnavailable, match="not in the Hugging Face cache .*models--nvidia--speakerv"):
         titanet.locate_weights(titanet.DEFAULT_MODEL)
     repo = tmp_path / "models--nvidia--speakerverification_en_titanet_large"
     snapshot = repo / "snapshots" / "0123abc"
@@ -78,6 +80,21 @@ def test_pretrained_name_resolves_from_the_hugging_face_cache(tiny_nemo, tmp_pat
     cached.write_bytes(tiny_nemo[0].read_bytes())
     assert titanet.locate_weights(titanet.DEFAULT_MODEL) == cached
     assert titanet.TitanetEmbedder(titanet.DEFAULT_MODEL, "cpu").dim == EMB
+
+
+def test_an_uncached_pretrained_name_is_passed_over_without_importing_nemo(tmp_path) -> None:
+    """A server start must not wait on NeMo's import or a download only to fall back to CAM++."""
+    code = (
+        "import sys\n"
+        "from speakerlink_server.engines import titanet\n"
+        "try:\n    titanet.locate_weights(titanet.DEFAULT_MODEL)\n"
+        "except titanet.WeightsUnavailable as exc:\n    print(exc)\n"
+        "print('nemo imported:', 'nemo' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env=os.environ | {"HF_HOME": str(tmp_path)}, cwd=ROOT)
+    assert "is not in the Hugging Face cache" in out.stdout and "huggingface-cli download" in out.stdout
+    assert out.stdout.strip().endswith("nemo imported: False"), out.stdout + out.stderr
 
 
 def test_server_prefers_titanet_and_requests_may_choose(tiny_nemo, samples, tmp_path) -> None:
