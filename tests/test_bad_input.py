@@ -385,6 +385,7 @@ def test_streams_beyond_the_limit_are_refused_and_quick_calls_still_answer(own_s
                 call()
             assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
             assert error_from_rpc(info.value).code == "TOO_MANY_STREAMS"
+            assert error_from_rpc(info.value).retry_after == 1.0  # google.rpc.RetryInfo
         with Client(server.config.address, timeout=5) as client:
             assert client.info().version
         for call in held:

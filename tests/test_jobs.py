@@ -86,7 +86,7 @@ def test_cancel_a_running_job(client: Client, long_clip: Path) -> None:
     assert client.cancel(job_id).state == pb.JOB_STATE_CANCELLED
 
 
-def test_queue_is_bounded(tmp_path: Path, long_clip: Path, samples) -> None:
+def test_queue_is_bounded_and_a_busy_server_is_waited_on_within_the_deadline(tmp_path: Path, long_clip: Path, samples) -> None:
     running = start_server(make_config(tmp_path, workers=1, max_queued_jobs=1))
     try:
         with Client(running.config.address) as client:
@@ -96,10 +96,18 @@ def test_queue_is_bounded(tmp_path: Path, long_clip: Path, samples) -> None:
             second = client.iter_diarize([long_clip])
             ids.append(next(second).job_id)  # waiting: the queue is full
             with pytest.raises(LimitExceededError) as info:
-                client.diarize([samples["call.mp3"]])
-            assert info.value.code == "QUEUE_FULL"
-            for job_id in ids:
-                client.cancel(job_id)
+                client.diarize([samples["call.mp3"]], timeout=2)  # shorter than the wait the server asks for
+            assert info.value.code == "QUEUE_FULL" and info.value.retry_after == 5.0
+            waits = []
+
+            def on_busy(error, delay: float) -> None:
+                waits.append((error.code, delay))
+                for job_id in ids:  # the queue frees before the retry
+                    client.cancel(job_id)
+
+            result = client.diarize([samples["call.mp3"]], on_busy=on_busy, timeout=120)
+            assert result.summary.clips == 1
+            assert waits[0][0] == "QUEUE_FULL" and 2.5 <= waits[0][1] <= 7.5  # the hint with jitter
     finally:
         running.stop(grace=0.5)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 from collections.abc import AsyncIterator, Sequence
 
@@ -14,8 +15,10 @@ from speakerlink.errors import error_from_rpc
 from speakerlink.events import (
     REATTACH_ATTEMPTS,
     REATTACH_CODES,
+    BusyCallback,
     Deadline,
     backoff,
+    busy_delay,
     connect_seconds,
     is_terminal,
     stream_lost,
@@ -67,23 +70,35 @@ class AsyncClient:
         paths: Sequence[os.PathLike | str],
         *,
         on_upload: UploadCallback | None = None,
+        on_busy: BusyCallback | None = None,
         timeout: float | None = None,
         **options,
     ) -> AsyncIterator[pb.JobEvent]:
+        """As Client.iter_diarize: busy refusals retried within the deadline, drops reattached."""
         deadline = Deadline(timeout)
         config = build_config(paths, diarize_options(**options))
         job_id = ""
-        try:
-            call = self._stub.Diarize(request_stream(paths, config, on_upload), timeout=deadline.remaining())
-            async for event in call:
-                if event.HasField("accepted"):
-                    job_id = event.job_id
-                yield event
-                if is_terminal(event):
-                    return
-        except grpc.aio.AioRpcError as err:
-            if not job_id or err.code() not in REATTACH_CODES:
-                raise error_from_rpc(err, job_id) from None
+        for attempt in itertools.count():
+            try:
+                call = self._stub.Diarize(request_stream(paths, config, on_upload), timeout=deadline.remaining())
+                async for event in call:
+                    if event.HasField("accepted"):
+                        job_id = event.job_id
+                    yield event
+                    if is_terminal(event):
+                        return
+                break
+            except grpc.aio.AioRpcError as err:
+                error = error_from_rpc(err, job_id)
+                delay = None if job_id else busy_delay(error, attempt, deadline)
+                if delay is not None:
+                    if on_busy is not None:
+                        on_busy(error, delay)
+                    await asyncio.sleep(delay)
+                    continue
+                if not job_id or err.code() not in REATTACH_CODES:
+                    raise error from None
+                break
         if not job_id:
             raise stream_lost("")
         async for event in self._reattach(job_id, deadline):
@@ -113,7 +128,7 @@ class AsyncClient:
         raise stream_lost(job_id)
 
     async def _reattach(self, job_id: str, deadline: Deadline) -> AsyncIterator[pb.JobEvent]:
-        attempt = 0
+        attempt = busy = 0
         while True:
             try:
                 call = self._stub.WatchJob(
@@ -125,8 +140,14 @@ class AsyncClient:
                     if is_terminal(event):
                         return
             except grpc.aio.AioRpcError as err:
+                error = error_from_rpc(err, job_id)
+                delay = busy_delay(error, busy, deadline)
+                if delay is not None:  # too many watchers: wait as the server asks
+                    busy += 1
+                    await asyncio.sleep(delay)
+                    continue
                 if err.code() not in REATTACH_CODES or attempt >= REATTACH_ATTEMPTS:
-                    raise error_from_rpc(err, job_id) from None
+                    raise error from None
             else:
                 if attempt >= REATTACH_ATTEMPTS:
                     raise stream_lost(job_id)

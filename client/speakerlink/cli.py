@@ -161,8 +161,12 @@ def _run_diarize(client: Client, args: argparse.Namespace) -> pb.DiarizationResu
         num_speakers=args.num_speakers, min_speakers=args.min_speakers, max_speakers=args.max_speakers,
         link_threshold=args.link_threshold, engine=args.engine, transcribe=args.transcribe, language=args.language,
     )
+    def on_busy(error: SpeakerlinkError, delay: float) -> None:
+        if display is not None:
+            display.note(f"server busy ({error.code}); trying again in {delay:.0f} s")
+
     events = client.iter_diarize(
-        args.files, on_upload=display.upload if display else None, timeout=args.timeout, **options
+        args.files, on_upload=display.upload if display else None, on_busy=on_busy, timeout=args.timeout, **options
     )
     return _follow(events, display, args.job)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -12,8 +13,10 @@ from speakerlink.errors import error_from_rpc
 from speakerlink.events import (
     REATTACH_ATTEMPTS,
     REATTACH_CODES,
+    BusyCallback,
     Deadline,
     backoff,
+    busy_delay,
     connect_seconds,
     is_terminal,
     stream_lost,
@@ -90,28 +93,41 @@ class Client:
         paths: Sequence[os.PathLike | str],
         *,
         on_upload: UploadCallback | None = None,
+        on_busy: BusyCallback | None = None,
         timeout: float | None = None,
         **options,
     ) -> Iterator[pb.JobEvent]:
         """Yield the job's events: accepted, progress..., then one terminal event.
 
+        A busy server's refusal (TOO_MANY_STREAMS, QUEUE_FULL) is retried after the delay it
+        asks for, with backoff and jitter, within the deadline; on_busy hears of each wait.
         If the stream breaks after the job was accepted, this reattaches through WatchJob and
         goes on yielding, so a caller sees one uninterrupted stream.
         """
         deadline = Deadline(timeout)
         config = build_config(paths, diarize_options(**options))
         job_id = ""
-        try:
-            call = self._stub.Diarize(request_stream(paths, config, on_upload), timeout=deadline.remaining())
-            for event in call:
-                if event.HasField("accepted"):
-                    job_id = event.job_id
-                yield event
-                if is_terminal(event):
-                    return
-        except grpc.RpcError as err:
-            if not job_id or err.code() not in REATTACH_CODES:
-                raise error_from_rpc(err, job_id) from None
+        for attempt in itertools.count():
+            try:
+                call = self._stub.Diarize(request_stream(paths, config, on_upload), timeout=deadline.remaining())
+                for event in call:
+                    if event.HasField("accepted"):
+                        job_id = event.job_id
+                    yield event
+                    if is_terminal(event):
+                        return
+                break
+            except grpc.RpcError as err:
+                error = error_from_rpc(err, job_id)
+                delay = None if job_id else busy_delay(error, attempt, deadline)
+                if delay is not None:
+                    if on_busy is not None:
+                        on_busy(error, delay)
+                    time.sleep(delay)
+                    continue
+                if not job_id or err.code() not in REATTACH_CODES:
+                    raise error from None
+                break
         if not job_id:
             raise stream_lost("")
         yield from self._reattach(job_id, deadline)
@@ -139,7 +155,7 @@ class Client:
         raise stream_lost(job_id)
 
     def _reattach(self, job_id: str, deadline: Deadline) -> Iterator[pb.JobEvent]:
-        attempt = 0
+        attempt = busy = 0
         while True:
             try:
                 call = self._stub.WatchJob(
@@ -151,8 +167,14 @@ class Client:
                     if is_terminal(event):
                         return
             except grpc.RpcError as err:
+                error = error_from_rpc(err, job_id)
+                delay = busy_delay(error, busy, deadline)
+                if delay is not None:  # too many watchers: wait as the server asks
+                    busy += 1
+                    time.sleep(delay)
+                    continue
                 if err.code() not in REATTACH_CODES or attempt >= REATTACH_ATTEMPTS:
-                    raise error_from_rpc(err, job_id) from None
+                    raise error from None
             else:
                 if attempt >= REATTACH_ATTEMPTS:
                     raise stream_lost(job_id)

@@ -8,6 +8,7 @@ programs branch on `code` and people read `troubleshooting` and `recovery`.
 from __future__ import annotations
 
 import grpc
+from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from speakerlink.v1 import speakerlink_pb2 as pb
@@ -27,6 +28,7 @@ class SpeakerlinkError(Exception):
         clip_index: int = -1,
         clip_name: str = "",
         job_id: str = "",
+        retry_after: float = 0.0,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -37,6 +39,7 @@ class SpeakerlinkError(Exception):
         self.clip_index = clip_index
         self.clip_name = clip_name
         self.job_id = job_id
+        self.retry_after = retry_after  # seconds the server asked to wait before retrying; 0: do not
 
     def __str__(self) -> str:
         where = f" [{self.clip_name}]" if self.clip_name else ""
@@ -121,11 +124,19 @@ def error_from_rpc(err: grpc.RpcError, job_id: str = "") -> SpeakerlinkError:
     except ValueError:  # a status that disagrees with the call's own code or message
         status = None
     if status is not None:
+        retry_after = 0.0
+        for any_detail in status.details:
+            if any_detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+                retry = error_details_pb2.RetryInfo()
+                any_detail.Unpack(retry)
+                retry_after = retry.retry_delay.ToTimedelta().total_seconds()
         for any_detail in status.details:
             if any_detail.Is(pb.ErrorDetail.DESCRIPTOR):
                 detail = pb.ErrorDetail()
                 any_detail.Unpack(detail)
-                return error_from_detail(detail, job_id)
+                error = error_from_detail(detail, job_id)
+                error.retry_after = retry_after
+                return error
     code = err.code() if hasattr(err, "code") else grpc.StatusCode.UNKNOWN
     message = err.details() if hasattr(err, "details") else str(err)
     cls = _BY_STATUS.get(code, ServerError)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import random
 import time
+from collections.abc import Callable
 
 import grpc
 
@@ -22,6 +24,10 @@ REATTACH_CODES = frozenset(
 )
 REATTACH_ATTEMPTS = 8
 REATTACH_BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 4.0)
+# A refusal the server says will pass (RetryInfo: too many streams, a full queue) is retried
+# this many times at most, each after its hint doubled per attempt (up to 8x) with +-50 % jitter,
+# so that many refused clients do not come back at once; never past the caller's deadline.
+BUSY_ATTEMPTS = 10
 # watch() and wait() first wait this long at most for the server to answer at all: a wrong
 # address fails with UNREACHABLE instead of waiting out the job's whole deadline.
 CONNECT_SECONDS = 10.0
@@ -51,6 +57,19 @@ def terminal_outcome(event: pb.JobEvent) -> pb.DiarizationResult:
 
 def backoff(attempt: int) -> float:
     return REATTACH_BACKOFF_S[min(attempt, len(REATTACH_BACKOFF_S) - 1)]
+
+
+def busy_delay(error: SpeakerlinkError, attempt: int, deadline: Deadline) -> float | None:
+    """Seconds to wait before retrying a refused call, or None when it is not to be retried."""
+    if error.retry_after <= 0 or attempt >= BUSY_ATTEMPTS:
+        return None
+    delay = error.retry_after * min(2**attempt, 8) * random.uniform(0.5, 1.5)
+    left = deadline.remaining()
+    return None if left is not None and delay >= left else delay
+
+
+BusyCallback = Callable[[SpeakerlinkError, float], None]
+"""Called with the refusal and the seconds until the retry, while a busy server is waited on."""
 
 
 def unreachable(target: str, seconds: float, job_id: str = "") -> UnavailableError:

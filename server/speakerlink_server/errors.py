@@ -1,14 +1,17 @@
 """Every error the service reports, with its gRPC status and the help that goes with it.
 
 A ServiceError becomes either a failed call (a google.rpc.Status whose details hold our
-ErrorDetail and a standard google.rpc.ErrorInfo, so grpcurl and other tools see the code) or
+ErrorDetail and a standard google.rpc.ErrorInfo, so grpcurl and other tools see the code, and
+a google.rpc.RetryInfo where retrying later will do) or
 a job's terminal error event; either way the client gets the same code, hints and recovery.
 """
 
 from __future__ import annotations
 
+import datetime
+
 import grpc
-from google.protobuf import any_pb2
+from google.protobuf import any_pb2, duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 from speakerlink.v1 import speakerlink_pb2 as pb
@@ -18,6 +21,10 @@ DOMAIN = "speakerlink.v1"
 # it the status code is lost. Whatever a request sent is echoed at most this long.
 MAX_ECHO_CHARS = 200
 MAX_MESSAGE_CHARS = 1000
+# Retry delays sent with refusals that pass (RetryInfo): a stream slot frees when an upload or a
+# watcher ends, a queue place when a job starts, which takes longer.
+STREAMS_RETRY_S = 1.0
+QUEUE_RETRY_S = 5.0
 
 
 def shorten(text: str, limit: int = MAX_ECHO_CHARS) -> str:
@@ -37,6 +44,7 @@ class ServiceError(Exception):
         recovery: tuple[str, ...] = (),
         clip_index: int = -1,
         clip_name: str = "",
+        retry_after: float = 0.0,
     ) -> None:
         message = shorten(message, MAX_MESSAGE_CHARS)
         super().__init__(message)
@@ -47,6 +55,7 @@ class ServiceError(Exception):
         self.recovery = recovery
         self.clip_index = clip_index
         self.clip_name = shorten(clip_name)
+        self.retry_after = retry_after  # seconds; > 0: a refusal worth retrying (google.rpc.RetryInfo)
 
     def detail(self) -> pb.ErrorDetail:
         return pb.ErrorDetail(
@@ -61,7 +70,8 @@ class ServiceError(Exception):
 
     def about_clip(self, index: int, name: str) -> ServiceError:
         """The same error, said of one clip (engines do not know which clip they work on)."""
-        return ServiceError(self.status, self.code, self.message, self.troubleshooting, self.recovery, index, name)
+        return ServiceError(self.status, self.code, self.message, self.troubleshooting, self.recovery, index, name,
+                            self.retry_after)
 
     def rpc_status(self) -> status_pb2.Status:
         detail = any_pb2.Any()
@@ -69,7 +79,14 @@ class ServiceError(Exception):
         info = any_pb2.Any()
         metadata = {"clip_name": self.clip_name} if self.clip_name else {}
         info.Pack(error_details_pb2.ErrorInfo(reason=self.code, domain=DOMAIN, metadata=metadata))
-        return status_pb2.Status(code=self.status.value[0], message=str(self), details=[detail, info])
+        details = [detail, info]
+        if self.retry_after > 0:
+            retry = any_pb2.Any()
+            delay = duration_pb2.Duration()
+            delay.FromTimedelta(datetime.timedelta(seconds=self.retry_after))
+            retry.Pack(error_details_pb2.RetryInfo(retry_delay=delay))
+            details.append(retry)
+        return status_pb2.Status(code=self.status.value[0], message=str(self), details=details)
 
     def __str__(self) -> str:
         return f"{self.clip_name}: {self.message}" if self.clip_name else self.message
@@ -223,7 +240,8 @@ def queue_full(limit: int) -> ServiceError:
     return ServiceError(
         grpc.StatusCode.RESOURCE_EXHAUSTED, "QUEUE_FULL", f"the job queue is full ({limit} jobs waiting)",
         ("The server takes new jobs only while fewer than max_queued_jobs are waiting.",),
-        ("Retry in a little while; or run more workers (--workers) or replicas.",),
+        ("Retry in a little while (the SDK does, within its deadline); or run more workers (--workers).",),
+        retry_after=QUEUE_RETRY_S,
     )
 
 
@@ -231,8 +249,9 @@ def too_many_streams(limit: int) -> ServiceError:
     return ServiceError(
         grpc.StatusCode.RESOURCE_EXHAUSTED, "TOO_MANY_STREAMS", f"the server is already serving {limit} uploads and job watchers",
         (f"Each Diarize or WatchJob call holds one of max_streams={limit} slots while it runs.",),
-        ("Retry in a little while; a job goes on running while nobody watches it, and `speakerlink watch JOB` "
-         "reattaches later.", "Or raise --max-streams on the server."),
+        ("Retry in a little while (the SDK does, within its deadline); a job goes on running while nobody "
+         "watches it, and `speakerlink watch JOB` reattaches later.", "Or raise --max-streams on the server."),
+        retry_after=STREAMS_RETRY_S,
     )
 
 
