@@ -30,7 +30,9 @@ BUCKET_FRAMES = 50  # 0.5 s: items are padded by repetition to a multiple of thi
 # 4 / 8 / 16, while the dense blocks' activations held 110 / ~220 / 430 MB; 8 is the balance.
 # A GPU takes thousands of items in one pass.
 BATCH = {"cuda": 1024, "cpu": 8}
-GROUP = 256  # items one call hands to the batcher at a time
+# Items one call hands to the batcher at a time; progress and cancellation are checked between
+# groups, so on a CPU a group is about a second of work.
+GROUP = {"cuda": 256, "cpu": 32}
 
 
 class CamppEmbedder:
@@ -58,7 +60,8 @@ class CamppEmbedder:
         probe = kaldi_fbank(voiced_probe(4, 3.0))
         probe = probe - probe.mean(dim=1, keepdim=True)
         self.half = device.startswith("cuda") and choose_half(self._infer, probe, self.name)
-        self.batch = batch or BATCH["cuda" if device.startswith("cuda") else "cpu"]
+        kind = "cuda" if device.startswith("cuda") else "cpu"
+        self.batch, self._group = batch or BATCH[kind], GROUP[kind]
         self._batcher = MicroBatcher(self._forward, self.batch, self.name)
 
     def describe(self) -> str:
@@ -76,12 +79,13 @@ class CamppEmbedder:
         with torch.inference_mode(), torch.autocast(features.device.type, dtype=torch.float16, enabled=half):
             return self._model(features).float().cpu()
 
-    def features(self, wav: np.ndarray) -> np.ndarray:
+    def features(self, wav: np.ndarray, hook: Hook = no_hook) -> np.ndarray:
         """Log-fbank frames of the whole clip, shape (frames, 80); frame j covers samples j*160 .. j*160+400.
 
         Computed a block of frames at a time: each frame depends on its own 400 samples only,
         so blocks give the same frames as one pass, and a 10-minute chunk's spectra never sit
-        in memory at once (they would take some 400 MB)."""
+        in memory at once (they would take some 400 MB). hook(0, 0) after each block lets a
+        cancel stop it."""
         frames = max(0, (wav.size - FRAME) // SHIFT + 1)
         out = np.zeros((frames, 80), dtype=np.float32)
         with torch.inference_mode():
@@ -89,12 +93,13 @@ class CamppEmbedder:
                 last = min(frames, first + BLOCK_FRAMES)
                 piece = torch.from_numpy(wav[first * SHIFT : (last - 1) * SHIFT + FRAME]).to(self.device)
                 out[first:last] = kaldi_fbank(piece).cpu().numpy()
+                hook(0, 0)
         return out
 
     def embed(self, wav: np.ndarray, items: list[Spans], hook: Hook = no_hook) -> np.ndarray:
-        feats = self.features(wav)
+        feats = self.features(wav, hook)
         rows = [_frames(feats, spans) for spans in items]
-        return unit_rows(self._batcher.run_ragged(rows, BUCKET_FRAMES, GROUP, self.dim, hook))
+        return unit_rows(self._batcher.run_ragged(rows, BUCKET_FRAMES, self._group, self.dim, hook))
 
 
 def _frames(feats: np.ndarray, spans: Spans) -> np.ndarray:

@@ -22,7 +22,9 @@ from speakerlink_server.engines.models.pyannet import PyanNet, powerset_mapping
 # one thread), and the first SincNet layer's output, 5 MB a window, stays small; a GPU fills
 # with far more.
 BATCH = {"cuda": 512, "cpu": 8}
-GROUP = 64  # windows one call hands to the batcher at a time: 41 MB of float32 audio
+# Windows one call hands to the batcher at a time (41 MB of float32 audio on a GPU); progress
+# and cancellation are checked between groups, so on a CPU a group is about a second of work.
+GROUP = {"cuda": 64, "cpu": 16}
 
 
 class Segmentation3:
@@ -40,7 +42,8 @@ class Segmentation3:
         with torch.inference_mode():
             frames = self._model(torch.zeros(1, 1, self._window, device=device)).shape[1]
         self.timing = FrameTiming(shape["frame_start"], shape["frame_step"], shape["frame_duration"], frames)
-        self.batch = batch or BATCH["cuda" if device.startswith("cuda") else "cpu"]
+        kind = "cuda" if device.startswith("cuda") else "cpu"
+        self.batch, self._group = batch or BATCH[kind], GROUP[kind]
         self._batcher = MicroBatcher(self._forward, self.batch, self.name)
 
     def describe(self) -> str:
@@ -62,8 +65,8 @@ class Segmentation3:
         starts = self.window_starts(wav.size / SAMPLE_RATE, step)
         out = np.zeros((len(starts), self.timing.count, self._powerset.shape[0]), dtype=np.float32)
         hook(0, len(starts))
-        for first in range(0, len(starts), GROUP):
-            picked = starts[first : first + GROUP]
+        for first in range(0, len(starts), self._group):
+            picked = starts[first : first + self._group]
             windows = np.zeros((len(picked), 1, self._window), dtype=np.float32)  # zeros pad short audio
             for row, start in enumerate(picked):
                 begin = int(round(start * SAMPLE_RATE))
