@@ -68,6 +68,26 @@ def test_truncated_file(client: Client, samples, tmp_path: Path, name: str) -> N
     assert "ends early" in err.message
 
 
+ENCODINGS = {"opus": ["-c:a", "libopus"], "ogg": ["-c:a", "libvorbis"], "aac": ["-c:a", "aac", "-f", "adts"],
+             "webm": ["-c:a", "libopus"]}
+
+
+@pytest.mark.parametrize("extension", ENCODINGS)
+def test_truncated_compressed_files_are_refused_and_whole_ones_decode(client: Client, samples, tmp_path: Path,
+                                                                       extension: str) -> None:
+    whole = tmp_path / f"whole.{extension}"
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(samples["meeting.wav"]), *ENCODINGS[extension], str(whole)],
+                   check=True)
+    decoded = np.concatenate([wav for _, wav in audio.stream(whole, 0, whole.name, 600.0)])
+    assert abs(decoded.size / 16000 - sf.info(samples["meeting.wav"]).duration) < 0.1
+    data = whole.read_bytes()
+    for fraction in (0.3, 0.6, 0.9):
+        cut = tmp_path / f"cut{int(fraction * 10)}.{extension}"
+        cut.write_bytes(data[: int(len(data) * fraction)])
+        err = expect(InvalidInputError, "AUDIO_TRUNCATED", client, [cut])
+        assert "ends early" in err.message
+
+
 def test_truncated_m4a_has_no_readable_audio(client: Client, samples, tmp_path: Path) -> None:
     m4a = tmp_path / "whole.m4a"
     subprocess.run(["ffmpeg", "-v", "error", "-i", str(samples["call.mp3"]), str(m4a)], check=True)

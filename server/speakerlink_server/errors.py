@@ -197,10 +197,9 @@ def not_audio(index: int, name: str, reason: str) -> ServiceError:
     )
 
 
-def truncated_audio(index: int, name: str, decoded: float, declared: float) -> ServiceError:
+def truncated_audio(index: int, name: str, how: str) -> ServiceError:
     return ServiceError(
-        grpc.StatusCode.INVALID_ARGUMENT, "AUDIO_TRUNCATED",
-        f"the file ends early: {decoded:.2f} s decoded of the {declared:.2f} s its header declares",
+        grpc.StatusCode.INVALID_ARGUMENT, "AUDIO_TRUNCATED", f"the file ends early: {how}",
         ("The file was cut off, e.g. by an interrupted download or copy.",),
         ("Get a complete copy of the file and send it again.",),
         **_clip(index, name),

@@ -1,8 +1,13 @@
 """Decode any supported file to 16 kHz mono float32 with ffmpeg, and catch damaged files.
 
 ffmpeg decodes what it can of a damaged file and often exits 0, so a truncated file would
-silently become a shorter clip. We compare the decoded length with the length the container
-declares (ffprobe; for WAV, the RIFF header, since ffprobe derives WAV length from the size).
+silently become a shorter clip. Three checks catch it:
+- the decoded length against the length the container declares (ffprobe; for WAV, the RIFF
+  header, since ffprobe derives WAV length from the size);
+- the warnings ffmpeg gives where a stream stops mid-packet (AAC, FLAC, Matroska/WebM), for
+  containers that declare no length or one taken from what is there;
+- for Ogg (Opus, Vorbis), whose length ffprobe reads from the last page present, that the file
+  ends with a whole page marked end-of-stream.
 """
 
 from __future__ import annotations
@@ -28,6 +33,11 @@ TRUNCATION_TOLERANCE_RATIO = 0.02
 # Sample rates recordings use, from narrowband telephony to studio masters. A header outside
 # them is damaged or crafted: 1 Hz makes a 36 KB WAV declare ten hours.
 LOWEST_RATE, HIGHEST_RATE = 8000, 384000
+# What ffmpeg says (at warning level) when a stream stops mid-packet; clean files of every
+# supported format decode without any of them.
+CUT_SHORT = ("File ended prematurely", "Packet corrupt", "Input buffer exhausted", "decode_frame() failed",
+             "invalid residual")
+OGG_MAX_PAGE = 27 + 255 + 255 * 255  # header, segment table, body
 
 
 @dataclass(frozen=True)
@@ -40,8 +50,8 @@ def probe(path: Path, index: int, name: str) -> Probe:
     """Check that the file has an audio stream ffmpeg can read at a sample rate recordings use;
     raises NOT_AUDIO or UNSUPPORTED_SAMPLE_RATE otherwise."""
     proc = subprocess.run(
-        ["ffprobe", "-v", "error", "-select_streams", "a:0", "-show_entries",
-         "stream=codec_name,duration,sample_rate:format=duration", "-of", "json", str(path)],
+        ["ffprobe", "-v", "warning", "-select_streams", "a:0", "-show_entries",
+         "stream=codec_name,duration,sample_rate:format=duration,format_name", "-of", "json", str(path)],
         capture_output=True, text=True, timeout=60,
     )
     if proc.returncode != 0:
@@ -53,7 +63,11 @@ def probe(path: Path, index: int, name: str) -> Probe:
     rate = _float(streams[0].get("sample_rate"))
     if rate is not None and not LOWEST_RATE <= rate <= HIGHEST_RATE:
         raise errors.unsupported_sample_rate(index, name, int(rate), LOWEST_RATE, HIGHEST_RATE)
+    if "ogg" in info.get("format", {}).get("format_name", "").split(",") and not _ogg_ends_whole(path):
+        raise errors.truncated_audio(index, name, "its last Ogg page is cut short or not marked end-of-stream")
     declared = _float(streams[0].get("duration")) or _float(info.get("format", {}).get("duration"))
+    if "Estimating duration from bitrate" in proc.stderr:
+        declared = None  # a guess from the file's size (raw AAC, some MP3), not a length the file declares
     riff = _riff_declared_fraction(path)
     if riff is not None and declared is not None:
         declared = declared * riff
@@ -75,7 +89,7 @@ def stream(
     past max_seconds, whatever the header said. The truncation check runs at the end."""
     info = info or probe(path, index, name)
     proc = subprocess.Popen(
-        ["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-map", "0:a:0",
+        ["ffmpeg", "-nostdin", "-v", "warning", "-i", str(path), "-map", "0:a:0",
          "-ac", "1", "-ar", str(SAMPLE_RATE), "-f", "f32le", "-"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )
@@ -107,7 +121,26 @@ def stream(
     decoded = total / SAMPLE_RATE
     declared = info.declared_seconds
     if declared is not None and decoded < declared - max(TRUNCATION_TOLERANCE_S, TRUNCATION_TOLERANCE_RATIO * declared):
-        raise errors.truncated_audio(index, name, decoded, declared)
+        raise errors.truncated_audio(index, name, f"{decoded:.2f} s decoded of the {declared:.2f} s its header declares")
+    said = b"".join(complaints).decode(errors="replace")
+    cut = next((line for line in said.splitlines() if any(marker in line for marker in CUT_SHORT)), None)
+    if cut is not None:
+        raise errors.truncated_audio(index, name, f"{decoded:.2f} s decoded, then ffmpeg: {_complaint(cut, path, name)}")
+
+
+def _ogg_ends_whole(path: Path) -> bool:
+    """Whether the file's last bytes are one whole Ogg page with the end-of-stream flag."""
+    with path.open("rb") as fh:
+        fh.seek(max(0, path.stat().st_size - OGG_MAX_PAGE))
+        tail = fh.read()
+    at = tail.rfind(b"OggS")
+    while at >= 0:
+        count = tail[at + 26] if at + 26 < len(tail) else -1
+        segments = tail[at + 27 : at + 27 + count]
+        if len(segments) == count and at + 27 + count + sum(segments) == len(tail):
+            return bool(tail[at + 5] & 0x04)
+        at = tail.rfind(b"OggS", 0, at)
+    return False
 
 
 def _riff_declared_fraction(path: Path) -> float | None:
