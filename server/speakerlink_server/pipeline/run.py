@@ -257,8 +257,8 @@ def analyse_chunk(
     slots = unassigned_slots(activity, grid, assign, SLOTS)
     centroids = clusters.centroids
     if slots:
-        voices = embedder.embed(wav, slot_spans(activity, grid, slots), hook)
-        assign, centroids = attach(assign, slots, voices, centroids, activity, grid, bounds,
+        slot_embeddings = embedder.embed(wav, slot_spans(activity, grid, slots), hook)
+        assign, centroids = attach(assign, slots, slot_embeddings, centroids, activity, grid, bounds,
                                    embedder.cluster_threshold, SLOTS)
     speaking = label_frames(frame_label, assign, activity, grid, count, len(centroids))
     heard = speaking.any(axis=0)  # a new speaker may lose every frame to the others' votes
