@@ -40,10 +40,13 @@ def test_reattach_and_result_survive_a_restart(tmp_path: Path, long_clip: Path) 
     events: list[pb.JobEvent] = []
     failure: list[BaseException] = []
 
+    retries: list[str] = []
+
     def run() -> None:
         try:
             with Client(address) as client:
-                events.extend(client.iter_diarize([long_clip], timeout=300))
+                events.extend(client.iter_diarize([long_clip], timeout=300,
+                                                  on_retry=lambda error, delay: retries.append(error.code)))
         except BaseException as exc:  # surfaced below
             failure.append(exc)
 
@@ -60,6 +63,7 @@ def test_reattach_and_result_survive_a_restart(tmp_path: Path, long_clip: Path) 
         assert not failure, failure
         kinds = [e.WhichOneof("event") for e in events]
         assert kinds[0] == "accepted" and kinds[-1] == "result" and kinds.count("result") == 1
+        assert retries, "the caller hears that the client waits to reattach"
         job_id = events[0].job_id
         assert events[-1].result.job_id == job_id
     finally:
@@ -100,12 +104,12 @@ def test_queue_is_bounded_and_a_busy_server_is_waited_on_within_the_deadline(tmp
             assert info.value.code == "QUEUE_FULL" and info.value.retry_after == 5.0
             waits = []
 
-            def on_busy(error, delay: float) -> None:
+            def on_retry(error, delay: float) -> None:
                 waits.append((error.code, delay))
                 for job_id in ids:  # the queue frees before the retry
                     client.cancel(job_id)
 
-            result = client.diarize([samples["call.mp3"]], on_busy=on_busy, timeout=120)
+            result = client.diarize([samples["call.mp3"]], on_retry=on_retry, timeout=120)
             assert result.summary.clips == 1
             assert waits[0][0] == "QUEUE_FULL" and 2.5 <= waits[0][1] <= 7.5  # the hint with jitter
     finally:

@@ -15,8 +15,8 @@ from speakerlink.errors import error_from_rpc
 from speakerlink.events import (
     REATTACH_ATTEMPTS,
     REATTACH_CODES,
-    BusyCallback,
     Deadline,
+    RetryCallback,
     backoff,
     busy_delay,
     connect_seconds,
@@ -70,7 +70,7 @@ class AsyncClient:
         paths: Sequence[os.PathLike | str],
         *,
         on_upload: UploadCallback | None = None,
-        on_busy: BusyCallback | None = None,
+        on_retry: RetryCallback | None = None,
         timeout: float | None = None,
         **options,
     ) -> AsyncIterator[pb.JobEvent]:
@@ -92,8 +92,8 @@ class AsyncClient:
                 error = error_from_rpc(err, job_id)
                 delay = None if job_id else busy_delay(error, attempt, deadline)
                 if delay is not None:
-                    if on_busy is not None:
-                        on_busy(error, delay)
+                    if on_retry is not None:
+                        on_retry(error, delay)
                     await asyncio.sleep(delay)
                     continue
                 if not job_id or err.code() not in REATTACH_CODES:
@@ -101,10 +101,12 @@ class AsyncClient:
                 break
         if not job_id:
             raise stream_lost("")
-        async for event in self._reattach(job_id, deadline):
+        async for event in self._reattach(job_id, deadline, on_retry):
             yield event
 
-    async def watch(self, job_id: str, *, timeout: float | None = None) -> AsyncIterator[pb.JobEvent]:
+    async def watch(
+        self, job_id: str, *, timeout: float | None = None, on_retry: RetryCallback | None = None
+    ) -> AsyncIterator[pb.JobEvent]:
         """Yield a job's events from where it is now until its terminal event, reattaching on
         drops. Raises UnavailableError (UNREACHABLE) when the server does not answer at first."""
         deadline = Deadline(timeout)
@@ -113,21 +115,22 @@ class AsyncClient:
             await asyncio.wait_for(self._channel.channel_ready(), seconds)
         except asyncio.TimeoutError:
             raise unreachable(self.target, seconds, job_id) from None
-        async for event in self._reattach(job_id, deadline):
+        async for event in self._reattach(job_id, deadline, on_retry):
             yield event
 
     async def wait(
-        self, job_id: str, *, on_progress: ProgressCallback | None = None, timeout: float | None = None
+        self, job_id: str, *, on_progress: ProgressCallback | None = None, timeout: float | None = None,
+        on_retry: RetryCallback | None = None,
     ) -> pb.DiarizationResult:
         """Wait until the job ends; return its result or raise its error."""
-        async for event in self.watch(job_id, timeout=timeout):
+        async for event in self.watch(job_id, timeout=timeout, on_retry=on_retry):
             if event.HasField("progress") and on_progress is not None:
                 on_progress(event.progress)
             if is_terminal(event):
                 return terminal_outcome(event)
         raise stream_lost(job_id)
 
-    async def _reattach(self, job_id: str, deadline: Deadline) -> AsyncIterator[pb.JobEvent]:
+    async def _reattach(self, job_id: str, deadline: Deadline, on_retry: RetryCallback | None) -> AsyncIterator[pb.JobEvent]:
         attempt = busy = 0
         while True:
             try:
@@ -144,6 +147,8 @@ class AsyncClient:
                 delay = busy_delay(error, busy, deadline)
                 if delay is not None:  # too many watchers: wait as the server asks
                     busy += 1
+                    if on_retry is not None:
+                        on_retry(error, delay)
                     await asyncio.sleep(delay)
                     continue
                 if err.code() not in REATTACH_CODES or attempt >= REATTACH_ATTEMPTS:
@@ -151,6 +156,9 @@ class AsyncClient:
             else:
                 if attempt >= REATTACH_ATTEMPTS:
                     raise stream_lost(job_id)
+                error = stream_lost(job_id)
+            if on_retry is not None:
+                on_retry(error, backoff(attempt))
             await asyncio.sleep(backoff(attempt))
             attempt += 1
 

@@ -161,14 +161,19 @@ def _run_diarize(client: Client, args: argparse.Namespace) -> pb.DiarizationResu
         num_speakers=args.num_speakers, min_speakers=args.min_speakers, max_speakers=args.max_speakers,
         link_threshold=args.link_threshold, engine=args.engine, transcribe=args.transcribe, language=args.language,
     )
-    def on_busy(error: SpeakerlinkError, delay: float) -> None:
-        if display is not None:
-            display.note(f"server busy ({error.code}); trying again in {delay:.0f} s")
-
     events = client.iter_diarize(
-        args.files, on_upload=display.upload if display else None, on_busy=on_busy, timeout=args.timeout, **options
+        args.files, on_upload=display.upload if display else None, on_retry=_retry_note(display),
+        timeout=args.timeout, **options,
     )
     return _follow(events, display, args.job)
+
+
+def _retry_note(display: ProgressDisplay | None):
+    """Puts each wait to try again (a busy or restarting server) on the progress line."""
+    def note(error: SpeakerlinkError, delay: float) -> None:
+        if display is not None:
+            display.note(f"{error.code}: {error.message}; trying again in {delay:.0f} s")
+    return note
 
 
 def _diarize(client: Client, args: argparse.Namespace) -> int:
@@ -182,7 +187,7 @@ def _diarize(client: Client, args: argparse.Namespace) -> int:
 def _watch(client: Client, args: argparse.Namespace) -> int:
     display = None if args.no_progress else ProgressDisplay()
     args.job.id = args.job_id
-    result = _follow(client.watch(args.job_id, timeout=args.timeout), display, args.job)
+    result = _follow(client.watch(args.job_id, timeout=args.timeout, on_retry=_retry_note(display)), display, args.job)
     _write(client.export(result.job_id, args.format), args.output)
     return 0
 

@@ -13,8 +13,8 @@ from speakerlink.errors import error_from_rpc
 from speakerlink.events import (
     REATTACH_ATTEMPTS,
     REATTACH_CODES,
-    BusyCallback,
     Deadline,
+    RetryCallback,
     backoff,
     busy_delay,
     connect_seconds,
@@ -93,14 +93,14 @@ class Client:
         paths: Sequence[os.PathLike | str],
         *,
         on_upload: UploadCallback | None = None,
-        on_busy: BusyCallback | None = None,
+        on_retry: RetryCallback | None = None,
         timeout: float | None = None,
         **options,
     ) -> Iterator[pb.JobEvent]:
         """Yield the job's events: accepted, progress..., then one terminal event.
 
         A busy server's refusal (TOO_MANY_STREAMS, QUEUE_FULL) is retried after the delay it
-        asks for, with backoff and jitter, within the deadline; on_busy hears of each wait.
+        asks for, with backoff and jitter, within the deadline; on_retry hears of each wait.
         If the stream breaks after the job was accepted, this reattaches through WatchJob and
         goes on yielding, so a caller sees one uninterrupted stream.
         """
@@ -121,8 +121,8 @@ class Client:
                 error = error_from_rpc(err, job_id)
                 delay = None if job_id else busy_delay(error, attempt, deadline)
                 if delay is not None:
-                    if on_busy is not None:
-                        on_busy(error, delay)
+                    if on_retry is not None:
+                        on_retry(error, delay)
                     time.sleep(delay)
                     continue
                 if not job_id or err.code() not in REATTACH_CODES:
@@ -130,11 +130,13 @@ class Client:
                 break
         if not job_id:
             raise stream_lost("")
-        yield from self._reattach(job_id, deadline)
+        yield from self._reattach(job_id, deadline, on_retry)
 
     # ------------------------------------------------------------------ jobs
 
-    def watch(self, job_id: str, *, timeout: float | None = None) -> Iterator[pb.JobEvent]:
+    def watch(
+        self, job_id: str, *, timeout: float | None = None, on_retry: RetryCallback | None = None
+    ) -> Iterator[pb.JobEvent]:
         """Yield a job's events from where it is now until its terminal event, reattaching on
         drops. Raises UnavailableError (UNREACHABLE) when the server does not answer at first."""
         deadline = Deadline(timeout)
@@ -143,18 +145,21 @@ class Client:
             grpc.channel_ready_future(self._channel).result(timeout=seconds)
         except grpc.FutureTimeoutError:
             raise unreachable(self.target, seconds, job_id) from None
-        yield from self._reattach(job_id, deadline)
+        yield from self._reattach(job_id, deadline, on_retry)
 
-    def wait(self, job_id: str, *, on_progress: ProgressCallback | None = None, timeout: float | None = None) -> pb.DiarizationResult:
+    def wait(
+        self, job_id: str, *, on_progress: ProgressCallback | None = None, timeout: float | None = None,
+        on_retry: RetryCallback | None = None,
+    ) -> pb.DiarizationResult:
         """Block until the job ends; return its result or raise its error."""
-        for event in self.watch(job_id, timeout=timeout):
+        for event in self.watch(job_id, timeout=timeout, on_retry=on_retry):
             if event.HasField("progress") and on_progress is not None:
                 on_progress(event.progress)
             if is_terminal(event):
                 return terminal_outcome(event)
         raise stream_lost(job_id)
 
-    def _reattach(self, job_id: str, deadline: Deadline) -> Iterator[pb.JobEvent]:
+    def _reattach(self, job_id: str, deadline: Deadline, on_retry: RetryCallback | None) -> Iterator[pb.JobEvent]:
         attempt = busy = 0
         while True:
             try:
@@ -171,6 +176,8 @@ class Client:
                 delay = busy_delay(error, busy, deadline)
                 if delay is not None:  # too many watchers: wait as the server asks
                     busy += 1
+                    if on_retry is not None:
+                        on_retry(error, delay)
                     time.sleep(delay)
                     continue
                 if err.code() not in REATTACH_CODES or attempt >= REATTACH_ATTEMPTS:
@@ -178,6 +185,9 @@ class Client:
             else:
                 if attempt >= REATTACH_ATTEMPTS:
                     raise stream_lost(job_id)
+                error = stream_lost(job_id)
+            if on_retry is not None:
+                on_retry(error, backoff(attempt))
             time.sleep(backoff(attempt))
             attempt += 1
 

@@ -68,8 +68,9 @@ def busy_delay(error: SpeakerlinkError, attempt: int, deadline: Deadline) -> flo
     return None if left is not None and delay >= left else delay
 
 
-BusyCallback = Callable[[SpeakerlinkError, float], None]
-"""Called with the refusal and the seconds until the retry, while a busy server is waited on."""
+RetryCallback = Callable[[SpeakerlinkError, float], None]
+"""Called with the error and the seconds until the next try, whenever a client waits to try
+again: a busy server's refusal, or a job's event stream that broke (a server restarting)."""
 
 
 def unreachable(target: str, seconds: float, job_id: str = "") -> UnavailableError:
