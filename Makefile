@@ -13,6 +13,8 @@ test: .venv/.installed-dev
 bench: .venv/.installed-dev
 	.venv/bin/python benchmarks/realtime_factor.py
 	.venv/bin/python benchmarks/upload_memory.py
+	.venv/bin/python benchmarks/cancel_latency.py
+	.venv/bin/python benchmarks/truncation.py
 	.venv/bin/python benchmarks/quality.py
 	.venv/bin/python benchmarks/long_recording.py
 	.venv/bin/python benchmarks/titanet_speed.py
