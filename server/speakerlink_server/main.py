@@ -130,10 +130,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     except (WeightsUnavailable, StartupError) as exc:
         print(f"speakerlink: cannot start: {exc}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
-    print(f"speakerlink server ready on {running.config.address}", flush=True)
     done = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in (signal.SIGINT, signal.SIGTERM):  # before "ready": a stop sent at once is still graceful
         signal.signal(sig, lambda *_: done.set())
+    print(f"speakerlink server ready on {running.config.address}", flush=True)
     done.wait()
     log.info("shutting down")
     running.stop()
