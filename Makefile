@@ -14,6 +14,7 @@ bench: .venv/.installed-dev
 	.venv/bin/python benchmarks/realtime_factor.py
 	.venv/bin/python benchmarks/upload_memory.py
 	.venv/bin/python benchmarks/cancel_latency.py
+	.venv/bin/python benchmarks/kill_recovery.py
 	.venv/bin/python benchmarks/truncation.py
 	.venv/bin/python benchmarks/quality.py
 	.venv/bin/python benchmarks/long_recording.py
