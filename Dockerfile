@@ -1,7 +1,14 @@
 # speakerlink server, CUDA-capable, with TitaNet (NeMo) and the embedded default (segmentation-3.0 + CAM++).
 #
 #   docker build -t speakerlink .
-#   docker run --gpus all -p 50051:50051 -v speakerlink-data:/data -v speakerlink-models:/models speakerlink
+#   docker run --gpus all -p 50051:50051 -v speakerlink-data:/data -v speakerlink-models:/models \
+#       -v "$PWD/secrets:/run/secrets:ro" speakerlink
+#
+# It listens on all addresses, so it refuses to start without TLS and tokens: secrets/ holds
+# tls.crt and tls.key (the server's certificate chain and key), ca.pem (the CA that signed it,
+# for the health check) and tenants.toml (token hashes per tenant; README "Security"). Add
+# -e SPEAKERLINK_TLS_CLIENT_CA=/run/secrets/client-ca.pem for mutual TLS, and -e
+# SPEAKERLINK_HEALTH_TLS_NAME=<a name in the certificate> if it does not name localhost.
 #
 # PyPI's torch wheels carry their CUDA libraries; the host gives the driver (NVIDIA Container
 # Toolkit). Without a GPU the same image runs on the CPU. TitaNet weights are looked up in the
@@ -35,13 +42,19 @@ USER speakerlink
 ENV SPEAKERLINK_HOST=0.0.0.0 \
     SPEAKERLINK_PORT=50051 \
     SPEAKERLINK_DATA_DIR=/data \
+    SPEAKERLINK_TLS_CERT=/run/secrets/tls.crt \
+    SPEAKERLINK_TLS_KEY=/run/secrets/tls.key \
+    SPEAKERLINK_TENANTS_FILE=/run/secrets/tenants.toml \
+    SPEAKERLINK_HEALTH_TLS_NAME=localhost \
     HF_HOME=/models \
     NEMO_CACHE_DIR=/models/nemo
 VOLUME ["/data", "/models"]
 EXPOSE 50051
 
 HEALTHCHECK --interval=30s --timeout=5s --start-period=180s \
-    CMD python -c "import grpc, sys; from grpc_health.v1 import health_pb2 as h, health_pb2_grpc as g; \
-sys.exit(g.HealthStub(grpc.insecure_channel('localhost:50051')).Check(h.HealthCheckRequest(), timeout=4).status != h.HealthCheckResponse.SERVING)"
+    CMD python -c "import grpc, os, sys; from grpc_health.v1 import health_pb2 as h, health_pb2_grpc as g; \
+tls = grpc.ssl_channel_credentials(open('/run/secrets/ca.pem', 'rb').read()); \
+channel = grpc.secure_channel('localhost:50051', tls, [('grpc.ssl_target_name_override', os.environ['SPEAKERLINK_HEALTH_TLS_NAME'])]); \
+sys.exit(g.HealthStub(channel).Check(h.HealthCheckRequest(), timeout=4).status != h.HealthCheckResponse.SERVING)"
 
 CMD ["speakerlink", "serve"]

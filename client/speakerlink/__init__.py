@@ -8,14 +8,19 @@
 from speakerlink.aio import AsyncClient
 from speakerlink.client import Client
 from speakerlink.errors import (
+    AuthenticationError,
     DeadlineExceededError,
     FailedPreconditionError,
     InvalidInputError,
     JobCancelledError,
     LimitExceededError,
     NotFoundError,
+    PermissionDeniedError,
+    RejectedError,
     ServerError,
     SpeakerlinkError,
+    TLSError,
+    TransportError,
     UnavailableError,
 )
 from speakerlink.v1.speakerlink_pb2 import DiarizationResult as Result
@@ -23,6 +28,7 @@ from speakerlink.v1.speakerlink_pb2 import DiarizationResult as Result
 __version__ = "0.1.0"
 __all__ = [
     "AsyncClient",
+    "AuthenticationError",
     "Client",
     "DeadlineExceededError",
     "FailedPreconditionError",
@@ -30,8 +36,12 @@ __all__ = [
     "JobCancelledError",
     "LimitExceededError",
     "NotFoundError",
+    "PermissionDeniedError",
+    "RejectedError",
     "Result",
     "ServerError",
     "SpeakerlinkError",
+    "TLSError",
+    "TransportError",
     "UnavailableError",
 ]

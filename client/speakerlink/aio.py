@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Sequence
 import grpc
 import grpc.aio
 
+from speakerlink.channel import Cert, Tls, Token, channel_credentials
 from speakerlink.client import CHANNEL_OPTIONS, DEFAULT_TARGET, ProgressCallback
 from speakerlink.errors import error_from_rpc
 from speakerlink.events import (
@@ -32,12 +33,31 @@ from speakerlink.v1 import speakerlink_pb2_grpc as pb_grpc
 
 
 class AsyncClient:
-    """Async counterpart of speakerlink.Client; use as `async with AsyncClient(target) as c:`."""
+    """Async counterpart of speakerlink.Client; use as `async with AsyncClient(target) as c:`.
 
-    def __init__(self, target: str = DEFAULT_TARGET, *, timeout: float | None = 30.0) -> None:
+    `timeout` is the default deadline in seconds for the short calls (info, result, export,
+    cancel, delete); diarize() and watch() take their own, covering the whole job. `tls`,
+    `cert` and `token` secure the channel (speakerlink.channel); `credentials` takes ready-made
+    grpc.ChannelCredentials instead of tls and cert.
+    """
+
+    def __init__(
+        self,
+        target: str = DEFAULT_TARGET,
+        *,
+        timeout: float | None = 30.0,
+        tls: Tls = None,
+        cert: Cert = None,
+        token: Token = None,
+        credentials: grpc.ChannelCredentials | None = None,
+    ) -> None:
         self.target = target
         self.timeout = timeout
-        self._channel = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
+        secure = channel_credentials(tls, cert, token, credentials)
+        if secure is None:
+            self._channel = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
+        else:
+            self._channel = grpc.aio.secure_channel(target, secure, options=CHANNEL_OPTIONS)
         self._stub = pb_grpc.SpeakerlinkStub(self._channel)
 
     async def close(self) -> None:

@@ -33,7 +33,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.job = _Job()
     try:
         _check_output(getattr(args, "output", None))
-        with Client(args.server) as client:
+        with Client(args.server or DEFAULT_TARGET, **_connection(args)) as client:
             return args.run(client, args)
     except (KeyboardInterrupt, DeadlineExceededError) as err:
         if args.job.id:  # the job itself goes on: only this command stopped following it
@@ -71,14 +71,37 @@ def _check_output(output: Path | None) -> None:
         raise ValueError(f"-o {output} cannot be written")
 
 
+def _add_connection_flags(parser: argparse.ArgumentParser, default: object) -> None:
+    def flag(*names: str, **kwargs: object) -> None:
+        parser.add_argument(*names, default=default, **kwargs)
+
+    flag("--server", help=f"HOST:PORT of the server (default {DEFAULT_TARGET}; env SPEAKERLINK_SERVER)")
+    flag("--tls", action="store_true", help="speak TLS, trusting the system's certificate authorities")
+    flag("--tls-ca", type=Path, help="speak TLS, trusting this CA bundle (PEM; env SPEAKERLINK_TLS_CA)")
+    flag("--tls-cert", type=Path, help="client certificate (PEM) for mutual TLS (env SPEAKERLINK_TLS_CERT)")
+    flag("--tls-key", type=Path, help="private key (PEM) of --tls-cert (env SPEAKERLINK_TLS_KEY)")
+    flag("--token-file", type=Path,
+         help="read the bearer token from this file (env SPEAKERLINK_TOKEN holds a token itself)")
+
+
+def _connection(args: argparse.Namespace) -> dict:
+    """Client arguments from the connection flags; what is not given, the SDK reads from the environment."""
+    if args.tls_cert is not None and args.tls_key is None:
+        raise ValueError("--tls-cert needs --tls-key")
+    token = args.token_file.read_text().strip() if args.token_file else None
+    if args.token_file and not token:
+        raise ValueError(f"--token-file {args.token_file} is empty")
+    return {"tls": args.tls_ca or (True if args.tls else None),
+            "cert": (args.tls_cert, args.tls_key) if args.tls_cert else None, "token": token}
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="speakerlink", description="Diarize audio clips and link speakers across them.")
     parser.add_argument("--version", action="version", version=f"speakerlink {__version__}")
-    server_help = f"HOST:PORT of the server (default {DEFAULT_TARGET}; env SPEAKERLINK_SERVER)"
-    parser.add_argument("--server", default=DEFAULT_TARGET, help=server_help)
-    # --server is taken after the command too; there it keeps the value given before unless set.
+    # The connection flags are taken after the command too; there they keep the value given before unless set.
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--server", default=argparse.SUPPRESS, help=server_help)
+    for where, default in ((parser, None), (common, argparse.SUPPRESS)):
+        _add_connection_flags(where, default)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
                                 help="what to do; `speakerlink COMMAND --help` says more")
 
@@ -206,7 +229,7 @@ def _eval(client: Client, args: argparse.Namespace) -> int:
                          f"(its file ids: {', '.join(sorted(reference)) or 'none'}); give a --uem to score silent clips")
     with contextlib.ExitStack() as stack:
         if args.in_process:
-            client = stack.enter_context(Client(stack.enter_context(_local_server(args.files))))
+            client = stack.enter_context(Client(stack.enter_context(_local_server(args.files)), tls=False, token=""))
         started = time.monotonic()
         result = _run_diarize(client, args)
         wall = time.monotonic() - started
@@ -231,6 +254,7 @@ def _local_server(files: list[Path]) -> Iterator[str]:
         config = dataclasses.replace(
             base, host="127.0.0.1", port=0, data_dir=Path(data), max_clips=max(len(files), base.max_clips),
             max_file_bytes=max([base.max_file_bytes, *(p.stat().st_size for p in files)]),
+            tls_cert="", tls_key="", tls_client_ca="", tenants_file="",  # on loopback for this command alone
         )
         running = start_server(config)
         try:

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 import grpc
 
+from speakerlink.channel import Cert, Tls, Token, channel_credentials
 from speakerlink.errors import error_from_rpc
 from speakerlink.events import (
     REATTACH_ATTEMPTS,
@@ -38,7 +39,9 @@ class Client:
     """Talks to a speakerlink server.
 
     `timeout` is the default deadline in seconds for the short calls (info, result, export,
-    cancel, delete); diarize() and watch() take their own, covering the whole job.
+    cancel, delete); diarize() and watch() take their own, covering the whole job. `tls`,
+    `cert` and `token` secure the channel (speakerlink.channel); `credentials` takes ready-made
+    grpc.ChannelCredentials instead of tls and cert.
     """
 
     def __init__(
@@ -46,14 +49,18 @@ class Client:
         target: str = DEFAULT_TARGET,
         *,
         timeout: float | None = 30.0,
+        tls: Tls = None,
+        cert: Cert = None,
+        token: Token = None,
         credentials: grpc.ChannelCredentials | None = None,
     ) -> None:
         self.target = target
         self.timeout = timeout
-        if credentials is None:
+        secure = channel_credentials(tls, cert, token, credentials)
+        if secure is None:
             self._channel = grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
         else:
-            self._channel = grpc.secure_channel(target, credentials, options=CHANNEL_OPTIONS)
+            self._channel = grpc.secure_channel(target, secure, options=CHANNEL_OPTIONS)
         self._stub = pb_grpc.SpeakerlinkStub(self._channel)
 
     def close(self) -> None:

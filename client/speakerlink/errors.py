@@ -3,9 +3,26 @@
 The server attaches a machine-readable ErrorDetail (code, troubleshooting hints, recovery
 suggestions) to failed calls and to failed jobs; these classes carry it to the caller so that
 programs branch on `code` and people read `troubleshooting` and `recovery`.
+
+    SpeakerlinkError
+    ├── TransportError              no usable answer
+    │   ├── UnavailableError        UNAVAILABLE: not reachable, shutting down, stream lost
+    │   │   └── TLSError            the TLS handshake failed
+    │   └── DeadlineExceededError   DEADLINE_EXCEEDED
+    ├── RejectedError               the server answered no
+    │   ├── InvalidInputError       INVALID_ARGUMENT, OUT_OF_RANGE
+    │   ├── AuthenticationError     UNAUTHENTICATED
+    │   ├── PermissionDeniedError   PERMISSION_DENIED
+    │   ├── NotFoundError           NOT_FOUND
+    │   ├── LimitExceededError      RESOURCE_EXHAUSTED
+    │   └── FailedPreconditionError FAILED_PRECONDITION
+    ├── JobCancelledError           CANCELLED
+    └── ServerError                 INTERNAL, UNKNOWN and the rest
 """
 
 from __future__ import annotations
+
+import re
 
 import grpc
 from google.rpc import error_details_pb2
@@ -55,27 +72,48 @@ class SpeakerlinkError(Exception):
         return "\n".join(lines)
 
 
-class InvalidInputError(SpeakerlinkError):
+class TransportError(SpeakerlinkError):
+    """No usable answer came back: the server was not reached, or the wait ran out."""
+
+
+class RejectedError(SpeakerlinkError):
+    """The server answered, and the answer is no."""
+
+
+class InvalidInputError(RejectedError):
     """The request or an uploaded file is not acceptable (INVALID_ARGUMENT)."""
 
 
-class NotFoundError(SpeakerlinkError):
+class AuthenticationError(RejectedError):
+    """The call carried no token, or one the server does not accept (UNAUTHENTICATED)."""
+
+
+class PermissionDeniedError(RejectedError):
+    """The caller is known but may not do this (PERMISSION_DENIED)."""
+
+
+class NotFoundError(RejectedError):
     """No such job, or its result was deleted or expired (NOT_FOUND)."""
 
 
-class LimitExceededError(SpeakerlinkError):
-    """A size, count or queue limit was hit (RESOURCE_EXHAUSTED)."""
+class LimitExceededError(RejectedError):
+    """A size, count, queue or quota limit was hit (RESOURCE_EXHAUSTED)."""
 
 
-class FailedPreconditionError(SpeakerlinkError):
+class FailedPreconditionError(RejectedError):
     """The job is not in a state that allows the call, e.g. no result yet (FAILED_PRECONDITION)."""
 
 
-class UnavailableError(SpeakerlinkError):
+class UnavailableError(TransportError):
     """The server cannot be reached or is shutting down (UNAVAILABLE)."""
 
 
-class DeadlineExceededError(SpeakerlinkError):
+class TLSError(UnavailableError):
+    """The TLS handshake failed: the server's certificate is not trusted (wrong CA or name),
+    the server wants a client certificate, or one side speaks plaintext."""
+
+
+class DeadlineExceededError(TransportError):
     """A wait ran out (DEADLINE_EXCEEDED): the caller's deadline passed before the job finished,
     or the server gave up on an upload that stopped sending (code UPLOAD_STALLED)."""
 
@@ -91,6 +129,8 @@ class ServerError(SpeakerlinkError):
 _BY_STATUS: dict[grpc.StatusCode, type[SpeakerlinkError]] = {
     grpc.StatusCode.INVALID_ARGUMENT: InvalidInputError,
     grpc.StatusCode.OUT_OF_RANGE: InvalidInputError,
+    grpc.StatusCode.UNAUTHENTICATED: AuthenticationError,
+    grpc.StatusCode.PERMISSION_DENIED: PermissionDeniedError,
     grpc.StatusCode.NOT_FOUND: NotFoundError,
     grpc.StatusCode.RESOURCE_EXHAUSTED: LimitExceededError,
     grpc.StatusCode.FAILED_PRECONDITION: FailedPreconditionError,
@@ -99,6 +139,8 @@ _BY_STATUS: dict[grpc.StatusCode, type[SpeakerlinkError]] = {
     grpc.StatusCode.CANCELLED: JobCancelledError,
 }
 _STATUS_BY_VALUE = {s.value[0]: s for s in grpc.StatusCode}
+# How grpc's transport words a failed handshake; the status alone is UNAVAILABLE.
+_TLS_FAILURE = re.compile(r"handshake|ssl|certificate", re.IGNORECASE)
 
 
 def error_from_detail(detail: pb.ErrorDetail, job_id: str = "") -> SpeakerlinkError:
@@ -141,6 +183,13 @@ def error_from_rpc(err: grpc.RpcError, job_id: str = "") -> SpeakerlinkError:
     message = err.details() if hasattr(err, "details") else str(err)
     cls = _BY_STATUS.get(code, ServerError)
     hints: tuple[str, ...] = ()
-    if code == grpc.StatusCode.UNAVAILABLE:
-        hints = ("Is the server running and reachable at the address you gave?",)
-    return cls(message or code.name, code=code.name, status=code, troubleshooting=hints, job_id=job_id)
+    if code == grpc.StatusCode.UNAVAILABLE and _TLS_FAILURE.search(message or ""):
+        cls, hints = TLSError, (
+            "The server's certificate is not signed by the CA you gave (tls=, SPEAKERLINK_TLS_CA), does not name "
+            "the address you used, or the server wants a client certificate (cert=).",)
+    elif code == grpc.StatusCode.UNAVAILABLE:
+        hints = ("Is the server running and reachable at the address you gave?",
+                 "A server that speaks TLS closes plaintext connections, and a mutual-TLS one those without a "
+                 "client certificate: check tls= and cert= (SPEAKERLINK_TLS_CA, SPEAKERLINK_TLS_CERT).")
+    return cls(message or code.name, code="TLS_FAILED" if cls is TLSError else code.name, status=code,
+               troubleshooting=hints, job_id=job_id)

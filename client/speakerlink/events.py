@@ -91,8 +91,8 @@ def connect_seconds(deadline: Deadline) -> float:
     return CONNECT_SECONDS if left is None else min(CONNECT_SECONDS, left)
 
 
-def stream_lost(job_id: str) -> SpeakerlinkError:
-    return SpeakerlinkError(
+def stream_lost(job_id: str) -> UnavailableError:
+    return UnavailableError(
         "the event stream ended before the job finished",
         code="STREAM_LOST",
         status=grpc.StatusCode.UNAVAILABLE,

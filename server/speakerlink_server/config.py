@@ -58,6 +58,15 @@ class ServerConfig:
     assemblyai_poll_seconds: float = 3.0
     assemblyai_timeout_seconds: int = 3 * 3600  # longest wait for one transcript
     assemblyai_keep_transcripts: bool = False  # False: each transcript is deleted at AssemblyAI once read
+    # Security (F15). TLS from a certificate chain and key (PEM files); a client CA makes it
+    # mutual. A tenants file maps token hashes to tenants (auth.py). Without TLS and tokens the
+    # server binds loopback only, unless `insecure` says the network is trusted.
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_client_ca: str = ""
+    tenants_file: str = ""
+    anonymous_info: bool = False  # GetInfo and reflection answer callers without a token
+    insecure: bool = False
     formats: tuple[str, ...] = DEFAULT_FORMATS
     grace_seconds: float = 10.0
 
@@ -102,6 +111,12 @@ _ENV = {
     "assemblyai_poll_seconds": ("SPEAKERLINK_ASSEMBLYAI_POLL_SECONDS", None),
     "assemblyai_timeout_seconds": ("SPEAKERLINK_ASSEMBLYAI_TIMEOUT_SECONDS", None),
     "assemblyai_keep_transcripts": ("SPEAKERLINK_ASSEMBLYAI_KEEP_TRANSCRIPTS", None),
+    "tls_cert": ("SPEAKERLINK_TLS_CERT", None),
+    "tls_key": ("SPEAKERLINK_TLS_KEY", None),
+    "tls_client_ca": ("SPEAKERLINK_TLS_CLIENT_CA", None),
+    "tenants_file": ("SPEAKERLINK_TENANTS_FILE", None),
+    "anonymous_info": ("SPEAKERLINK_ANONYMOUS_INFO", None),
+    "insecure": ("SPEAKERLINK_INSECURE", None),
 }
 
 
@@ -142,6 +157,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--assemblyai-keep-transcripts", action="store_true", default=None,
         help="leave transcripts at AssemblyAI (default: each is deleted there once read)",
     )
+    parser.add_argument("--tls-cert", help="serve TLS with this certificate chain (PEM); needs --tls-key")
+    parser.add_argument("--tls-key", help="the private key (PEM) of --tls-cert")
+    parser.add_argument("--tls-client-ca", help="mutual TLS: accept only clients with a certificate from this CA (PEM)")
+    parser.add_argument("--tenants-file", help="tenants and their token hashes (TOML; reread on SIGHUP); every call then needs a token")
+    parser.add_argument("--anonymous-info", action="store_true", default=None,
+                        help="answer GetInfo and reflection without a token (health checks never need one)")
+    parser.add_argument("--insecure", action="store_true", default=None,
+                        help="allow a non-loopback --host without TLS and tokens (only on a network you trust)")
 
 
 def load_config(args: argparse.Namespace | None = None, env: Mapping[str, str] | None = None) -> ServerConfig:
@@ -203,5 +226,9 @@ def _validate(config: ServerConfig) -> None:
         raise ValueError(f"chunk_seconds must be at least 30, got {config.chunk_seconds}")
     if not config.assemblyai_poll_seconds > 0:
         raise ValueError(f"assemblyai_poll_seconds must be positive, got {config.assemblyai_poll_seconds}")
+    if bool(config.tls_cert) != bool(config.tls_key):
+        raise ValueError("tls_cert and tls_key go together: give both, or neither")
+    if config.tls_client_ca and not config.tls_cert:
+        raise ValueError("tls_client_ca needs tls_cert and tls_key: mutual TLS is TLS first")
     if not 0 <= config.port <= 65535:
         raise ValueError(f"port must be 0..65535, got {config.port}")

@@ -329,6 +329,23 @@ def transcription_timeout(transcript_id: str, seconds: float) -> ServiceError:
 # ------------------------------------------------------------------ jobs
 
 
+def auth_required() -> ServiceError:
+    return ServiceError(
+        grpc.StatusCode.UNAUTHENTICATED, "AUTH_REQUIRED", "this server needs a token: the call carried none",
+        ("The server maps bearer tokens to tenants; every call but the health check needs one.",),
+        ("Set SPEAKERLINK_TOKEN, or pass token= to the client (--token-file on the command line).",),
+    )
+
+
+def auth_invalid() -> ServiceError:
+    return ServiceError(
+        grpc.StatusCode.UNAUTHENTICATED, "AUTH_INVALID", "the token is not one this server accepts",
+        ("The token is mistyped, was revoked, or belongs to another server.",
+         "The header must read `authorization: Bearer <token>`."),
+        ("Ask the server's operator for a current token.",),
+    )
+
+
 def invalid_job_id(job_id: str) -> ServiceError:
     return ServiceError(
         grpc.StatusCode.INVALID_ARGUMENT, "INVALID_JOB_ID", f"{shorten(job_id)!r} is not a job id",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import ipaddress
 import logging
 import os
 import signal
@@ -21,6 +22,7 @@ from grpc_reflection.v1alpha import reflection
 from speakerlink.v1 import speakerlink_pb2 as pb
 from speakerlink.v1 import speakerlink_pb2_grpc as pb_grpc
 
+from speakerlink_server.auth import AuthInterceptor, Tenants, TenantsFileError
 from speakerlink_server.config import ServerConfig, parse_config
 from speakerlink_server.engines.registry import Engines, load_engines
 from speakerlink_server.engines.weights import WeightsUnavailable
@@ -48,6 +50,7 @@ class RunningServer:
     engines: Engines
     health: health.HealthServicer
     lock: TextIO  # holds the data dir's lock while the server runs
+    tenants: Tenants
 
     def stop(self, grace: float | None = None) -> None:
         self.health.enter_graceful_shutdown()
@@ -74,16 +77,57 @@ def lock_data_dir(data_dir: Path) -> TextIO:
     return handle
 
 
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def security(config: ServerConfig) -> tuple[grpc.ServerCredentials | None, Tenants]:
+    """TLS credentials and the tenants table, or a StartupError that says what is missing.
+    A server off loopback without both would let anyone on the network read every job."""
+    try:
+        tenants = Tenants(Path(config.tenants_file) if config.tenants_file else None)
+    except TenantsFileError as exc:
+        raise StartupError(str(exc)) from None
+    credentials = None
+    if config.tls_cert:
+        try:
+            chain, key = Path(config.tls_cert).read_bytes(), Path(config.tls_key).read_bytes()
+            client_ca = Path(config.tls_client_ca).read_bytes() if config.tls_client_ca else None
+        except OSError as exc:
+            raise StartupError(f"cannot read a TLS file: {exc}") from None
+        credentials = grpc.ssl_server_credentials([(key, chain)], root_certificates=client_ca,
+                                                  require_client_auth=client_ca is not None)
+    if tenants.required and credentials is None:
+        raise StartupError("a tenants file needs TLS, or tokens would cross the network in plaintext; "
+                           "give --tls-cert and --tls-key")
+    if not is_loopback(config.host) and (credentials is None or not tenants.required):
+        if not config.insecure:
+            raise StartupError(f"--host {config.host} is not loopback: anyone who can reach it could read every "
+                               "job. Give --tls-cert, --tls-key and --tenants-file, or --insecure on a network you trust")
+        log.warning("INSECURE: serving %s without %s; anyone who can reach this port can read, cancel and delete "
+                    "every job", config.host, " and ".join(
+                        what for what, missing in (("TLS", credentials is None), ("tokens", not tenants.required))
+                        if missing))
+    return credentials, tenants
+
+
 def start_server(config: ServerConfig) -> RunningServer:
-    """Everything that can refuse to start (the data dir's lock, the port) is checked before
-    the models load, so a misconfigured second server fails in a moment."""
+    """Everything that can refuse to start (security settings, the data dir's lock, the port)
+    is checked before the models load, so a misconfigured server fails in a moment."""
     torch.set_num_threads(config.torch_threads or os.cpu_count() or 1)
+    credentials, tenants = security(config)
     config.jobs_dir.mkdir(parents=True, exist_ok=True)
     lock = lock_data_dir(config.data_dir)
     try:
         threads = config.max_streams + QUICK_CALL_THREADS
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="speakerlink-rpc"),
+            interceptors=[AuthInterceptor(tenants, config.anonymous_info)],
             maximum_concurrent_rpcs=threads * 4,
             options=[
                 ("grpc.max_receive_message_length", MAX_CHUNK_BYTES + 64 * 1024),  # + framing of the chunk
@@ -92,14 +136,14 @@ def start_server(config: ServerConfig) -> RunningServer:
                 ("grpc.so_reuseport", 0),
             ],
         )
-        config = replace(config, port=_bind(server, config.address))
+        config = replace(config, port=_bind(server, config.address, credentials))
         engines = load_engines(config)
     except BaseException:
         lock.close()
         raise
     store = JobStore(config.db_path)
     jobs = JobManager(config, store, engines)
-    pb_grpc.add_SpeakerlinkServicer_to_server(SpeakerlinkServicer(config, store, jobs, engines), server)
+    pb_grpc.add_SpeakerlinkServicer_to_server(SpeakerlinkServicer(config, store, jobs, engines, tenants), server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
@@ -107,14 +151,15 @@ def start_server(config: ServerConfig) -> RunningServer:
     server.start()
     for name in ("", SERVICE_NAME):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    log.info("speakerlink listening on %s (engines: %s; device %s)", config.address,
+    log.info("speakerlink listening on %s%s%s (engines: %s; device %s)", config.address,
+             " with TLS" if credentials else "", f", {len(tenants)} tenants" if tenants.required else "",
              ", ".join(f"{i.name}{'*' if i.active else ''}" for i in engines.infos if i.available), engines.device)
-    return RunningServer(server, config, jobs, store, engines, health_servicer, lock)
+    return RunningServer(server, config, jobs, store, engines, health_servicer, lock, tenants)
 
 
-def _bind(server: grpc.Server, address: str) -> int:
+def _bind(server: grpc.Server, address: str, credentials: grpc.ServerCredentials | None) -> int:
     try:
-        port = server.add_insecure_port(address)
+        port = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
     except RuntimeError:
         port = 0
     if port == 0:
@@ -133,6 +178,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     done = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):  # before "ready": a stop sent at once is still graceful
         signal.signal(sig, lambda *_: done.set())
+    signal.signal(signal.SIGHUP, lambda *_: running.tenants.reload())
     print(f"speakerlink server ready on {running.config.address}", flush=True)
     done.wait()
     log.info("shutting down")

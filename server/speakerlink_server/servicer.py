@@ -15,12 +15,13 @@ from speakerlink.v1 import speakerlink_pb2 as pb
 from speakerlink.v1 import speakerlink_pb2_grpc as pb_grpc
 
 from speakerlink_server import __version__, errors
+from speakerlink_server.auth import Tenants
 from speakerlink_server.config import ServerConfig
 from speakerlink_server.engines.registry import Engines
 from speakerlink_server.exporters import FORMATS, export
 from speakerlink_server.jobs import JobManager
 from speakerlink_server.pipeline import audio
-from speakerlink_server.store import JobStore
+from speakerlink_server.store import JobRecord, JobStore
 from speakerlink_server.uploads import (
     MAX_CHUNK_BYTES,
     MAX_SPEAKERS,
@@ -31,13 +32,16 @@ from speakerlink_server.uploads import (
 )
 
 log = logging.getLogger(__name__)
+# The form of the ids the server gives (uuid4().hex): nothing else reaches the store, the file
+# system or an error message.
 JOB_ID = re.compile(r"[0-9a-f]{32}")
 DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE = 50, 500
 
 
 class SpeakerlinkServicer(pb_grpc.SpeakerlinkServicer):
-    def __init__(self, config: ServerConfig, store: JobStore, jobs: JobManager, engines: Engines) -> None:
+    def __init__(self, config: ServerConfig, store: JobStore, jobs: JobManager, engines: Engines, tenants: Tenants) -> None:
         self._config = config
+        self._tenants = tenants
         self._store = store
         self._jobs = jobs
         self._engines = engines
@@ -64,6 +68,7 @@ class SpeakerlinkServicer(pb_grpc.SpeakerlinkServicer):
             yield from self._diarize(request_iterator, context)
 
     def _diarize(self, request_iterator: Iterator[pb.DiarizeRequest], context: grpc.ServicerContext) -> Iterator[pb.JobEvent]:
+        tenant = self._tenants.of(context)
         job_id = uuid.uuid4().hex
         try:
             with IdleLimitedStream(request_iterator, self._config.upload_idle_seconds) as requests:
@@ -76,7 +81,7 @@ class SpeakerlinkServicer(pb_grpc.SpeakerlinkServicer):
                     requests, config, self._jobs.audio_dir(job_id), self._config.max_file_bytes, self._config.min_free_bytes
                 )
             check_durations(clips, [audio.probe(c.path, c.index, c.name) for c in clips], self._config)
-            record = self._store.create(job_id, config, self._config.job_ttl_seconds)
+            record = self._store.create(job_id, config, self._config.job_ttl_seconds, tenant)
             try:
                 position = self._jobs.submit(record)
             except errors.ServiceError:
@@ -93,7 +98,7 @@ class SpeakerlinkServicer(pb_grpc.SpeakerlinkServicer):
         except BaseException:
             self._discard(job_id)
             raise
-        log.info("job %s accepted: %d clips", job_id, len(clips))
+        log.info("job %s accepted: %d clips%s", job_id, len(clips), f" for tenant {tenant}" if tenant else "")
         yield pb.JobEvent(job_id=job_id, accepted=pb.Accepted(job_id=job_id, queue_position=position))
         yield from self._watch(job_id, context)
 
@@ -102,6 +107,7 @@ class SpeakerlinkServicer(pb_grpc.SpeakerlinkServicer):
 
     def WatchJob(self, request: pb.WatchJobRequest, context: grpc.ServicerContext) -> Iterator[pb.JobEvent]:
         with self._stream_slot(context):
+            self._owned(request.job_id, context)
             yield from self._watch(request.job_id, context)
 
     @contextlib.contextmanager
@@ -115,7 +121,6 @@ class SpeakerlinkServicer(pb_grpc.SpeakerlinkServicer):
             self._streams.release()
 
     def _watch(self, job_id: str, context: grpc.ServicerContext) -> Iterator[pb.JobEvent]:
-        _check_job_id(job_id, context)
         try:
             yield from self._jobs.events(job_id, context.is_active)
         except errors.ServiceError as exc:
@@ -133,11 +138,18 @@ class SpeakerlinkServicer(pb_grpc.SpeakerlinkServicer):
             errors.unknown_clip(request.job_id, clip_index, len(result.clips)).abort(context)
         return export(result, request.format, clip_index)
 
-    def _result(self, job_id: str, context: grpc.ServicerContext) -> pb.DiarizationResult:
-        _check_job_id(job_id, context)
+    def _owned(self, job_id: str, context: grpc.ServicerContext) -> JobRecord:
+        """The caller's job `job_id`. Another tenant's job is NOT_FOUND, as a missing one is,
+        so that an id tells nobody else that the job exists."""
+        if not JOB_ID.fullmatch(job_id):
+            errors.invalid_job_id(job_id).abort(context)
         record = self._store.get(job_id)
-        if record is None:
+        if record is None or record.tenant != self._tenants.of(context):
             errors.job_not_found(job_id).abort(context)
+        return record
+
+    def _result(self, job_id: str, context: grpc.ServicerContext) -> pb.DiarizationResult:
+        record = self._owned(job_id, context)
         if record.state != pb.JOB_STATE_SUCCEEDED:
             if record.state == pb.JOB_STATE_FAILED and record.error is not None:
                 errors.from_detail(record.error).abort(context)
@@ -145,7 +157,7 @@ class SpeakerlinkServicer(pb_grpc.SpeakerlinkServicer):
         return pb.DiarizationResult.FromString(record.result)
 
     def CancelJob(self, request: pb.CancelJobRequest, context: grpc.ServicerContext) -> pb.JobStatus:
-        _check_job_id(request.job_id, context)
+        self._owned(request.job_id, context)
         try:
             return self._jobs.cancel(request.job_id)
         except errors.ServiceError as exc:
@@ -165,7 +177,7 @@ class SpeakerlinkServicer(pb_grpc.SpeakerlinkServicer):
                 before = None
             if before is None or not JOB_ID.fullmatch(job_id):
                 errors.invalid_config("page_token is not one this server gave").abort(context)
-        records = self._store.newest(size + 1, before)
+        records = self._store.newest(self._tenants.of(context), size + 1, before)
         response = pb.ListJobsResponse(jobs=[r.status() for r in records[:size]])
         if len(records) > size:
             last = records[size - 1]
@@ -173,14 +185,7 @@ class SpeakerlinkServicer(pb_grpc.SpeakerlinkServicer):
         return response
 
     def DeleteJob(self, request: pb.DeleteJobRequest, context: grpc.ServicerContext) -> pb.DeleteJobResponse:
-        _check_job_id(request.job_id, context)
+        self._owned(request.job_id, context)
         if not self._jobs.delete(request.job_id):
             errors.job_not_found(request.job_id).abort(context)
         return pb.DeleteJobResponse(job_id=request.job_id, deleted=True)
-
-
-def _check_job_id(job_id: str, context: grpc.ServicerContext) -> None:
-    """End the call with INVALID_JOB_ID unless `job_id` has the form the server gives
-    (uuid4().hex): nothing else reaches the store, the file system or an error message."""
-    if not JOB_ID.fullmatch(job_id):
-        errors.invalid_job_id(job_id).abort(context)

@@ -28,10 +28,14 @@ CREATE TABLE IF NOT EXISTS jobs (
     config      BLOB NOT NULL,
     progress    BLOB NOT NULL,
     result      BLOB,
-    error       BLOB
+    error       BLOB,
+    tenant      TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS jobs_expires_at ON jobs (expires_at);
 """
+# Added after the first schema: a data dir from before tenants gets it on open (theirs: '').
+_TENANT_INDEX = "CREATE INDEX IF NOT EXISTS jobs_tenant_created ON jobs (tenant, created_at)"
+_COLUMNS = "id, state, created_at, expires_at, config, progress, result, error, tenant"
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,7 @@ class JobRecord:
     progress: pb.Progress
     result: bytes | None
     error: pb.ErrorDetail | None
+    tenant: str = ""  # auth.ANONYMOUS where the server has no tenants file
 
     @property
     def finished(self) -> bool:
@@ -67,27 +72,30 @@ class JobStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        if "tenant" not in {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}:
+            self._db.execute("ALTER TABLE jobs ADD COLUMN tenant TEXT NOT NULL DEFAULT ''")
+        self._db.execute(_TENANT_INDEX)
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
 
-    def create(self, job_id: str, config: pb.DiarizeConfig, ttl_seconds: float) -> JobRecord:
+    def create(self, job_id: str, config: pb.DiarizeConfig, ttl_seconds: float, tenant: str) -> JobRecord:
         now = time.time()
         progress = pb.Progress(stage="queued", percent=0.0, clip_index=-1)
         with self._lock:
             self._db.execute(
-                "INSERT INTO jobs (id, state, created_at, updated_at, expires_at, config, progress)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO jobs (id, state, created_at, updated_at, expires_at, config, progress, tenant)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (job_id, pb.JOB_STATE_QUEUED, now, now, now + ttl_seconds,
-                 config.SerializeToString(), progress.SerializeToString()),
+                 config.SerializeToString(), progress.SerializeToString(), tenant),
             )
-        return JobRecord(job_id, pb.JOB_STATE_QUEUED, now, now + ttl_seconds, config, progress, None, None)
+        return JobRecord(job_id, pb.JOB_STATE_QUEUED, now, now + ttl_seconds, config, progress, None, None, tenant)
 
     def get(self, job_id: str) -> JobRecord | None:
         with self._lock:
             row = self._db.execute(
-                "SELECT id, state, created_at, expires_at, config, progress, result, error FROM jobs WHERE id = ?",
+                f"SELECT {_COLUMNS} FROM jobs WHERE id = ?",
                 (job_id,),
             ).fetchone()
         return None if row is None else _record(row)
@@ -96,20 +104,19 @@ class JobStore:
         """Jobs a previous run of the server accepted but did not finish, oldest first."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT id, state, created_at, expires_at, config, progress, result, error FROM jobs"
-                " WHERE state IN (?, ?) ORDER BY created_at",
+                f"SELECT {_COLUMNS} FROM jobs WHERE state IN (?, ?) ORDER BY created_at",
                 (pb.JOB_STATE_QUEUED, pb.JOB_STATE_RUNNING),
             ).fetchall()
         return [_record(row) for row in rows]
 
-    def newest(self, limit: int, before: tuple[float, str] | None = None) -> list[JobRecord]:
-        """Up to `limit` jobs, newest first; with `before` (created_at, job_id), those older than it."""
-        after = "WHERE (created_at, id) < (?, ?)" if before else ""
+    def newest(self, tenant: str, limit: int, before: tuple[float, str] | None = None) -> list[JobRecord]:
+        """Up to `limit` of the tenant's jobs, newest first; with `before` (created_at, job_id),
+        those older than it."""
+        after = "AND (created_at, id) < (?, ?)" if before else ""
         with self._lock:
             rows = self._db.execute(
-                "SELECT id, state, created_at, expires_at, config, progress, result, error FROM jobs"
-                f" {after} ORDER BY created_at DESC, id DESC LIMIT ?",
-                (*(before or ()), limit),
+                f"SELECT {_COLUMNS} FROM jobs WHERE tenant = ? {after} ORDER BY created_at DESC, id DESC LIMIT ?",
+                (tenant, *(before or ()), limit),
             ).fetchall()
         return [_record(row) for row in rows]
 
@@ -152,7 +159,7 @@ class JobStore:
 
 
 def _record(row: tuple) -> JobRecord:
-    job_id, state, created_at, expires_at, config, progress, result, error = row
+    job_id, state, created_at, expires_at, config, progress, result, error, tenant = row
     return JobRecord(
         job_id=job_id,
         state=state,
@@ -162,6 +169,7 @@ def _record(row: tuple) -> JobRecord:
         progress=pb.Progress.FromString(progress),
         result=result,
         error=None if error is None else pb.ErrorDetail.FromString(error),
+        tenant=tenant,
     )
 
 

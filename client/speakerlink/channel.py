@@ -1,0 +1,80 @@
+"""TLS and the token from plain values, built in one place for Client and AsyncClient.
+
+    Client("speech.example.com:443", tls=True, token="...")          # the system's CAs
+    Client("10.0.0.5:50051", tls="ca.pem", cert=("me.pem", "me.key"))  # a private CA, mutual TLS
+
+Whatever is not given comes from the environment, as the server address does:
+SPEAKERLINK_TLS_CA (a CA bundle, PEM), SPEAKERLINK_TLS_CERT and SPEAKERLINK_TLS_KEY (a client
+certificate for mutual TLS) and SPEAKERLINK_TOKEN. `credentials=` takes ready-made
+grpc.ChannelCredentials instead, for anything else grpc can do.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import grpc
+
+Tls = bool | str | os.PathLike | bytes | None
+"""None: from SPEAKERLINK_TLS_CA, else plaintext; False: plaintext; True: TLS with the system's
+CAs; a path or PEM bytes: TLS trusting that CA bundle."""
+Cert = tuple[str | os.PathLike | bytes, str | os.PathLike | bytes] | None
+"""(certificate chain, private key), paths or PEM bytes, for mutual TLS."""
+Token = str | Callable[[], str] | None
+"""A bearer token, or a function that returns the current one (called for every call)."""
+
+
+def channel_credentials(
+    tls: Tls = None, cert: Cert = None, token: Token = None, credentials: grpc.ChannelCredentials | None = None,
+) -> grpc.ChannelCredentials | None:
+    """The credentials for a channel, or None for plaintext. A token on a plaintext channel is
+    refused before anything connects: it would cross the network in the clear."""
+    token = token if token is not None else os.environ.get("SPEAKERLINK_TOKEN") or None
+    if credentials is None:
+        if tls is None:
+            tls = os.environ.get("SPEAKERLINK_TLS_CA") or None
+        if cert is None and os.environ.get("SPEAKERLINK_TLS_CERT"):
+            cert = (os.environ["SPEAKERLINK_TLS_CERT"], os.environ.get("SPEAKERLINK_TLS_KEY", ""))
+        if tls is None or tls is False:
+            if cert is not None:
+                raise ValueError("a client certificate is for mutual TLS: give tls= (or SPEAKERLINK_TLS_CA) too")
+            if token:
+                raise ValueError("a token needs TLS, or it would cross the network in plaintext: give tls= "
+                                 "(True for the system's CAs, or a CA bundle) or SPEAKERLINK_TLS_CA")
+            return None
+        chain, key = (_pem(cert[0], "certificate"), _pem(cert[1], "key")) if cert else (None, None)
+        credentials = grpc.ssl_channel_credentials(
+            root_certificates=None if tls is True else _pem(tls, "CA bundle"), private_key=key, certificate_chain=chain,
+        )
+    if token:
+        return grpc.composite_channel_credentials(credentials, grpc.metadata_call_credentials(_Bearer(token)))
+    return credentials
+
+
+class _Bearer(grpc.AuthMetadataPlugin):
+    """Adds `authorization: Bearer <token>` to every call."""
+
+    def __init__(self, token: str | Callable[[], str]) -> None:
+        self._token = token
+
+    def __call__(self, context: grpc.AuthMetadataContext, callback: grpc.AuthMetadataPluginCallback) -> None:
+        try:
+            token = self._token() if callable(self._token) else self._token
+        except Exception as exc:  # the caller's token source failed: the call fails with it
+            callback((), exc)
+            return
+        callback((("authorization", f"Bearer {token}"),), None)
+
+    def __repr__(self) -> str:
+        return "_Bearer(<token hidden>)"
+
+
+def _pem(value: str | os.PathLike | bytes, what: str) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    try:
+        return Path(value).read_bytes()
+    except OSError as exc:
+        raise ValueError(f"cannot read the TLS {what} {os.fspath(value)!r}: {exc.strerror}") from None

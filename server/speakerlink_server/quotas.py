@@ -1,0 +1,80 @@
+"""Each tenant's share of the server: uploads at once, jobs waiting, audio per day.
+
+The server-wide limits (config.py) protect the server; these keep one tenant from taking all
+of it. They apply to the tenants of a tenants file; the anonymous tenant of a server without
+one is its only user and meets the server-wide limits alone. Audio is counted from each
+file's declared duration when its job is accepted, over the last 24 hours, and the count
+outlives the job, its deletion and restarts (store.py keeps it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TypeVar
+
+from speakerlink_server import errors
+from speakerlink_server.store import JobStore
+
+DAY_SECONDS = 24 * 3600.0
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Quota:
+    """One tenant's limits; 0 means no limit of the tenant's own."""
+
+    max_uploads: int = 0
+    max_queued_jobs: int = 0
+    audio_seconds_per_day: float = 0.0
+
+
+class Quotas:
+    def __init__(self, store: JobStore, quota_of: Callable[[str], Quota]) -> None:
+        self._store = store
+        self._quota_of = quota_of
+        self._uploads: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def quota(self, tenant: str) -> Quota:
+        return self._quota_of(tenant)
+
+    def audio_today(self, tenant: str) -> float:
+        return self._store.audio_seconds_since(tenant, time.time() - DAY_SECONDS)
+
+    @contextlib.contextmanager
+    def upload(self, tenant: str) -> Iterator[None]:
+        """One of the tenant's upload slots for as long as the upload runs."""
+        limit = self._quota_of(tenant).max_uploads
+        with self._lock:
+            if limit and self._uploads[tenant] >= limit:
+                raise errors.tenant_uploads(limit)
+            self._uploads[tenant] += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._uploads[tenant] -= 1
+
+    def admit(self, tenant: str, audio_seconds: float, accept: Callable[[], T]) -> T:
+        """Run `accept` (which stores and queues the job) if the tenant's queue and daily audio
+        leave room, and count the audio; checked and counted under one lock, so that two
+        uploads that end together cannot both take the last place."""
+        quota = self._quota_of(tenant)
+        with self._lock:
+            if quota.max_queued_jobs and self._store.queued(tenant) >= quota.max_queued_jobs:
+                raise errors.tenant_queue_full(quota.max_queued_jobs)
+            if quota.audio_seconds_per_day:
+                now = time.time()
+                used = self._store.audio_seconds_since(tenant, now - DAY_SECONDS)
+                if used + audio_seconds > quota.audio_seconds_per_day:
+                    wait = self._store.seconds_until_free(
+                        tenant, now - DAY_SECONDS, used + audio_seconds - quota.audio_seconds_per_day)
+                    raise errors.tenant_audio_quota(audio_seconds, used, quota.audio_seconds_per_day, wait)
+            accepted = accept()
+            self._store.count_audio(tenant, audio_seconds)
+            return accepted

@@ -1,0 +1,217 @@
+"""TLS, tokens and tenants (F15), with certificates the tests make themselves."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import pytest
+from certs import Authority, Pem
+from conftest import ROOT, make_config
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from speakerlink import AuthenticationError, Client, NotFoundError, TLSError, UnavailableError
+from speakerlink.cli import main as cli
+from speakerlink_server.main import RunningServer, StartupError, start_server
+from speakerlink_server.store import JobStore
+
+
+@dataclass(frozen=True)
+class Pki:
+    ca: Path
+    other_ca: Path  # trusted by nobody here
+    server: Pem
+    client: Pem
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    folder = tmp_path_factory.mktemp("pki")
+    ca = Authority(folder, "ca")
+    return Pki(ca.pem, Authority(folder, "other-ca").pem, ca.issue("server", server=True), ca.issue("client", server=False))
+
+
+def write_tenants(path: Path, tokens: dict[str, list[str]]) -> Path:
+    path.write_text("".join(
+        f'[tenants.{name}]\ntokens = [{", ".join(repr(hashlib.sha256(t.encode()).hexdigest()) for t in ts)}]\n'
+        for name, ts in tokens.items()
+    ).replace("'", '"'))
+    return path
+
+
+TOKEN_A, TOKEN_B, TOKEN_B2 = (secrets.token_urlsafe(32) for _ in range(3))
+
+
+@pytest.fixture(scope="module")
+def secure(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> RunningServer:
+    folder = tmp_path_factory.mktemp("secure")
+    tenants = write_tenants(folder / "tenants.toml", {"acme": [TOKEN_A], "globex": [TOKEN_B, TOKEN_B2]})
+    running = start_server(make_config(folder / "data", tls_cert=str(pki.server.cert), tls_key=str(pki.server.key),
+                                       tenants_file=str(tenants)))
+    yield running
+    running.stop(grace=1.0)
+
+
+def connect(server: RunningServer, pki: Pki, token: str | None, **kwargs) -> Client:
+    return Client(f"localhost:{server.config.port}", tls=pki.ca, token=token or "", timeout=10, **kwargs)
+
+
+def test_tls_with_a_token_diarizes(secure: RunningServer, pki: Pki, samples) -> None:
+    with connect(secure, pki, TOKEN_A) as client:
+        result = client.diarize([samples["call.mp3"]])
+        assert result.summary.clips == 1 and client.get_result(result.job_id) == result
+
+
+def test_a_certificate_from_another_ca_is_refused(secure: RunningServer, pki: Pki) -> None:
+    with Client(f"localhost:{secure.config.port}", tls=pki.other_ca, token=TOKEN_A, timeout=5) as client:
+        with pytest.raises(TLSError) as caught:
+            client.info()
+    assert caught.value.code == "TLS_FAILED" and "CA" in caught.value.troubleshooting[0]
+
+
+def test_calls_without_a_known_token_are_unauthenticated(secure: RunningServer, pki: Pki) -> None:
+    with connect(secure, pki, None) as client, pytest.raises(AuthenticationError) as missing:
+        client.info()
+    assert missing.value.code == "AUTH_REQUIRED"
+    with connect(secure, pki, "not-" + TOKEN_A) as client, pytest.raises(AuthenticationError) as wrong:
+        client.list_jobs()
+    assert wrong.value.code == "AUTH_INVALID"
+    # Health checks need no token, so that a load balancer can probe the server.
+    credentials = grpc.ssl_channel_credentials(pki.ca.read_bytes())
+    with grpc.secure_channel(f"localhost:{secure.config.port}", credentials) as channel:
+        answer = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
+    assert answer.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_a_token_never_travels_in_plaintext() -> None:
+    with pytest.raises(ValueError, match="needs TLS"):
+        Client("localhost:1", tls=False, token=TOKEN_A)
+
+
+def test_another_tenants_job_is_not_found(secure: RunningServer, pki: Pki, samples) -> None:
+    with connect(secure, pki, TOKEN_A) as acme, connect(secure, pki, TOKEN_B) as globex:
+        job = acme.diarize([samples["call.mp3"]]).job_id
+        attempts = {
+            "result": lambda: globex.get_result(job),
+            "export": lambda: globex.export(job, "rttm"),
+            "watch": lambda: list(globex.watch(job, timeout=10)),
+            "cancel": lambda: globex.cancel(job),
+            "delete": lambda: globex.delete(job),
+        }
+        for name, attempt in attempts.items():
+            with pytest.raises(NotFoundError) as caught:
+                attempt()
+            assert caught.value.code == "JOB_NOT_FOUND", name
+        assert job not in {j.job_id for j in globex.list_jobs(limit=500)}
+        assert job in {j.job_id for j in acme.list_jobs(limit=500)}
+        assert acme.get_result(job).job_id == job  # untouched by the attempts
+
+
+def test_mutual_tls_needs_a_client_certificate(pki: Pki, tmp_path: Path) -> None:
+    running = start_server(make_config(tmp_path, tls_cert=str(pki.server.cert), tls_key=str(pki.server.key),
+                                       tls_client_ca=str(pki.ca), tenants_file=str(write_tenants(
+                                           tmp_path / "t.toml", {"acme": [TOKEN_A]})), anonymous_info=True))
+    try:
+        with connect(running, pki, TOKEN_A, cert=(pki.client.cert, pki.client.key)) as client:
+            assert client.list_jobs() == []
+        with connect(running, pki, None, cert=(pki.client.cert, pki.client.key)) as client:
+            assert client.info().version  # anonymous_info: GetInfo answers without a token
+            with pytest.raises(AuthenticationError):
+                client.list_jobs()
+        with connect(running, pki, TOKEN_A) as client, pytest.raises(UnavailableError):
+            client.info()
+    finally:
+        running.stop(grace=0)
+
+
+def test_a_revoked_token_is_refused_after_a_reload(pki: Pki, tmp_path: Path) -> None:
+    tenants = write_tenants(tmp_path / "tenants.toml", {"acme": [TOKEN_A], "globex": [TOKEN_B]})
+    log = tmp_path / "server.log"
+    served = subprocess.Popen(
+        [sys.executable, "-m", "speakerlink_server", "--port", "0", "--data-dir", str(tmp_path / "data"),
+         "--titanet-model", "", "--tls-cert", str(pki.server.cert), "--tls-key", str(pki.server.key),
+         "--tenants-file", str(tenants)],
+        stdout=subprocess.PIPE, stderr=log.open("w"), text=True, cwd=ROOT,
+    )
+    try:
+        port = int(served.stdout.readline().rsplit(":", 1)[-1])
+        address = f"localhost:{port}"
+        with Client(address, tls=pki.ca, token=TOKEN_B, timeout=10) as globex:
+            assert globex.list_jobs() == []
+            write_tenants(tenants, {"acme": [TOKEN_A]})
+            served.send_signal(signal.SIGHUP)
+            deadline = time.monotonic() + 10
+            while "tenants file reloaded" not in log.read_text():
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.05)
+            with pytest.raises(AuthenticationError) as caught:
+                globex.list_jobs()
+            assert caught.value.code == "AUTH_INVALID"
+        with Client(address, tls=pki.ca, token=TOKEN_A, timeout=10) as acme:
+            assert acme.list_jobs() == []
+    finally:
+        served.terminate()
+        assert served.wait(60) == 0, log.read_text()
+
+
+def test_the_token_appears_in_no_log_error_or_result(pki: Pki, tmp_path: Path, samples, caplog) -> None:
+    caplog.set_level(logging.DEBUG)
+    running = start_server(make_config(tmp_path, tls_cert=str(pki.server.cert), tls_key=str(pki.server.key),
+                                       tenants_file=str(write_tenants(tmp_path / "t.toml", {"acme": [TOKEN_A]}))))
+    seen: list[str] = []
+    try:
+        with connect(running, pki, TOKEN_A) as client:
+            result = client.diarize([samples["call.mp3"]], on_progress=lambda p: seen.append(str(p)))
+            seen += [client.export(result.job_id, f).content.decode() for f in ("json", "rttm", "csv", "text")]
+            seen.append(repr(client._channel))
+        for token in (TOKEN_A[:-1] + "x", ""):
+            with connect(running, pki, token) as client, pytest.raises(AuthenticationError) as caught:
+                client.get_result(result.job_id)
+            seen += [str(caught.value), caught.value.describe()]
+    finally:
+        running.stop(grace=0)
+    assert result.job_id in caplog.text  # the whole job was logged
+    for text in (caplog.text, result.SerializeToString().decode("latin-1"), *seen):
+        assert TOKEN_A not in text and TOKEN_A[:-1] not in text
+
+
+def test_exposed_addresses_need_tls_and_tokens(pki: Pki, tmp_path: Path, caplog) -> None:
+    with pytest.raises(StartupError, match="not loopback"):
+        start_server(make_config(tmp_path, host="0.0.0.0"))
+    with pytest.raises(StartupError, match="not loopback"):
+        start_server(make_config(tmp_path, host="0.0.0.0", tls_cert=str(pki.server.cert), tls_key=str(pki.server.key)))
+    with pytest.raises(StartupError, match="needs TLS"):
+        start_server(make_config(tmp_path, tenants_file=str(write_tenants(tmp_path / "t.toml", {"acme": [TOKEN_A]}))))
+    running = start_server(make_config(tmp_path, host="0.0.0.0", insecure=True))
+    running.stop(grace=0)
+    assert "INSECURE" in caplog.text
+
+
+def test_the_cli_speaks_tls_with_a_token_file(secure: RunningServer, pki: Pki, tmp_path: Path, capsys) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN_B + "\n")
+    address = f"localhost:{secure.config.port}"
+    assert cli(["jobs", "--server", address, "--tls-ca", str(pki.ca), "--token-file", str(token_file)]) == 0
+    assert cli(["--server", address, "--tls-ca", str(pki.ca), "jobs"]) == 1
+    assert "AUTH_REQUIRED" in capsys.readouterr().err
+
+
+def test_a_data_dir_from_before_tenants_opens(tmp_path: Path) -> None:
+    with sqlite3.connect(tmp_path / "jobs.sqlite3") as db:
+        db.execute("CREATE TABLE jobs (id TEXT PRIMARY KEY, state INTEGER NOT NULL, created_at REAL NOT NULL,"
+                   " updated_at REAL NOT NULL, expires_at REAL NOT NULL, config BLOB NOT NULL, progress BLOB NOT NULL,"
+                   " result BLOB, error BLOB)")
+        db.execute("INSERT INTO jobs VALUES ('a' , 3, 1.0, 1.0, 9e9, x'', x'', NULL, NULL)")
+    store = JobStore(tmp_path / "jobs.sqlite3")
+    try:
+        assert [r.job_id for r in store.newest("", 10)] == ["a"] and store.newest("acme", 10) == []
+    finally:
+        store.close()
