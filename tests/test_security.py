@@ -18,9 +18,13 @@ import pytest
 from certs import Authority, Pem
 from conftest import ROOT, make_config
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from speakerlink import AuthenticationError, Client, NotFoundError, TLSError, UnavailableError
+from speakerlink import AuthenticationError, Client, LimitExceededError, NotFoundError, TLSError, UnavailableError
 from speakerlink.cli import main as cli
+from speakerlink.v1 import speakerlink_pb2 as pb
+from speakerlink_server.auth import ANONYMOUS, Tenants
+from speakerlink_server.errors import ServiceError
 from speakerlink_server.main import RunningServer, StartupError, start_server
+from speakerlink_server.quotas import Quota, Quotas
 from speakerlink_server.store import JobStore
 
 
@@ -213,5 +217,56 @@ def test_a_data_dir_from_before_tenants_opens(tmp_path: Path) -> None:
     store = JobStore(tmp_path / "jobs.sqlite3")
     try:
         assert [r.job_id for r in store.newest("", 10)] == ["a"] and store.newest("acme", 10) == []
+    finally:
+        store.close()
+
+
+def test_a_tenants_daily_audio_is_enforced_end_to_end(pki: Pki, tmp_path: Path, samples) -> None:
+    tenants = tmp_path / "tenants.toml"
+    write_tenants(tenants, {"acme": [TOKEN_A], "globex": [TOKEN_B]})
+    tenants.write_text(tenants.read_text().replace('[tenants.globex]', 'audio_seconds_per_day = 60\n[tenants.globex]'))
+    running = start_server(make_config(tmp_path / "data", tls_cert=str(pki.server.cert), tls_key=str(pki.server.key),
+                                       tenants_file=str(tenants)))
+    try:
+        with connect(running, pki, TOKEN_A) as acme, connect(running, pki, TOKEN_B) as globex:
+            seconds = acme.diarize([samples["call.mp3"]]).summary.audio_seconds
+            assert 30 < seconds < 60  # one clip fits the quota, two do not
+            quota = acme.info().quota
+            assert (quota.tenant, quota.audio_seconds_per_day, quota.max_queued_jobs) == ("acme", 60, 8)
+            assert quota.audio_seconds_used == pytest.approx(seconds, abs=0.5)
+            acme.delete(acme.list_jobs()[0].job_id)  # a deleted job's audio still counts
+            with pytest.raises(LimitExceededError) as caught:
+                acme.diarize([samples["call.mp3"]], timeout=60)
+            assert caught.value.code == "AUDIO_QUOTA" and caught.value.retry_after > 3600
+            assert globex.diarize([samples["call.mp3"]]).summary.clips == 1  # other tenants are not held back
+            assert globex.info().quota.audio_seconds_per_day == 0  # the server's default: no limit
+    finally:
+        running.stop(grace=0)
+
+
+def test_uploads_and_waiting_jobs_are_bounded_per_tenant(tmp_path: Path) -> None:
+    tenants_file = write_tenants(tmp_path / "tenants.toml", {"acme": [TOKEN_A], "globex": [TOKEN_B]})
+    tenants_file.write_text(tenants_file.read_text().replace('[tenants.globex]', 'max_uploads = 1\n[tenants.globex]'))
+    store = JobStore(tmp_path / "jobs.sqlite3")
+    quotas = Quotas(store, Tenants(tenants_file), Quota(max_uploads=4, max_queued_jobs=2))
+    try:
+        with quotas.upload("acme"):
+            with pytest.raises(ServiceError) as uploads:
+                with quotas.upload("acme"):
+                    pass
+            assert uploads.value.code == "TENANT_UPLOADS" and uploads.value.retry_after > 0
+            with quotas.upload("globex"), quotas.upload("globex"):  # the server's default: 4
+                pass
+        with quotas.upload("acme"):  # the slot came back
+            pass
+        for n in range(2):
+            quotas.admit("acme", 1.0, lambda n=n: store.create(f"{n:032x}", pb.DiarizeConfig(), 60, "acme"))
+        with pytest.raises(ServiceError) as queued:
+            quotas.admit("acme", 1.0, lambda: pytest.fail("a third job was accepted"))
+        assert queued.value.code == "TENANT_QUEUE_FULL" and queued.value.retry_after > 0
+        with pytest.raises(ServiceError, match="2 jobs waiting"):
+            quotas.precheck("acme")  # refused before its upload, too
+        quotas.admit("globex", 1.0, lambda: store.create("f" * 32, pb.DiarizeConfig(), 60, "globex"))
+        assert quotas.quota(ANONYMOUS) == Quota()  # a server without tenants: its own limits alone
     finally:
         store.close()

@@ -296,6 +296,15 @@ def _info(client: Client, args: argparse.Namespace) -> int:
           f"{limits.max_clip_seconds / 3600:g} h of audio per file, {limits.max_job_seconds / 3600:g} h per job, "
           f"{limits.workers} worker(s), {limits.max_queued_jobs} queued jobs, results kept {limits.job_ttl_seconds // 3600} h, "
           f"{limits.max_streams} uploads/watchers at once, uploads cut off after {limits.upload_idle_seconds:g} s of silence")
+    if info.HasField("quota") and info.quota.tenant:
+        quota = info.quota
+
+        def most(value: float, unit: str = "") -> str:
+            return f"{value:g}{unit}" if value else "no limit"
+
+        print(f"tenant {quota.tenant}: uploads at once {most(quota.max_uploads)}, jobs waiting "
+              f"{most(quota.max_queued_jobs)}, audio a day {most(quota.audio_seconds_per_day, ' s')} "
+              f"({quota.audio_seconds_used:g} s used in the last 24 hours)")
     print(f"formats: {', '.join(info.formats)}")
     print(f"default link threshold: {info.default_link_threshold:.2f}")
     return 0

@@ -55,13 +55,18 @@ def terminal_outcome(event: pb.JobEvent) -> pb.DiarizationResult:
     raise ValueError(f"not a terminal event: {kind}")
 
 
+# A refusal that asks for a longer wait (a tenant's daily audio quota: hours) is the caller's
+# to handle: `error.retry_after` says how long.
+MAX_BUSY_WAIT_S = 60.0
+
+
 def backoff(attempt: int) -> float:
     return REATTACH_BACKOFF_S[min(attempt, len(REATTACH_BACKOFF_S) - 1)]
 
 
 def busy_delay(error: SpeakerlinkError, attempt: int, deadline: Deadline) -> float | None:
     """Seconds to wait before retrying a refused call, or None when it is not to be retried."""
-    if error.retry_after <= 0 or attempt >= BUSY_ATTEMPTS:
+    if not 0 < error.retry_after <= MAX_BUSY_WAIT_S or attempt >= BUSY_ATTEMPTS:
         return None
     delay = error.retry_after * min(2**attempt, 8) * random.uniform(0.5, 1.5)
     left = deadline.remaining()

@@ -5,6 +5,8 @@ themselves, so a copy of the file or of the data dir gives nobody access:
 
     [tenants.acme]
     tokens = ["<sha256 hex of a token>"]
+    max_queued_jobs = 4            # optional: this tenant's quotas (quotas.py), instead of
+    audio_seconds_per_day = 36000  # the server's --tenant-* defaults
 
 A token is any long random string (`python -c "import secrets; print(secrets.token_urlsafe(32))"`);
 its hash is `printf %s "$TOKEN" | sha256sum`. The file is read at start and again on SIGHUP,
@@ -42,8 +44,11 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def read_tenants(path: Path) -> dict[str, str]:
-    """Token hash -> tenant name, from a tenants file."""
+QUOTA_KEYS = {"max_uploads": int, "max_queued_jobs": int, "audio_seconds_per_day": float}
+
+
+def read_tenants(path: Path) -> tuple[dict[str, str], dict[str, dict[str, float]]]:
+    """Token hash -> tenant name, and each tenant's own quota settings, from a tenants file."""
     try:
         document = tomllib.loads(path.read_text())
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
@@ -52,6 +57,7 @@ def read_tenants(path: Path) -> dict[str, str]:
     if not isinstance(tenants, dict) or not tenants:
         raise TenantsFileError(f"{path}: no [tenants.NAME] tables")
     by_hash: dict[str, str] = {}
+    quotas: dict[str, dict[str, float]] = {}
     for name, table in tenants.items():
         if not TENANT_NAME.fullmatch(name):
             raise TenantsFileError(f"{path}: tenant name {name[:80]!r} is not 1-64 letters, digits, '_', '.' or '-'")
@@ -61,7 +67,18 @@ def read_tenants(path: Path) -> dict[str, str]:
         for digest in hashes:
             if by_hash.setdefault(digest.lower(), name) != name:
                 raise TenantsFileError(f"{path}: one token hash is listed under both {by_hash[digest.lower()]} and {name}")
-    return by_hash
+        unknown = set(table) - {"tokens", *QUOTA_KEYS}
+        if unknown:
+            raise TenantsFileError(f"{path}: tenants.{name} has unknown keys {sorted(unknown)}; "
+                                   f"known: tokens, {', '.join(QUOTA_KEYS)}")
+        quotas[name] = {}
+        for key, kind in QUOTA_KEYS.items():
+            if key in table:
+                value = table[key]
+                if isinstance(value, bool) or not isinstance(value, int | float) or value < 0 or kind is int and value != int(value):
+                    raise TenantsFileError(f"{path}: tenants.{name}.{key} must be a {kind.__name__} of 0 or more (0: no limit)")
+                quotas[name][key] = kind(value)
+    return by_hash, quotas
 
 
 class Tenants:
@@ -69,7 +86,7 @@ class Tenants:
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
-        self._by_hash = read_tenants(path) if path else {}
+        self._by_hash, self._quotas = read_tenants(path) if path else ({}, {})
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -85,14 +102,19 @@ class Tenants:
         if self.path is None:
             return False
         try:
-            table = read_tenants(self.path)
+            table, quotas = read_tenants(self.path)
         except TenantsFileError as exc:
             log.error("tenants file not reloaded, the previous tokens stay in force: %s", exc)
             return False
         with self._lock:
-            self._by_hash = table
+            self._by_hash, self._quotas = table, quotas
         log.info("tenants file reloaded: %d tenants, %d tokens", len(set(table.values())), len(table))
         return True
+
+    def quota_settings(self, tenant: str) -> dict[str, float]:
+        """The quotas the tenants file sets for `tenant` (the others come from the server's defaults)."""
+        with self._lock:
+            return dict(self._quotas.get(tenant, {}))
 
     def tenant(self, metadata: tuple[tuple[str, str | bytes], ...] | None) -> str | None:
         """The caller's tenant from its `authorization: Bearer <token>` metadata, or None."""

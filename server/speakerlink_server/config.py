@@ -67,6 +67,12 @@ class ServerConfig:
     tenants_file: str = ""
     anonymous_info: bool = False  # GetInfo and reflection answer callers without a token
     insecure: bool = False
+    # Each tenant's quota unless its tenants file says otherwise (quotas.py); 0: no limit of its
+    # own. Half the server's queue keeps one tenant from filling it; audio a day is the
+    # operator's to set.
+    tenant_max_uploads: int = 4
+    tenant_max_queued_jobs: int = 8
+    tenant_audio_seconds_per_day: float = 0.0
     formats: tuple[str, ...] = DEFAULT_FORMATS
     grace_seconds: float = 10.0
 
@@ -117,6 +123,9 @@ _ENV = {
     "tenants_file": ("SPEAKERLINK_TENANTS_FILE", None),
     "anonymous_info": ("SPEAKERLINK_ANONYMOUS_INFO", None),
     "insecure": ("SPEAKERLINK_INSECURE", None),
+    "tenant_max_uploads": ("SPEAKERLINK_TENANT_MAX_UPLOADS", None),
+    "tenant_max_queued_jobs": ("SPEAKERLINK_TENANT_MAX_QUEUED_JOBS", None),
+    "tenant_audio_seconds_per_day": ("SPEAKERLINK_TENANT_AUDIO_SECONDS_PER_DAY", None),
 }
 
 
@@ -165,6 +174,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="answer GetInfo and reflection without a token (health checks never need one)")
     parser.add_argument("--insecure", action="store_true", default=None,
                         help="allow a non-loopback --host without TLS and tokens (only on a network you trust)")
+    parser.add_argument("--tenant-max-uploads", type=int, help="uploads at once per tenant (default 4; 0: no limit)")
+    parser.add_argument("--tenant-max-queued-jobs", type=int, help="jobs waiting per tenant (default 8; 0: no limit)")
+    parser.add_argument("--tenant-audio-seconds-per-day", type=float,
+                        help="audio seconds per tenant in any 24 hours (default 0: no limit)")
 
 
 def load_config(args: argparse.Namespace | None = None, env: Mapping[str, str] | None = None) -> ServerConfig:
@@ -218,6 +231,9 @@ def _validate(config: ServerConfig) -> None:
             raise ValueError(f"{name} must be at least 1, got {getattr(config, name)}")
     if config.titanet_batch < 0:
         raise ValueError(f"titanet_batch cannot be negative, got {config.titanet_batch}")
+    for name in ("tenant_max_uploads", "tenant_max_queued_jobs", "tenant_audio_seconds_per_day"):
+        if getattr(config, name) < 0:
+            raise ValueError(f"{name} cannot be negative (0: no limit), got {getattr(config, name)}")
     if config.min_free_bytes < 0:
         raise ValueError(f"min_free_bytes cannot be negative, got {config.min_free_bytes}")
     if not config.upload_idle_seconds > 0:

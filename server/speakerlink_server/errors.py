@@ -346,6 +346,38 @@ def auth_invalid() -> ServiceError:
     )
 
 
+def tenant_uploads(limit: int) -> ServiceError:
+    return ServiceError(
+        grpc.StatusCode.RESOURCE_EXHAUSTED, "TENANT_UPLOADS", f"your tenant already has {limit} uploads running",
+        ("Each tenant may upload this many jobs at once (GetInfo's quota.max_uploads).",),
+        ("Retry when an upload ends (the SDK does, within its deadline), or put more clips in one job.",),
+        retry_after=STREAMS_RETRY_S,
+    )
+
+
+def tenant_queue_full(limit: int) -> ServiceError:
+    return ServiceError(
+        grpc.StatusCode.RESOURCE_EXHAUSTED, "TENANT_QUEUE_FULL", f"your tenant already has {limit} jobs waiting",
+        ("Each tenant may have this many jobs waiting for a worker (GetInfo's quota.max_queued_jobs).",),
+        ("Retry when one of them starts (the SDK does, within its deadline).",),
+        retry_after=QUEUE_RETRY_S,
+    )
+
+
+def tenant_audio_quota(seconds: float, used: float, limit: float, wait: float) -> ServiceError:
+    alone = seconds > limit
+    return ServiceError(
+        grpc.StatusCode.RESOURCE_EXHAUSTED, "AUDIO_QUOTA",
+        (f"this job's {seconds:.0f} s of audio would pass your tenant's {limit:.0f} s a day " if seconds else
+         f"your tenant has used its {limit:.0f} s of audio a day ") + f"({used:.0f} s in the last 24 hours)",
+        ("Each tenant may send this much audio in any 24 hours (GetInfo's quota.audio_seconds_per_day);"
+         " deleting jobs does not give it back.",),
+        ("Split the recording across days, or ask the operator for a larger quota.",) if alone else
+        (f"Retry in {wait / 3600:.1f} h, when enough of the last day's audio has aged out.",),
+        retry_after=0.0 if alone else max(wait, 1.0),
+    )
+
+
 def invalid_job_id(job_id: str) -> ServiceError:
     return ServiceError(
         grpc.StatusCode.INVALID_ARGUMENT, "INVALID_JOB_ID", f"{shorten(job_id)!r} is not a job id",

@@ -27,6 +27,7 @@ from speakerlink_server.config import ServerConfig, parse_config
 from speakerlink_server.engines.registry import Engines, load_engines
 from speakerlink_server.engines.weights import WeightsUnavailable
 from speakerlink_server.jobs import JobManager
+from speakerlink_server.quotas import Quota, Quotas
 from speakerlink_server.servicer import SpeakerlinkServicer
 from speakerlink_server.store import JobStore
 from speakerlink_server.uploads import MAX_CHUNK_BYTES
@@ -143,7 +144,9 @@ def start_server(config: ServerConfig) -> RunningServer:
         raise
     store = JobStore(config.db_path)
     jobs = JobManager(config, store, engines)
-    pb_grpc.add_SpeakerlinkServicer_to_server(SpeakerlinkServicer(config, store, jobs, engines, tenants), server)
+    quotas = Quotas(store, tenants, Quota(config.tenant_max_uploads, config.tenant_max_queued_jobs,
+                                          config.tenant_audio_seconds_per_day))
+    pb_grpc.add_SpeakerlinkServicer_to_server(SpeakerlinkServicer(config, store, jobs, engines, tenants, quotas), server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)

@@ -14,10 +14,11 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TypeVar
 
 from speakerlink_server import errors
+from speakerlink_server.auth import ANONYMOUS, Tenants
 from speakerlink_server.store import JobStore
 
 DAY_SECONDS = 24 * 3600.0
@@ -34,14 +35,33 @@ class Quota:
 
 
 class Quotas:
-    def __init__(self, store: JobStore, quota_of: Callable[[str], Quota]) -> None:
+    def __init__(self, store: JobStore, tenants: Tenants, defaults: Quota) -> None:
         self._store = store
-        self._quota_of = quota_of
+        self._tenants = tenants
+        self._defaults = defaults
         self._uploads: Counter[str] = Counter()
         self._lock = threading.Lock()
 
     def quota(self, tenant: str) -> Quota:
-        return self._quota_of(tenant)
+        """The tenant's quota: its tenants file's settings over the server's defaults."""
+        if tenant == ANONYMOUS:
+            return Quota()
+        return replace(self._defaults, **self._tenants.quota_settings(tenant))
+
+    def precheck(self, tenant: str) -> None:
+        """Refuse before the upload what is sure to be refused after it."""
+        quota = self.quota(tenant)
+        if quota.max_queued_jobs and self._store.queued(tenant) >= quota.max_queued_jobs:
+            raise errors.tenant_queue_full(quota.max_queued_jobs)
+        if quota.audio_seconds_per_day:
+            self._check_audio(tenant, 0.0, quota.audio_seconds_per_day)
+
+    def _check_audio(self, tenant: str, seconds: float, limit: float) -> None:
+        since = time.time() - DAY_SECONDS
+        used = self._store.audio_seconds_since(tenant, since)
+        if used + seconds > limit or (not seconds and used >= limit):
+            wait = self._store.seconds_until_free(tenant, since, max(used + seconds - limit, 1e-9))
+            raise errors.tenant_audio_quota(seconds, used, limit, wait)
 
     def audio_today(self, tenant: str) -> float:
         return self._store.audio_seconds_since(tenant, time.time() - DAY_SECONDS)
@@ -49,7 +69,7 @@ class Quotas:
     @contextlib.contextmanager
     def upload(self, tenant: str) -> Iterator[None]:
         """One of the tenant's upload slots for as long as the upload runs."""
-        limit = self._quota_of(tenant).max_uploads
+        limit = self.quota(tenant).max_uploads
         with self._lock:
             if limit and self._uploads[tenant] >= limit:
                 raise errors.tenant_uploads(limit)
@@ -64,17 +84,12 @@ class Quotas:
         """Run `accept` (which stores and queues the job) if the tenant's queue and daily audio
         leave room, and count the audio; checked and counted under one lock, so that two
         uploads that end together cannot both take the last place."""
-        quota = self._quota_of(tenant)
+        quota = self.quota(tenant)
         with self._lock:
             if quota.max_queued_jobs and self._store.queued(tenant) >= quota.max_queued_jobs:
                 raise errors.tenant_queue_full(quota.max_queued_jobs)
             if quota.audio_seconds_per_day:
-                now = time.time()
-                used = self._store.audio_seconds_since(tenant, now - DAY_SECONDS)
-                if used + audio_seconds > quota.audio_seconds_per_day:
-                    wait = self._store.seconds_until_free(
-                        tenant, now - DAY_SECONDS, used + audio_seconds - quota.audio_seconds_per_day)
-                    raise errors.tenant_audio_quota(audio_seconds, used, quota.audio_seconds_per_day, wait)
+                self._check_audio(tenant, audio_seconds, quota.audio_seconds_per_day)
             accepted = accept()
             self._store.count_audio(tenant, audio_seconds)
             return accepted

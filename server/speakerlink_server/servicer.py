@@ -21,6 +21,7 @@ from speakerlink_server.engines.registry import Engines
 from speakerlink_server.exporters import FORMATS, export
 from speakerlink_server.jobs import JobManager
 from speakerlink_server.pipeline import audio
+from speakerlink_server.quotas import Quotas
 from speakerlink_server.store import JobRecord, JobStore
 from speakerlink_server.uploads import (
     MAX_CHUNK_BYTES,
@@ -39,9 +40,12 @@ DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE = 50, 500
 
 
 class SpeakerlinkServicer(pb_grpc.SpeakerlinkServicer):
-    def __init__(self, config: ServerConfig, store: JobStore, jobs: JobManager, engines: Engines, tenants: Tenants) -> None:
+    def __init__(
+        self, config: ServerConfig, store: JobStore, jobs: JobManager, engines: Engines, tenants: Tenants, quotas: Quotas,
+    ) -> None:
         self._config = config
         self._tenants = tenants
+        self._quotas = quotas
         self._store = store
         self._jobs = jobs
         self._engines = engines
@@ -61,7 +65,17 @@ class SpeakerlinkServicer(pb_grpc.SpeakerlinkServicer):
             ),
             formats=c.formats,
             default_link_threshold=self._engines.embedder("auto").link_threshold,
+            quota=self._quota(context),
         )
+
+    def _quota(self, context: grpc.ServicerContext) -> pb.Quota | None:
+        tenant = self._tenants.tenant(context.invocation_metadata())
+        if tenant is None:  # a caller without a token, let in by --anonymous-info
+            return None
+        quota = self._quotas.quota(tenant)
+        return pb.Quota(tenant=tenant, max_uploads=quota.max_uploads, max_queued_jobs=quota.max_queued_jobs,
+                        audio_seconds_per_day=quota.audio_seconds_per_day,
+                        audio_seconds_used=self._quotas.audio_today(tenant))
 
     def Diarize(self, request_iterator: Iterator[pb.DiarizeRequest], context: grpc.ServicerContext) -> Iterator[pb.JobEvent]:
         with self._stream_slot(context):
@@ -71,7 +85,8 @@ class SpeakerlinkServicer(pb_grpc.SpeakerlinkServicer):
         tenant = self._tenants.of(context)
         job_id = uuid.uuid4().hex
         try:
-            with IdleLimitedStream(request_iterator, self._config.upload_idle_seconds) as requests:
+            self._quotas.precheck(tenant)
+            with self._quotas.upload(tenant), IdleLimitedStream(request_iterator, self._config.upload_idle_seconds) as requests:
                 first = next(requests, None)
                 if first is None or first.WhichOneof("payload") != "config":
                     raise errors.invalid_config("the first message must be the config")
@@ -80,13 +95,18 @@ class SpeakerlinkServicer(pb_grpc.SpeakerlinkServicer):
                 clips = receive_clips(
                     requests, config, self._jobs.audio_dir(job_id), self._config.max_file_bytes, self._config.min_free_bytes
                 )
-            check_durations(clips, [audio.probe(c.path, c.index, c.name) for c in clips], self._config)
-            record = self._store.create(job_id, config, self._config.job_ttl_seconds, tenant)
-            try:
-                position = self._jobs.submit(record)
-            except errors.ServiceError:
-                self._store.delete(job_id)
-                raise
+            probes = [audio.probe(c.path, c.index, c.name) for c in clips]
+            check_durations(clips, probes, self._config)
+
+            def accept() -> int:
+                record = self._store.create(job_id, config, self._config.job_ttl_seconds, tenant)
+                try:
+                    return self._jobs.submit(record)
+                except errors.ServiceError:
+                    self._store.delete(job_id)
+                    raise
+
+            position = self._quotas.admit(tenant, sum(p.declared_seconds or 0.0 for p in probes), accept)
         except errors.ServiceError as exc:
             self._discard(job_id)
             log.info("diarize refused: %s %s", exc.code, exc)

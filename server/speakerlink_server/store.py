@@ -35,6 +35,17 @@ CREATE INDEX IF NOT EXISTS jobs_expires_at ON jobs (expires_at);
 """
 # Added after the first schema: a data dir from before tenants gets it on open (theirs: '').
 _TENANT_INDEX = "CREATE INDEX IF NOT EXISTS jobs_tenant_created ON jobs (tenant, created_at)"
+# Audio each tenant's accepted jobs declared, for the daily quota (quotas.py): kept apart from
+# the jobs, so that deleting a job gives none of it back.
+_USAGE = """
+CREATE TABLE IF NOT EXISTS usage (
+    tenant         TEXT NOT NULL,
+    at             REAL NOT NULL,
+    audio_seconds  REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS usage_tenant_at ON usage (tenant, at);
+"""
+USAGE_KEPT_SECONDS = 2 * 24 * 3600.0
 _COLUMNS = "id, state, created_at, expires_at, config, progress, result, error, tenant"
 
 
@@ -75,6 +86,7 @@ class JobStore:
         if "tenant" not in {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}:
             self._db.execute("ALTER TABLE jobs ADD COLUMN tenant TEXT NOT NULL DEFAULT ''")
         self._db.execute(_TENANT_INDEX)
+        self._db.executescript(_USAGE)
 
     def close(self) -> None:
         with self._lock:
@@ -119,6 +131,36 @@ class JobStore:
                 (tenant, *(before or ()), limit),
             ).fetchall()
         return [_record(row) for row in rows]
+
+    def queued(self, tenant: str) -> int:
+        """How many of the tenant's jobs wait for a worker."""
+        with self._lock:
+            return self._db.execute("SELECT COUNT(*) FROM jobs WHERE tenant = ? AND state = ?",
+                                    (tenant, pb.JOB_STATE_QUEUED)).fetchone()[0]
+
+    def count_audio(self, tenant: str, audio_seconds: float) -> None:
+        now = time.time()
+        with self._lock:
+            self._db.execute("INSERT INTO usage (tenant, at, audio_seconds) VALUES (?, ?, ?)", (tenant, now, audio_seconds))
+            self._db.execute("DELETE FROM usage WHERE at < ?", (now - USAGE_KEPT_SECONDS,))
+
+    def audio_seconds_since(self, tenant: str, since: float) -> float:
+        with self._lock:
+            return self._db.execute("SELECT COALESCE(SUM(audio_seconds), 0) FROM usage WHERE tenant = ? AND at >= ?",
+                                    (tenant, since)).fetchone()[0]
+
+    def seconds_until_free(self, tenant: str, since: float, excess: float) -> float:
+        """How long until `excess` seconds of the tenant's audio counted since `since` fall out
+        of a window that starts at `since` and moves with the clock."""
+        with self._lock:
+            rows = self._db.execute("SELECT at, audio_seconds FROM usage WHERE tenant = ? AND at >= ? ORDER BY at",
+                                    (tenant, since)).fetchall()
+        freed = 0.0
+        for at, seconds in rows:
+            freed += seconds
+            if freed >= excess:
+                return max(0.0, at - since)
+        return 0.0
 
     def expired(self, now: float | None = None) -> list[str]:
         with self._lock:

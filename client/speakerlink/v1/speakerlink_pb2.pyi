@@ -86,21 +86,37 @@ class Limits(_message.Message):
     max_speakers: int
     def __init__(self, max_clips: _Optional[int] = ..., max_file_bytes: _Optional[int] = ..., max_queued_jobs: _Optional[int] = ..., workers: _Optional[int] = ..., max_chunk_bytes: _Optional[int] = ..., job_ttl_seconds: _Optional[int] = ..., max_streams: _Optional[int] = ..., upload_idle_seconds: _Optional[float] = ..., max_clip_seconds: _Optional[float] = ..., max_job_seconds: _Optional[float] = ..., max_speakers: _Optional[int] = ...) -> None: ...
 
+class Quota(_message.Message):
+    __slots__ = ("tenant", "max_uploads", "max_queued_jobs", "audio_seconds_per_day", "audio_seconds_used")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    MAX_UPLOADS_FIELD_NUMBER: _ClassVar[int]
+    MAX_QUEUED_JOBS_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_SECONDS_PER_DAY_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_SECONDS_USED_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    max_uploads: int
+    max_queued_jobs: int
+    audio_seconds_per_day: float
+    audio_seconds_used: float
+    def __init__(self, tenant: _Optional[str] = ..., max_uploads: _Optional[int] = ..., max_queued_jobs: _Optional[int] = ..., audio_seconds_per_day: _Optional[float] = ..., audio_seconds_used: _Optional[float] = ...) -> None: ...
+
 class ServiceInfo(_message.Message):
-    __slots__ = ("version", "engines", "device", "limits", "formats", "default_link_threshold")
+    __slots__ = ("version", "engines", "device", "limits", "formats", "default_link_threshold", "quota")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     ENGINES_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
     LIMITS_FIELD_NUMBER: _ClassVar[int]
     FORMATS_FIELD_NUMBER: _ClassVar[int]
     DEFAULT_LINK_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    QUOTA_FIELD_NUMBER: _ClassVar[int]
     version: str
     engines: _containers.RepeatedCompositeFieldContainer[EngineInfo]
     device: str
     limits: Limits
     formats: _containers.RepeatedScalarFieldContainer[str]
     default_link_threshold: float
-    def __init__(self, version: _Optional[str] = ..., engines: _Optional[_Iterable[_Union[EngineInfo, _Mapping]]] = ..., device: _Optional[str] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., formats: _Optional[_Iterable[str]] = ..., default_link_threshold: _Optional[float] = ...) -> None: ...
+    quota: Quota
+    def __init__(self, version: _Optional[str] = ..., engines: _Optional[_Iterable[_Union[EngineInfo, _Mapping]]] = ..., device: _Optional[str] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., formats: _Optional[_Iterable[str]] = ..., default_link_threshold: _Optional[float] = ..., quota: _Optional[_Union[Quota, _Mapping]] = ...) -> None: ...
 
 class SpeakerCount(_message.Message):
     __slots__ = ("exact", "min", "max")
