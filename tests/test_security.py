@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import secrets
@@ -18,7 +19,15 @@ import pytest
 from certs import Authority, Pem
 from conftest import ROOT, make_config
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from speakerlink import AuthenticationError, Client, LimitExceededError, NotFoundError, TLSError, UnavailableError
+from speakerlink import (
+    AsyncClient,
+    AuthenticationError,
+    Client,
+    LimitExceededError,
+    NotFoundError,
+    TLSError,
+    UnavailableError,
+)
 from speakerlink.cli import main as cli
 from speakerlink.v1 import speakerlink_pb2 as pb
 from speakerlink_server.auth import ANONYMOUS, Tenants
@@ -72,6 +81,18 @@ def test_tls_with_a_token_diarizes(secure: RunningServer, pki: Pki, samples) -> 
     with connect(secure, pki, TOKEN_A) as client:
         result = client.diarize([samples["call.mp3"]])
         assert result.summary.clips == 1 and client.get_result(result.job_id) == result
+
+
+def test_the_async_client_speaks_tls_with_a_token(secure: RunningServer, pki: Pki) -> None:
+    async def go() -> None:
+        address = f"localhost:{secure.config.port}"
+        async with AsyncClient(address, tls=pki.ca, token=lambda: TOKEN_B) as globex:
+            assert (await globex.info()).quota.tenant == "globex"
+        async with AsyncClient(address, tls=pki.ca, token="") as nobody:
+            with pytest.raises(AuthenticationError):
+                await nobody.list_jobs()
+
+    asyncio.run(go())
 
 
 def test_a_certificate_from_another_ca_is_refused(secure: RunningServer, pki: Pki) -> None:
