@@ -291,3 +291,14 @@ def test_uploads_and_waiting_jobs_are_bounded_per_tenant(tmp_path: Path) -> None
         assert quotas.quota(ANONYMOUS) == Quota()  # a server without tenants: its own limits alone
     finally:
         store.close()
+
+
+def test_a_broken_tenants_file_is_refused_and_keeps_the_tokens_in_force(pki: Pki, tmp_path: Path) -> None:
+    tenants_file = write_tenants(tmp_path / "tenants.toml", {"acme": [TOKEN_A]})
+    tenants = Tenants(tenants_file)
+    tenants_file.write_text(f'[tenants.acme]\ntokens = ["{TOKEN_A}"]\n')  # the token itself, not its hash
+    assert not tenants.reload()
+    assert tenants.tenant((("authorization", f"Bearer {TOKEN_A}"),)) == "acme"
+    with pytest.raises(StartupError, match="SHA-256 hex digests"):
+        start_server(make_config(tmp_path / "data", tls_cert=str(pki.server.cert), tls_key=str(pki.server.key),
+                                 tenants_file=str(tenants_file)))
