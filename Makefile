@@ -13,6 +13,7 @@ test: .venv/.installed-dev
 bench: .venv/.installed-dev
 	.venv/bin/python benchmarks/realtime_factor.py
 	.venv/bin/python benchmarks/upload_memory.py
+	.venv/bin/python benchmarks/tls_cost.py
 	.venv/bin/python benchmarks/cancel_latency.py
 	.venv/bin/python benchmarks/kill_recovery.py
 	.venv/bin/python benchmarks/truncation.py
