@@ -68,6 +68,14 @@ def test_truncated_file(client: Client, samples, tmp_path: Path, name: str) -> N
     assert "ends early" in err.message
 
 
+def test_a_wav_cut_right_after_its_header_is_truncated(client: Client, tmp_path: Path) -> None:
+    fmt = b"WAVEfmt " + struct.pack("<IHHIIHH", 16, 1, 1, 16000, 32000, 2, 16) + b"data" + struct.pack("<I", 3600 * 32000)
+    cut = tmp_path / "header-only.wav"  # declares an hour of audio and holds none
+    cut.write_bytes(b"RIFF" + struct.pack("<I", len(fmt)) + fmt)
+    err = expect(InvalidInputError, "AUDIO_TRUNCATED", client, [cut])
+    assert "holds none" in err.message
+
+
 ENCODINGS = {"opus": ["-c:a", "libopus"], "ogg": ["-c:a", "libvorbis"], "aac": ["-c:a", "aac", "-f", "adts"],
              "webm": ["-c:a", "libopus"]}
 

@@ -46,6 +46,10 @@ class Probe:
     declared_seconds: float | None
 
 
+WAV_HEAD_BYTES = 4096  # where a WAV's data chunk begins, past any metadata chunks before it
+UNSET_SIZE = 0xFFFFFFFF
+
+
 def probe(path: Path, index: int, name: str) -> Probe:
     """Check that the file has an audio stream ffmpeg can read at a sample rate recordings use;
     raises NOT_AUDIO or UNSUPPORTED_SAMPLE_RATE otherwise."""
@@ -69,6 +73,8 @@ def probe(path: Path, index: int, name: str) -> Probe:
     if "Estimating duration from bitrate" in proc.stderr:
         declared = None  # a guess from the file's size (raw AAC, some MP3), not a length the file declares
     riff = _riff_declared_fraction(path)
+    if riff == math.inf:
+        raise errors.truncated_audio(index, name, "its data chunk declares audio but holds none")
     if riff is not None and declared is not None:
         declared = declared * riff
     return Probe(codec=streams[0].get("codec_name", ""), declared_seconds=declared)
@@ -144,16 +150,28 @@ def _ogg_ends_whole(path: Path) -> bool:
 
 
 def _riff_declared_fraction(path: Path) -> float | None:
-    """For a RIFF/WAVE file, declared size / actual size (> 1 when the file was cut short)."""
+    """For a RIFF/WAVE file, declared size / actual size (> 1 when the file was cut short), of
+    the whole file or of its data chunk, whichever is more; inf for a data chunk that declares
+    audio and holds none (a file cut right after its header, whose length ffprobe cannot tell)."""
     with path.open("rb") as fh:
-        head = fh.read(12)
+        head = fh.read(WAV_HEAD_BYTES)
     if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
         return None
-    declared_bytes = struct.unpack("<I", head[4:8])[0] + 8
     actual = path.stat().st_size
-    if declared_bytes in (8, 0xFFFFFFFF + 8) or actual == 0:  # streamed WAVs leave the size unset
-        return None
-    return max(1.0, declared_bytes / actual)
+    fractions = [1.0]
+    declared_bytes = struct.unpack("<I", head[4:8])[0] + 8
+    if declared_bytes not in (8, UNSET_SIZE + 8):  # streamed WAVs leave the sizes unset
+        fractions.append(declared_bytes / actual)
+    at = 12
+    while at + 8 <= len(head):
+        chunk, size = head[at : at + 4], struct.unpack("<I", head[at + 4 : at + 8])[0]
+        if chunk == b"data":
+            held = actual - (at + 8)
+            if size not in (0, UNSET_SIZE):
+                fractions.append(size / held if held > 0 else math.inf)
+            break
+        at += 8 + size + size % 2
+    return max(fractions)
 
 
 def _float(value: object) -> float | None:
