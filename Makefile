@@ -17,6 +17,7 @@ bench: .venv/.installed-dev
 	.venv/bin/python benchmarks/cancel_latency.py
 	.venv/bin/python benchmarks/kill_recovery.py
 	.venv/bin/python benchmarks/truncation.py
+	.venv/bin/python benchmarks/fuzz.py
 	.venv/bin/python benchmarks/quality.py
 	.venv/bin/python benchmarks/long_recording.py
 	.venv/bin/python benchmarks/titanet_speed.py
