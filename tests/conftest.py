@@ -7,7 +7,9 @@ from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -53,3 +55,48 @@ def shared_folder(name: str) -> Path:
     if not (folder / "all.rttm").is_file():
         pytest.skip(f"{folder} is absent: real-recording checks need ../shared/data beside the checkout")
     return folder
+
+
+LINES = (
+    "The morning train was late again, so I walked along the river instead.",
+    "We should look at the budget before the meeting on Thursday afternoon.",
+    "My sister keeps bees in the garden and sells the honey at the market.",
+    "Please send me the report when you have finished the last chapter.",
+)
+
+
+def one_voice(folder: Path, voice: str, lines: tuple[str, ...] = LINES) -> Path:
+    """A recording of one espeak-ng voice alone."""
+    import sample_clips
+
+    audio, _ = sample_clips.make_conversation([(voice, line) for line in lines])
+    path = folder / f"{sample_clips.speaker_name(voice)}-{len(lines)}.wav"
+    sf.write(path, audio, sample_clips.SAMPLE_RATE)
+    return path
+
+
+@pytest.fixture(scope="session")
+def voices(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Recordings of one voice alone, for the voice library: alice's, bob's (the sample cast),
+    one too short to enroll, silence, and alice then bob."""
+    import sample_clips
+
+    folder = tmp_path_factory.mktemp("voices")
+    alice, bob = sample_clips.VOICES[0], sample_clips.VOICES[1]
+    return {
+        "alice": one_voice(folder, alice),
+        "bob": one_voice(folder, bob),
+        "short": one_voice(folder, alice, ("Good morning.",)),
+        "silence": _silence(folder / "silence.wav"),
+        "both": _joined(folder / "both.wav", one_voice(folder, alice, LINES[:2]), one_voice(folder, bob, LINES[2:])),
+    }
+
+
+def _silence(path: Path) -> Path:
+    sf.write(path, np.random.default_rng(0).normal(0, 1e-4, 16000 * 8).astype(np.float32), 16000)
+    return path
+
+
+def _joined(path: Path, *parts: Path) -> Path:
+    sf.write(path, np.concatenate([sf.read(p, dtype="float32")[0] for p in parts]), 16000)
+    return path

@@ -140,7 +140,7 @@ def test_exports_carry_the_text(aai: Client, samples: dict[str, Path]) -> None:
     assert bundle.content_type == "application/zip"
     assert sorted(zipfile.ZipFile(io.BytesIO(bundle.content)).namelist()) == ["call.srt", "meeting.srt"]
     csv_text = aai.export(result.job_id, "csv").content.decode()
-    assert f",{alice},L0," in csv_text and first.replace(",", "") in csv_text.replace('"', "").replace(",", "")
+    assert f",{alice},,,L0," in csv_text and first.replace(",", "") in csv_text.replace('"', "").replace(",", "")
     assert f"{alice}  {first}" in aai.export(result.job_id, "text").content.decode()
 
 

@@ -302,3 +302,20 @@ def test_a_broken_tenants_file_is_refused_and_keeps_the_tokens_in_force(pki: Pki
     with pytest.raises(StartupError, match="SHA-256 hex digests"):
         start_server(make_config(tmp_path / "data", tls_cert=str(pki.server.cert), tls_key=str(pki.server.key),
                                  tenants_file=str(tenants_file)))
+
+
+def test_voices_belong_to_their_tenant(secure: RunningServer, pki: Pki, samples, voices) -> None:
+    with connect(secure, pki, TOKEN_A) as acme, connect(secure, pki, TOKEN_B) as globex:
+        acme.enroll("Alice", [voices["alice"]])
+        assert [v.name for v in acme.list_speakers()] == ["Alice"] and globex.list_speakers() == []
+        for attempt in (lambda: globex.delete_speaker("Alice"), lambda: globex.rename_speaker("Alice", "Eve")):
+            with pytest.raises(NotFoundError) as caught:
+                attempt()
+            assert caught.value.code == "VOICE_NOT_FOUND"
+        assert not any(s.name for s in globex.diarize([samples["meeting.wav"]]).speakers)
+        job = acme.diarize([samples["meeting.wav"]])
+        assert [s.name for s in job.speakers if s.name] == ["Alice"]
+        with pytest.raises(NotFoundError) as foreign:
+            globex.enroll_from_job("Alice", job.job_id, job.speakers[0].label)
+        assert foreign.value.code == "JOB_NOT_FOUND"
+        assert acme.delete_speaker("Alice")

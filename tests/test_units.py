@@ -17,6 +17,7 @@ from speakerlink_server.exporters import export, to_csv, to_rttm, to_srt, to_tex
 from speakerlink_server.pipeline.activity import binarize, frame_grid, grid_runs, single_speaker_runs, speaker_count
 from speakerlink_server.pipeline.clustering import ClusteringParams, CountBounds, cluster_windows, count_warning
 from speakerlink_server.pipeline.linking import LocalSpeaker, link_speakers
+from speakerlink_server.pipeline.recognize import Voice, recognize
 from speakerlink_server.pipeline.reconstruct import TurnParams, frame_labels, label_frames, to_turns
 from speakerlink_server.pipeline.slots import UNASSIGNED, SlotParams, assign_by_frames, attach, unassigned_slots
 from speakerlink_server.pipeline.voices import MAX_MONOLOGUES, VOICE_SECONDS, voice_spans, without
@@ -220,10 +221,34 @@ def test_rttm(result: pb.DiarizationResult) -> None:
 
 def test_csv_and_text(result: pb.DiarizationResult) -> None:
     rows = to_csv(result).splitlines()
-    assert rows[0].startswith("clip,clip_index,start,end,duration,speaker,local_speaker,link_confidence")
-    assert rows[1] == "my call.wav,0,0.500,2.500,2.000,S1,L0,0.900,"
+    assert rows[0].startswith("clip,clip_index,start,end,duration,speaker,name,name_score,local_speaker,link_confidence")
+    assert rows[1] == "my call.wav,0,0.500,2.500,2.000,S1,,,L0,0.900,"
     text = to_text(result)
     assert "S1" in text and "== b.mp3" in text and "[00:01.00 - 00:02.00] S1" in text
+
+
+def test_enrolled_names_replace_labels_in_exports(result: pb.DiarizationResult) -> None:
+    named = pb.DiarizationResult()
+    named.CopyFrom(result)
+    named.speakers[0].name, named.speakers[0].name_score = "Ann Lee", 0.97
+    assert "S1 (Ann Lee, 0.97)" in to_text(named) and "] Ann Lee" in to_text(named)
+    assert " Ann_Lee <NA>" in to_rttm(named) and "S1,Ann Lee,0.970," in to_csv(named)
+    named.speakers[0].name = "S2"  # a name that reads as another speaker's label keeps its own
+    assert to_rttm(named).splitlines()[0].endswith("<NA> <NA> S1 <NA> <NA>")
+
+
+def test_recognition_gives_each_voice_to_one_speaker_who_was_heard_enough() -> None:
+    def unit(*v: float) -> np.ndarray:
+        return np.array(v) / np.linalg.norm(v)
+
+    ann, bob = Voice("Ann", unit(1, 0, 0), 10.0), Voice("Bob", unit(0, 1, 0), 10.0)
+    calibration = Calibration(slope=66.4, offset=-29.6)
+    prints = [(unit(1, 0.3, 0), 5.0), (unit(1, 0.1, 0), 5.0), (unit(0, 0, 1), 5.0), (unit(0, 1, 0.1), 1.0)]
+    matches = recognize(prints, [ann, bob], 0.6, calibration)
+    # Ann goes to the closer of her two look-alikes only; a stranger and a 1 s speaker stay unnamed.
+    assert [m.name if m else None for m in matches] == [None, "Ann", None, None]
+    assert matches[1].score > 0.99
+    assert recognize(prints, [], 0.6, calibration) == [None] * 4
 
 
 def test_hostile_clip_names_make_safe_file_names_and_inert_csv_cells() -> None:

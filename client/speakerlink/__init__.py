@@ -8,6 +8,7 @@
 from speakerlink.aio import AsyncClient
 from speakerlink.client import Client
 from speakerlink.errors import (
+    AlreadyExistsError,
     AuthenticationError,
     DeadlineExceededError,
     FailedPreconditionError,
@@ -27,6 +28,7 @@ from speakerlink.v1.speakerlink_pb2 import DiarizationResult as Result
 
 __version__ = "0.1.0"
 __all__ = [
+    "AlreadyExistsError",
     "AsyncClient",
     "AuthenticationError",
     "Client",

@@ -157,6 +157,30 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("job_id", help="the job to delete")
     r.set_defaults(run=lambda client, a: _print(f"{a.job_id}: deleted" if client.delete(a.job_id) else "not found"))
 
+    library = command("speakers", "the voice library: named voices that jobs recognise")
+    actions = library.add_subparsers(dest="action", required=True, metavar="ACTION",
+                                     help="what to do; `speakerlink speakers ACTION --help` says more")
+
+    def action(name: str, help: str) -> argparse.ArgumentParser:
+        return actions.add_parser(name, help=help, description=help, parents=[common])
+
+    enroll = action("enroll", "enroll a named voice from audio of that person alone, or from a finished job's speaker")
+    enroll.add_argument("name", help="the person's name, e.g. 'Alice Smith'")
+    enroll.add_argument("files", nargs="*", type=Path, help="audio of the person alone (at least 3 s of speech)")
+    enroll.add_argument("--from-job", metavar="JOB", help="take the voice from this finished job instead of files")
+    enroll.add_argument("--speaker", help="with --from-job: the job's speaker, e.g. S3")
+    enroll.set_defaults(run=_enroll)
+    listing = action("list", "the enrolled voices, with the speech each rests on")
+    listing.add_argument("--json", action="store_true", help="print the server's answer as JSON")
+    listing.set_defaults(run=_speakers)
+    rename = action("rename", "give a voice another name")
+    rename.add_argument("name", help="its name now")
+    rename.add_argument("new_name", help="its new name")
+    rename.set_defaults(run=lambda client, a: _print(_voice_line(client.rename_speaker(a.name, a.new_name))))
+    forget = action("delete", "delete a voice and every embedding of it")
+    forget.add_argument("name", help="the voice to delete")
+    forget.set_defaults(run=lambda client, a: _print(f"{a.name}: deleted" if client.delete_speaker(a.name) else "not found"))
+
     sub.add_parser("serve", help="run the server (needs `pip install 'speakerlink[server]'`; see `speakerlink serve --help`)")
     return parser
 
@@ -173,6 +197,8 @@ def _add_diarize_options(p: argparse.ArgumentParser) -> None:
         help="transcribe with the server's transcriber (default: wherever the server has one)",
     )
     p.add_argument("--language", default="", help="language code for transcription, e.g. en_us, de (default: the transcriber's)")
+    p.add_argument("--no-recognize", dest="recognize", action="store_false",
+                   help="leave speakers unnamed even where they match an enrolled voice (`speakerlink speakers`)")
     p.add_argument("--timeout", type=float, help="give up after this many seconds")
     p.add_argument("--no-progress", action="store_true", help="print no progress")
 
@@ -183,6 +209,7 @@ def _run_diarize(client: Client, args: argparse.Namespace) -> pb.DiarizationResu
     options = dict(
         num_speakers=args.num_speakers, min_speakers=args.min_speakers, max_speakers=args.max_speakers,
         link_threshold=args.link_threshold, engine=args.engine, transcribe=args.transcribe, language=args.language,
+        recognize=args.recognize,
     )
     events = client.iter_diarize(
         args.files, on_upload=display.upload if display else None, on_retry=_retry_note(display),
@@ -338,6 +365,33 @@ def _jobs(client: Client, args: argparse.Namespace) -> int:
     if not jobs:
         print("no jobs", file=sys.stderr)
     return 0
+
+
+def _enroll(client: Client, args: argparse.Namespace) -> int:
+    if args.from_job:
+        if args.files or not args.speaker:
+            raise ValueError("--from-job takes --speaker (e.g. S3) and no files")
+        return _print(_voice_line(client.enroll_from_job(args.name, args.from_job, args.speaker)))
+    if not args.files or args.speaker:
+        raise ValueError("give audio files of the person, or --from-job JOB --speaker S3")
+    return _print(_voice_line(client.enroll(args.name, args.files)))
+
+
+def _speakers(client: Client, args: argparse.Namespace) -> int:
+    voices = client.list_speakers()
+    if args.json:
+        print(json.dumps([json_format.MessageToDict(v, preserving_proto_field_name=True) for v in voices], indent=2))
+        return 0
+    for voice in voices:
+        print(_voice_line(voice))
+    if not voices:
+        print("no voices enrolled", file=sys.stderr)
+    return 0
+
+
+def _voice_line(voice: pb.Voice) -> str:
+    times = "once" if voice.enrollments == 1 else f"{voice.enrollments} times"
+    return f"{voice.name}: {voice.speech_seconds:.1f} s of speech, enrolled {times} ({', '.join(voice.engines)})"
 
 
 def _cancel(client: Client, args: argparse.Namespace) -> int:

@@ -25,7 +25,7 @@ from speakerlink.events import (
     unreachable,
 )
 from speakerlink.options import diarize_options, export_request
-from speakerlink.upload import UploadCallback, build_config, request_stream
+from speakerlink.upload import UploadCallback, build_config, manifest, request_stream
 from speakerlink.v1 import speakerlink_pb2 as pb
 from speakerlink.v1 import speakerlink_pb2_grpc as pb_grpc
 
@@ -228,6 +228,34 @@ class Client:
 
     def delete(self, job_id: str) -> bool:
         return self._unary(self._stub.DeleteJob, pb.DeleteJobRequest(job_id=job_id), job_id).deleted
+
+    # ------------------------------------------------------------------ voice library
+
+    def enroll(self, name: str, paths: Sequence[os.PathLike | str], *, timeout: float | None = None) -> pb.Voice:
+        """Enroll `name` from audio of that person alone; a name enrolled before gains the audio.
+        Refused when the audio holds no speech (NO_SPEECH), too little (TOO_LITTLE_SPEECH) or
+        more than one voice (SEVERAL_VOICES)."""
+        config = pb.EnrollConfig(name=name, clips=manifest(paths))
+        try:
+            return self._stub.EnrollSpeaker(request_stream(paths, config), timeout=timeout)
+        except grpc.RpcError as err:
+            raise error_from_rpc(err) from None
+
+    def enroll_from_job(self, name: str, job_id: str, speaker: str) -> pb.Voice:
+        """Enroll `name` from a speaker (global label, e.g. "S3") of a finished job."""
+        request = pb.EnrollFromJobRequest(name=name, job_id=job_id, speaker=speaker)
+        return self._unary(self._stub.EnrollFromJob, request, job_id)
+
+    def list_speakers(self) -> list[pb.Voice]:
+        """The enrolled voices, by name."""
+        return list(self._unary(self._stub.ListSpeakers, pb.ListSpeakersRequest()).speakers)
+
+    def rename_speaker(self, name: str, new_name: str) -> pb.Voice:
+        return self._unary(self._stub.RenameSpeaker, pb.RenameSpeakerRequest(name=name, new_name=new_name))
+
+    def delete_speaker(self, name: str) -> bool:
+        """Remove the voice and every embedding of it."""
+        return self._unary(self._stub.DeleteSpeaker, pb.DeleteSpeakerRequest(name=name)).deleted
 
     def _unary(self, method, request, job_id: str = ""):
         try:

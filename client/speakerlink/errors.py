@@ -14,6 +14,7 @@ programs branch on `code` and people read `troubleshooting` and `recovery`.
     │   ├── AuthenticationError     UNAUTHENTICATED
     │   ├── PermissionDeniedError   PERMISSION_DENIED
     │   ├── NotFoundError           NOT_FOUND
+    │   ├── AlreadyExistsError      ALREADY_EXISTS
     │   ├── LimitExceededError      RESOURCE_EXHAUSTED
     │   └── FailedPreconditionError FAILED_PRECONDITION
     ├── JobCancelledError           CANCELLED
@@ -96,6 +97,10 @@ class NotFoundError(RejectedError):
     """No such job, or its result was deleted or expired (NOT_FOUND)."""
 
 
+class AlreadyExistsError(RejectedError):
+    """The name is taken, e.g. renaming a voice to another voice's name (ALREADY_EXISTS)."""
+
+
 class LimitExceededError(RejectedError):
     """A size, count, queue or quota limit was hit (RESOURCE_EXHAUSTED)."""
 
@@ -132,6 +137,7 @@ _BY_STATUS: dict[grpc.StatusCode, type[SpeakerlinkError]] = {
     grpc.StatusCode.UNAUTHENTICATED: AuthenticationError,
     grpc.StatusCode.PERMISSION_DENIED: PermissionDeniedError,
     grpc.StatusCode.NOT_FOUND: NotFoundError,
+    grpc.StatusCode.ALREADY_EXISTS: AlreadyExistsError,
     grpc.StatusCode.RESOURCE_EXHAUSTED: LimitExceededError,
     grpc.StatusCode.FAILED_PRECONDITION: FailedPreconditionError,
     grpc.StatusCode.UNAVAILABLE: UnavailableError,

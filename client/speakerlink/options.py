@@ -14,10 +14,12 @@ def diarize_options(
     engine: str = "",
     language: str = "",
     transcribe: bool | None = None,
+    recognize: bool = True,
 ) -> pb.DiarizeOptions:
     """Build options; the server validates them again, this only catches mistakes before upload.
 
-    transcribe=None leaves the choice to the server: on wherever it has a transcriber."""
+    transcribe=None leaves the choice to the server: on wherever it has a transcriber.
+    recognize=False leaves speakers unnamed even where they match an enrolled voice."""
     if num_speakers is not None and (min_speakers is not None or max_speakers is not None):
         raise ValueError("give either num_speakers or min_speakers/max_speakers, not both")
     for name, value in (("num_speakers", num_speakers), ("min_speakers", min_speakers), ("max_speakers", max_speakers)):
@@ -32,6 +34,8 @@ def diarize_options(
     )
     if transcribe is not None:
         options.transcribe = transcribe
+    if not recognize:
+        options.recognize = False
     if link_threshold is not None:
         options.link_threshold = link_threshold
     return options

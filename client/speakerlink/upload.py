@@ -57,6 +57,10 @@ def clip_names(paths: Sequence[Path]) -> list[str]:
 
 def build_config(paths: Sequence[os.PathLike | str], options: pb.DiarizeOptions) -> pb.DiarizeConfig:
     """The manifest: names, exact sizes and checksums, so the server can check limits up front."""
+    return pb.DiarizeConfig(options=options, clips=manifest(paths))
+
+
+def manifest(paths: Sequence[os.PathLike | str]) -> list[pb.ClipManifest]:
     clips = []
     files = [Path(raw) for raw in paths]
     for path, name in zip(files, clip_names(files), strict=True):
@@ -70,23 +74,25 @@ def build_config(paths: Sequence[os.PathLike | str], options: pb.DiarizeOptions)
                 sha256=sha256_of(path),
             )
         )
-    return pb.DiarizeConfig(options=options, clips=clips)
+    return clips
 
 
 def request_stream(
     paths: Sequence[os.PathLike | str],
-    config: pb.DiarizeConfig,
+    config: pb.DiarizeConfig | pb.EnrollConfig,
     on_upload: UploadCallback | None = None,
     chunk_bytes: int = CHUNK_BYTES,
-) -> Iterator[pb.DiarizeRequest]:
-    """Yield the config, then every file's chunks in order, reading one chunk at a time."""
-    yield pb.DiarizeRequest(config=config)
+) -> Iterator[pb.DiarizeRequest | pb.EnrollRequest]:
+    """Yield the config, then every file's chunks in order, reading one chunk at a time: the
+    requests of Diarize, or of EnrollSpeaker for an EnrollConfig."""
+    message = pb.EnrollRequest if isinstance(config, pb.EnrollConfig) else pb.DiarizeRequest
+    yield message(config=config)
     total = sum(clip.size_bytes for clip in config.clips)
     sent = 0
     for index, raw in enumerate(paths):
         with Path(raw).open("rb") as fh:
             for block in iter(lambda: fh.read(chunk_bytes), b""):
-                yield pb.DiarizeRequest(chunk=pb.AudioChunk(clip_index=index, data=block))
+                yield message(chunk=pb.AudioChunk(clip_index=index, data=block))
                 sent += len(block)
                 if on_upload is not None:
                     on_upload(sent, total)

@@ -378,6 +378,78 @@ def tenant_audio_quota(seconds: float, used: float, limit: float, wait: float) -
     )
 
 
+def invalid_voice_name(reason: str) -> ServiceError:
+    return ServiceError(
+        grpc.StatusCode.INVALID_ARGUMENT, "INVALID_VOICE_NAME", f"a voice name {reason}",
+        ("Names are 1-100 printable characters, without spaces at either end.",),
+        ("Give the person's name, e.g. `speakerlink speakers enroll 'Alice Smith' alice.wav`.",),
+    )
+
+
+def voice_not_found(name: str) -> ServiceError:
+    return ServiceError(
+        grpc.StatusCode.NOT_FOUND, "VOICE_NOT_FOUND", f"no enrolled voice {shorten(name)!r}",
+        ("The name is spelt differently, or the voice was deleted.",),
+        ("List the voices with `speakerlink speakers list`.",),
+    )
+
+
+def voice_exists(name: str) -> ServiceError:
+    return ServiceError(
+        grpc.StatusCode.ALREADY_EXISTS, "VOICE_EXISTS", f"a voice is already called {shorten(name)!r}",
+        ("Two voices cannot share a name.",),
+        ("Choose another name, or delete or rename the other voice first.",),
+    )
+
+
+def no_speech_to_enroll() -> ServiceError:
+    return ServiceError(
+        grpc.StatusCode.INVALID_ARGUMENT, "NO_SPEECH", "the enrollment audio holds no speech",
+        ("The files are silent, or hold music or noise only.",),
+        ("Enroll from a recording of the person talking.",),
+    )
+
+
+def too_little_speech(seconds: float, least: float) -> ServiceError:
+    return ServiceError(
+        grpc.StatusCode.INVALID_ARGUMENT, "TOO_LITTLE_SPEECH",
+        f"the enrollment rests on {seconds:.1f} s of speech; a voice needs at least {least:g} s",
+        ("Shorter speech gives an embedding too unsteady to recognise the person by.",),
+        (f"Enroll from more audio of the person ({least:g} s of speech or more, 30 s is better).",),
+    )
+
+
+def several_voices(seconds: list[float]) -> ServiceError:
+    heard = ", ".join(f"{s:.1f} s" for s in seconds)
+    return ServiceError(
+        grpc.StatusCode.INVALID_ARGUMENT, "SEVERAL_VOICES",
+        f"the enrollment audio holds {len(seconds)} voices ({heard} of speech), not one",
+        ("A voice is enrolled from audio of that person alone, so that the name never goes to someone else.",),
+        ("Cut the audio to the person's own speech, or diarize it and enroll their speaker with --from-job.",),
+    )
+
+
+def enrollment_too_long(seconds: float, limit: float) -> ServiceError:
+    return ServiceError(
+        grpc.StatusCode.INVALID_ARGUMENT, "ENROLLMENT_TOO_LONG",
+        f"the enrollment audio lasts {seconds:.0f} s; a voice is enrolled from at most {limit:.0f} s",
+        ("A voice steadies within a minute of speech; longer audio only holds the server longer.",),
+        ("Enroll from a few minutes of the person at most, or diarize a long recording and use --from-job.",),
+    )
+
+
+def job_speaker_not_found(job_id: str, speaker: str, labels: list[str]) -> ServiceError:
+    return ServiceError(
+        grpc.StatusCode.NOT_FOUND, "SPEAKER_NOT_FOUND", f"job {job_id} has no speaker {shorten(speaker)!r}",
+        (f"Its speakers are {', '.join(labels) or 'none'}.",),
+        (f"See them with `speakerlink export {job_id} --format text`.",),
+    )
+
+
+def caller_left() -> ServiceError:
+    return ServiceError(grpc.StatusCode.CANCELLED, "CANCELLED", "the caller went away; the work was stopped")
+
+
 def invalid_job_id(job_id: str) -> ServiceError:
     return ServiceError(
         grpc.StatusCode.INVALID_ARGUMENT, "INVALID_JOB_ID", f"{shorten(job_id)!r} is not a job id",

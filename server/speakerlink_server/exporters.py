@@ -31,13 +31,17 @@ def to_csv(result: pb.DiarizationResult) -> str:
     """Cells that callers wrote (clip names, transcripts) cannot start a spreadsheet formula."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["clip", "clip_index", "start", "end", "duration", "speaker", "local_speaker", "link_confidence", "text"])
+    writer.writerow(["clip", "clip_index", "start", "end", "duration", "speaker", "name", "name_score", "local_speaker",
+                     "link_confidence", "text"])
+    named = {s.label: s for s in result.speakers}
     for clip in result.clips:
         confidence = {link.local_label: link.confidence for link in clip.speakers}
         for seg in clip.segments:
+            who = named.get(seg.speaker, pb.GlobalSpeaker())
             writer.writerow([
                 _cell(clip.name), clip.index, f"{seg.start:.3f}", f"{seg.end:.3f}", f"{seg.end - seg.start:.3f}",
-                seg.speaker, seg.local_speaker, f"{confidence.get(seg.local_speaker, 0.0):.3f}", _cell(seg.text),
+                seg.speaker, _cell(who.name), f"{who.name_score:.3f}" if who.name else "", seg.local_speaker,
+                f"{confidence.get(seg.local_speaker, 0.0):.3f}", _cell(seg.text),
             ])
     return out.getvalue()
 
@@ -58,25 +62,29 @@ def to_text(result: pb.DiarizationResult) -> str:
     ]
     names = {clip.index: clip.name for clip in result.clips}
     for speaker in result.speakers:
-        label = f"{speaker.label} ({speaker.name})" if speaker.name else speaker.label
+        label = f"{speaker.label} ({speaker.name}, {speaker.name_score:.2f})" if speaker.name else speaker.label
         where = ", ".join(names.get(i, str(i)) for i in speaker.clip_indices)
         lines.append(f"  {label:<6} {speaker.speech_seconds:7.1f} s  in {where}")
+    who = display_names(result)
     for clip in result.clips:
         links = ", ".join(f"{link.local_label}->{link.global_label} ({link.confidence:.2f})" for link in clip.speakers)
         lines += ["", f"== {clip.name}  ({clip.duration_seconds:.1f} s; {links or 'no speech'})"]
         for seg in clip.segments:
             text = f"  {seg.text}" if seg.text else ""
-            lines.append(f"[{_clock(seg.start)} - {_clock(seg.end)}] {seg.speaker}{text}")
+            lines.append(f"[{_clock(seg.start)} - {_clock(seg.end)}] {who.get(seg.speaker, seg.speaker)}{text}")
     return "\n".join(lines) + "\n"
 
 
 def to_rttm(result: pb.DiarizationResult) -> str:
-    """One RTTM for all clips: file id is the clip name without extension, speaker the global label."""
+    """One RTTM for all clips: file id is the clip name without extension, speaker the enrolled
+    name (spaces as _) or the global label."""
     lines = []
+    who = {label: re.sub(r"\s+", "_", name) for label, name in display_names(result).items()}
     for clip, file_id in zip(result.clips, _clip_ids(result), strict=True):
         for seg in clip.segments:
+            speaker = who.get(seg.speaker, seg.speaker)
             lines.append(
-                f"SPEAKER {file_id} 1 {seg.start:.3f} {seg.end - seg.start:.3f} <NA> <NA> {seg.speaker} <NA> <NA>"
+                f"SPEAKER {file_id} 1 {seg.start:.3f} {seg.end - seg.start:.3f} <NA> <NA> {speaker} <NA> <NA>"
             )
     return "\n".join(lines) + ("\n" if lines else "")
 
@@ -117,6 +125,13 @@ def _cues(clip: pb.ClipResult) -> Iterator[tuple[float, float, str, str]]:
                 piece = []
             piece.append(word)
         yield piece[0].start, piece[-1].end, seg.speaker, " ".join(w.text for w in piece)
+
+
+def display_names(result: pb.DiarizationResult) -> dict[str, str]:
+    """Each speaker's enrolled name, or its label. A name that reads as another speaker's
+    label (a voice enrolled as "S2") keeps its own label, so no two speakers look alike."""
+    labels = {s.label for s in result.speakers}
+    return {s.label: s.name if s.name and s.name not in labels - {s.label} else s.label for s in result.speakers}
 
 
 def _timestamp(seconds: float, separator: str) -> str:
@@ -179,7 +194,7 @@ def export(result: pb.DiarizationResult, fmt: int, clip_index: int | None = None
         response.content = render(result).encode("utf-8")
         return response
     render_clip, content_type, extension = SUBTITLES[fmt]
-    names = {s.label: s.name or s.label for s in result.speakers}
+    names = display_names(result)
     files = {f"{clip_id}.{extension}": render_clip(clip, names).encode("utf-8")
              for clip, clip_id in zip(result.clips, _clip_ids(result), strict=True)}
     if len(files) == 1:
@@ -204,7 +219,8 @@ def only_clip(result: pb.DiarizationResult, clip_index: int) -> pb.DiarizationRe
     for speaker in result.speakers:  # as heard in this clip, not across the job
         if speaker.label in heard:
             speech = sum(link.speech_seconds for link in clip.speakers if link.global_label == speaker.label)
-            out.speakers.add(label=speaker.label, name=speaker.name, speech_seconds=speech, clip_indices=[clip.index])
+            out.speakers.add(label=speaker.label, name=speaker.name, name_score=speaker.name_score,
+                             speech_seconds=speech, clip_indices=[clip.index])
     out.summary.clips = 1
     out.summary.unique_speakers = len(heard)
     out.summary.audio_seconds = clip.duration_seconds

@@ -239,9 +239,10 @@ class JobManager:
             options = record.config.options
             embedder = self._engines.embedder(options.engine)
             transcriber = self._engines.transcriber_for(options)
-            result = run_pipeline(
+            recognizing = not options.HasField("recognize") or options.recognize
+            diarized = run_pipeline(
                 clips, options, self._engines.segmenter, embedder, transcriber, report, check_cancelled, self._config.chunk_seconds,
-                self._config.max_clip_seconds,
+                self._config.max_clip_seconds, self._store.voiceprints(record.tenant, embedder.name) if recognizing else (),
             )
         except JobCancelled:
             if self._stopping and not live.cancel_requested:
@@ -253,8 +254,10 @@ class JobManager:
             log.exception("job %s failed", job_id)
             self._store.fail(job_id, errors.internal(f"processing failed: {type(exc).__name__}: {exc}").detail())
         else:
+            result = diarized.result
             result.job_id = job_id
             done = pb.Progress(stage="done", percent=100.0, clip_index=-1, message="finished")
+            self._store.save_job_prints(job_id, embedder.name, diarized.voiceprints)
             self._store.finish(job_id, result, done)
             self._publish(job_id, live, done, persist=False)
         self._finish(job_id, live)

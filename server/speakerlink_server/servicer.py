@@ -6,6 +6,7 @@ import contextlib
 import logging
 import re
 import shutil
+import sqlite3
 import threading
 import uuid
 from collections.abc import Iterator
@@ -18,9 +19,11 @@ from speakerlink_server import __version__, errors
 from speakerlink_server.auth import Tenants
 from speakerlink_server.config import ServerConfig
 from speakerlink_server.engines.registry import Engines
+from speakerlink_server.enrollment import check_length, check_name, check_speech, voice_from_audio
 from speakerlink_server.exporters import FORMATS, export
 from speakerlink_server.jobs import JobManager
 from speakerlink_server.pipeline import audio
+from speakerlink_server.pipeline.run import ClipInput
 from speakerlink_server.quotas import Quotas
 from speakerlink_server.store import JobRecord, JobStore
 from speakerlink_server.uploads import (
@@ -30,6 +33,7 @@ from speakerlink_server.uploads import (
     check_durations,
     receive_clips,
     validate_config,
+    validate_manifest,
 )
 
 log = logging.getLogger(__name__)
@@ -122,6 +126,78 @@ class SpeakerlinkServicer(pb_grpc.SpeakerlinkServicer):
         yield pb.JobEvent(job_id=job_id, accepted=pb.Accepted(job_id=job_id, queue_position=position))
         yield from self._watch(job_id, context)
 
+    # ------------------------------------------------------------------ voice library
+
+    def EnrollSpeaker(self, request_iterator: Iterator[pb.EnrollRequest], context: grpc.ServicerContext) -> pb.Voice:
+        with self._stream_slot(context), _answering(context):
+            return self._enroll_audio(request_iterator, context)
+
+    def _enroll_audio(self, request_iterator: Iterator[pb.EnrollRequest], context: grpc.ServicerContext) -> pb.Voice:
+        tenant = self._tenants.of(context)
+        # Beside the jobs' folders, so that a start after a crash sweeps what one leaves.
+        audio_dir = self._config.jobs_dir / f"enroll-{uuid.uuid4().hex}"
+        try:
+            with self._quotas.upload(tenant), IdleLimitedStream(request_iterator, self._config.upload_idle_seconds) as requests:
+                first = next(requests, None)
+                if first is None or first.WhichOneof("payload") != "config":
+                    raise errors.invalid_config("the first message must be the config")
+                config = first.config
+                name = check_name(config.name)
+                validate_manifest(config.clips, self._config)
+                clips = receive_clips(requests, config, audio_dir, self._config.max_file_bytes, self._config.min_free_bytes)
+            probes = [audio.probe(c.path, c.index, c.name) for c in clips]
+            check_durations(clips, probes, self._config)
+            check_length(sum(p.declared_seconds or 0.0 for p in probes))
+            embedder = self._engines.embedder("auto")
+
+            def check_cancelled() -> None:
+                if not context.is_active():
+                    raise errors.caller_left()
+
+            embedding, speech = voice_from_audio([ClipInput(c.index, c.name, c.path, float(c.size)) for c in clips],
+                                                 self._engines.segmenter, embedder, check_cancelled, self._config.chunk_seconds)
+            voice = self._store.enroll(tenant, name, embedder.name, embedding, speech)
+        finally:
+            shutil.rmtree(audio_dir, ignore_errors=True)
+        log.info("voice %r%s enrolled from %d clips: %.1f s of speech", name, f" of tenant {tenant}" if tenant else "",
+                 len(clips), speech)
+        return voice.message()
+
+    def EnrollFromJob(self, request: pb.EnrollFromJobRequest, context: grpc.ServicerContext) -> pb.Voice:
+        with _answering(context):
+            name = check_name(request.name)
+            record = self._owned(request.job_id, context)
+            if record.state != pb.JOB_STATE_SUCCEEDED:
+                raise errors.result_not_ready(request.job_id, pb.JobState.Name(record.state))
+            found = self._store.job_print(request.job_id, request.speaker)
+            if found is None:
+                labels = [s.label for s in pb.DiarizationResult.FromString(record.result).speakers]
+                raise errors.job_speaker_not_found(request.job_id, request.speaker, labels)
+            engine, embedding, speech = found
+            voice = self._store.enroll(record.tenant, name, engine, embedding, check_speech(speech))
+            log.info("voice %r enrolled from speaker %s of job %s", name, request.speaker, request.job_id)
+            return voice.message()
+
+    def ListSpeakers(self, request: pb.ListSpeakersRequest, context: grpc.ServicerContext) -> pb.ListSpeakersResponse:
+        return pb.ListSpeakersResponse(speakers=[v.message() for v in self._store.voices(self._tenants.of(context))])
+
+    def RenameSpeaker(self, request: pb.RenameSpeakerRequest, context: grpc.ServicerContext) -> pb.Voice:
+        tenant = self._tenants.of(context)
+        with _answering(context):
+            new_name = check_name(request.new_name)
+            try:
+                renamed = self._store.rename_voice(tenant, request.name, new_name)
+            except sqlite3.IntegrityError:
+                raise errors.voice_exists(new_name) from None
+            if not renamed:
+                raise errors.voice_not_found(request.name)
+            return self._store.voice(tenant, new_name).message()
+
+    def DeleteSpeaker(self, request: pb.DeleteSpeakerRequest, context: grpc.ServicerContext) -> pb.DeleteSpeakerResponse:
+        if not self._store.delete_voice(self._tenants.of(context), request.name):
+            errors.voice_not_found(request.name).abort(context)
+        return pb.DeleteSpeakerResponse(name=request.name, deleted=True)
+
     def _discard(self, job_id: str) -> None:
         shutil.rmtree(self._jobs.job_dir(job_id), ignore_errors=True)
 
@@ -209,3 +285,12 @@ class SpeakerlinkServicer(pb_grpc.SpeakerlinkServicer):
         if not self._jobs.delete(request.job_id):
             errors.job_not_found(request.job_id).abort(context)
         return pb.DeleteJobResponse(job_id=request.job_id, deleted=True)
+
+
+@contextlib.contextmanager
+def _answering(context: grpc.ServicerContext) -> Iterator[None]:
+    """End the call with the ServiceError its body raises."""
+    try:
+        yield
+    except errors.ServiceError as exc:
+        exc.abort(context)

@@ -13,8 +13,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from google.protobuf.timestamp_pb2 import Timestamp
 from speakerlink.v1 import speakerlink_pb2 as pb
+
+from speakerlink_server.pipeline.recognize import Voice
 
 TERMINAL_STATES = frozenset({pb.JOB_STATE_SUCCEEDED, pb.JOB_STATE_FAILED, pb.JOB_STATE_CANCELLED})
 
@@ -46,6 +49,54 @@ CREATE TABLE IF NOT EXISTS usage (
 CREATE INDEX IF NOT EXISTS usage_tenant_at ON usage (tenant, at);
 """
 USAGE_KEPT_SECONDS = 2 * 24 * 3600.0
+# The voice library (F13): each tenant's named voices, as embeddings from each enrollment
+# (never audio), and each finished job's speaker embeddings, so that a job's speaker can be
+# enrolled later; those go with their job.
+_VOICES = """
+CREATE TABLE IF NOT EXISTS voices (
+    tenant      TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    created_at  REAL NOT NULL,
+    updated_at  REAL NOT NULL,
+    PRIMARY KEY (tenant, name)
+);
+CREATE TABLE IF NOT EXISTS voiceprints (
+    tenant          TEXT NOT NULL,
+    name            TEXT NOT NULL,
+    engine          TEXT NOT NULL,
+    embedding       BLOB NOT NULL,
+    speech_seconds  REAL NOT NULL,
+    created_at      REAL NOT NULL,
+    FOREIGN KEY (tenant, name) REFERENCES voices (tenant, name) ON UPDATE CASCADE ON DELETE CASCADE
+);
+CREATE INDEX IF NOT EXISTS voiceprints_voice ON voiceprints (tenant, name);
+CREATE TABLE IF NOT EXISTS job_prints (
+    job_id          TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+    label           TEXT NOT NULL,
+    engine          TEXT NOT NULL,
+    embedding       BLOB NOT NULL,
+    speech_seconds  REAL NOT NULL,
+    PRIMARY KEY (job_id, label)
+);
+"""
+
+
+@dataclass(frozen=True)
+class VoiceRecord:
+    name: str
+    created_at: float
+    updated_at: float
+    speech_seconds: float
+    enrollments: int
+    engines: tuple[str, ...]
+
+    def message(self) -> pb.Voice:
+        voice = pb.Voice(name=self.name, speech_seconds=self.speech_seconds, enrollments=self.enrollments,
+                         engines=self.engines)
+        voice.created_at.CopyFrom(_timestamp(self.created_at))
+        voice.updated_at.CopyFrom(_timestamp(self.updated_at))
+        return voice
+
 _COLUMNS = "id, state, created_at, expires_at, config, progress, result, error, tenant"
 
 
@@ -87,6 +138,8 @@ class JobStore:
             self._db.execute("ALTER TABLE jobs ADD COLUMN tenant TEXT NOT NULL DEFAULT ''")
         self._db.execute(_TENANT_INDEX)
         self._db.executescript(_USAGE)
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.executescript(_VOICES)
 
     def close(self) -> None:
         with self._lock:
@@ -162,6 +215,82 @@ class JobStore:
                 return max(0.0, at - since)
         return 0.0
 
+    # ------------------------------------------------------------------ voice library
+
+    def save_job_prints(self, job_id: str, engine: str, prints: dict[str, tuple[np.ndarray, float]]) -> None:
+        """Each global speaker's (embedding, speech seconds) of a finished job, by label."""
+        with self._lock:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO job_prints (job_id, label, engine, embedding, speech_seconds) VALUES (?, ?, ?, ?, ?)",
+                [(job_id, label, engine, _blob(vector), speech) for label, (vector, speech) in prints.items()],
+            )
+
+    def job_print(self, job_id: str, label: str) -> tuple[str, np.ndarray, float] | None:
+        """(engine, embedding, speech seconds) of one of a job's speakers."""
+        with self._lock:
+            row = self._db.execute("SELECT engine, embedding, speech_seconds FROM job_prints WHERE job_id = ? AND label = ?",
+                                   (job_id, label)).fetchone()
+        return None if row is None else (row[0], _vector(row[1]), row[2])
+
+    def enroll(self, tenant: str, name: str, engine: str, embedding: np.ndarray, speech_seconds: float) -> VoiceRecord:
+        """Add an enrollment to the voice `name`, creating it if new."""
+        now = time.time()
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute("INSERT INTO voices (tenant, name, created_at, updated_at) VALUES (?, ?, ?, ?)"
+                                 " ON CONFLICT (tenant, name) DO UPDATE SET updated_at = excluded.updated_at",
+                                 (tenant, name, now, now))
+                self._db.execute("INSERT INTO voiceprints (tenant, name, engine, embedding, speech_seconds, created_at)"
+                                 " VALUES (?, ?, ?, ?, ?, ?)", (tenant, name, engine, _blob(embedding), speech_seconds, now))
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+        return self.voice(tenant, name)
+
+    def voice(self, tenant: str, name: str) -> VoiceRecord | None:
+        found = self.voices(tenant, name)
+        return found[0] if found else None
+
+    def voices(self, tenant: str, name: str | None = None) -> list[VoiceRecord]:
+        """The tenant's voices by name (or the one called `name`)."""
+        only = "AND v.name = ?" if name is not None else ""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT v.name, v.created_at, v.updated_at, COALESCE(SUM(p.speech_seconds), 0), COUNT(p.rowid),"
+                " GROUP_CONCAT(DISTINCT p.engine) FROM voices v LEFT JOIN voiceprints p"
+                " ON p.tenant = v.tenant AND p.name = v.name"
+                f" WHERE v.tenant = ? {only} GROUP BY v.name ORDER BY v.name",
+                (tenant, *(() if name is None else (name,))),
+            ).fetchall()
+        return [VoiceRecord(n, c, u, speech, count, tuple(sorted((engines or "").split(",")) if engines else ()))
+                for n, c, u, speech, count, engines in rows]
+
+    def voiceprints(self, tenant: str, engine: str) -> list[Voice]:
+        """Each of the tenant's voices as one embedding from `engine`: the speech-weighted mean
+        of its enrollments, so that more audio added to a name steadies its voice."""
+        with self._lock:
+            rows = self._db.execute("SELECT name, embedding, speech_seconds FROM voiceprints"
+                                    " WHERE tenant = ? AND engine = ? ORDER BY name", (tenant, engine)).fetchall()
+        sums: dict[str, tuple[np.ndarray, float]] = {}
+        for name, blob, speech in rows:
+            total, seconds = sums.get(name, (0.0, 0.0))
+            sums[name] = (total + speech * _vector(blob), seconds + speech)
+        return [Voice(name, total / max(float(np.linalg.norm(total)), 1e-12), seconds)
+                for name, (total, seconds) in sums.items()]
+
+    def rename_voice(self, tenant: str, name: str, new_name: str) -> bool:
+        """False when there is no voice `name`; raises sqlite3.IntegrityError when `new_name` is taken."""
+        with self._lock:
+            return self._db.execute("UPDATE voices SET name = ?, updated_at = ? WHERE tenant = ? AND name = ?",
+                                    (new_name, time.time(), tenant, name)).rowcount > 0
+
+    def delete_voice(self, tenant: str, name: str) -> bool:
+        """Removes the voice and every embedding of it."""
+        with self._lock:
+            return self._db.execute("DELETE FROM voices WHERE tenant = ? AND name = ?", (tenant, name)).rowcount > 0
+
     def expired(self, now: float | None = None) -> list[str]:
         with self._lock:
             rows = self._db.execute(
@@ -213,6 +342,14 @@ def _record(row: tuple) -> JobRecord:
         error=None if error is None else pb.ErrorDetail.FromString(error),
         tenant=tenant,
     )
+
+
+def _blob(vector: np.ndarray) -> bytes:
+    return np.asarray(vector, dtype="<f4").tobytes()
+
+
+def _vector(blob: bytes) -> np.ndarray:
+    return np.frombuffer(blob, dtype="<f4").astype(np.float64)
 
 
 def _timestamp(seconds: float) -> Timestamp:

@@ -17,7 +17,7 @@ import queue
 import re
 import shutil
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -118,7 +118,12 @@ def stored_path(audio_dir: Path, index: int, clip: pb.ClipManifest) -> Path:
 
 def validate_config(config: pb.DiarizeConfig, limits: ServerConfig, engines: Engines) -> None:
     """Everything that can be refused before any audio arrives."""
-    clips = config.clips
+    validate_manifest(config.clips, limits)
+    _validate_options(config.options, engines)
+
+
+def validate_manifest(clips: Sequence[pb.ClipManifest], limits: ServerConfig) -> None:
+    """The clips of a job or an enrollment: names, formats and sizes."""
     if not clips:
         raise errors.invalid_config("the manifest lists no clips")
     if len(clips) > limits.max_clips:
@@ -145,7 +150,6 @@ def validate_config(config: pb.DiarizeConfig, limits: ServerConfig, engines: Eng
             raise errors.invalid_config(f"{clip.name}: size_bytes is negative")
         if clip.size_bytes > limits.max_file_bytes:
             raise errors.file_too_large(index, clip.name, clip.size_bytes, limits.max_file_bytes)
-    _validate_options(config.options, engines)
 
 
 def _validate_options(options: pb.DiarizeOptions, engines: Engines) -> None:

@@ -129,18 +129,20 @@ class SpeakerCount(_message.Message):
     def __init__(self, exact: _Optional[int] = ..., min: _Optional[int] = ..., max: _Optional[int] = ...) -> None: ...
 
 class DiarizeOptions(_message.Message):
-    __slots__ = ("speakers", "link_threshold", "engine", "language", "transcribe")
+    __slots__ = ("speakers", "link_threshold", "engine", "language", "transcribe", "recognize")
     SPEAKERS_FIELD_NUMBER: _ClassVar[int]
     LINK_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     ENGINE_FIELD_NUMBER: _ClassVar[int]
     LANGUAGE_FIELD_NUMBER: _ClassVar[int]
     TRANSCRIBE_FIELD_NUMBER: _ClassVar[int]
+    RECOGNIZE_FIELD_NUMBER: _ClassVar[int]
     speakers: SpeakerCount
     link_threshold: float
     engine: str
     language: str
     transcribe: bool
-    def __init__(self, speakers: _Optional[_Union[SpeakerCount, _Mapping]] = ..., link_threshold: _Optional[float] = ..., engine: _Optional[str] = ..., language: _Optional[str] = ..., transcribe: _Optional[bool] = ...) -> None: ...
+    recognize: bool
+    def __init__(self, speakers: _Optional[_Union[SpeakerCount, _Mapping]] = ..., link_threshold: _Optional[float] = ..., engine: _Optional[str] = ..., language: _Optional[str] = ..., transcribe: _Optional[bool] = ..., recognize: _Optional[bool] = ...) -> None: ...
 
 class ClipManifest(_message.Message):
     __slots__ = ("name", "size_bytes", "format", "sha256")
@@ -233,16 +235,18 @@ class JobEvent(_message.Message):
     def __init__(self, job_id: _Optional[str] = ..., accepted: _Optional[_Union[Accepted, _Mapping]] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., result: _Optional[_Union[DiarizationResult, _Mapping]] = ..., error: _Optional[_Union[ErrorDetail, _Mapping]] = ..., cancelled: _Optional[_Union[JobStatus, _Mapping]] = ...) -> None: ...
 
 class GlobalSpeaker(_message.Message):
-    __slots__ = ("label", "name", "speech_seconds", "clip_indices")
+    __slots__ = ("label", "name", "speech_seconds", "clip_indices", "name_score")
     LABEL_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     SPEECH_SECONDS_FIELD_NUMBER: _ClassVar[int]
     CLIP_INDICES_FIELD_NUMBER: _ClassVar[int]
+    NAME_SCORE_FIELD_NUMBER: _ClassVar[int]
     label: str
     name: str
     speech_seconds: float
     clip_indices: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, label: _Optional[str] = ..., name: _Optional[str] = ..., speech_seconds: _Optional[float] = ..., clip_indices: _Optional[_Iterable[int]] = ...) -> None: ...
+    name_score: float
+    def __init__(self, label: _Optional[str] = ..., name: _Optional[str] = ..., speech_seconds: _Optional[float] = ..., clip_indices: _Optional[_Iterable[int]] = ..., name_score: _Optional[float] = ...) -> None: ...
 
 class SpeakerLink(_message.Message):
     __slots__ = ("local_label", "global_label", "confidence", "speech_seconds")
@@ -421,3 +425,77 @@ class ExportResponse(_message.Message):
     filename: str
     content: bytes
     def __init__(self, job_id: _Optional[str] = ..., format: _Optional[_Union[ExportFormat, str]] = ..., content_type: _Optional[str] = ..., filename: _Optional[str] = ..., content: _Optional[bytes] = ...) -> None: ...
+
+class Voice(_message.Message):
+    __slots__ = ("name", "speech_seconds", "enrollments", "engines", "created_at", "updated_at")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SPEECH_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    ENROLLMENTS_FIELD_NUMBER: _ClassVar[int]
+    ENGINES_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    speech_seconds: float
+    enrollments: int
+    engines: _containers.RepeatedScalarFieldContainer[str]
+    created_at: _timestamp_pb2.Timestamp
+    updated_at: _timestamp_pb2.Timestamp
+    def __init__(self, name: _Optional[str] = ..., speech_seconds: _Optional[float] = ..., enrollments: _Optional[int] = ..., engines: _Optional[_Iterable[str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class EnrollConfig(_message.Message):
+    __slots__ = ("name", "clips")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CLIPS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    clips: _containers.RepeatedCompositeFieldContainer[ClipManifest]
+    def __init__(self, name: _Optional[str] = ..., clips: _Optional[_Iterable[_Union[ClipManifest, _Mapping]]] = ...) -> None: ...
+
+class EnrollRequest(_message.Message):
+    __slots__ = ("config", "chunk")
+    CONFIG_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    config: EnrollConfig
+    chunk: AudioChunk
+    def __init__(self, config: _Optional[_Union[EnrollConfig, _Mapping]] = ..., chunk: _Optional[_Union[AudioChunk, _Mapping]] = ...) -> None: ...
+
+class EnrollFromJobRequest(_message.Message):
+    __slots__ = ("name", "job_id", "speaker")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    SPEAKER_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    job_id: str
+    speaker: str
+    def __init__(self, name: _Optional[str] = ..., job_id: _Optional[str] = ..., speaker: _Optional[str] = ...) -> None: ...
+
+class ListSpeakersRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListSpeakersResponse(_message.Message):
+    __slots__ = ("speakers",)
+    SPEAKERS_FIELD_NUMBER: _ClassVar[int]
+    speakers: _containers.RepeatedCompositeFieldContainer[Voice]
+    def __init__(self, speakers: _Optional[_Iterable[_Union[Voice, _Mapping]]] = ...) -> None: ...
+
+class RenameSpeakerRequest(_message.Message):
+    __slots__ = ("name", "new_name")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    NEW_NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    new_name: str
+    def __init__(self, name: _Optional[str] = ..., new_name: _Optional[str] = ...) -> None: ...
+
+class DeleteSpeakerRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class DeleteSpeakerResponse(_message.Message):
+    __slots__ = ("name", "deleted")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DELETED_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    deleted: bool
+    def __init__(self, name: _Optional[str] = ..., deleted: _Optional[bool] = ...) -> None: ...

@@ -74,6 +74,31 @@ class SpeakerlinkStub:
                 request_serializer=speakerlink_dot_v1_dot_speakerlink__pb2.DeleteJobRequest.SerializeToString,
                 response_deserializer=speakerlink_dot_v1_dot_speakerlink__pb2.DeleteJobResponse.FromString,
                 _registered_method=True)
+        self.EnrollSpeaker = channel.stream_unary(
+                '/speakerlink.v1.Speakerlink/EnrollSpeaker',
+                request_serializer=speakerlink_dot_v1_dot_speakerlink__pb2.EnrollRequest.SerializeToString,
+                response_deserializer=speakerlink_dot_v1_dot_speakerlink__pb2.Voice.FromString,
+                _registered_method=True)
+        self.EnrollFromJob = channel.unary_unary(
+                '/speakerlink.v1.Speakerlink/EnrollFromJob',
+                request_serializer=speakerlink_dot_v1_dot_speakerlink__pb2.EnrollFromJobRequest.SerializeToString,
+                response_deserializer=speakerlink_dot_v1_dot_speakerlink__pb2.Voice.FromString,
+                _registered_method=True)
+        self.ListSpeakers = channel.unary_unary(
+                '/speakerlink.v1.Speakerlink/ListSpeakers',
+                request_serializer=speakerlink_dot_v1_dot_speakerlink__pb2.ListSpeakersRequest.SerializeToString,
+                response_deserializer=speakerlink_dot_v1_dot_speakerlink__pb2.ListSpeakersResponse.FromString,
+                _registered_method=True)
+        self.RenameSpeaker = channel.unary_unary(
+                '/speakerlink.v1.Speakerlink/RenameSpeaker',
+                request_serializer=speakerlink_dot_v1_dot_speakerlink__pb2.RenameSpeakerRequest.SerializeToString,
+                response_deserializer=speakerlink_dot_v1_dot_speakerlink__pb2.Voice.FromString,
+                _registered_method=True)
+        self.DeleteSpeaker = channel.unary_unary(
+                '/speakerlink.v1.Speakerlink/DeleteSpeaker',
+                request_serializer=speakerlink_dot_v1_dot_speakerlink__pb2.DeleteSpeakerRequest.SerializeToString,
+                response_deserializer=speakerlink_dot_v1_dot_speakerlink__pb2.DeleteSpeakerResponse.FromString,
+                _registered_method=True)
 
 
 class SpeakerlinkServicer:
@@ -133,6 +158,39 @@ class SpeakerlinkServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def EnrollSpeaker(self, request_iterator, context):
+        """The tenant's voice library (F13): named voices, kept as embeddings only (never audio).
+        Enroll from uploaded audio of one person (the config, then chunks, as Diarize), or from
+        a speaker of a finished job; enrolling a name again adds to its voice.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EnrollFromJob(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSpeakers(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RenameSpeaker(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteSpeaker(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SpeakerlinkServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -175,6 +233,31 @@ def add_SpeakerlinkServicer_to_server(servicer, server):
                     servicer.DeleteJob,
                     request_deserializer=speakerlink_dot_v1_dot_speakerlink__pb2.DeleteJobRequest.FromString,
                     response_serializer=speakerlink_dot_v1_dot_speakerlink__pb2.DeleteJobResponse.SerializeToString,
+            ),
+            'EnrollSpeaker': grpc.stream_unary_rpc_method_handler(
+                    servicer.EnrollSpeaker,
+                    request_deserializer=speakerlink_dot_v1_dot_speakerlink__pb2.EnrollRequest.FromString,
+                    response_serializer=speakerlink_dot_v1_dot_speakerlink__pb2.Voice.SerializeToString,
+            ),
+            'EnrollFromJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.EnrollFromJob,
+                    request_deserializer=speakerlink_dot_v1_dot_speakerlink__pb2.EnrollFromJobRequest.FromString,
+                    response_serializer=speakerlink_dot_v1_dot_speakerlink__pb2.Voice.SerializeToString,
+            ),
+            'ListSpeakers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSpeakers,
+                    request_deserializer=speakerlink_dot_v1_dot_speakerlink__pb2.ListSpeakersRequest.FromString,
+                    response_serializer=speakerlink_dot_v1_dot_speakerlink__pb2.ListSpeakersResponse.SerializeToString,
+            ),
+            'RenameSpeaker': grpc.unary_unary_rpc_method_handler(
+                    servicer.RenameSpeaker,
+                    request_deserializer=speakerlink_dot_v1_dot_speakerlink__pb2.RenameSpeakerRequest.FromString,
+                    response_serializer=speakerlink_dot_v1_dot_speakerlink__pb2.Voice.SerializeToString,
+            ),
+            'DeleteSpeaker': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteSpeaker,
+                    request_deserializer=speakerlink_dot_v1_dot_speakerlink__pb2.DeleteSpeakerRequest.FromString,
+                    response_serializer=speakerlink_dot_v1_dot_speakerlink__pb2.DeleteSpeakerResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -393,6 +476,141 @@ class Speakerlink:
             '/speakerlink.v1.Speakerlink/DeleteJob',
             speakerlink_dot_v1_dot_speakerlink__pb2.DeleteJobRequest.SerializeToString,
             speakerlink_dot_v1_dot_speakerlink__pb2.DeleteJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EnrollSpeaker(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/speakerlink.v1.Speakerlink/EnrollSpeaker',
+            speakerlink_dot_v1_dot_speakerlink__pb2.EnrollRequest.SerializeToString,
+            speakerlink_dot_v1_dot_speakerlink__pb2.Voice.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EnrollFromJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/speakerlink.v1.Speakerlink/EnrollFromJob',
+            speakerlink_dot_v1_dot_speakerlink__pb2.EnrollFromJobRequest.SerializeToString,
+            speakerlink_dot_v1_dot_speakerlink__pb2.Voice.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSpeakers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/speakerlink.v1.Speakerlink/ListSpeakers',
+            speakerlink_dot_v1_dot_speakerlink__pb2.ListSpeakersRequest.SerializeToString,
+            speakerlink_dot_v1_dot_speakerlink__pb2.ListSpeakersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RenameSpeaker(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/speakerlink.v1.Speakerlink/RenameSpeaker',
+            speakerlink_dot_v1_dot_speakerlink__pb2.RenameSpeakerRequest.SerializeToString,
+            speakerlink_dot_v1_dot_speakerlink__pb2.Voice.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteSpeaker(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/speakerlink.v1.Speakerlink/DeleteSpeaker',
+            speakerlink_dot_v1_dot_speakerlink__pb2.DeleteSpeakerRequest.SerializeToString,
+            speakerlink_dot_v1_dot_speakerlink__pb2.DeleteSpeakerResponse.FromString,
             options,
             channel_credentials,
             insecure,

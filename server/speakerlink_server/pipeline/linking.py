@@ -98,6 +98,19 @@ def link_speakers(speakers: list[LocalSpeaker], threshold: float, calibration: C
     return links
 
 
+def global_voiceprints(speakers: list[LocalSpeaker], links: list[Link]) -> list[tuple[np.ndarray, float]]:
+    """Each global speaker's (embedding, speech seconds), by global index: the speech-weighted
+    mean of its local speakers' centroids, unit length."""
+    count = 1 + max((link.global_index for link in links), default=-1)
+    sums = np.zeros((count, speakers[0].centroid.shape[0])) if speakers else np.zeros((0, 0))
+    seconds = np.zeros(count)
+    for speaker, link in zip(speakers, links, strict=True):
+        sums[link.global_index] += max(speaker.speech_seconds, 1e-3) * speaker.centroid
+        seconds[link.global_index] += speaker.speech_seconds
+    norms = np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12) if count else 1.0
+    return [(vector, float(speech)) for vector, speech in zip(sums / norms, seconds, strict=True)]
+
+
 def _surely_same(similarity: np.ndarray, clips: np.ndarray, bar: float) -> np.ndarray:
     """Pairs of one recurring person (see RECURRING), who are not each other's impostors."""
     group = np.arange(len(similarity))

@@ -7,8 +7,9 @@ Per clip, several clips at a time, either
   overlapped ones with two speakers -> turns; or
 - transcription: the transcriber's speaker-labelled utterances define the local speakers ->
   a voiceprint per speaker from their longest monologues, decoded chunk by chunk (pipeline.voices).
-Then all clips' local speakers are linked into global speakers, and the result message is
-assembled with global labels S1, S2, ... by first appearance.
+Then all clips' local speakers are linked into global speakers, the result message is
+assembled with global labels S1, S2, ... by first appearance, and speakers that match an
+enrolled voice are named (pipeline.recognize).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import functools
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -33,7 +34,8 @@ from speakerlink_server.pipeline import audio
 from speakerlink_server.pipeline.activity import binarize, frame_grid, grid_runs, single_speaker_runs, speaker_count
 from speakerlink_server.pipeline.chunks import ChunkAnalysis, join_chunks
 from speakerlink_server.pipeline.clustering import ClusteringParams, CountBounds, cluster_windows, count_warning
-from speakerlink_server.pipeline.linking import LocalSpeaker, link_speakers
+from speakerlink_server.pipeline.linking import LocalSpeaker, global_voiceprints, link_speakers
+from speakerlink_server.pipeline.recognize import Voice, recognize
 from speakerlink_server.pipeline.reconstruct import TurnParams, frame_labels, label_frames, to_turns
 from speakerlink_server.pipeline.segments import Turn, speech_seconds
 from speakerlink_server.pipeline.slots import SlotParams, assign_by_frames, attach, slot_spans, unassigned_slots
@@ -68,6 +70,13 @@ SLOTS = SlotParams()
 
 
 @dataclass(frozen=True)
+class Diarized:
+    result: pb.DiarizationResult
+    # Each global speaker's (embedding, speech seconds) by label: what enrolling them takes.
+    voiceprints: dict[str, tuple[np.ndarray, float]]
+
+
+@dataclass(frozen=True)
 class ClipInput:
     index: int
     name: str
@@ -93,7 +102,10 @@ def run_pipeline(
     check_cancelled: Callable[[], None],
     chunk_seconds: float,
     max_clip_seconds: float,
-) -> pb.DiarizationResult:
+    voices: Sequence[Voice] = (),
+) -> Diarized:
+    """Diarize and link the clips; speakers that match one of `voices` (enrolled with this
+    embedder) get its name."""
     started = time.monotonic()
     count = options.speakers
     stages, threads = (TRANSCRIBE_STAGES, transcriber.concurrency) if transcriber else (DIARIZE_STAGES, CLIP_THREADS)
@@ -121,7 +133,17 @@ def run_pipeline(
     result.summary.link_threshold = threshold
     result.summary.engines.extend([transcriber.name, embedder.name] if transcriber else [segmenter.name, embedder.name])
     result.summary.processing_seconds = _ms(time.monotonic() - started)
-    return result
+    prints = global_voiceprints(speakers, links)
+    matches = recognize(prints, list(voices), embedder.link_threshold, embedder.calibration)
+    for speaker, match in zip(result.speakers, matches, strict=True):
+        if match is not None:
+            speaker.name, speaker.name_score = match.name, match.score
+    return Diarized(result, {global_label(i): p for i, p in enumerate(prints)})
+
+
+def global_label(index: int) -> str:
+    """S1, S2, ... by first appearance."""
+    return f"S{index + 1}"
 
 
 class _Aborted(Exception):
@@ -312,7 +334,7 @@ def assemble(
 ) -> pb.DiarizationResult:
     global_of = {(s.clip_index, s.local_index): link for s, link in zip(speakers, links, strict=True)}
     count = 1 + max((link.global_index for link in links), default=-1)
-    labels = [f"S{i + 1}" for i in range(count)]
+    labels = [global_label(i) for i in range(count)]
     result = pb.DiarizationResult()
     totals = np.zeros(count)
     occurs: list[list[int]] = [[] for _ in range(count)]

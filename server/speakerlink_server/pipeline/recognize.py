@@ -1,0 +1,60 @@
+"""Names for a job's speakers from the tenant's enrolled voices (F13).
+
+After linking, each global speaker's voiceprint is compared with every enrolled voice of the
+same embedder. One assignment (Hungarian, on cosine) gives each voice to at most one speaker
+and each speaker at most one voice, so two speakers of a job never share a name; a pair is
+kept only where its raw cosine clears the embedder's link threshold plus MARGIN, and only for
+a speaker with MIN_SPEECH_SECONDS of speech. Open set first: a voice not enrolled stays
+unnamed.
+
+Measured with CAM++ on librispeech-train-clean-100, each utterance cut in two halves and each
+half diarized alone (benchmarks/QUALITY.md, "Recognition"): of 62,750 pairs of different
+readers, 2 reach cosine 0.6 and 1 reaches 0.7, all with a half of 1.2-1.4 s of speech. With
+2 s or more on both sides, none of 53,826 reaches 0.59, and 99.1 % of the same-reader pairs
+reach 0.65.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from speakerlink_server.engines.base import Calibration
+
+MIN_SPEECH_SECONDS = 2.0
+MARGIN = 0.05
+
+
+@dataclass(frozen=True)
+class Voice:
+    """An enrolled voice as one embedding of one embedder (store.voiceprints)."""
+
+    name: str
+    embedding: np.ndarray  # unit length
+    speech_seconds: float
+
+
+@dataclass(frozen=True)
+class Match:
+    name: str
+    score: float  # the calibrated probability that the speaker is the enrolled person
+
+
+def recognize(prints: list[tuple[np.ndarray, float]], voices: list[Voice], link_threshold: float,
+              calibration: Calibration) -> list[Match | None]:
+    """For each speaker's (voiceprint, speech seconds), its enrolled voice, or None."""
+    matches: list[Match | None] = [None] * len(prints)
+    if not prints or not voices:
+        return matches
+    threshold = link_threshold + MARGIN
+    similarity = np.stack([vector for vector, _ in prints]) @ np.stack([v.embedding for v in voices]).T
+    heard_enough = np.array([speech >= MIN_SPEECH_SECONDS for _, speech in prints])
+    similarity[~heard_enough] = -1.0  # shape: (speakers, voices)
+    rows, cols = linear_sum_assignment(np.where(similarity >= threshold, similarity, -1.0), maximize=True)
+    same = calibration.same_person(similarity)
+    for speaker, voice in zip(rows, cols, strict=True):
+        if similarity[speaker, voice] >= threshold:
+            matches[speaker] = Match(voices[voice].name, float(same[speaker, voice]))
+    return matches
