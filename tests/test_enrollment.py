@@ -124,3 +124,20 @@ def test_an_enrolled_voice_is_named_in_the_result_and_every_export(library: Runn
         client.delete_speaker("Alice Smith")
         client.delete_speaker("Alice again")
         assert not any(s.name for s in client.diarize([samples["meeting.wav"]]).speakers)
+
+
+def test_the_async_client_manages_the_library_too(library: RunningServer, voices: dict[str, Path], samples) -> None:
+    import asyncio
+
+    from speakerlink import AsyncClient
+
+    async def go() -> None:
+        async with AsyncClient(library.config.address) as client:
+            assert (await client.enroll("Alice", [voices["alice"]])).enrollments == 1
+            job = await client.diarize([samples["call.mp3"]], recognize=False)
+            await client.enroll_from_job("Dave", job.job_id, max(job.speakers, key=lambda s: s.speech_seconds).label)
+            assert (await client.rename_speaker("Dave", "Dave Jones")).name == "Dave Jones"
+            assert await client.delete_speaker("Alice")
+            assert [v.name for v in await client.list_speakers()] == ["Dave Jones"]
+
+    asyncio.run(go())

@@ -436,3 +436,16 @@ def test_long_turns_split_into_readable_cues() -> None:
 def test_one_clip_of_a_result(result: pb.DiarizationResult) -> None:
     text = export(result, pb.EXPORT_FORMAT_TEXT, clip_index=0).content.decode()
     assert "my call.wav" in text and "b.mp3" not in text and "S2" not in text
+
+
+def test_client_and_async_client_are_twins() -> None:
+    """The same public calls with the same parameters; only their awaiting differs."""
+    import inspect
+
+    from speakerlink import AsyncClient, Client
+
+    def calls(cls: type) -> dict[str, list[inspect.Parameter]]:
+        return {name: list(inspect.signature(f).parameters.values())
+                for name, f in vars(cls).items() if callable(f) and not name.startswith("_")}
+
+    assert calls(Client) == calls(AsyncClient)
