@@ -50,18 +50,22 @@ class Quotas:
 
     def precheck(self, tenant: str) -> None:
         """Refuse before the upload what is sure to be refused after it."""
+        self._check(tenant, 0.0)
+
+    def _check(self, tenant: str, audio_seconds: float) -> None:
+        """Raise when the tenant's queue is full, or when `audio_seconds` more (none: any more)
+        would pass its daily audio."""
         quota = self.quota(tenant)
         if quota.max_queued_jobs and self._store.queued(tenant) >= quota.max_queued_jobs:
             raise errors.tenant_queue_full(quota.max_queued_jobs)
-        if quota.audio_seconds_per_day:
-            self._check_audio(tenant, 0.0, quota.audio_seconds_per_day)
-
-    def _check_audio(self, tenant: str, seconds: float, limit: float) -> None:
+        limit = quota.audio_seconds_per_day
+        if not limit:
+            return
         since = time.time() - DAY_SECONDS
         used = self._store.audio_seconds_since(tenant, since)
-        if used + seconds > limit or (not seconds and used >= limit):
-            wait = self._store.seconds_until_free(tenant, since, max(used + seconds - limit, 1e-9))
-            raise errors.tenant_audio_quota(seconds, used, limit, wait)
+        if used + audio_seconds > limit or (not audio_seconds and used >= limit):
+            wait = self._store.seconds_until_free(tenant, since, max(used + audio_seconds - limit, 1e-9))
+            raise errors.tenant_audio_quota(audio_seconds, used, limit, wait)
 
     def audio_today(self, tenant: str) -> float:
         return self._store.audio_seconds_since(tenant, time.time() - DAY_SECONDS)
@@ -84,12 +88,8 @@ class Quotas:
         """Run `accept` (which stores and queues the job) if the tenant's queue and daily audio
         leave room, and count the audio; checked and counted under one lock, so that two
         uploads that end together cannot both take the last place."""
-        quota = self.quota(tenant)
         with self._lock:
-            if quota.max_queued_jobs and self._store.queued(tenant) >= quota.max_queued_jobs:
-                raise errors.tenant_queue_full(quota.max_queued_jobs)
-            if quota.audio_seconds_per_day:
-                self._check_audio(tenant, audio_seconds, quota.audio_seconds_per_day)
+            self._check(tenant, audio_seconds)
             accepted = accept()
             self._store.count_audio(tenant, audio_seconds)
             return accepted
