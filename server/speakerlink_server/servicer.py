@@ -6,7 +6,6 @@ import contextlib
 import logging
 import re
 import shutil
-import sqlite3
 import threading
 import uuid
 from collections.abc import Iterator
@@ -25,7 +24,7 @@ from speakerlink_server.jobs import JobManager
 from speakerlink_server.pipeline import audio
 from speakerlink_server.pipeline.run import ClipInput
 from speakerlink_server.quotas import Quotas
-from speakerlink_server.store import JobRecord, JobStore
+from speakerlink_server.store import JobRecord, JobStore, NameTaken
 from speakerlink_server.uploads import (
     MAX_CHUNK_BYTES,
     MAX_SPEAKERS,
@@ -187,7 +186,7 @@ class SpeakerlinkServicer(pb_grpc.SpeakerlinkServicer):
             new_name = check_name(request.new_name)
             try:
                 renamed = self._store.rename_voice(tenant, request.name, new_name)
-            except sqlite3.IntegrityError:
+            except NameTaken:
                 raise errors.voice_exists(new_name) from None
             if not renamed:
                 raise errors.voice_not_found(request.name)

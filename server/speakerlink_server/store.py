@@ -1,84 +1,29 @@
-"""Job records and results in SQLite, so they outlive connections and server restarts.
+"""Job records, results, tenants' audio counts and voice libraries, in the database
+(database.py: SQLite in the data dir, or PostgreSQL), so they outlive connections and restarts.
 
 Results are stored as serialized DiarizationResult messages: the exact thing clients get,
-with no second schema to keep in step. One connection behind a lock is plenty for the
-write rate of a diarization service (a few progress updates per second).
+with no second schema to keep in step.
 """
 
 from __future__ import annotations
 
-import sqlite3
-import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from google.protobuf.timestamp_pb2 import Timestamp
 from speakerlink.v1 import speakerlink_pb2 as pb
 
+from speakerlink_server.database import Conflict, Database
 from speakerlink_server.pipeline.recognize import Voice
 
 TERMINAL_STATES = frozenset({pb.JOB_STATE_SUCCEEDED, pb.JOB_STATE_FAILED, pb.JOB_STATE_CANCELLED})
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS jobs (
-    id          TEXT PRIMARY KEY,
-    state       INTEGER NOT NULL,
-    created_at  REAL NOT NULL,
-    updated_at  REAL NOT NULL,
-    expires_at  REAL NOT NULL,
-    config      BLOB NOT NULL,
-    progress    BLOB NOT NULL,
-    result      BLOB,
-    error       BLOB,
-    tenant      TEXT NOT NULL DEFAULT ''
-);
-CREATE INDEX IF NOT EXISTS jobs_expires_at ON jobs (expires_at);
-"""
-# Added after the first schema: a data dir from before tenants gets it on open (theirs: '').
-_TENANT_INDEX = "CREATE INDEX IF NOT EXISTS jobs_tenant_created ON jobs (tenant, created_at)"
-# Audio each tenant's accepted jobs declared, for the daily quota (quotas.py): kept apart from
-# the jobs, so that deleting a job gives none of it back.
-_USAGE = """
-CREATE TABLE IF NOT EXISTS usage (
-    tenant         TEXT NOT NULL,
-    at             REAL NOT NULL,
-    audio_seconds  REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS usage_tenant_at ON usage (tenant, at);
-"""
 USAGE_KEPT_SECONDS = 2 * 24 * 3600.0
-# The voice library (F13): each tenant's named voices, as embeddings from each enrollment
-# (never audio), and each finished job's speaker embeddings, so that a job's speaker can be
-# enrolled later; those go with their job.
-_VOICES = """
-CREATE TABLE IF NOT EXISTS voices (
-    tenant      TEXT NOT NULL,
-    name        TEXT NOT NULL,
-    created_at  REAL NOT NULL,
-    updated_at  REAL NOT NULL,
-    PRIMARY KEY (tenant, name)
-);
-CREATE TABLE IF NOT EXISTS voiceprints (
-    tenant          TEXT NOT NULL,
-    name            TEXT NOT NULL,
-    engine          TEXT NOT NULL,
-    embedding       BLOB NOT NULL,
-    speech_seconds  REAL NOT NULL,
-    created_at      REAL NOT NULL,
-    FOREIGN KEY (tenant, name) REFERENCES voices (tenant, name) ON UPDATE CASCADE ON DELETE CASCADE
-);
-CREATE INDEX IF NOT EXISTS voiceprints_voice ON voiceprints (tenant, name);
-CREATE TABLE IF NOT EXISTS job_prints (
-    job_id          TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
-    label           TEXT NOT NULL,
-    engine          TEXT NOT NULL,
-    embedding       BLOB NOT NULL,
-    speech_seconds  REAL NOT NULL,
-    PRIMARY KEY (job_id, label)
-);
-"""
+
+
+class NameTaken(Exception):
+    """Another voice of the tenant already has the name."""
 
 
 @dataclass(frozen=True)
@@ -96,6 +41,7 @@ class VoiceRecord:
         voice.created_at.CopyFrom(_timestamp(self.created_at))
         voice.updated_at.CopyFrom(_timestamp(self.updated_at))
         return voice
+
 
 _COLUMNS = "id, state, created_at, expires_at, config, progress, result, error, tenant"
 
@@ -127,87 +73,67 @@ class JobRecord:
 
 
 class JobStore:
-    def __init__(self, db_path: Path) -> None:
-        db_path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(db_path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
-        if "tenant" not in {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}:
-            self._db.execute("ALTER TABLE jobs ADD COLUMN tenant TEXT NOT NULL DEFAULT ''")
-        self._db.execute(_TENANT_INDEX)
-        self._db.executescript(_USAGE)
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.executescript(_VOICES)
+    def __init__(self, database: Database) -> None:
+        self._db = database
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self._db.close()
 
     def create(self, job_id: str, config: pb.DiarizeConfig, ttl_seconds: float, tenant: str) -> JobRecord:
         now = time.time()
         progress = pb.Progress(stage="queued", percent=0.0, clip_index=-1)
-        with self._lock:
-            self._db.execute(
-                "INSERT INTO jobs (id, state, created_at, updated_at, expires_at, config, progress, tenant)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (job_id, pb.JOB_STATE_QUEUED, now, now, now + ttl_seconds,
-                 config.SerializeToString(), progress.SerializeToString(), tenant),
-            )
+        self._db.execute(
+            "INSERT INTO jobs (id, state, created_at, updated_at, expires_at, config, progress, tenant)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (job_id, pb.JOB_STATE_QUEUED, now, now, now + ttl_seconds,
+             config.SerializeToString(), progress.SerializeToString(), tenant),
+        )
         return JobRecord(job_id, pb.JOB_STATE_QUEUED, now, now + ttl_seconds, config, progress, None, None, tenant)
 
     def get(self, job_id: str) -> JobRecord | None:
-        with self._lock:
-            row = self._db.execute(
-                f"SELECT {_COLUMNS} FROM jobs WHERE id = ?",
-                (job_id,),
-            ).fetchone()
+        row = self._db.execute(
+            f"SELECT {_COLUMNS} FROM jobs WHERE id = ?",
+            (job_id,),
+        ).fetchone()
         return None if row is None else _record(row)
 
     def unfinished(self) -> list[JobRecord]:
         """Jobs a previous run of the server accepted but did not finish, oldest first."""
-        with self._lock:
-            rows = self._db.execute(
-                f"SELECT {_COLUMNS} FROM jobs WHERE state IN (?, ?) ORDER BY created_at",
-                (pb.JOB_STATE_QUEUED, pb.JOB_STATE_RUNNING),
-            ).fetchall()
+        rows = self._db.execute(
+            f"SELECT {_COLUMNS} FROM jobs WHERE state IN (?, ?) ORDER BY created_at",
+            (pb.JOB_STATE_QUEUED, pb.JOB_STATE_RUNNING),
+        ).fetchall()
         return [_record(row) for row in rows]
 
     def newest(self, tenant: str, limit: int, before: tuple[float, str] | None = None) -> list[JobRecord]:
         """Up to `limit` of the tenant's jobs, newest first; with `before` (created_at, job_id),
         those older than it."""
         after = "AND (created_at, id) < (?, ?)" if before else ""
-        with self._lock:
-            rows = self._db.execute(
-                f"SELECT {_COLUMNS} FROM jobs WHERE tenant = ? {after} ORDER BY created_at DESC, id DESC LIMIT ?",
-                (tenant, *(before or ()), limit),
-            ).fetchall()
+        rows = self._db.execute(
+            f"SELECT {_COLUMNS} FROM jobs WHERE tenant = ? {after} ORDER BY created_at DESC, id DESC LIMIT ?",
+            (tenant, *(before or ()), limit),
+        ).fetchall()
         return [_record(row) for row in rows]
 
     def queued(self, tenant: str) -> int:
         """How many of the tenant's jobs wait for a worker."""
-        with self._lock:
-            return self._db.execute("SELECT COUNT(*) FROM jobs WHERE tenant = ? AND state = ?",
-                                    (tenant, pb.JOB_STATE_QUEUED)).fetchone()[0]
+        return self._db.execute("SELECT COUNT(*) FROM jobs WHERE tenant = ? AND state = ?",
+                                (tenant, pb.JOB_STATE_QUEUED)).fetchone()[0]
 
     def count_audio(self, tenant: str, audio_seconds: float) -> None:
         now = time.time()
-        with self._lock:
-            self._db.execute("INSERT INTO usage (tenant, at, audio_seconds) VALUES (?, ?, ?)", (tenant, now, audio_seconds))
-            self._db.execute("DELETE FROM usage WHERE at < ?", (now - USAGE_KEPT_SECONDS,))
+        self._db.execute("INSERT INTO usage (tenant, at, audio_seconds) VALUES (?, ?, ?)", (tenant, now, audio_seconds))
+        self._db.execute("DELETE FROM usage WHERE at < ?", (now - USAGE_KEPT_SECONDS,))
 
     def audio_seconds_since(self, tenant: str, since: float) -> float:
-        with self._lock:
-            return self._db.execute("SELECT COALESCE(SUM(audio_seconds), 0) FROM usage WHERE tenant = ? AND at >= ?",
-                                    (tenant, since)).fetchone()[0]
+        return self._db.execute("SELECT COALESCE(SUM(audio_seconds), 0) FROM usage WHERE tenant = ? AND at >= ?",
+                                (tenant, since)).fetchone()[0]
 
     def seconds_until_free(self, tenant: str, since: float, excess: float) -> float:
         """How long until `excess` seconds of the tenant's audio counted since `since` fall out
         of a window that starts at `since` and moves with the clock."""
-        with self._lock:
-            rows = self._db.execute("SELECT at, audio_seconds FROM usage WHERE tenant = ? AND at >= ? ORDER BY at",
-                                    (tenant, since)).fetchall()
+        rows = self._db.execute("SELECT at, audio_seconds FROM usage WHERE tenant = ? AND at >= ? ORDER BY at",
+                                (tenant, since)).fetchall()
         freed = 0.0
         for at, seconds in rows:
             freed += seconds
@@ -219,34 +145,28 @@ class JobStore:
 
     def save_job_prints(self, job_id: str, engine: str, prints: dict[str, tuple[np.ndarray, float]]) -> None:
         """Each global speaker's (embedding, speech seconds) of a finished job, by label."""
-        with self._lock:
-            self._db.executemany(
-                "INSERT OR REPLACE INTO job_prints (job_id, label, engine, embedding, speech_seconds) VALUES (?, ?, ?, ?, ?)",
-                [(job_id, label, engine, _blob(vector), speech) for label, (vector, speech) in prints.items()],
-            )
+        self._db.executemany(
+            "INSERT INTO job_prints (job_id, label, engine, embedding, speech_seconds) VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT (job_id, label) DO UPDATE SET engine = excluded.engine, embedding = excluded.embedding,"
+            " speech_seconds = excluded.speech_seconds",
+            [(job_id, label, engine, _blob(vector), speech) for label, (vector, speech) in prints.items()],
+        )
 
     def job_print(self, job_id: str, label: str) -> tuple[str, np.ndarray, float] | None:
         """(engine, embedding, speech seconds) of one of a job's speakers."""
-        with self._lock:
-            row = self._db.execute("SELECT engine, embedding, speech_seconds FROM job_prints WHERE job_id = ? AND label = ?",
-                                   (job_id, label)).fetchone()
+        row = self._db.execute("SELECT engine, embedding, speech_seconds FROM job_prints WHERE job_id = ? AND label = ?",
+                               (job_id, label)).fetchone()
         return None if row is None else (row[0], _vector(row[1]), row[2])
 
     def enroll(self, tenant: str, name: str, engine: str, embedding: np.ndarray, speech_seconds: float) -> VoiceRecord:
         """Add an enrollment to the voice `name`, creating it if new."""
         now = time.time()
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.execute("INSERT INTO voices (tenant, name, created_at, updated_at) VALUES (?, ?, ?, ?)"
-                                 " ON CONFLICT (tenant, name) DO UPDATE SET updated_at = excluded.updated_at",
-                                 (tenant, name, now, now))
-                self._db.execute("INSERT INTO voiceprints (tenant, name, engine, embedding, speech_seconds, created_at)"
-                                 " VALUES (?, ?, ?, ?, ?, ?)", (tenant, name, engine, _blob(embedding), speech_seconds, now))
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+        with self._db.transaction():
+            self._db.execute("INSERT INTO voices (tenant, name, created_at, updated_at) VALUES (?, ?, ?, ?)"
+                             " ON CONFLICT (tenant, name) DO UPDATE SET updated_at = excluded.updated_at",
+                             (tenant, name, now, now))
+            self._db.execute("INSERT INTO voiceprints (tenant, name, engine, embedding, speech_seconds, created_at)"
+                             " VALUES (?, ?, ?, ?, ?, ?)", (tenant, name, engine, _blob(embedding), speech_seconds, now))
         return self.voice(tenant, name)
 
     def voice(self, tenant: str, name: str) -> VoiceRecord | None:
@@ -256,23 +176,21 @@ class JobStore:
     def voices(self, tenant: str, name: str | None = None) -> list[VoiceRecord]:
         """The tenant's voices by name (or the one called `name`)."""
         only = "AND v.name = ?" if name is not None else ""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT v.name, v.created_at, v.updated_at, COALESCE(SUM(p.speech_seconds), 0), COUNT(p.rowid),"
-                " GROUP_CONCAT(DISTINCT p.engine) FROM voices v LEFT JOIN voiceprints p"
-                " ON p.tenant = v.tenant AND p.name = v.name"
-                f" WHERE v.tenant = ? {only} GROUP BY v.name ORDER BY v.name",
-                (tenant, *(() if name is None else (name,))),
-            ).fetchall()
+        rows = self._db.execute(
+            "SELECT v.name, v.created_at, v.updated_at, COALESCE(SUM(p.speech_seconds), 0), COUNT(p.created_at),"
+            f" {self._db.group_concat('p.engine')} FROM voices v LEFT JOIN voiceprints p"
+            " ON p.tenant = v.tenant AND p.name = v.name"
+            f" WHERE v.tenant = ? {only} GROUP BY v.tenant, v.name ORDER BY v.name",
+            (tenant, *(() if name is None else (name,))),
+        ).fetchall()
         return [VoiceRecord(n, c, u, speech, count, tuple(sorted((engines or "").split(",")) if engines else ()))
                 for n, c, u, speech, count, engines in rows]
 
     def voiceprints(self, tenant: str, engine: str) -> list[Voice]:
         """Each of the tenant's voices as one embedding from `engine`: the speech-weighted mean
         of its enrollments, so that more audio added to a name steadies its voice."""
-        with self._lock:
-            rows = self._db.execute("SELECT name, embedding, speech_seconds FROM voiceprints"
-                                    " WHERE tenant = ? AND engine = ? ORDER BY name", (tenant, engine)).fetchall()
+        rows = self._db.execute("SELECT name, embedding, speech_seconds FROM voiceprints"
+                                " WHERE tenant = ? AND engine = ? ORDER BY name", (tenant, engine)).fetchall()
         sums: dict[str, tuple[np.ndarray, float]] = {}
         for name, blob, speech in rows:
             total, seconds = sums.get(name, (0.0, 0.0))
@@ -281,21 +199,21 @@ class JobStore:
                 for name, (total, seconds) in sums.items()]
 
     def rename_voice(self, tenant: str, name: str, new_name: str) -> bool:
-        """False when there is no voice `name`; raises sqlite3.IntegrityError when `new_name` is taken."""
-        with self._lock:
+        """False when there is no voice `name`; raises NameTaken when `new_name` is."""
+        try:
             return self._db.execute("UPDATE voices SET name = ?, updated_at = ? WHERE tenant = ? AND name = ?",
                                     (new_name, time.time(), tenant, name)).rowcount > 0
+        except Conflict:
+            raise NameTaken(new_name) from None
 
     def delete_voice(self, tenant: str, name: str) -> bool:
         """Removes the voice and every embedding of it."""
-        with self._lock:
-            return self._db.execute("DELETE FROM voices WHERE tenant = ? AND name = ?", (tenant, name)).rowcount > 0
+        return self._db.execute("DELETE FROM voices WHERE tenant = ? AND name = ?", (tenant, name)).rowcount > 0
 
     def expired(self, now: float | None = None) -> list[str]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT id FROM jobs WHERE expires_at <= ?", (time.time() if now is None else now,)
-            ).fetchall()
+        rows = self._db.execute(
+            "SELECT id FROM jobs WHERE expires_at <= ?", (time.time() if now is None else now,)
+        ).fetchall()
         return [row[0] for row in rows]
 
     def set_running(self, job_id: str) -> None:
@@ -317,16 +235,14 @@ class JobStore:
         self._update(job_id, state=pb.JOB_STATE_CANCELLED)
 
     def delete(self, job_id: str) -> bool:
-        with self._lock:
-            return self._db.execute("DELETE FROM jobs WHERE id = ?", (job_id,)).rowcount > 0
+        return self._db.execute("DELETE FROM jobs WHERE id = ?", (job_id,)).rowcount > 0
 
     def _update(self, job_id: str, **columns: object) -> None:
         assignments = ", ".join(f"{name} = ?" for name in columns)
-        with self._lock:
-            self._db.execute(
-                f"UPDATE jobs SET {assignments}, updated_at = ? WHERE id = ?",
-                (*columns.values(), time.time(), job_id),
-            )
+        self._db.execute(
+            f"UPDATE jobs SET {assignments}, updated_at = ? WHERE id = ?",
+            (*columns.values(), time.time(), job_id),
+        )
 
 
 def _record(row: tuple) -> JobRecord:

@@ -1,0 +1,235 @@
+"""The database under the store: SQLite in the data dir (the default), or PostgreSQL (F16).
+
+The store's SQL is written once, with `?` placeholders, for both; what differs (column
+types, placeholders, string aggregation, how a transaction starts) stays in here. One
+connection behind a lock is plenty for the write rate of a diarization service (a few
+progress updates per second).
+
+The schema is an ordered list of migrations; `schema_version` records how many have run, so
+a start runs the rest, and refuses a database that a newer speakerlink has migrated further.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+# Each step's DDL, with the column types that differ between the two as {blob} and {real}.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE jobs (
+        id          TEXT PRIMARY KEY,
+        state       INTEGER NOT NULL,
+        created_at  {real} NOT NULL,
+        updated_at  {real} NOT NULL,
+        expires_at  {real} NOT NULL,
+        config      {blob} NOT NULL,
+        progress    {blob} NOT NULL,
+        result      {blob},
+        error       {blob}
+    );
+    CREATE INDEX jobs_expires_at ON jobs (expires_at);
+    """,
+    # Tenants (F15): a job from before them belongs to no tenant ('').
+    """
+    ALTER TABLE jobs ADD COLUMN tenant TEXT NOT NULL DEFAULT '';
+    CREATE INDEX jobs_tenant_created ON jobs (tenant, created_at);
+    """,
+    # Audio each tenant's accepted jobs declared, for the daily quota (quotas.py): kept apart
+    # from the jobs, so that deleting a job gives none of it back.
+    """
+    CREATE TABLE usage (
+        tenant         TEXT NOT NULL,
+        at             {real} NOT NULL,
+        audio_seconds  {real} NOT NULL
+    );
+    CREATE INDEX usage_tenant_at ON usage (tenant, at);
+    """,
+    # The voice library (F13): each tenant's named voices, as embeddings from each enrollment
+    # (never audio), and each finished job's speaker embeddings, so that a job's speaker can be
+    # enrolled later; those go with their job.
+    """
+    CREATE TABLE voices (
+        tenant      TEXT NOT NULL,
+        name        TEXT NOT NULL,
+        created_at  {real} NOT NULL,
+        updated_at  {real} NOT NULL,
+        PRIMARY KEY (tenant, name)
+    );
+    CREATE TABLE voiceprints (
+        tenant          TEXT NOT NULL,
+        name            TEXT NOT NULL,
+        engine          TEXT NOT NULL,
+        embedding       {blob} NOT NULL,
+        speech_seconds  {real} NOT NULL,
+        created_at      {real} NOT NULL,
+        FOREIGN KEY (tenant, name) REFERENCES voices (tenant, name) ON UPDATE CASCADE ON DELETE CASCADE
+    );
+    CREATE INDEX voiceprints_voice ON voiceprints (tenant, name);
+    CREATE TABLE job_prints (
+        job_id          TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+        label           TEXT NOT NULL,
+        engine          TEXT NOT NULL,
+        embedding       {blob} NOT NULL,
+        speech_seconds  {real} NOT NULL,
+        PRIMARY KEY (job_id, label)
+    );
+    """,
+)
+
+
+class SchemaTooNew(Exception):
+    """The database was migrated by a newer speakerlink than this one."""
+
+
+class Conflict(Exception):
+    """A write broke a uniqueness rule (a name already taken)."""
+
+
+@dataclass(frozen=True)
+class Rows:
+    rows: list[tuple]
+    rowcount: int
+
+    def fetchone(self) -> tuple | None:
+        return self.rows[0] if self.rows else None
+
+    def fetchall(self) -> list[tuple]:
+        return self.rows
+
+
+class Database(abc.ABC):
+    """One connection, used by one thread at a time; `transaction()` holds it for several statements."""
+
+    types = {"blob": "BLOB", "real": "REAL"}
+
+    def __init__(self, conflicts: tuple[type[Exception], ...]) -> None:
+        self._lock = threading.RLock()
+        self._conflicts = conflicts  # the driver's errors for a broken uniqueness rule
+
+    def execute(self, sql: str, params: Sequence[object] = ()) -> Rows:
+        with self._lock:
+            try:
+                return self._execute(sql, params)
+            except self._conflicts as exc:
+                raise Conflict(str(exc)) from None
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[object]]) -> None:
+        with self.transaction():
+            for params in rows:
+                self.execute(sql, params)
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        with self._lock:
+            self._begin()
+            try:
+                yield
+            except BaseException:
+                self._execute("ROLLBACK", ())
+                raise
+            self._execute("COMMIT", ())
+
+    def group_concat(self, expression: str) -> str:
+        """SQL joining the distinct values of `expression` with commas."""
+        return f"GROUP_CONCAT(DISTINCT {expression})"
+
+    def migrate(self) -> None:
+        """Run the migrations this database has not had yet, each in its own transaction."""
+        with self._lock:
+            self._execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)", ())
+            row = self._execute("SELECT MAX(version) FROM schema_version", ()).fetchone()
+            done = row[0] if row and row[0] is not None else self._unversioned()
+            if done > len(MIGRATIONS):
+                raise SchemaTooNew(f"the database is at schema version {done}; this speakerlink knows "
+                                   f"{len(MIGRATIONS)}: run the newer speakerlink, or give another database")
+            for version in range(done + 1, len(MIGRATIONS) + 1):
+                with self.transaction():
+                    for statement in MIGRATIONS[version - 1].format(**self.types).split(";"):
+                        if statement.strip():
+                            self._execute(statement, ())
+                    self._execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
+
+    def _unversioned(self) -> int:
+        """Migrations run before versions were recorded: none, or a first jobs table."""
+        return 0
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+    @abc.abstractmethod
+    def _execute(self, sql: str, params: Sequence[object]) -> Rows: ...
+
+    @abc.abstractmethod
+    def _begin(self) -> None: ...
+
+
+class SQLiteDatabase(Database):
+    def __init__(self, path: Path) -> None:
+        super().__init__((sqlite3.IntegrityError,))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+
+    def _execute(self, sql: str, params: Sequence[object]) -> Rows:
+        cursor = self._db.execute(sql, tuple(params))
+        return Rows(cursor.fetchall(), cursor.rowcount)
+
+    def _begin(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def _unversioned(self) -> int:
+        # A data dir from before versions has the first schema's jobs table alone.
+        found = self._db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'jobs'").fetchone()
+        return 1 if found else 0
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+class PostgresDatabase(Database):
+    types = {"blob": "BYTEA", "real": "DOUBLE PRECISION"}
+
+    def __init__(self, url: str) -> None:
+        try:
+            import psycopg
+        except ImportError as err:
+            raise RuntimeError(f"a PostgreSQL database needs psycopg ({err}): pip install 'speakerlink[postgres]'") from None
+        super().__init__((psycopg.errors.IntegrityError,))
+        self._db = psycopg.connect(url, autocommit=True)
+
+    def _execute(self, sql: str, params: Sequence[object]) -> Rows:
+        # The store's SQL has no literal ? or %: every ? is a placeholder.
+        cursor = self._db.execute(sql.replace("?", "%s"), tuple(params))
+        rows = cursor.fetchall() if cursor.description is not None else []
+        return Rows([tuple(bytes(v) if isinstance(v, memoryview) else v for v in row) for row in rows], cursor.rowcount)
+
+    def _begin(self) -> None:
+        self._db.execute("BEGIN")
+
+    def group_concat(self, expression: str) -> str:
+        return f"string_agg(DISTINCT {expression}, ',')"
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+def open_database(url: str, default_path: Path) -> Database:
+    """`url` "" is SQLite at `default_path`; postgresql://… is that PostgreSQL database."""
+    if url.startswith(("postgresql://", "postgres://")):
+        database: Database = PostgresDatabase(url)
+    elif not url:
+        database = SQLiteDatabase(default_path)
+    else:
+        raise ValueError(f"database must be a postgresql:// URL, or empty for SQLite in the data dir; got {url[:40]!r}")
+    database.migrate()
+    return database

@@ -1,0 +1,112 @@
+"""PostgreSQL under the store (F16), on a real throwaway cluster; SQLite must behave the same."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import psycopg
+import pytest
+from conftest import make_config
+from postgres import throwaway_cluster
+from speakerlink import Client
+from speakerlink.v1 import speakerlink_pb2 as pb
+from speakerlink_server.database import MIGRATIONS, open_database
+from speakerlink_server.main import StartupError, start_server
+from speakerlink_server.store import JobStore, NameTaken
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[str]:
+    with throwaway_cluster() as dsn:
+        yield dsn
+
+
+@pytest.fixture()
+def postgres(cluster: str) -> str:
+    """A fresh database of the cluster for each test."""
+    name = f"t{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(cluster, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+    return cluster.rsplit("/", 1)[0] + f"/{name}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[JobStore]:
+    url = request.getfixturevalue("postgres") if request.param == "postgresql" else ""
+    opened = JobStore(open_database(url, tmp_path / "jobs.sqlite3"))
+    yield opened
+    opened.close()
+
+
+def test_the_store_behaves_alike_on_both_databases(store: JobStore) -> None:
+    config = pb.DiarizeConfig(clips=[pb.ClipManifest(name="a.wav", size_bytes=3)])
+    ids = [f"{n:032x}" for n in range(3)]
+    for job_id in ids:
+        store.create(job_id, config, 60, "acme")
+    store.create("f" * 32, config, 60, "globex")
+    assert store.get(ids[0]).config == config and store.get(ids[0]).tenant == "acme"
+    first = store.newest("acme", 2)
+    assert [r.job_id for r in first] == [ids[2], ids[1]]
+    assert [r.job_id for r in store.newest("acme", 2, (first[-1].created_at, first[-1].job_id))] == [ids[0]]
+    store.set_running(ids[0])
+    store.finish(ids[1], pb.DiarizationResult(job_id=ids[1]), pb.Progress(stage="done", percent=100.0))
+    assert store.queued("acme") == 1 and [r.job_id for r in store.unfinished()] == [ids[0], ids[2], "f" * 32]
+    assert pb.DiarizationResult.FromString(store.get(ids[1]).result).job_id == ids[1]
+
+    store.count_audio("acme", 30.0)
+    store.count_audio("acme", 20.0)
+    assert store.audio_seconds_since("acme", 0.0) == 50.0 and store.audio_seconds_since("globex", 0.0) == 0.0
+
+    vector = np.array([0.6, 0.8, 0.0])
+    store.save_job_prints(ids[1], "campplus", {"S1": (vector, 4.0)})
+    engine, embedding, speech = store.job_print(ids[1], "S1")
+    assert (engine, speech) == ("campplus", 4.0) and np.allclose(embedding, vector)
+    store.enroll("acme", "Ann", "campplus", vector, 5.0)
+    store.enroll("acme", "Ann", "campplus", np.array([0.0, 0.6, 0.8]), 5.0)
+    store.enroll("acme", "Bob", "titanet", np.array([1.0, 0.0, 0.0]), 3.0)
+    ann = store.voice("acme", "Ann")
+    assert (ann.enrollments, ann.speech_seconds, ann.engines) == (2, 10.0, ("campplus",))
+    [voice] = store.voiceprints("acme", "campplus")
+    assert voice.name == "Ann" and np.allclose(voice.embedding, np.array([0.6, 1.4, 0.8]) / np.linalg.norm([0.6, 1.4, 0.8]))
+    with pytest.raises(NameTaken):
+        store.rename_voice("acme", "Ann", "Bob")
+    assert store.rename_voice("acme", "Ann", "Ann Lee") and not store.rename_voice("acme", "Ann", "X")
+    assert store.voice("acme", "Ann Lee").enrollments == 2  # the embeddings followed the name
+    assert store.delete_voice("acme", "Ann Lee") and store.voiceprints("acme", "campplus") == []
+    assert store.voices("globex") == []
+    assert store.delete(ids[1]) and store.job_print(ids[1], "S1") is None  # a job's prints go with it
+
+
+def test_a_server_on_postgres_keeps_jobs_and_voices_beyond_its_data_dir(postgres: str, tmp_path: Path, samples,
+                                                                         voices) -> None:
+    first = start_server(make_config(tmp_path / "one", database=postgres))
+    try:
+        with Client(first.config.address) as client:
+            result = client.diarize([samples["call.mp3"]])
+            client.enroll("Alice", [voices["alice"]])
+    finally:
+        first.stop(grace=0)
+    second = start_server(make_config(tmp_path / "two", database=postgres))  # another data dir, one database
+    try:
+        with Client(second.config.address) as client:
+            assert client.get_result(result.job_id) == result
+            assert [v.name for v in client.list_speakers()] == ["Alice"]
+    finally:
+        second.stop(grace=0)
+    with psycopg.connect(postgres) as db:
+        versions = [row[0] for row in db.execute("SELECT version FROM schema_version ORDER BY version")]
+    assert versions == list(range(1, len(MIGRATIONS) + 1))  # each migration ran once
+
+
+def test_a_database_migrated_further_or_unreachable_is_refused(postgres: str, tmp_path: Path) -> None:
+    with psycopg.connect(postgres, autocommit=True) as db:
+        db.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+        db.execute("INSERT INTO schema_version VALUES (99)")
+    with pytest.raises(StartupError, match="schema version 99"):
+        start_server(make_config(tmp_path / "a", database=postgres))
+    unreachable = postgres.rsplit("/", 1)[0].rsplit(":", 1)[0] + ":1/postgres"
+    with pytest.raises(StartupError, match="cannot open the database at 127.0.0.1:1/postgres"):
+        start_server(make_config(tmp_path / "b", database=unreachable))
