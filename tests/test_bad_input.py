@@ -369,7 +369,7 @@ def test_a_disk_that_fills_during_the_upload_gives_storage_full(small_disk: Path
 
         def fill_disk() -> None:  # another writer takes the space after the upload was admitted
             first_chunk_sent.wait(10)
-            with (small_disk / "ballast").open("wb") as fh, contextlib.suppress(OSError):
+            with contextlib.suppress(OSError), (small_disk / "ballast").open("wb") as fh:  # closing may fail too
                 while True:
                     fh.write(b"\0" * 65536)
                     fh.flush()

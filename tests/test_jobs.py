@@ -265,3 +265,21 @@ def test_a_server_killed_mid_upload_leaves_nothing_after_its_restart(tmp_path: P
         assert list((tmp_path / "jobs").iterdir()) == []
     finally:
         restarted.stop(grace=0.5)
+
+
+def test_a_client_of_several_addresses_spreads_its_calls(tmp_path: Path, samples) -> None:
+    servers = [start_server(make_config(tmp_path / name)) for name in ("one", "two")]
+    try:
+        target = ",".join(f"127.0.0.1:{s.config.port}" for s in servers)
+        with Client(target) as client:
+            jobs = [client.diarize([samples["call.mp3"]]).job_id for _ in range(4)]
+        held = []
+        for server in servers:
+            with Client(server.config.address) as direct:
+                held.append({j.job_id for j in direct.list_jobs()})
+        assert all(held) and held[0] | held[1] == set(jobs)  # round_robin: both front ends took jobs
+        with pytest.raises(ValueError, match="not HOST:PORT"):
+            Client("127.0.0.1:1,nowhere")
+    finally:
+        for server in servers:
+            server.stop(grace=0)

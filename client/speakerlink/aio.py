@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Sequence
 import grpc
 import grpc.aio
 
-from speakerlink.channel import Cert, Tls, Token, channel_credentials
+from speakerlink.channel import Cert, Tls, Token, channel_credentials, channel_target
 from speakerlink.client import CHANNEL_OPTIONS, DEFAULT_TARGET, ProgressCallback
 from speakerlink.errors import error_from_rpc
 from speakerlink.events import (
@@ -55,9 +55,9 @@ class AsyncClient:
         self.timeout = timeout
         secure = channel_credentials(tls, cert, token, credentials)
         if secure is None:
-            self._channel = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
+            self._channel = grpc.aio.insecure_channel(channel_target(target), options=CHANNEL_OPTIONS)
         else:
-            self._channel = grpc.aio.secure_channel(target, secure, options=CHANNEL_OPTIONS)
+            self._channel = grpc.aio.secure_channel(channel_target(target), secure, options=CHANNEL_OPTIONS)
         self._stub = pb_grpc.SpeakerlinkStub(self._channel)
 
     async def close(self) -> None:

@@ -1,7 +1,12 @@
-"""TLS and the token from plain values, built in one place for Client and AsyncClient.
+"""How Client and AsyncClient reach the server: the target, TLS and the token, from plain
+values, built in one place.
 
     Client("speech.example.com:443", tls=True, token="...")          # the system's CAs
     Client("10.0.0.5:50051", tls="ca.pem", cert=("me.pem", "me.key"))  # a private CA, mutual TLS
+
+The target may name several front ends of one service, "10.0.0.5:50051,10.0.0.6:50051", or
+a DNS name with several records: calls go to each in turn (round_robin), and one that stops
+answering is left out while it does.
 
 Whatever is not given comes from the environment, as the server address does:
 SPEAKERLINK_TLS_CA (a CA bundle, PEM), SPEAKERLINK_TLS_CERT and SPEAKERLINK_TLS_KEY (a client
@@ -11,7 +16,9 @@ grpc.ChannelCredentials instead, for anything else grpc can do.
 
 from __future__ import annotations
 
+import json
 import os
+import socket
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,6 +31,27 @@ Cert = tuple[str | os.PathLike | bytes, str | os.PathLike | bytes] | None
 """(certificate chain, private key), paths or PEM bytes, for mutual TLS."""
 Token = str | Callable[[], str] | None
 """A bearer token, or a function that returns the current one (called for every call)."""
+
+
+ROUND_ROBIN = ("grpc.service_config", json.dumps({"loadBalancingConfig": [{"round_robin": {}}]}))
+
+
+def channel_target(target: str) -> str:
+    """The gRPC target for `target`: one HOST:PORT, a gRPC target such as dns:///name:port, or
+    several HOST:PORT separated by commas (front ends of one service, resolved once, here)."""
+    if "," not in target:
+        return target
+    addresses: list[str] = []
+    for part in (p.strip() for p in target.split(",") if p.strip()):
+        host, _, port = part.rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"{part!r} in {target!r} is not HOST:PORT")
+        try:
+            found = socket.getaddrinfo(host.strip("[]"), int(port), socket.AF_INET, socket.SOCK_STREAM)
+        except socket.gaierror as exc:
+            raise ValueError(f"cannot resolve {host!r} in {target!r}: {exc.strerror}") from None
+        addresses += [f"{info[4][0]}:{port}" for info in found if f"{info[4][0]}:{port}" not in addresses]
+    return "ipv4:" + ",".join(addresses)
 
 
 def channel_credentials(

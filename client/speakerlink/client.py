@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 import grpc
 
-from speakerlink.channel import Cert, Tls, Token, channel_credentials
+from speakerlink.channel import ROUND_ROBIN, Cert, Tls, Token, channel_credentials, channel_target
 from speakerlink.errors import error_from_rpc
 from speakerlink.events import (
     REATTACH_ATTEMPTS,
@@ -32,7 +32,7 @@ from speakerlink.v1 import speakerlink_pb2_grpc as pb_grpc
 DEFAULT_TARGET = os.environ.get("SPEAKERLINK_SERVER", "localhost:50051")
 ProgressCallback = Callable[[pb.Progress], None]
 # Results of many long clips can pass gRPC's default 4 MiB receive limit; uploads never do.
-CHANNEL_OPTIONS = (("grpc.max_receive_message_length", 256 * 1024 * 1024),)
+CHANNEL_OPTIONS = (("grpc.max_receive_message_length", 256 * 1024 * 1024), ROUND_ROBIN)
 
 
 class Client:
@@ -58,9 +58,9 @@ class Client:
         self.timeout = timeout
         secure = channel_credentials(tls, cert, token, credentials)
         if secure is None:
-            self._channel = grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
+            self._channel = grpc.insecure_channel(channel_target(target), options=CHANNEL_OPTIONS)
         else:
-            self._channel = grpc.secure_channel(target, secure, options=CHANNEL_OPTIONS)
+            self._channel = grpc.secure_channel(channel_target(target), secure, options=CHANNEL_OPTIONS)
         self._stub = pb_grpc.SpeakerlinkStub(self._channel)
 
     def close(self) -> None:
