@@ -13,8 +13,9 @@ import shutil
 import socket
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -24,9 +25,16 @@ def binaries() -> Path | None:
     return Path(found[-1]).parent if found else None
 
 
+@dataclass(frozen=True)
+class Cluster:
+    dsn: str  # of the cluster's `postgres` database
+    start: Callable[[], None]
+    stop: Callable[[], None]  # at once, as a crash would
+
+
 @contextmanager
-def throwaway_cluster() -> Iterator[str]:
-    """Yields the DSN of a fresh cluster's `postgres` database; removes it all afterwards."""
+def throwaway_cluster() -> Iterator[Cluster]:
+    """A fresh cluster, running; removed with everything in it afterwards."""
     bin_dir = binaries()
     if bin_dir is None:
         raise RuntimeError("PostgreSQL is not installed: apt-get install postgresql (scripts/install.sh does)")
@@ -42,11 +50,17 @@ def throwaway_cluster() -> Iterator[str]:
     subprocess.run([*run_as, str(bin_dir / "initdb"), "-D", str(data), "-U", "speakerlink", "-A", "trust",
                     "--no-sync", "-E", "UTF8"], check=True, capture_output=True)
     options = f"-c listen_addresses=127.0.0.1 -p {port} -k {folder} -c fsync=off"
-    subprocess.run([*run_as, str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(folder / "log"), "-o", options,
-                    "-w", "start"], check=True, capture_output=True)
+    pg_ctl = [*run_as, str(bin_dir / "pg_ctl"), "-D", str(data)]
+
+    def start() -> None:
+        subprocess.run([*pg_ctl, "-l", str(folder / "log"), "-o", options, "-w", "start"], check=True, capture_output=True)
+
+    def stop() -> None:
+        subprocess.run([*pg_ctl, "-m", "immediate", "stop"], capture_output=True)
+
+    start()
     try:
-        yield f"postgresql://speakerlink@127.0.0.1:{port}/postgres"
+        yield Cluster(f"postgresql://speakerlink@127.0.0.1:{port}/postgres", start, stop)
     finally:
-        subprocess.run([*run_as, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
-                       capture_output=True)
+        stop()
         shutil.rmtree(folder, ignore_errors=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,7 +12,7 @@ import numpy as np
 import psycopg
 import pytest
 from conftest import make_config
-from postgres import throwaway_cluster
+from postgres import Cluster, throwaway_cluster
 from speakerlink import Client
 from speakerlink.v1 import speakerlink_pb2 as pb
 from speakerlink_server.database import MIGRATIONS, open_database
@@ -19,18 +21,18 @@ from speakerlink_server.store import JobStore, NameTaken
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[str]:
-    with throwaway_cluster() as dsn:
-        yield dsn
+def cluster() -> Iterator[Cluster]:
+    with throwaway_cluster() as running:
+        yield running
 
 
 @pytest.fixture()
-def postgres(cluster: str) -> str:
+def postgres(cluster: Cluster) -> str:
     """A fresh database of the cluster for each test."""
     name = f"t{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(cluster, autocommit=True) as admin:
+    with psycopg.connect(cluster.dsn, autocommit=True) as admin:
         admin.execute(f"CREATE DATABASE {name}")
-    return cluster.rsplit("/", 1)[0] + f"/{name}"
+    return cluster.dsn.rsplit("/", 1)[0] + f"/{name}"
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -110,3 +112,19 @@ def test_a_database_migrated_further_or_unreachable_is_refused(postgres: str, tm
     unreachable = postgres.rsplit("/", 1)[0].rsplit(":", 1)[0] + ":1/postgres"
     with pytest.raises(StartupError, match="cannot open the database at 127.0.0.1:1/postgres"):
         start_server(make_config(tmp_path / "b", database=unreachable))
+
+
+def test_the_store_waits_out_a_database_restart(cluster: Cluster, postgres: str, tmp_path: Path) -> None:
+    store = JobStore(open_database(postgres, tmp_path / "unused.sqlite3"))
+    try:
+        store.create("a" * 32, pb.DiarizeConfig(), 60, "")
+        cluster.stop()  # as a crash would: the store's connection breaks
+        comeback = threading.Timer(1.5, cluster.start)
+        comeback.start()
+        started = time.monotonic()
+        store.save_progress("a" * 32, pb.Progress(stage="embed", percent=50.0))  # waits for the database
+        comeback.join()
+        assert time.monotonic() - started >= 1.0
+        assert store.get("a" * 32).progress.percent == 50.0
+    finally:
+        store.close()

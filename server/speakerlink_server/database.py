@@ -13,11 +13,15 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 # Each step's DDL, with the column types that differ between the two as {blob} and {real}.
 MIGRATIONS: tuple[str, ...] = (
@@ -196,7 +200,15 @@ class SQLiteDatabase(Database):
 
 
 class PostgresDatabase(Database):
+    """A lost connection (the database restarting, a failover) is opened again, for up to
+    RECONNECT_SECONDS, and the statement sent again, unless it was inside a transaction, which
+    the database has then rolled back; so a job goes on across a database restart. A statement
+    whose answer was lost may so run twice: the store's writes either set values or insert rows
+    under a key, which a second run repeats or refuses."""
+
     types = {"blob": "BYTEA", "real": "DOUBLE PRECISION"}
+    RECONNECT_SECONDS = 60.0
+    RECONNECT_PAUSE_S = 0.5
 
     def __init__(self, url: str) -> None:
         try:
@@ -204,16 +216,44 @@ class PostgresDatabase(Database):
         except ImportError as err:
             raise RuntimeError(f"a PostgreSQL database needs psycopg ({err}): pip install 'speakerlink[postgres]'") from None
         super().__init__((psycopg.errors.IntegrityError,))
+        self._psycopg, self._url = psycopg, url
         self._db = psycopg.connect(url, autocommit=True)
+        self._in_transaction = False
 
     def _execute(self, sql: str, params: Sequence[object]) -> Rows:
+        try:
+            rows = self._send(sql, params)
+        except self._psycopg.OperationalError:
+            if self._in_transaction or not self._db.broken:
+                self._in_transaction = False
+                raise
+            self._reconnect()
+            rows = self._send(sql, params)
+        if sql in ("COMMIT", "ROLLBACK"):
+            self._in_transaction = False
+        return rows
+
+    def _send(self, sql: str, params: Sequence[object]) -> Rows:
         # The store's SQL has no literal ? or %: every ? is a placeholder.
         cursor = self._db.execute(sql.replace("?", "%s"), tuple(params))
         rows = cursor.fetchall() if cursor.description is not None else []
         return Rows([tuple(bytes(v) if isinstance(v, memoryview) else v for v in row) for row in rows], cursor.rowcount)
 
+    def _reconnect(self) -> None:
+        deadline = time.monotonic() + self.RECONNECT_SECONDS
+        while True:
+            try:
+                self._db = self._psycopg.connect(self._url, autocommit=True)
+                log.warning("reconnected to the database")
+                return
+            except self._psycopg.OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(self.RECONNECT_PAUSE_S)
+
     def _begin(self) -> None:
-        self._db.execute("BEGIN")
+        self._execute("BEGIN", ())
+        self._in_transaction = True
 
     def group_concat(self, expression: str) -> str:
         return f"string_agg(DISTINCT {expression}, ',')"
