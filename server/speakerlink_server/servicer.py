@@ -8,7 +8,8 @@ import re
 import shutil
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import grpc
 from speakerlink.v1 import speakerlink_pb2 as pb
@@ -29,6 +30,7 @@ from speakerlink_server.uploads import (
     MAX_CHUNK_BYTES,
     MAX_SPEAKERS,
     IdleLimitedStream,
+    StoredClip,
     check_durations,
     receive_clips,
     validate_config,
@@ -89,17 +91,10 @@ class SpeakerlinkServicer(pb_grpc.SpeakerlinkServicer):
         job_id = uuid.uuid4().hex
         try:
             self._quotas.precheck(tenant)
-            with self._quotas.upload(tenant), IdleLimitedStream(request_iterator, self._config.upload_idle_seconds) as requests:
-                first = next(requests, None)
-                if first is None or first.WhichOneof("payload") != "config":
-                    raise errors.invalid_config("the first message must be the config")
-                config = first.config
-                validate_config(config, self._config, self._engines)
-                clips = receive_clips(
-                    requests, config, self._jobs.audio_dir(job_id), self._config.max_file_bytes, self._config.min_free_bytes
-                )
-            probes = [audio.probe(c.path, c.index, c.name) for c in clips]
-            check_durations(clips, probes, self._config)
+            config, clips, probes = self._receive(
+                request_iterator, tenant, self._jobs.audio_dir(job_id),
+                lambda config: validate_config(config, self._config, self._engines),
+            )
 
             def accept() -> int:
                 record = self._store.create(job_id, config, self._config.job_ttl_seconds, tenant)
@@ -135,17 +130,14 @@ class SpeakerlinkServicer(pb_grpc.SpeakerlinkServicer):
         tenant = self._tenants.of(context)
         # Beside the jobs' folders, so that a start after a crash sweeps what one leaves.
         audio_dir = self._config.jobs_dir / f"enroll-{uuid.uuid4().hex}"
+
+        def check(config: pb.EnrollConfig) -> None:
+            check_name(config.name)
+            validate_manifest(config.clips, self._config)
+
         try:
-            with self._quotas.upload(tenant), IdleLimitedStream(request_iterator, self._config.upload_idle_seconds) as requests:
-                first = next(requests, None)
-                if first is None or first.WhichOneof("payload") != "config":
-                    raise errors.invalid_config("the first message must be the config")
-                config = first.config
-                name = check_name(config.name)
-                validate_manifest(config.clips, self._config)
-                clips = receive_clips(requests, config, audio_dir, self._config.max_file_bytes, self._config.min_free_bytes)
-            probes = [audio.probe(c.path, c.index, c.name) for c in clips]
-            check_durations(clips, probes, self._config)
+            config, clips, probes = self._receive(request_iterator, tenant, audio_dir, check)
+            name = config.name
             check_length(sum(p.declared_seconds or 0.0 for p in probes))
             embedder = self._engines.embedder("auto")
 
@@ -156,6 +148,8 @@ class SpeakerlinkServicer(pb_grpc.SpeakerlinkServicer):
             embedding, speech = voice_from_audio([ClipInput(c.index, c.name, c.path, float(c.size)) for c in clips],
                                                  self._engines.segmenter, embedder, check_cancelled, self._config.chunk_seconds)
             voice = self._store.enroll(tenant, name, embedder.name, embedding, speech)
+        except grpc.RpcError:  # the caller went away mid-upload
+            raise errors.caller_left() from None
         finally:
             shutil.rmtree(audio_dir, ignore_errors=True)
         log.info("voice %r%s enrolled from %d clips: %.1f s of speech", name, f" of tenant {tenant}" if tenant else "",
@@ -196,6 +190,23 @@ class SpeakerlinkServicer(pb_grpc.SpeakerlinkServicer):
         if not self._store.delete_voice(self._tenants.of(context), request.name):
             errors.voice_not_found(request.name).abort(context)
         return pb.DeleteSpeakerResponse(name=request.name, deleted=True)
+
+    def _receive(
+        self, request_iterator: Iterator[pb.DiarizeRequest | pb.EnrollRequest], tenant: str, audio_dir: Path,
+        check: Callable[[pb.DiarizeConfig | pb.EnrollConfig], None],
+    ) -> tuple[pb.DiarizeConfig | pb.EnrollConfig, list[StoredClip], list[audio.Probe]]:
+        """The config (`check`ed before any audio), then the clips, written to `audio_dir` and
+        probed, within the limits; the caller removes `audio_dir` if this raises."""
+        with self._quotas.upload(tenant), IdleLimitedStream(request_iterator, self._config.upload_idle_seconds) as requests:
+            first = next(requests, None)
+            if first is None or first.WhichOneof("payload") != "config":
+                raise errors.invalid_config("the first message must be the config")
+            check(first.config)
+            clips = receive_clips(requests, first.config, audio_dir, self._config.max_file_bytes,
+                                  self._config.min_free_bytes)
+        probes = [audio.probe(c.path, c.index, c.name) for c in clips]
+        check_durations(clips, probes, self._config)
+        return first.config, clips, probes
 
     def _discard(self, job_id: str) -> None:
         shutil.rmtree(self._jobs.job_dir(job_id), ignore_errors=True)
