@@ -281,7 +281,7 @@ def _local_server(files: list[Path]) -> Iterator[str]:
         config = dataclasses.replace(
             base, host="127.0.0.1", port=0, data_dir=Path(data), max_clips=max(len(files), base.max_clips),
             max_file_bytes=max([base.max_file_bytes, *(p.stat().st_size for p in files)]),
-            tls_cert="", tls_key="", tls_client_ca="", tenants_file="",  # on loopback for this command alone
+            tls_cert="", tls_key="", tls_client_ca="", tenants_file="", database="",  # for this command alone
         )
         running = start_server(config)
         try:
