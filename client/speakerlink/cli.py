@@ -105,8 +105,8 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
                                 help="what to do; `speakerlink COMMAND --help` says more")
 
-    def command(name: str, help: str) -> argparse.ArgumentParser:
-        return sub.add_parser(name, help=help, description=help, parents=[common])
+    def command(name: str, help: str, under: argparse._SubParsersAction = sub) -> argparse.ArgumentParser:
+        return under.add_parser(name, help=help, description=help, parents=[common])
 
     d = command("diarize", "upload clips, diarize them and link their speakers")
     d.add_argument("files", nargs="+", type=Path, help="audio files, diarized and linked as one job")
@@ -161,23 +161,20 @@ def _parser() -> argparse.ArgumentParser:
     actions = library.add_subparsers(dest="action", required=True, metavar="ACTION",
                                      help="what to do; `speakerlink speakers ACTION --help` says more")
 
-    def action(name: str, help: str) -> argparse.ArgumentParser:
-        return actions.add_parser(name, help=help, description=help, parents=[common])
-
-    enroll = action("enroll", "enroll a named voice from audio of that person alone, or from a finished job's speaker")
+    enroll = command("enroll", "enroll a named voice from audio of that person alone, or from a finished job's speaker", actions)
     enroll.add_argument("name", help="the person's name, e.g. 'Alice Smith'")
     enroll.add_argument("files", nargs="*", type=Path, help="audio of the person alone (at least 3 s of speech)")
     enroll.add_argument("--from-job", metavar="JOB", help="take the voice from this finished job instead of files")
     enroll.add_argument("--speaker", help="with --from-job: the job's speaker, e.g. S3")
     enroll.set_defaults(run=_enroll)
-    listing = action("list", "the enrolled voices, with the speech each rests on")
+    listing = command("list", "the enrolled voices, with the speech each rests on", actions)
     listing.add_argument("--json", action="store_true", help="print the server's answer as JSON")
     listing.set_defaults(run=_speakers)
-    rename = action("rename", "give a voice another name")
+    rename = command("rename", "give a voice another name", actions)
     rename.add_argument("name", help="its name now")
     rename.add_argument("new_name", help="its new name")
     rename.set_defaults(run=lambda client, a: _print(_voice_line(client.rename_speaker(a.name, a.new_name))))
-    forget = action("delete", "delete a voice and every embedding of it")
+    forget = command("delete", "delete a voice and every embedding of it", actions)
     forget.add_argument("name", help="the voice to delete")
     forget.set_defaults(run=lambda client, a: _print(f"{a.name}: deleted" if client.delete_speaker(a.name) else "not found"))
 
