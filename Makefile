@@ -19,6 +19,7 @@ bench: .venv/.installed-dev
 	.venv/bin/python benchmarks/truncation.py
 	.venv/bin/python benchmarks/fuzz.py
 	.venv/bin/python benchmarks/quality.py
+	.venv/bin/python benchmarks/recognition.py
 	.venv/bin/python benchmarks/long_recording.py
 	.venv/bin/python benchmarks/titanet_speed.py
 	.venv/bin/python benchmarks/gpu_speed.py

@@ -8,10 +8,9 @@ a speaker with MIN_SPEECH_SECONDS of speech. Open set first: a voice not enrolle
 unnamed.
 
 Measured with CAM++ on librispeech-train-clean-100, each utterance cut in two halves and each
-half diarized alone (benchmarks/QUALITY.md, "Recognition"): of 62,750 pairs of different
-readers, 2 reach cosine 0.6 and 1 reaches 0.7, all with a half of 1.2-1.4 s of speech. With
-2 s or more on both sides, none of 53,826 reaches 0.59, and 99.1 % of the same-reader pairs
-reach 0.65.
+half diarized alone (benchmarks/recognition.py): of 62,750 pairs of different readers, 2
+reach cosine 0.6 and 1 reaches 0.7. With 2 s or more of speech on both sides, none of 53,826
+reaches 0.59, and 99.1 % of the same-reader pairs reach 0.65.
 """
 
 from __future__ import annotations
