@@ -1,14 +1,16 @@
 """Whole-job seconds per hour of audio on a GPU, peak GPU memory, and fp16 agreement.
 
 Runs the embedded default (segmentation-3.0 + CAM++) in-process on one hour of real speech
-(../shared/data laid end to end, or a prepared `--audio` .npz of 16 kHz int16 samples, tiled to
-an hour), as one job of one file: decode (ffmpeg) -> segmentation -> CAM++ -> clustering ->
+(../shared/data laid end to end, or a prepared `--audio` file of any format ffmpeg reads, or an
+.npz of 16 kHz int16 samples, tiled to an hour), as one job of one file: decode (ffmpeg) -> segmentation -> CAM++ -> clustering ->
 linking of the 10-minute chunks. Prints the time of each stage and the whole job, as seconds
 per hour of audio, with torch's peak allocated GPU memory. Where ffmpeg is missing (a bare
 GPU box), the audio is handed over decoded and the figure says that decoding is left out.
-Also prints how close fp16 stays to fp32 on real speech for both models.
+Also prints how close fp16 stays to fp32 on real speech for both models. `--groups 64:256,256:1024`
+also times the job with other numbers of segmentation windows and CAM++ items per call to the
+device (the engines' GROUP), to choose them.
 
-    python benchmarks/gpu_speed.py [--seconds 3600] [--audio ten-minutes.npz]
+    python benchmarks/gpu_speed.py [--seconds 3600] [--audio speech.opus] [--groups SEG:EMB,...]
 """
 
 from __future__ import annotations
@@ -35,13 +37,16 @@ from speakerlink_server.engines.campplus import CamppEmbedder  # noqa: E402
 from speakerlink_server.engines.models.fbank import kaldi_fbank  # noqa: E402
 from speakerlink_server.engines.segmentation import Segmentation3  # noqa: E402
 from speakerlink_server.pipeline import run  # noqa: E402
+from speakerlink_server.pipeline.audio import decode  # noqa: E402
 from speakerlink_server.pipeline.chunks import join_chunks  # noqa: E402
 from speakerlink_server.pipeline.clustering import CountBounds  # noqa: E402
 
 
-def real_speech(npz: str | None) -> np.ndarray:
-    if npz:
-        return np.load(npz)["samples"].astype(np.float32) / 32768
+def real_speech(audio: str | None) -> np.ndarray:
+    if audio and audio.endswith(".npz"):
+        return np.load(audio)["samples"].astype(np.float32) / 32768
+    if audio:
+        return decode(Path(audio), 0, Path(audio).name)
     import soundfile as sf
 
     shared = ROOT.parent / "shared" / "data"
@@ -115,7 +120,9 @@ def fp16_agreement(audio: np.ndarray, segmenter, embedder) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=int, default=3600)
-    parser.add_argument("--audio", help=".npz with `samples`: 16 kHz mono int16 real speech")
+    parser.add_argument("--audio", help="real speech: an audio file, or an .npz with `samples`, 16 kHz mono int16")
+    parser.add_argument("--groups", default="", help="SEG:EMB,... items per call to the device to time besides the engines' own")
+    parser.add_argument("--profile", action="store_true", help="also profile one more job and print where its time went")
     args = parser.parse_args()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     speech = real_speech(args.audio)
@@ -138,16 +145,27 @@ def main() -> None:
             job, what = (lambda: whole_job(path, segmenter, embedder)), "whole job from a 16-bit WAV, decoding included"
         else:
             job, what = (lambda: decoded_job(audio, segmenter, embedder)), "whole job from decoded samples (no ffmpeg here)"
-        decoded_job(speech[: 60 * SAMPLE_RATE], segmenter, embedder)  # warm-up: kernels, cudnn plans, allocator
-        for attempt in range(2):
-            if device == "cuda":
-                torch.cuda.reset_peak_memory_stats()
-            seconds, clock = job()
-            peak = torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else float("nan")
-            stages = ", ".join(f"{k} {v / hours:.2f}" for k, v in clock.spent.items())
-            print(f"run {attempt + 1}: {what}: {seconds:.2f} s for {args.seconds} s of audio = "
-                  f"{seconds / hours:.2f} s per hour (RTF {seconds / args.seconds:.5f}); per hour by stage: {stages}; "
-                  f"peak GPU memory allocated {peak:.0f} MiB")
+        groups = [(segmenter._group, embedder._group)]
+        groups += [tuple(int(n) for n in pair.split(":")) for pair in args.groups.split(",") if pair]
+        for segmenter._group, embedder._group in groups:
+            decoded_job(speech[: 60 * SAMPLE_RATE], segmenter, embedder)  # warm-up: kernels, cudnn plans, allocator
+            for attempt in range(2):
+                if device == "cuda":
+                    torch.cuda.reset_peak_memory_stats()
+                seconds, clock = job()
+                peak = torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else float("nan")
+                stages = ", ".join(f"{k} {v / hours:.2f}" for k, v in clock.spent.items())
+                print(f"groups {segmenter._group}:{embedder._group}, run {attempt + 1}: "
+                      f"{what}: {seconds:.2f} s for {args.seconds} s of audio = {seconds / hours:.2f} s per hour "
+                      f"(RTF {seconds / args.seconds:.5f}); per hour by stage: {stages}; "
+                      f"peak GPU memory allocated {peak:.0f} MiB", flush=True)
+        if args.profile:
+            import cProfile
+            import pstats
+
+            profile = cProfile.Profile()
+            profile.runcall(decoded_job, audio, segmenter, embedder)  # from Python 3.12 it sees every thread
+            pstats.Stats(profile).sort_stats("tottime").print_stats(25)
 
 
 def _configured(name: str) -> str:

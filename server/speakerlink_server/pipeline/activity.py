@@ -61,8 +61,8 @@ def speaker_count(segmentation: Segmentation, grid: FrameGrid) -> np.ndarray:
     sizes = segmentation.powerset.sum(axis=1).astype(np.int64)
     per_count = np.stack([np.exp(segmentation.log_probs[..., sizes == n]).sum(axis=2)
                           for n in range(sizes.max() + 1)], axis=2)  # (windows, frames, counts)
-    total = np.zeros((grid.size, per_count.shape[2]))
-    np.add.at(total, grid.index[grid.valid], per_count[grid.valid])
+    index, values = grid.index[grid.valid], per_count[grid.valid]
+    total = np.stack([np.bincount(index, values[:, n], grid.size) for n in range(values.shape[1])], axis=1)
     return total.argmax(axis=1)
 
 

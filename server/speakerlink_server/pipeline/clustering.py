@@ -97,7 +97,7 @@ def _fold_small(embeddings: np.ndarray, labels: np.ndarray, params: ClusteringPa
     kept: set[int] = set()  # small clusters too unlike the others to fold
     while True:
         ids, vectors = _groups(embeddings, labels)
-        sizes = np.array([(labels == i).sum() for i in ids])
+        sizes = np.unique(labels, return_counts=True)[1]
         small = (sizes < params.min_cluster_windows) & ~np.isin(ids, list(kept))
         if len(ids) <= keep_at_least or not small.any() or (sizes < params.min_cluster_windows).all():
             return labels
@@ -113,9 +113,9 @@ def _fold_small(embeddings: np.ndarray, labels: np.ndarray, params: ClusteringPa
 def _groups(rows: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Each label's id and unit-length summed row, in sorted label order."""
     ids, inverse = np.unique(labels, return_inverse=True)
-    sums = np.zeros((len(ids), rows.shape[1]))
-    np.add.at(sums, inverse, rows)
-    return ids, unit_rows(sums)
+    order = np.argsort(inverse, kind="stable")  # each group's rows in their own order, as a loop would add them
+    firsts = np.searchsorted(inverse[order], np.arange(len(ids)))
+    return ids, unit_rows(np.add.reduceat(rows[order].astype(np.float64), firsts, axis=0))
 
 
 def _renumber(labels: np.ndarray) -> np.ndarray:
