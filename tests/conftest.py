@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -16,6 +17,7 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 sys.path.insert(0, str(ROOT / "examples"))
 sys.path.insert(0, str(ROOT))
 
+from postgres import Cluster, throwaway_cluster  # noqa: E402
 from speakerlink import Client  # noqa: E402
 from speakerlink_server.config import ServerConfig  # noqa: E402
 from speakerlink_server.main import RunningServer, start_server  # noqa: E402
@@ -38,6 +40,15 @@ def samples(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session")
+def long_clip(samples: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """About two minutes of the sample conversation: a job that takes a few seconds."""
+    wav, rate = sf.read(samples["meeting.wav"], dtype="float32")
+    path = tmp_path_factory.mktemp("long") / "long.flac"
+    sf.write(path, np.tile(wav, 4), rate)
+    return path
+
+
+@pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     running = start_server(make_config(tmp_path_factory.mktemp("server-data"), max_file_bytes=8 * 1024 * 1024, max_clips=4))
     yield running
@@ -48,6 +59,24 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
 def client(server: RunningServer) -> Iterator[Client]:
     with Client(server.config.address, timeout=30) as c:
         yield c
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[Cluster]:
+    """A throwaway PostgreSQL cluster (tests/postgres.py) for the whole run."""
+    with throwaway_cluster() as running:
+        yield running
+
+
+@pytest.fixture()
+def postgres(cluster: Cluster) -> str:
+    """A fresh database of the cluster for each test."""
+    import psycopg
+
+    name = f"t{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(cluster.dsn, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+    return cluster.dsn.rsplit("/", 1)[0] + f"/{name}"
 
 
 def shared_folder(name: str) -> Path:

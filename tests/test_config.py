@@ -34,6 +34,15 @@ def test_invalid_values_are_refused(argv: list[str]) -> None:
         parse_config(argv, env={})
 
 
+def test_a_role_other_than_all_needs_a_shared_database() -> None:
+    with pytest.raises(ValueError, match="postgresql"):
+        parse_config(["--role", "worker"], env={})
+    config = parse_config(["--role", "api"], env={"SPEAKERLINK_DATABASE": "postgresql://u@db/speakerlink"})
+    assert (config.role, config.lease_seconds) == ("api", 15.0)
+    with pytest.raises(ValueError, match="lease_seconds"):
+        parse_config(["--lease-seconds", "0.5"], env={})
+
+
 def test_bad_integer_in_environment() -> None:
     with pytest.raises(ValueError, match="MAX|max_file_bytes"):
         parse_config([], env={"MAX_CONTENT_LENGTH": "lots"})

@@ -12,9 +12,7 @@ import uuid
 from pathlib import Path
 
 import grpc
-import numpy as np
 import pytest
-import soundfile as sf
 from conftest import ROOT, make_config
 from speakerlink import Client, FailedPreconditionError, JobCancelledError, LimitExceededError, NotFoundError
 from speakerlink.events import is_terminal, terminal_outcome
@@ -22,15 +20,6 @@ from speakerlink.upload import build_config
 from speakerlink.v1 import speakerlink_pb2 as pb
 from speakerlink.v1 import speakerlink_pb2_grpc as pb_grpc
 from speakerlink_server.main import start_server
-
-
-@pytest.fixture(scope="module")
-def long_clip(samples, tmp_path_factory) -> Path:
-    """About two minutes of the sample conversation: a job that takes a few seconds."""
-    wav, rate = sf.read(samples["meeting.wav"], dtype="float32")
-    path = tmp_path_factory.mktemp("long") / "long.flac"
-    sf.write(path, np.tile(wav, 4), rate)
-    return path
 
 
 def test_reattach_and_result_survive_a_restart(tmp_path: Path, long_clip: Path) -> None:

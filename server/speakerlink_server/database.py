@@ -84,7 +84,30 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (job_id, label)
     );
     """,
+    # Scale-out (F16): any worker claims a job under a lease it renews (`lease_owner` names
+    # the process, `lease_until` is when another may take the job over); a cancel asked for at
+    # any front end waits in `cancel_requested` for the job's worker. Uploaded audio lives in
+    # the database in chunks where workers share it (audio_store.py), keyed by job before
+    # the job's row exists, so no foreign key: the job's end or the janitor removes it.
+    """
+    ALTER TABLE jobs ADD COLUMN lease_owner TEXT;
+    ALTER TABLE jobs ADD COLUMN lease_until {real};
+    ALTER TABLE jobs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE jobs ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX jobs_state_created ON jobs (state, created_at);
+    CREATE TABLE audio_chunks (
+        job_id      TEXT NOT NULL,
+        clip        INTEGER NOT NULL,
+        seq         INTEGER NOT NULL,
+        data        {blob} NOT NULL,
+        created_at  {real} NOT NULL,
+        PRIMARY KEY (job_id, clip, seq)
+    );
+    """,
 )
+
+
+MIGRATION_LOCK = 0x5EA4E9  # the advisory lock PostgreSQL servers take to migrate, one at a time
 
 
 class SchemaTooNew(Exception):
@@ -111,10 +134,15 @@ class Database(abc.ABC):
     """One connection, used by one thread at a time; `transaction()` holds it for several statements."""
 
     types = {"blob": "BLOB", "real": "REAL"}
+    # Appended to the SELECT that picks a job to claim: PostgreSQL's row locks let workers
+    # claim side by side, each skipping rows another is taking; SQLite has one writer at a time.
+    skip_locked = ""
+    shared = False  # whether servers other than this one may use the database
 
     def __init__(self, conflicts: tuple[type[Exception], ...]) -> None:
         self._lock = threading.RLock()
         self._conflicts = conflicts  # the driver's errors for a broken uniqueness rule
+        self._depth = 0  # transactions open, one inside another
 
     def execute(self, sql: str, params: Sequence[object] = ()) -> Rows:
         with self._lock:
@@ -130,13 +158,24 @@ class Database(abc.ABC):
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
+        """All statements inside, from this thread, commit together; one inside another joins it."""
         with self._lock:
+            if self._depth:
+                self._depth += 1
+                try:
+                    yield
+                finally:
+                    self._depth -= 1
+                return
             self._begin()
+            self._depth = 1
             try:
                 yield
             except BaseException:
+                self._depth = 0
                 self._execute("ROLLBACK", ())
                 raise
+            self._depth = 0
             self._execute("COMMIT", ())
 
     def group_concat(self, expression: str) -> str:
@@ -207,6 +246,8 @@ class PostgresDatabase(Database):
     under a key, which a second run repeats or refuses."""
 
     types = {"blob": "BYTEA", "real": "DOUBLE PRECISION"}
+    skip_locked = " FOR UPDATE SKIP LOCKED"
+    shared = True
     RECONNECT_SECONDS = 60.0
     RECONNECT_PAUSE_S = 0.5
 
@@ -257,6 +298,15 @@ class PostgresDatabase(Database):
 
     def group_concat(self, expression: str) -> str:
         return f"string_agg(DISTINCT {expression}, ',')"
+
+    def migrate(self) -> None:
+        """Under a lock of the whole database: replicas starting together migrate it once."""
+        with self._lock:
+            self._execute("SELECT pg_advisory_lock(?)", (MIGRATION_LOCK,))
+            try:
+                super().migrate()
+            finally:
+                self._execute("SELECT pg_advisory_unlock(?)", (MIGRATION_LOCK,))
 
     def close(self) -> None:
         with self._lock:

@@ -1,23 +1,33 @@
-"""Background jobs: a bounded queue, a fixed set of workers, and live event streams.
+"""Background jobs: workers claim them from the database under leases, and watchers follow them.
 
-The store is the source of truth (it outlives the process); a job that is queued or running
-also has a _Live entry in memory that subscribers wait on, so progress reaches every stream
-without polling the database. Progress percent only ever goes up.
+The database is the queue. A worker thread of any server that shares it takes the oldest
+queued job, or a running one whose lease has run out (its worker died), and the server renews
+its workers' leases every RENEW_S. A result, failure or cancel is written only under a lease
+still held, so a job taken over after a lapsed lease runs to completion once: the slow
+worker's late result is dropped, and what it had done is discarded.
+
+A job running in this process has a _Live entry that its watchers here wait on, so they get
+every progress update as it happens; a watcher of a job queued or running elsewhere reads the
+database every POLL_S, so it is at most that far behind. A cancel or delete asked of any
+server reaches the job's worker through the database at its next renewal (at once when it
+runs here). Progress percent only ever goes up.
 """
 
 from __future__ import annotations
 
-import collections
 import logging
-import shutil
+import os
+import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from speakerlink.v1 import speakerlink_pb2 as pb
 
 from speakerlink_server import errors
+from speakerlink_server.audio_store import AudioStore
 from speakerlink_server.config import ServerConfig
 from speakerlink_server.engines.registry import Engines
 from speakerlink_server.pipeline.run import ClipInput, run_pipeline
@@ -26,6 +36,7 @@ from speakerlink_server.uploads import stored_path
 
 log = logging.getLogger(__name__)
 WAKE_S = 1.0  # how often a waiting stream checks that its client is still there
+POLL_S = 0.5  # how often an idle worker, or a watcher of a job running elsewhere, reads the database
 
 
 class JobCancelled(Exception):
@@ -33,10 +44,10 @@ class JobCancelled(Exception):
 
 
 class _Live:
-    """In-memory state of an unfinished job, shared by its worker and its subscribers.
+    """In-memory state of a job this process runs, shared by its worker and its watchers here.
 
-    Every progress update is kept (a job has a few per clip), so a subscriber that falls
-    behind still sees each stage in order rather than only the latest.
+    Every progress update is kept (a job has a few per clip), so a watcher that falls behind
+    still sees each stage in order rather than only the latest.
     """
 
     def __init__(self, progress: pb.Progress) -> None:
@@ -44,119 +55,145 @@ class _Live:
         self.history = [progress]
         self.terminal: pb.JobEvent | None = None
         self.cancel_requested = False
+        self.lost = False  # the job was deleted, or its lease lapsed and another worker took it
 
 
 class JobManager:
-    def __init__(self, config: ServerConfig, store: JobStore, engines: Engines) -> None:
+    def __init__(self, config: ServerConfig, store: JobStore, audio: AudioStore, engines: Engines, take_jobs: bool) -> None:
         self._config = config
         self._store = store
+        self._audio = audio
         self._engines = engines
+        self._take_jobs = take_jobs
+        self.owner = f"{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:8]}"  # names this process's leases
         self._lock = threading.Lock()
-        self._wake = threading.Condition(self._lock)
-        self._queue: collections.deque[str] = collections.deque()
+        self._wake = threading.Condition(self._lock)  # a job was stored: workers here look for it
+        self._claimed = threading.Condition(self._lock)  # a worker here took a job: its watchers go live
         self._live: dict[str, _Live] = {}
         self._stopping = False
         self._stopped = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._workers: list[threading.Thread] = []
 
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
-        """Requeue what a previous run left unfinished, remove the files no requeued job needs,
-        then start workers and the janitor."""
-        requeued = set()
-        for record in self._store.unfinished():
-            if self.audio_dir(record.job_id).is_dir():
-                log.info("requeueing job %s left unfinished by the previous run", record.job_id)
-                self._enqueue(record, force=True)
-                requeued.add(record.job_id)
-            else:
-                self._store.fail(record.job_id, errors.job_interrupted().detail())
-        self._sweep(keep=requeued)
-        for n in range(self._config.workers):
-            self._spawn(self._work, f"speakerlink-worker-{n}")
+        """Queue again what a previous run of a lone server left running, remove the files no
+        unfinished job needs, then start the workers (if this server takes jobs), the lease
+        keeper and the janitor."""
+        if not self._store.shared:
+            self._store.release(None)
+        self._audio.sweep(self._store.unfinished_ids())
+        if self._take_jobs:
+            for n in range(self._config.workers):
+                self._workers.append(self._spawn(self._work, f"speakerlink-worker-{n}"))
+            self._spawn(self._keep_leases, "speakerlink-leases")
         self._spawn(self._janitor, "speakerlink-janitor")
 
-    def _sweep(self, keep: set[str]) -> None:
-        """Remove from the jobs folder everything but the requeued jobs' files. A previous run
-        killed outright leaves uploads cut short (no job record points at them), the audio of
-        jobs that ended just before (kept until their TTL otherwise), and folders a delete had
-        begun to remove. Audio goes when its job ends, so nothing else there is needed."""
-        for entry in self._config.jobs_dir.iterdir():
-            if entry.name in keep:
-                continue
-            log.info("removing %r, left by the previous run", entry.name)
-            if entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry, ignore_errors=True)
-            else:
-                entry.unlink(missing_ok=True)
-
     def stop(self) -> None:
-        """Stop taking work; a running job stays 'running' in the store and resumes on restart."""
+        """Stop taking work; the jobs this server was running are queued again, for another
+        server's workers or this one's next start."""
         with self._lock:
             self._stopping = True
             self._stopped.set()
             self._wake.notify_all()
+            self._claimed.notify_all()
             lives = list(self._live.values())
         for live in lives:
             with live.cond:
                 live.cond.notify_all()
         for thread in self._threads:
             thread.join(timeout=self._config.grace_seconds)
+        if self._take_jobs:
+            try:
+                self._store.release(self.owner)
+            except Exception:  # the database is gone: the leases lapse instead
+                log.warning("could not hand back this server's jobs; they are taken over when their leases lapse")
 
-    def _spawn(self, target: Callable[[], None], name: str) -> None:
+    def _spawn(self, target: Callable[[], None], name: str) -> threading.Thread:
         thread = threading.Thread(target=target, name=name, daemon=True)
         thread.start()
         self._threads.append(thread)
+        return thread
 
     def job_dir(self, job_id: str) -> Path:
-        return self._config.jobs_dir / job_id
-
-    def audio_dir(self, job_id: str) -> Path:
-        return self.job_dir(job_id) / "audio"
+        return self._audio.folder(job_id).parent
 
     # ------------------------------------------------------------------ submitting
 
-    def submit(self, record: JobRecord) -> int:
-        """Queue a stored job; returns its position (0: next). Raises QUEUE_FULL."""
-        return self._enqueue(record, force=False)
+    def check_room(self) -> None:
+        """Raises QUEUE_FULL when max_queued_jobs jobs wait, across every server."""
+        if self._store.queued_total() >= self._config.max_queued_jobs:
+            raise errors.queue_full(self._config.max_queued_jobs)
 
-    def _enqueue(self, record: JobRecord, force: bool) -> int:
+    def submitted(self, job_id: str) -> int:
+        """Wake a worker here for the stored job; returns its queue position (0: next)."""
         with self._lock:
-            if not force and len(self._queue) >= self._config.max_queued_jobs:
-                raise errors.queue_full(self._config.max_queued_jobs)
-            self._live[record.job_id] = _Live(record.progress)
-            self._queue.append(record.job_id)
             self._wake.notify()
-            return len(self._queue) - 1
+        return self._store.queue_position(job_id)
 
     # ------------------------------------------------------------------ watching
 
     def events(self, job_id: str, is_active: Callable[[], bool]) -> Iterator[pb.JobEvent]:
         """The job's events from now on: current progress, each change, then the terminal event."""
-        with self._lock:
-            live = self._live.get(job_id)
-        if live is None:
+        percent, last = 0.0, None
+        for event in self._follow(job_id, is_active):
+            if event.HasField("progress"):
+                event.progress.percent = percent = max(percent, event.progress.percent)  # a job taken over starts again
+                if event.progress == last:
+                    continue
+                last = event.progress
+            yield event
+
+    def _follow(self, job_id: str, is_active: Callable[[], bool]) -> Iterator[pb.JobEvent]:
+        """Live from this process while it runs the job; else from the database every POLL_S."""
+        first = True
+        while True:
+            with self._lock:
+                live = self._live.get(job_id)
+            if live is not None:
+                terminal = yield from self._live_events(job_id, live, is_active, from_start=not first)
+                if terminal is None or not terminal.HasField("progress"):
+                    return
+                continue  # put down here and queued again: follow it wherever it runs next
             record = self._store.get(job_id)
             if record is None:
-                raise errors.job_not_found(job_id)
-            yield self._terminal_event(record)
-            return
+                if first:
+                    raise errors.job_not_found(job_id)
+                yield pb.JobEvent(job_id=job_id, error=errors.job_not_found(job_id).detail())
+                return
+            if record.finished:
+                yield self._terminal_event(record)
+                return
+            first = False
+            yield pb.JobEvent(job_id=job_id, progress=record.progress)
+            with self._lock:
+                if job_id not in self._live and not self._stopping:
+                    self._claimed.wait(POLL_S)  # a worker here taking the job wakes this at once
+            if self._stopping or not is_active():
+                return
+
+    def _live_events(
+        self, job_id: str, live: _Live, is_active: Callable[[], bool], from_start: bool,
+    ) -> Iterator[pb.JobEvent]:
+        """Events of a job this process runs; returns its terminal event, or None if the
+        watcher left or the server is stopping first."""
         with live.cond:
-            seen = len(live.history) - 1  # start from where the job is now
+            seen = 0 if from_start else len(live.history) - 1  # a watcher that was polling misses none
         while True:
             with live.cond:
                 while len(live.history) == seen and live.terminal is None and is_active() and not self._stopping:
                     live.cond.wait(WAKE_S)
                 fresh, terminal = live.history[seen:], live.terminal
             if not is_active() or (self._stopping and terminal is None):
-                return
+                return None
             seen += len(fresh)
             for progress in fresh:
                 yield pb.JobEvent(job_id=job_id, progress=progress)
             if terminal is not None:
-                yield terminal
-                return
+                if not terminal.HasField("progress"):
+                    yield terminal
+                return terminal
 
     def _terminal_event(self, record: JobRecord) -> pb.JobEvent:
         if record.state == pb.JOB_STATE_SUCCEEDED:
@@ -170,72 +207,78 @@ class JobManager:
     # ------------------------------------------------------------------ cancel and delete
 
     def cancel(self, job_id: str) -> pb.JobStatus:
-        """Cancel a queued job at once, a running one at its next stage; finished jobs stay as they are."""
-        with self._lock:
-            live = self._live.get(job_id)
-            queued = job_id in self._queue
-            if queued:
-                self._queue.remove(job_id)
-        if live is None:
-            record = self._store.get(job_id)
-            if record is None:
-                raise errors.job_not_found(job_id)
+        """Cancel a queued job at once, a running one at its next stage (wherever it runs);
+        finished jobs stay as they are."""
+        record = self._store.get(job_id)
+        if record is None:
+            raise errors.job_not_found(job_id)
+        if record.finished:
             return record.status()
-        if queued:
-            self._store.cancel(job_id)
-            self._finish(job_id, live)
+        if self._store.cancel_queued(job_id):
+            self._audio.drop(job_id)
         else:
-            with live.cond:
-                live.cancel_requested = True
+            self._store.request_cancel(job_id)
+            with self._lock:
+                live = self._live.get(job_id)
+            if live is not None:
+                with live.cond:
+                    live.cancel_requested = True
         return self._store.get(job_id).status()
 
     def delete(self, job_id: str) -> bool:
-        """Remove the job's audio and result now; a running job is cancelled first."""
-        if self._store.get(job_id) is None:
+        """Remove the job's audio and result now; its worker, wherever it runs, stops."""
+        if not self._store.delete(job_id):
             return False
-        try:
-            self.cancel(job_id)
-        except errors.ServiceError:
-            pass
-        self._store.delete(job_id)
-        shutil.rmtree(self.job_dir(job_id), ignore_errors=True)
+        self._audio.drop(job_id)
+        with self._lock:
+            live = self._live.get(job_id)
+        if live is not None:
+            with live.cond:
+                live.lost = True
         return True
 
     # ------------------------------------------------------------------ workers
 
     def _work(self) -> None:
-        while True:
-            with self._lock:
-                while not self._queue and not self._stopping:
-                    self._wake.wait()
-                if self._stopping:
-                    return
-                job_id = self._queue.popleft()
-                live = self._live[job_id]
+        while not self._stopping:
             try:
-                self._run(job_id, live)
+                record = self._store.claim(self.owner, self._config.lease_seconds)
+            except Exception:
+                log.exception("could not claim a job; trying again")
+                record = None
+            if record is None:
+                with self._lock:
+                    if not self._stopping:
+                        self._wake.wait(POLL_S)
+                continue
+            try:
+                self._run(record)
             except Exception:  # the worker must survive anything one job does
-                log.exception("job %s crashed its worker", job_id)
+                log.exception("job %s crashed its worker", record.job_id)
 
-    def _run(self, job_id: str, live: _Live) -> None:
-        record = self._store.get(job_id)
-        if record is None:  # deleted while queued
-            self._drop_live(job_id)
-            return
-        self._store.set_running(job_id)
-        clips = [
-            ClipInput(i, clip.name, stored_path(self.audio_dir(job_id), i, clip), float(clip.size_bytes))
-            for i, clip in enumerate(record.config.clips)
-        ]
+    def _run(self, record: JobRecord) -> None:
+        job_id = record.job_id
+        live = _Live(record.progress)
+        with self._lock:
+            self._live[job_id] = live
+            self._claimed.notify_all()
+        if record.attempts > 1:
+            log.info("job %s taken over (attempt %d)", job_id, record.attempts)
+        folder = self._audio.folder(job_id)
+        clips = [ClipInput(i, clip.name, stored_path(folder, i, clip), float(clip.size_bytes))
+                 for i, clip in enumerate(record.config.clips)]
 
         def report(stage: str, fraction: float, clip_index: int, message: str) -> None:
             self._publish(job_id, live, pb.Progress(stage=stage, percent=100.0 * fraction, clip_index=clip_index, message=message))
 
         def check_cancelled() -> None:
-            if live.cancel_requested or self._stopping:
+            if live.cancel_requested or live.lost or self._stopping:
                 raise JobCancelled()
 
+        ended = True
         try:
+            if not self._audio.fetch(job_id, [clip.path for clip in clips]):
+                raise errors.job_interrupted()
             options = record.config.options
             embedder = self._engines.embedder(options.engine)
             transcriber = self._engines.transcriber_for(options)
@@ -245,22 +288,26 @@ class JobManager:
                 self._config.max_clip_seconds, self._store.voiceprints(record.tenant, embedder.name) if recognizing else (),
             )
         except JobCancelled:
-            if self._stopping and not live.cancel_requested:
-                return  # stays 'running' in the store: requeued when the server starts again
-            self._store.cancel(job_id)
+            if live.lost:
+                log.info("job %s was deleted, or taken over by another worker; its work here is dropped", job_id)
+            elif self._stopping and not live.cancel_requested:
+                ended = False  # queued again by stop()
+            else:
+                self._store.cancel_running(job_id, self.owner)
         except errors.ServiceError as exc:
-            self._store.fail(job_id, exc.detail())
+            self._store.fail(job_id, self.owner, exc.detail())
         except Exception as exc:
             log.exception("job %s failed", job_id)
-            self._store.fail(job_id, errors.internal(f"processing failed: {type(exc).__name__}: {exc}").detail())
+            self._store.fail(job_id, self.owner, errors.internal(f"processing failed: {type(exc).__name__}: {exc}").detail())
         else:
             result = diarized.result
             result.job_id = job_id
             done = pb.Progress(stage="done", percent=100.0, clip_index=-1, message="finished")
-            self._store.save_job_prints(job_id, embedder.name, diarized.voiceprints)
-            self._store.finish(job_id, result, done)
-            self._publish(job_id, live, done, persist=False)
-        self._finish(job_id, live)
+            if self._store.finish(job_id, self.owner, result, done, embedder.name, diarized.voiceprints):
+                self._publish(job_id, live, done, persist=False)
+            else:
+                log.warning("job %s was deleted, or taken over after this worker's lease lapsed; its result is dropped", job_id)
+        self._finish(job_id, live, ended)
 
     def _publish(self, job_id: str, live: _Live, progress: pb.Progress, persist: bool = True) -> None:
         with live.cond:
@@ -268,27 +315,57 @@ class JobManager:
             live.history.append(progress)
             live.cond.notify_all()
         if persist:
-            self._store.save_progress(job_id, progress)
+            self._store.save_progress(job_id, self.owner, progress)
 
-    def _finish(self, job_id: str, live: _Live) -> None:
-        """Publish the terminal event and drop the job's audio: the result is in the store."""
+    def _finish(self, job_id: str, live: _Live, ended: bool) -> None:
+        """Give watchers here the job's end (or, where it may run again, its place in the
+        database), and drop its audio once it ended: the result is in the store."""
         record = self._store.get(job_id)
-        terminal = self._terminal_event(record) if record is not None else None
+        if record is None:
+            terminal = pb.JobEvent(job_id=job_id, error=errors.job_not_found(job_id).detail())
+        elif record.finished:
+            terminal = self._terminal_event(record)
+        else:  # queued again, or run by another worker now
+            terminal = pb.JobEvent(job_id=job_id, progress=record.progress)
         with live.cond:
-            live.terminal = terminal or pb.JobEvent(job_id=job_id, error=errors.job_not_found(job_id).detail())
+            live.terminal = terminal
             live.cond.notify_all()
-        self._drop_live(job_id)
-        shutil.rmtree(self.job_dir(job_id), ignore_errors=True)
-
-    def _drop_live(self, job_id: str) -> None:
         with self._lock:
             self._live.pop(job_id, None)
+        if ended and (record is None or record.finished):
+            self._audio.drop(job_id)
+        else:
+            self._audio.put_down(job_id)
+
+    def _keep_leases(self) -> None:
+        """Renew this server's leases every RENEW_S, and pass on what the database says of its
+        jobs: a cancel asked for at another server, or a job deleted or taken over."""
+        every = min(1.0, self._config.lease_seconds / 5)
+        while not self._stopped.wait(every):
+            with self._lock:
+                lives = dict(self._live)
+            if not lives:
+                continue
+            try:
+                held, cancels = self._store.renew(self.owner, self._config.lease_seconds)
+            except Exception:
+                log.exception("could not renew this server's leases")
+                continue
+            for job_id, live in lives.items():
+                with live.cond:
+                    live.cancel_requested |= job_id in cancels
+                    live.lost |= job_id not in held  # or it just ended here, when this changes nothing
 
     # ------------------------------------------------------------------ TTL
 
     def _janitor(self) -> None:
         interval = min(60.0, max(1.0, self._config.job_ttl_seconds / 10))
         while not self._stopped.wait(interval):
-            for job_id in self._store.expired(time.time()):
-                log.info("job %s expired; removing it", job_id)
-                self.delete(job_id)
+            try:
+                for job_id in self._store.expired(time.time()):
+                    log.info("job %s expired; removing it", job_id)
+                    self.delete(job_id)
+                for job_id in self._store.abandoned_cancels():
+                    self._audio.drop(job_id)
+            except Exception:
+                log.exception("the janitor's round failed; trying again later")

@@ -22,6 +22,7 @@ from grpc_reflection.v1alpha import reflection
 from speakerlink.v1 import speakerlink_pb2 as pb
 from speakerlink.v1 import speakerlink_pb2_grpc as pb_grpc
 
+from speakerlink_server.audio_store import DatabaseAudio, FolderAudio
 from speakerlink_server.auth import AuthInterceptor, Tenants, TenantsFileError
 from speakerlink_server.config import ServerConfig, parse_config
 from speakerlink_server.database import Database, SchemaTooNew, open_database
@@ -150,18 +151,24 @@ def start_server(config: ServerConfig) -> RunningServer:
         store.close()
         lock.close()
         raise
-    jobs = JobManager(config, store, engines)
-    quotas = Quotas(store, tenants, Quota(config.tenant_max_uploads, config.tenant_max_queued_jobs,
-                                          config.tenant_audio_seconds_per_day))
-    pb_grpc.add_SpeakerlinkServicer_to_server(SpeakerlinkServicer(config, store, jobs, engines, tenants, quotas), server)
+    audio = DatabaseAudio(config.jobs_dir, store.database) if store.shared else FolderAudio(config.jobs_dir)
+    jobs = JobManager(config, store, audio, engines, take_jobs=config.role != "api")
+    served = [health.SERVICE_NAME, reflection.SERVICE_NAME]
+    if config.role != "worker":  # a worker answers health checks alone
+        quotas = Quotas(store, tenants, Quota(config.tenant_max_uploads, config.tenant_max_queued_jobs,
+                                              config.tenant_audio_seconds_per_day))
+        servicer = SpeakerlinkServicer(config, store, jobs, audio, engines, tenants, quotas)
+        pb_grpc.add_SpeakerlinkServicer_to_server(servicer, server)
+        served.insert(0, SERVICE_NAME)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    reflection.enable_server_reflection(served, server)
     jobs.start()
     server.start()
-    for name in ("", SERVICE_NAME):
+    for name in ("", SERVICE_NAME) if config.role != "worker" else ("",):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    log.info("speakerlink listening on %s%s%s (engines: %s; device %s)", config.address,
+    log.info("speakerlink %slistening on %s%s%s (engines: %s; device %s)",
+             "" if config.role == "all" else f"{config.role} ", config.address,
              " with TLS" if credentials else "", f", {len(tenants)} tenants" if tenants.required else "",
              ", ".join(f"{i.name}{'*' if i.active else ''}" for i in engines.infos if i.available), engines.device)
     return RunningServer(server, config, jobs, store, engines, health_servicer, lock, tenants)

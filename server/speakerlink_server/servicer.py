@@ -16,6 +16,7 @@ from speakerlink.v1 import speakerlink_pb2 as pb
 from speakerlink.v1 import speakerlink_pb2_grpc as pb_grpc
 
 from speakerlink_server import __version__, errors
+from speakerlink_server.audio_store import AudioStore
 from speakerlink_server.auth import Tenants
 from speakerlink_server.config import ServerConfig
 from speakerlink_server.engines.registry import Engines
@@ -46,9 +47,11 @@ DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE = 50, 500
 
 class SpeakerlinkServicer(pb_grpc.SpeakerlinkServicer):
     def __init__(
-        self, config: ServerConfig, store: JobStore, jobs: JobManager, engines: Engines, tenants: Tenants, quotas: Quotas,
+        self, config: ServerConfig, store: JobStore, jobs: JobManager, audio: AudioStore, engines: Engines,
+        tenants: Tenants, quotas: Quotas,
     ) -> None:
         self._config = config
+        self._audio = audio
         self._tenants = tenants
         self._quotas = quotas
         self._store = store
@@ -92,17 +95,16 @@ class SpeakerlinkServicer(pb_grpc.SpeakerlinkServicer):
         try:
             self._quotas.precheck(tenant)
             config, clips, probes = self._receive(
-                request_iterator, tenant, self._jobs.audio_dir(job_id),
+                request_iterator, tenant, self._audio.folder(job_id),
                 lambda config: validate_config(config, self._config, self._engines),
             )
+            self._jobs.check_room()
+            self._audio.keep(job_id, [clip.path for clip in clips])
 
             def accept() -> int:
-                record = self._store.create(job_id, config, self._config.job_ttl_seconds, tenant)
-                try:
-                    return self._jobs.submit(record)
-                except errors.ServiceError:
-                    self._store.delete(job_id)
-                    raise
+                self._jobs.check_room()
+                self._store.create(job_id, config, self._config.job_ttl_seconds, tenant)
+                return self._jobs.submitted(job_id)
 
             position = self._quotas.admit(tenant, sum(p.declared_seconds or 0.0 for p in probes), accept)
         except errors.ServiceError as exc:
@@ -209,7 +211,7 @@ class SpeakerlinkServicer(pb_grpc.SpeakerlinkServicer):
         return first.config, clips, probes
 
     def _discard(self, job_id: str) -> None:
-        shutil.rmtree(self._jobs.job_dir(job_id), ignore_errors=True)
+        self._audio.drop(job_id)
 
     def WatchJob(self, request: pb.WatchJobRequest, context: grpc.ServicerContext) -> Iterator[pb.JobEvent]:
         with self._stream_slot(context):

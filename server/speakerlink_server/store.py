@@ -20,6 +20,7 @@ from speakerlink_server.pipeline.recognize import Voice
 TERMINAL_STATES = frozenset({pb.JOB_STATE_SUCCEEDED, pb.JOB_STATE_FAILED, pb.JOB_STATE_CANCELLED})
 
 USAGE_KEPT_SECONDS = 2 * 24 * 3600.0
+_QUEUED = pb.Progress(stage="queued", percent=0.0, clip_index=-1)
 
 
 class NameTaken(Exception):
@@ -43,7 +44,7 @@ class VoiceRecord:
         return voice
 
 
-_COLUMNS = "id, state, created_at, expires_at, config, progress, result, error, tenant"
+_COLUMNS = "id, state, created_at, expires_at, config, progress, result, error, tenant, attempts"
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,7 @@ class JobRecord:
     result: bytes | None
     error: pb.ErrorDetail | None
     tenant: str = ""  # auth.ANONYMOUS where the server has no tenants file
+    attempts: int = 0  # how many times a worker has taken the job
 
     @property
     def finished(self) -> bool:
@@ -81,7 +83,7 @@ class JobStore:
 
     def create(self, job_id: str, config: pb.DiarizeConfig, ttl_seconds: float, tenant: str) -> JobRecord:
         now = time.time()
-        progress = pb.Progress(stage="queued", percent=0.0, clip_index=-1)
+        progress = _QUEUED
         self._db.execute(
             "INSERT INTO jobs (id, state, created_at, updated_at, expires_at, config, progress, tenant)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -97,14 +99,6 @@ class JobStore:
         ).fetchone()
         return None if row is None else _record(row)
 
-    def unfinished(self) -> list[JobRecord]:
-        """Jobs a previous run of the server accepted but did not finish, oldest first."""
-        rows = self._db.execute(
-            f"SELECT {_COLUMNS} FROM jobs WHERE state IN (?, ?) ORDER BY created_at",
-            (pb.JOB_STATE_QUEUED, pb.JOB_STATE_RUNNING),
-        ).fetchall()
-        return [_record(row) for row in rows]
-
     def newest(self, tenant: str, limit: int, before: tuple[float, str] | None = None) -> list[JobRecord]:
         """Up to `limit` of the tenant's jobs, newest first; with `before` (created_at, job_id),
         those older than it."""
@@ -114,6 +108,20 @@ class JobStore:
             (tenant, *(before or ()), limit),
         ).fetchall()
         return [_record(row) for row in rows]
+
+    def unfinished_ids(self) -> list[str]:
+        return [row[0] for row in self._db.execute("SELECT id FROM jobs WHERE state IN (?, ?)",
+                                                   (pb.JOB_STATE_QUEUED, pb.JOB_STATE_RUNNING)).fetchall()]
+
+    def queued_total(self) -> int:
+        return self._db.execute("SELECT COUNT(*) FROM jobs WHERE state = ?", (pb.JOB_STATE_QUEUED,)).fetchone()[0]
+
+    def queue_position(self, job_id: str) -> int:
+        """How many queued jobs are ahead of this one (0: next)."""
+        return self._db.execute(
+            "SELECT COUNT(*) FROM jobs WHERE state = ? AND created_at < (SELECT created_at FROM jobs WHERE id = ?)",
+            (pb.JOB_STATE_QUEUED, job_id),
+        ).fetchone()[0]
 
     def queued(self, tenant: str) -> int:
         """How many of the tenant's jobs wait for a worker."""
@@ -216,37 +224,113 @@ class JobStore:
         ).fetchall()
         return [row[0] for row in rows]
 
-    def set_running(self, job_id: str) -> None:
-        self._update(job_id, state=pb.JOB_STATE_RUNNING)
+    # ------------------------------------------------------------------ work under leases
 
-    def save_progress(self, job_id: str, progress: pb.Progress) -> None:
-        self._update(job_id, progress=progress.SerializeToString())
+    @property
+    def shared(self) -> bool:
+        """Whether other servers may use the same database (and so hold leases in it)."""
+        return self._db.shared
 
-    def finish(self, job_id: str, result: pb.DiarizationResult, progress: pb.Progress) -> None:
-        self._update(
-            job_id, state=pb.JOB_STATE_SUCCEEDED, result=result.SerializeToString(),
-            progress=progress.SerializeToString(),
+    @property
+    def database(self) -> Database:
+        return self._db
+
+    def claim(self, owner: str, lease_seconds: float) -> JobRecord | None:
+        """Take, for `owner`, the oldest queued job, or a running one whose lease ran out (its
+        worker died): state running, attempts + 1, leased until now + lease_seconds."""
+        now = time.time()
+        with self._db.transaction():
+            row = self._db.execute(
+                "SELECT id FROM jobs WHERE (state = ? OR (state = ? AND lease_until < ?)) AND cancel_requested = 0"
+                f" ORDER BY created_at, id LIMIT 1{self._db.skip_locked}",
+                (pb.JOB_STATE_QUEUED, pb.JOB_STATE_RUNNING, now),
+            ).fetchone()
+            if row is None:
+                return None
+            self._db.execute(
+                "UPDATE jobs SET state = ?, lease_owner = ?, lease_until = ?, attempts = attempts + 1, progress = ?,"
+                " updated_at = ? WHERE id = ?",
+                (pb.JOB_STATE_RUNNING, owner, now + lease_seconds, _QUEUED.SerializeToString(), now, row[0]),
+            )
+        return self.get(row[0])
+
+    def renew(self, owner: str, lease_seconds: float) -> tuple[set[str], set[str]]:
+        """Extend `owner`'s leases; returns the jobs it still holds, and those of them whose
+        cancel was asked for. A job missing from the first was deleted or taken over."""
+        now = time.time()
+        self._db.execute("UPDATE jobs SET lease_until = ? WHERE lease_owner = ? AND state = ?",
+                         (now + lease_seconds, owner, pb.JOB_STATE_RUNNING))
+        rows = self._db.execute("SELECT id, cancel_requested FROM jobs WHERE lease_owner = ? AND state = ?",
+                                (owner, pb.JOB_STATE_RUNNING)).fetchall()
+        return {job_id for job_id, _ in rows}, {job_id for job_id, cancel in rows if cancel}
+
+    def release(self, owner: str | None) -> None:
+        """Queue again the jobs `owner` runs (None: every running job, at the start of a
+        server that has the database to itself), for another worker or the next start."""
+        mine = "" if owner is None else "AND lease_owner = ?"
+        self._db.execute(
+            f"UPDATE jobs SET state = ?, lease_owner = NULL, lease_until = NULL, progress = ?, updated_at = ?"
+            f" WHERE state = ? AND cancel_requested = 0 {mine}",
+            (pb.JOB_STATE_QUEUED, _QUEUED.SerializeToString(), time.time(), pb.JOB_STATE_RUNNING,
+             *(() if owner is None else (owner,))),
         )
 
-    def fail(self, job_id: str, error: pb.ErrorDetail) -> None:
-        self._update(job_id, state=pb.JOB_STATE_FAILED, error=error.SerializeToString())
+    def abandoned_cancels(self) -> list[str]:
+        """Cancel the jobs whose cancel was asked for and whose worker died before it saw it."""
+        now = time.time()
+        with self._db.transaction():
+            rows = self._db.execute("SELECT id FROM jobs WHERE state = ? AND cancel_requested = 1 AND lease_until < ?",
+                                    (pb.JOB_STATE_RUNNING, now)).fetchall()
+            for (job_id,) in rows:
+                self._db.execute("UPDATE jobs SET state = ?, lease_owner = NULL, updated_at = ? WHERE id = ?",
+                                 (pb.JOB_STATE_CANCELLED, now, job_id))
+        return [job_id for (job_id,) in rows]
 
-    def cancel(self, job_id: str) -> None:
-        self._update(job_id, state=pb.JOB_STATE_CANCELLED)
+    def save_progress(self, job_id: str, owner: str, progress: pb.Progress) -> bool:
+        return self._settle(job_id, owner, progress=progress.SerializeToString())
+
+    def finish(self, job_id: str, owner: str, result: pb.DiarizationResult, progress: pb.Progress,
+               engine: str, prints: dict[str, tuple[np.ndarray, float]]) -> bool:
+        """Store the result and its speakers' embeddings, if `owner` still holds the job; False
+        if not (deleted, or taken over after a lapsed lease): the result is then not kept."""
+        with self._db.transaction():
+            if not self._settle(job_id, owner, state=pb.JOB_STATE_SUCCEEDED, result=result.SerializeToString(),
+                                progress=progress.SerializeToString()):
+                return False
+            self.save_job_prints(job_id, engine, prints)
+        return True
+
+    def fail(self, job_id: str, owner: str, error: pb.ErrorDetail) -> bool:
+        return self._settle(job_id, owner, state=pb.JOB_STATE_FAILED, error=error.SerializeToString())
+
+    def cancel_running(self, job_id: str, owner: str) -> bool:
+        return self._settle(job_id, owner, state=pb.JOB_STATE_CANCELLED)
+
+    def cancel_queued(self, job_id: str) -> bool:
+        """Cancel the job if no worker has it yet."""
+        return self._db.execute("UPDATE jobs SET state = ?, updated_at = ? WHERE id = ? AND state = ?",
+                                (pb.JOB_STATE_CANCELLED, time.time(), job_id, pb.JOB_STATE_QUEUED)).rowcount > 0
+
+    def request_cancel(self, job_id: str) -> None:
+        """Ask the job's worker, wherever it runs, to cancel it at its next check."""
+        self._db.execute("UPDATE jobs SET cancel_requested = 1 WHERE id = ? AND state = ?",
+                         (job_id, pb.JOB_STATE_RUNNING))
 
     def delete(self, job_id: str) -> bool:
         return self._db.execute("DELETE FROM jobs WHERE id = ?", (job_id,)).rowcount > 0
 
-    def _update(self, job_id: str, **columns: object) -> None:
+    def _settle(self, job_id: str, owner: str, **columns: object) -> bool:
+        """Set columns of a running job that `owner` holds. A job that ends keeps its last
+        owner's name, which tells which server ran it."""
         assignments = ", ".join(f"{name} = ?" for name in columns)
-        self._db.execute(
-            f"UPDATE jobs SET {assignments}, updated_at = ? WHERE id = ?",
-            (*columns.values(), time.time(), job_id),
-        )
+        return self._db.execute(
+            f"UPDATE jobs SET {assignments}, updated_at = ? WHERE id = ? AND state = ? AND lease_owner = ?",
+            (*columns.values(), time.time(), job_id, pb.JOB_STATE_RUNNING, owner),
+        ).rowcount > 0
 
 
 def _record(row: tuple) -> JobRecord:
-    job_id, state, created_at, expires_at, config, progress, result, error, tenant = row
+    job_id, state, created_at, expires_at, config, progress, result, error, tenant, attempts = row
     return JobRecord(
         job_id=job_id,
         state=state,
@@ -257,6 +341,7 @@ def _record(row: tuple) -> JobRecord:
         result=result,
         error=None if error is None else pb.ErrorDetail.FromString(error),
         tenant=tenant,
+        attempts=attempts,
     )
 
 
