@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ from conftest import make_config
 from postgres import Cluster
 from speakerlink import Client
 from speakerlink.v1 import speakerlink_pb2 as pb
+from speakerlink_server.audio_store import CHUNK_BYTES, DatabaseAudio
 from speakerlink_server.database import MIGRATIONS, open_database
 from speakerlink_server.main import StartupError, start_server
 from speakerlink_server.store import JobStore, NameTaken
@@ -129,3 +131,26 @@ def test_the_store_waits_out_a_database_restart(cluster: Cluster, postgres: str,
         assert store.get("a" * 32).progress.percent == 50.0
     finally:
         store.close()
+
+
+def test_uploaded_audio_goes_through_the_database_a_chunk_at_a_time(postgres: str, tmp_path: Path) -> None:
+    database = open_database(postgres, tmp_path / "unused.sqlite3")
+    try:
+        received = DatabaseAudio(tmp_path / "front-end", database)
+        job_id = "a" * 32
+        data = os.urandom(2 * CHUNK_BYTES + 5)
+        upload = received.folder(job_id) / "000.wav"
+        upload.parent.mkdir(parents=True)
+        upload.write_bytes(data)
+        received.keep(job_id, [upload])
+        assert not upload.exists()  # a front end keeps no copy
+        chunks = database.execute("SELECT seq, LENGTH(data) FROM audio_chunks WHERE job_id = ? ORDER BY seq",
+                                  (job_id,)).fetchall()
+        assert chunks == [(0, CHUNK_BYTES), (1, CHUNK_BYTES), (2, 5)]
+        worker = DatabaseAudio(tmp_path / "worker", database)  # another server's data dir
+        copy = worker.folder(job_id) / "000.wav"
+        assert worker.fetch(job_id, [copy]) and copy.read_bytes() == data
+        worker.drop(job_id)
+        assert not copy.exists() and not worker.fetch(job_id, [copy])
+    finally:
+        database.close()

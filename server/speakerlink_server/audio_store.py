@@ -52,6 +52,11 @@ class AudioStore(abc.ABC):
         """The job ended or was deleted: remove its audio everywhere."""
         shutil.rmtree(self._jobs_dir / job_id, ignore_errors=True)
 
+    @abc.abstractmethod
+    def forget_orphans(self) -> None:
+        """Remove stored audio that no job will read: a server killed while storing an upload
+        leaves some behind."""
+
     def sweep(self, keep: Iterable[str]) -> None:
         """At start: remove what a server killed outright left in the jobs folder (uploads cut
         short, audio of jobs that had just ended, folders half deleted), except `keep`'s."""
@@ -77,6 +82,9 @@ class FolderAudio(AudioStore):
 
     def put_down(self, job_id: str) -> None:
         pass  # the files stay for the job's next run
+
+    def forget_orphans(self) -> None:
+        pass  # only this server writes here, and its start's sweep removes what a crash left
 
 
 class DatabaseAudio(AudioStore):
@@ -119,6 +127,9 @@ class DatabaseAudio(AudioStore):
 
     def sweep(self, keep: Iterable[str]) -> None:
         super().sweep(())  # every folder here is a scratch copy
+        self.forget_orphans()
+
+    def forget_orphans(self) -> None:
         self._db.execute(
             "DELETE FROM audio_chunks WHERE created_at < ? AND job_id NOT IN (SELECT id FROM jobs WHERE state IN (?, ?))",
             (time.time() - ORPHAN_SECONDS, pb.JOB_STATE_QUEUED, pb.JOB_STATE_RUNNING),

@@ -73,7 +73,6 @@ class JobManager:
         self._stopping = False
         self._stopped = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._workers: list[threading.Thread] = []
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -86,7 +85,7 @@ class JobManager:
         self._audio.sweep(self._store.unfinished_ids())
         if self._take_jobs:
             for n in range(self._config.workers):
-                self._workers.append(self._spawn(self._work, f"speakerlink-worker-{n}"))
+                self._spawn(self._work, f"speakerlink-worker-{n}")
             self._spawn(self._keep_leases, "speakerlink-leases")
         self._spawn(self._janitor, "speakerlink-janitor")
 
@@ -110,11 +109,10 @@ class JobManager:
             except Exception:  # the database is gone: the leases lapse instead
                 log.warning("could not hand back this server's jobs; they are taken over when their leases lapse")
 
-    def _spawn(self, target: Callable[[], None], name: str) -> threading.Thread:
+    def _spawn(self, target: Callable[[], None], name: str) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)
         thread.start()
         self._threads.append(thread)
-        return thread
 
     def job_dir(self, job_id: str) -> Path:
         return self._audio.folder(job_id).parent
@@ -367,5 +365,6 @@ class JobManager:
                     self.delete(job_id)
                 for job_id in self._store.abandoned_cancels():
                     self._audio.drop(job_id)
+                self._audio.forget_orphans()
             except Exception:
                 log.exception("the janitor's round failed; trying again later")
