@@ -178,6 +178,10 @@ class Database(abc.ABC):
             self._depth = 0
             self._execute("COMMIT", ())
 
+    @abc.abstractmethod
+    def lock(self, key: str) -> None:
+        """Inside a transaction: wait until no other transaction holds `key`, and hold it to the end."""
+
     def group_concat(self, expression: str) -> str:
         """SQL joining the distinct values of `expression` with commas."""
         return f"GROUP_CONCAT(DISTINCT {expression})"
@@ -227,6 +231,9 @@ class SQLiteDatabase(Database):
 
     def _begin(self) -> None:
         self._db.execute("BEGIN IMMEDIATE")
+
+    def lock(self, key: str) -> None:
+        pass  # a transaction here holds the database's one write lock from its start (BEGIN IMMEDIATE)
 
     def _unversioned(self) -> int:
         # A data dir from before versions has the first schema's jobs table alone.
@@ -298,6 +305,9 @@ class PostgresDatabase(Database):
 
     def group_concat(self, expression: str) -> str:
         return f"string_agg(DISTINCT {expression}, ',')"
+
+    def lock(self, key: str) -> None:
+        self._execute("SELECT pg_advisory_xact_lock(hashtext(?))", (key,))
 
     def migrate(self) -> None:
         """Under a lock of the whole database: replicas starting together migrate it once."""

@@ -4,7 +4,8 @@ The server-wide limits (config.py) protect the server; these keep one tenant fro
 of it. They apply to the tenants of a tenants file; the anonymous tenant of a server without
 one is its only user and meets the server-wide limits alone. Audio is counted from each
 file's declared duration when its job is accepted, over the last 24 hours, and the count
-outlives the job, its deletion and restarts (store.py keeps it).
+outlives the job, its deletion and restarts (store.py keeps it). Uploads at once are counted
+by each front end for its own uploads.
 """
 
 from __future__ import annotations
@@ -86,9 +87,10 @@ class Quotas:
 
     def admit(self, tenant: str, audio_seconds: float, accept: Callable[[], T]) -> T:
         """Run `accept` (which stores and queues the job) if the tenant's queue and daily audio
-        leave room, and count the audio; checked and counted under one lock, so that two
-        uploads that end together cannot both take the last place."""
-        with self._lock:
+        leave room, and count the audio; checked and counted under one lock, held in the
+        database too, so that two uploads that end together, at one front end or two, cannot
+        both take the last place."""
+        with self._lock, self._store.tenant_lock(tenant):
             self._check(tenant, audio_seconds)
             accepted = accept()
             self._store.count_audio(tenant, audio_seconds)

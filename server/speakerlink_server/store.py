@@ -7,7 +7,9 @@ with no second schema to keep in step.
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -127,6 +129,13 @@ class JobStore:
         """How many of the tenant's jobs wait for a worker."""
         return self._db.execute("SELECT COUNT(*) FROM jobs WHERE tenant = ? AND state = ?",
                                 (tenant, pb.JOB_STATE_QUEUED)).fetchone()[0]
+
+    @contextlib.contextmanager
+    def tenant_lock(self, tenant: str) -> Iterator[None]:
+        """One transaction that no other server runs at once for the same tenant."""
+        with self._db.transaction():
+            self._db.lock(f"tenant:{tenant}")
+            yield
 
     def count_audio(self, tenant: str, audio_seconds: float) -> None:
         now = time.time()
