@@ -97,6 +97,28 @@ def test_engines_let_a_cancel_in_about_every_second_of_work(engines) -> None:
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_forward_passes_replayed_from_cuda_graphs_give_what_eager_ones_give(samples) -> None:
+    wav, _ = sf.read(samples["meeting.wav"], dtype="float32")
+    segmenter = Segmentation3(weights.load_state(weights.SEGMENTATION)[0], "cuda")
+    embedder = CamppEmbedder(weights.load_state(weights.CAMPPLUS)[0], "cuda")
+    try:
+        windows = np.stack([wav[i : i + 160000] for i in range(0, wav.size - 160000, 16000)])[:, None]
+        eager = segmenter._infer(torch.from_numpy(windows), False).numpy()
+        for _ in range(2):  # captured, then replayed
+            assert np.allclose(segmenter._forward(windows), eager, atol=1e-4)
+        feats = kaldi_fbank(torch.from_numpy(np.stack([wav[i : i + 24000] for i in range(0, wav.size - 24000, 8000)])))
+        feats = (feats - feats.mean(dim=1, keepdim=True)).numpy()
+        eager = embedder._infer(torch.from_numpy(feats), embedder.half)
+        for _ in range(2):
+            graphed = torch.from_numpy(embedder._forward(feats))
+            assert torch.nn.functional.cosine_similarity(graphed, eager).min() >= 0.99999
+    finally:
+        segmenter.close()
+        embedder.close()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_fp16_is_used_where_it_stays_within_cosine_0_9999_of_fp32(samples) -> None:
     wav, _ = sf.read(samples["meeting.wav"], dtype="float32")
     segmenter = Segmentation3(weights.load_state(weights.SEGMENTATION)[0], "cuda")

@@ -194,6 +194,21 @@ def test_items_of_different_lengths_batch_with_their_own_frames_repeated() -> No
     assert out.tolist() == [[0, 1], [0, 0], [10, 11], [20, 21]]  # the empty item gets a zero row
     assert sorted(batch.shape for batch in seen) == [(1, 8), (2, 4)]  # 5 rounds up to 8, 3 and 4 to 4
     assert [0, 1, 2, 0] in [row.tolist() for batch in seen for row in batch]  # repeated, not zero-padded
+def test_a_steady_batcher_pads_forward_passes_to_a_few_sizes_and_hands_back_only_real_rows() -> None:
+    from speakerlink_server.engines.batching import MicroBatcher, steady_size
+
+    assert [steady_size(n, 1024) for n in (1, 3, 64, 65, 1000)] == [1, 4, 64, 128, 1024]
+    assert steady_size(700, 512) == 700  # never below the rows there are
+    seen: list[int] = []
+    batcher = MicroBatcher(lambda x: (seen.append(len(x)), x * 2.0)[1], batch=256, name="test", steady=True)
+    try:
+        items = np.arange(70 * 3, dtype=np.float32).reshape(70, 3)
+        out = batcher.run(items)
+    finally:
+        batcher.close()
+    assert seen == [128] and np.array_equal(out, items * 2.0)
+
+
 @pytest.fixture()
 def result() -> pb.DiarizationResult:
     r = pb.DiarizationResult(job_id="j1")

@@ -5,6 +5,10 @@ batch. Every embed call therefore hands its windows to the embedder's batcher an
 waits; the batcher's thread, the only one that runs the model, takes whatever is waiting with
 the same shape (oldest first) up to the device's batch size, runs it once and hands each
 caller its rows. A failed forward pass fails only the calls that were in it.
+
+With `steady` set (on a GPU), a forward pass's rows are padded with copies of its first row
+to one of a few sizes, so that the CUDA graphs the engines replay (engines/graphs.py) serve
+every batch with a handful of shapes.
 """
 
 from __future__ import annotations
@@ -28,10 +32,17 @@ class _Request:
     done: threading.Event = field(default_factory=threading.Event)
 
 
+def steady_size(rows: int, batch: int) -> int:
+    """The padded row count: the next power of two up to 64, then the next multiple of 64, at most `batch`."""
+    size = 1 << max(0, rows - 1).bit_length() if rows <= 64 else -(-rows // 64) * 64
+    return max(rows, min(size, batch))
+
+
 class MicroBatcher:
-    def __init__(self, forward: Callable[[np.ndarray], np.ndarray], batch: int, name: str) -> None:
+    def __init__(self, forward: Callable[[np.ndarray], np.ndarray], batch: int, name: str, steady: bool = False) -> None:
         self._forward = forward
         self._batch = batch
+        self._steady = steady
         self._cond = threading.Condition()
         self._pending: list[_Request] = []
         self._closed = False
@@ -110,7 +121,11 @@ class MicroBatcher:
 
     def _run(self, parts: list[tuple[_Request, int, int]]) -> None:
         try:
-            outputs = self._forward(np.concatenate([r.items[a:b] for r, a, b in parts]))
+            rows = np.concatenate([r.items[a:b] for r, a, b in parts])
+            if self._steady:
+                padding = steady_size(len(rows), self._batch) - len(rows)
+                rows = np.concatenate([rows, np.repeat(rows[:1], padding, axis=0)])
+            outputs = self._forward(rows)
             row = 0
             for request, a, b in parts:
                 if request.out is None:

@@ -18,6 +18,7 @@ import torch
 
 from speakerlink_server.engines.base import Calibration, Hook, Spans, no_hook, unit_rows
 from speakerlink_server.engines.batching import MicroBatcher
+from speakerlink_server.engines.graphs import device_forward
 from speakerlink_server.engines.models.campplus import CamPlusPlus
 from speakerlink_server.engines.models.fbank import FRAME_LENGTH as FRAME
 from speakerlink_server.engines.models.fbank import FRAME_SHIFT as SHIFT
@@ -59,10 +60,11 @@ class CamppEmbedder:
         self._model.to(device).eval()
         probe = kaldi_fbank(voiced_probe(4, 3.0))
         probe = probe - probe.mean(dim=1, keepdim=True)
-        self.half = device.startswith("cuda") and choose_half(self._infer, probe, self.name)
-        kind = "cuda" if device.startswith("cuda") else "cpu"
-        self.batch, self._group = batch or BATCH[kind], GROUP[kind]
-        self._batcher = MicroBatcher(self._forward, self.batch, self.name)
+        cuda = device.startswith("cuda")
+        self.half = cuda and choose_half(self._infer, probe, self.name)
+        self._forward = device_forward(lambda x: self._run(x, self.half), device, self.name)
+        self.batch, self._group = batch or BATCH["cuda" if cuda else "cpu"], GROUP["cuda" if cuda else "cpu"]
+        self._batcher = MicroBatcher(self._forward, self.batch, self.name, steady=cuda)
 
     def describe(self) -> str:
         precision = "fp16" if self.half else "fp32"
@@ -71,13 +73,12 @@ class CamppEmbedder:
     def close(self) -> None:
         self._batcher.close()
 
-    def _forward(self, features: np.ndarray) -> np.ndarray:
-        return self._infer(torch.from_numpy(features), self.half).numpy()
-
     def _infer(self, features: torch.Tensor, half: bool) -> torch.Tensor:
-        features = features.to(self.device)
+        return self._run(features.to(self.device), half).cpu()
+
+    def _run(self, features: torch.Tensor, half: bool) -> torch.Tensor:
         with torch.inference_mode(), torch.autocast(features.device.type, dtype=torch.float16, enabled=half):
-            return self._model(features).float().cpu()
+            return self._model(features).float()
 
     def features(self, wav: np.ndarray, hook: Hook = no_hook) -> np.ndarray:
         """Log-fbank frames of the whole clip, shape (frames, 80); frame j covers samples j*160 .. j*160+400.

@@ -16,6 +16,7 @@ import torch
 from speakerlink_server.audio_format import SAMPLE_RATE
 from speakerlink_server.engines.base import FrameTiming, Hook, Segmentation, no_hook
 from speakerlink_server.engines.batching import MicroBatcher
+from speakerlink_server.engines.graphs import device_forward
 from speakerlink_server.engines.models.pyannet import PyanNet, powerset_mapping
 
 # Windows per forward pass. On a CPU 8 windows run as fast per window as 32 (35-40 ms each on
@@ -42,9 +43,13 @@ class Segmentation3:
         with torch.inference_mode():
             frames = self._model(torch.zeros(1, 1, self._window, device=device)).shape[1]
         self.timing = FrameTiming(shape["frame_start"], shape["frame_step"], shape["frame_duration"], frames)
-        kind = "cuda" if device.startswith("cuda") else "cpu"
-        self.batch, self._group = batch or BATCH[kind], GROUP[kind]
-        self._batcher = MicroBatcher(self._forward, self.batch, self.name)
+        cuda = device.startswith("cuda")
+        # fp32 always: on 32 windows of real speech on an H200, fp16 frame probabilities kept a
+        # cosine of only 0.99983 with fp32 (0.9999 is the bar), though 99.94 % of frames kept
+        # their class; the segmenter is a small part of a job's GPU time (benchmarks/gpu_speed.py).
+        self._forward = device_forward(lambda x: self._run(x, False), device, self.name)
+        self.batch, self._group = batch or BATCH["cuda" if cuda else "cpu"], GROUP["cuda" if cuda else "cpu"]
+        self._batcher = MicroBatcher(self._forward, self.batch, self.name, steady=cuda)
 
     def describe(self) -> str:
         return f"{self.timing.count} frames per {self.window_seconds:g} s window, on {self.device}, fp32, batches of {self.batch}"
@@ -76,13 +81,9 @@ class Segmentation3:
             hook(first + len(picked), len(starts))
         return Segmentation(out, starts, self.timing, self._powerset, wav.size / SAMPLE_RATE)
 
-    def _forward(self, windows: np.ndarray) -> np.ndarray:
-        # fp32 always: on 32 windows of real speech on an H200, fp16 frame probabilities kept a
-        # cosine of only 0.99983 with fp32 (0.9999 is the bar), though 99.94 % of frames kept
-        # their class; the segmenter is a small part of a job's GPU time (benchmarks/gpu_speed.py).
-        return self._infer(torch.from_numpy(windows), half=False).numpy()
-
     def _infer(self, windows: torch.Tensor, half: bool) -> torch.Tensor:
-        windows = windows.to(self.device)
+        return self._run(windows.to(self.device), half).cpu()
+
+    def _run(self, windows: torch.Tensor, half: bool) -> torch.Tensor:
         with torch.inference_mode(), torch.autocast(windows.device.type, dtype=torch.float16, enabled=half):
-            return self._model(windows).float().cpu()
+            return self._model(windows).float()
