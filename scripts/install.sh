@@ -9,10 +9,12 @@ SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 EXTRA=${1:-dev}
 PACKAGES="ffmpeg espeak-ng sox libsndfile1"
-# The tests start throwaway PostgreSQL clusters (tests/postgres.py).
-[ "$EXTRA" = dev ] && PACKAGES="$PACKAGES postgresql"
+# The tests start throwaway PostgreSQL clusters (tests/postgres.py) and drive the web page in
+# headless chromium (tests/test_web.py).
+[ "$EXTRA" = dev ] && PACKAGES="$PACKAGES postgresql chromium chromium-driver fonts-dejavu-core"
 if ! command -v ffmpeg >/dev/null || ! command -v espeak-ng >/dev/null || ! command -v sox >/dev/null \
-    || { [ "$EXTRA" = dev ] && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; }; then
+    || { [ "$EXTRA" = dev ] && { ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
+                                  || ! command -v chromedriver >/dev/null; }; }; then
   export DEBIAN_FRONTEND=noninteractive
   # Another apt (an unattended upgrade) may hold the dpkg lock: wait for it rather than fail.
   $SUDO apt-get -o DPkg::Lock::Timeout=600 update -qq

@@ -157,6 +157,10 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("job_id", help="the job to delete")
     r.set_defaults(run=lambda client, a: _print(f"{a.job_id}: deleted" if client.delete(a.job_id) else "not found"))
 
+    web = command("web", "serve the web page over the service (needs the [web] extra)")
+    web.add_argument("--host", default="127.0.0.1", help="address the page listens on (default 127.0.0.1)")
+    web.add_argument("--port", type=int, default=8080, help="port of the page (default 8080)")
+    web.set_defaults(run=_web)
     library = command("speakers", "the voice library: named voices that jobs recognise")
     actions = library.add_subparsers(dest="action", required=True, metavar="ACTION",
                                      help="what to do; `speakerlink speakers ACTION --help` says more")
@@ -389,6 +393,16 @@ def _speakers(client: Client, args: argparse.Namespace) -> int:
 def _voice_line(voice: pb.Voice) -> str:
     times = "once" if voice.enrollments == 1 else f"{voice.enrollments} times"
     return f"{voice.name}: {voice.speech_seconds:.1f} s of speech, enrolled {times} ({', '.join(voice.engines)})"
+
+
+def _web(client: Client, args: argparse.Namespace) -> int:
+    try:
+        from speakerlink.web import serve
+    except ImportError as err:
+        raise ValueError(f"the web page needs the [web] extra ({err}): pip install 'speakerlink[web]'") from None
+    print(f"speakerlink web page on http://{args.host}:{args.port}/ for the service at {client.target}", flush=True)
+    serve(client.target, _connection(args), args.host, args.port)
+    return 0
 
 
 def _cancel(client: Client, args: argparse.Namespace) -> int:

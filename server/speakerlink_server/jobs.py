@@ -106,8 +106,9 @@ class JobManager:
         if self._take_jobs:
             try:
                 self._store.release(self.owner)
-            except Exception:  # the database is gone: the leases lapse instead
-                log.warning("could not hand back this server's jobs; they are taken over when their leases lapse")
+            except Exception as exc:  # the database is gone: the leases lapse instead
+                log.warning("could not hand back this server's jobs (%s); they are taken over when their leases lapse",
+                            exc)
 
     def _spawn(self, target: Callable[[], None], name: str) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)
