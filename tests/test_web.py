@@ -34,12 +34,13 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serving_page(address: str) -> Iterator[str]:
+def serving_page(address: str, connection: dict | None = None) -> Iterator[str]:
     """The page's server on a free loopback port, calling the speakerlink server at `address`."""
     import uvicorn
 
     port = free_port()
-    web = uvicorn.Server(uvicorn.Config(create_app(address), host="127.0.0.1", port=port, log_level="warning"))
+    app = create_app(address, connection)
+    web = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=web.run, daemon=True)
     thread.start()
     while not web.started:
@@ -163,3 +164,83 @@ def test_the_page_reconnects_when_the_service_comes_back(browser, long_clip: Pat
         finally:
             second.stop(grace=0)
     assert not browser.find_element(By.ID, "job-error").is_displayed()
+
+
+def test_a_transcribed_job_shows_its_transcript(browser, samples, tmp_path: Path) -> None:
+    import hashlib
+
+    from fake_assemblyai import FakeAssemblyAI
+    from test_assemblyai import KEY, reference_utterances
+
+    fake = FakeAssemblyAI(KEY).start()
+    utterances = reference_utterances(samples)["call.mp3"]
+    fake.utterances[hashlib.sha256(samples["call.mp3"].read_bytes()).hexdigest()] = utterances
+    running = start_server(make_config(tmp_path / "data", assemblyai_api_key=KEY, assemblyai_base_url=fake.url,
+                                       assemblyai_poll_seconds=0.05, chunk_seconds=30.0))
+    try:
+        with serving_page(running.config.address) as url:
+            browser.get(url)
+            WebDriverWait(browser, 10).until(ready.visibility_of_element_located((By.ID, "transcribe-option")))
+            browser.find_element(By.ID, "files").send_keys(str(samples["call.mp3"]))
+            WebDriverWait(browser, 10).until(ready.element_to_be_clickable((By.ID, "start"))).click()
+            WebDriverWait(browser, 120).until(lambda b: b.find_elements(By.CSS_SELECTOR, "#transcript li"))
+            lines = [li.text for li in browser.find_elements(By.CSS_SELECTOR, "#transcript li")]
+    finally:
+        running.stop(grace=0)
+        fake.stop()
+    assert len(lines) == len(utterances) and all(line.startswith("call.mp3 ") for line in lines)
+    assert [line.split(": ", 1)[1] for line in lines] == [u["text"] for u in utterances]
+
+
+def test_with_tokens_each_person_sees_their_own_recent_jobs_and_the_token_stays_out_of_addresses(
+        browser, samples, tmp_path: Path) -> None:
+    import secrets
+
+    from certs import Authority
+    from selenium.webdriver.common.keys import Keys
+    from speakerlink import Client
+    from test_security import write_tenants
+
+    ca = Authority(tmp_path, "ca")
+    server_pem = ca.issue("server", server=True)
+    acme, globex = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+    tenants = write_tenants(tmp_path / "tenants.toml", {"acme": [acme], "globex": [globex]})
+    running = start_server(make_config(tmp_path / "data", tls_cert=str(server_pem.cert), tls_key=str(server_pem.key),
+                                       tenants_file=str(tenants)))
+    try:
+        address = f"localhost:{running.config.port}"
+        jobs = {}
+        for name, token in (("acme", acme), ("globex", globex)):
+            with Client(address, tls=ca.pem, token=token, timeout=60) as client:
+                jobs[name] = client.diarize([samples["call.mp3"]]).job_id
+        with serving_page(address, {"tls": ca.pem}) as url:
+            browser.get(url)
+            WebDriverWait(browser, 20).until(lambda b: "AUTH_REQUIRED" in b.find_element(By.ID, "recent").text)
+            browser.find_element(By.ID, "token").send_keys(acme, Keys.TAB)  # the page reloads with it
+            WebDriverWait(browser, 20).until(lambda b: b.find_elements(By.CSS_SELECTOR, "#recent a"))
+            listed = [a.get_attribute("href") for a in browser.find_elements(By.CSS_SELECTOR, "#recent a")]
+            assert [href.split("?job=")[1] for href in listed] == [jobs["acme"]]
+            assert acme not in browser.current_url and all(acme not in href for href in listed)
+    finally:
+        running.stop(grace=0)
+
+
+def test_overlapped_speech_shows_as_bars_stacked_at_the_same_time(page: str, browser, samples, tmp_path: Path) -> None:
+    import numpy as np
+    import soundfile as sf
+
+    first, rate = sf.read(samples["meeting.wav"], dtype="float32")
+    second, _ = sf.read(samples["interview.flac"], dtype="float32")
+    n = min(len(first), len(second))
+    mixed = tmp_path / "crosstalk.wav"  # alone for half, then two people at once
+    sf.write(mixed, np.concatenate([first[: n // 2], 0.5 * (first[n // 2 : n] + second[n // 2 : n])]), rate)
+    browser.get(page)
+    browser.find_element(By.ID, "files").send_keys(str(mixed))
+    WebDriverWait(browser, 10).until(ready.element_to_be_clickable((By.ID, "start"))).click()
+    WebDriverWait(browser, 120).until(lambda b: b.find_elements(By.CSS_SELECTOR, "#legend li"))
+    bars = [(float(r.get_attribute("x")), float(r.get_attribute("x")) + float(r.get_attribute("width")),
+             float(r.get_attribute("y")), r.get_attribute("data-speaker"))
+            for r in browser.find_elements(By.CSS_SELECTOR, "#timeline rect")]
+    stacked = [(a, b) for i, a in enumerate(bars) for b in bars[i + 1 :]
+               if a[3] != b[3] and min(a[1], b[1]) > max(a[0], b[0])]
+    assert stacked and all(a[2] != b[2] for a, b in stacked)  # at the same time, on lanes of their own
