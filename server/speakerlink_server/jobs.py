@@ -81,7 +81,8 @@ class JobManager:
         unfinished job needs, then start the workers (if this server takes jobs), the lease
         keeper and the janitor."""
         if not self._store.shared:
-            self._store.release(None)
+            for job_id in self._store.release(None):
+                log.info("requeueing job %s left unfinished by the previous run", job_id)
         self._audio.sweep(self._store.unfinished_ids())
         if self._take_jobs:
             for n in range(self._config.workers):

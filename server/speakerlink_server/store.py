@@ -273,16 +273,19 @@ class JobStore:
                                 (owner, pb.JOB_STATE_RUNNING)).fetchall()
         return {job_id for job_id, _ in rows}, {job_id for job_id, cancel in rows if cancel}
 
-    def release(self, owner: str | None) -> None:
+    def release(self, owner: str | None) -> list[str]:
         """Queue again the jobs `owner` runs (None: every running job, at the start of a
         server that has the database to itself), for another worker or the next start."""
         mine = "" if owner is None else "AND lease_owner = ?"
-        self._db.execute(
-            f"UPDATE jobs SET state = ?, lease_owner = NULL, lease_until = NULL, progress = ?, updated_at = ?"
-            f" WHERE state = ? AND cancel_requested = 0 {mine}",
-            (pb.JOB_STATE_QUEUED, _QUEUED.SerializeToString(), time.time(), pb.JOB_STATE_RUNNING,
-             *(() if owner is None else (owner,))),
-        )
+        params = (pb.JOB_STATE_RUNNING, *(() if owner is None else (owner,)))
+        with self._db.transaction():
+            rows = self._db.execute(f"SELECT id FROM jobs WHERE state = ? AND cancel_requested = 0 {mine}", params).fetchall()
+            self._db.execute(
+                f"UPDATE jobs SET state = ?, lease_owner = NULL, lease_until = NULL, progress = ?, updated_at = ?"
+                f" WHERE state = ? AND cancel_requested = 0 {mine}",
+                (pb.JOB_STATE_QUEUED, _QUEUED.SerializeToString(), time.time(), *params),
+            )
+        return [job_id for (job_id,) in rows]
 
     def abandoned_cancels(self) -> list[str]:
         """Cancel the jobs whose cancel was asked for and whose worker died before it saw it."""
