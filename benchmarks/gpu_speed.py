@@ -6,7 +6,8 @@ Runs the embedded default (segmentation-3.0 + CAM++) in-process on one hour of r
 linking of the 10-minute chunks. Prints the time of each stage and the whole job, as seconds
 per hour of audio, with torch's peak allocated GPU memory. Where ffmpeg is missing (a bare
 GPU box), the audio is handed over decoded and the figure says that decoding is left out.
-Also prints how close fp16 stays to fp32 on real speech for both models. `--groups 64:256,256:1024`
+Also prints how close fp16 stays to fp32 on real speech for both models and, on a GPU, what
+replaying forward passes from CUDA graphs changes (time per CAM++ pass by batch, and outputs). `--groups 64:256,256:1024`
 also times the job with other numbers of segmentation windows and CAM++ items per call to the
 device (the engines' GROUP), to choose them.
 
@@ -117,6 +118,31 @@ def fp16_agreement(audio: np.ndarray, segmenter, embedder) -> None:
           f"engine uses {'fp16' if embedder.half else 'fp32'}")
 
 
+def graph_costs(audio: np.ndarray, segmenter, embedder) -> None:
+    """What replaying forward passes from CUDA graphs changes: time per CAM++ pass by batch, and the outputs."""
+    if embedder.device != "cuda":
+        return
+    feats = kaldi_fbank(torch.from_numpy(np.stack([audio[i * 24000 : (i + 1) * 24000] for i in range(256)])).to("cuda"))
+    feats = (feats - feats.mean(dim=1, keepdim=True)).cpu()
+    graphed = torch.from_numpy(embedder._forward(feats.numpy()))
+    cos = torch.nn.functional.cosine_similarity(graphed, embedder._infer(feats, embedder.half), dim=1)
+    windows = np.stack([audio[i * 160000 : (i + 1) * 160000] for i in range(64)])[:, None]
+    same = np.abs(segmenter._forward(windows) - segmenter._infer(torch.from_numpy(windows), False).numpy()).max()
+    print(f"graphed against eager on real speech: CAM++ min cosine {cos.min():.7f}; segmentation max difference {same:.2g}")
+    for rows in (1, 16, 256, 1024):
+        batch = np.tile(feats.numpy(), (rows // 256 + 1, 1, 1))[:rows]
+        costs = []
+        for graphed in (False, True):
+            for attempt in range(6):  # the first makes the graph or the cuDNN plans
+                if attempt == 1:
+                    torch.cuda.synchronize()
+                    started = time.perf_counter()
+                embedder._forward(batch) if graphed else embedder._infer(torch.from_numpy(batch), embedder.half)
+            torch.cuda.synchronize()
+            costs.append((time.perf_counter() - started) / 5 * 1000)
+        print(f"CAM++ pass of {rows} windows of 1.5 s: eager {costs[0]:.1f} ms, from a CUDA graph {costs[1]:.1f} ms")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=int, default=3600)
@@ -133,6 +159,7 @@ def main() -> None:
     print(f"device: {torch.cuda.get_device_name(0) if device == 'cuda' else 'cpu'}; models loaded and warmed in "
           f"{time.perf_counter() - started:.1f} s; segmenter {segmenter.describe()}; CAM++ {embedder.describe()}")
     fp16_agreement(speech, segmenter, embedder)
+    graph_costs(speech, segmenter, embedder)
     hours = args.seconds / 3600
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "hour.wav"

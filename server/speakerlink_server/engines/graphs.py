@@ -1,8 +1,8 @@
 """Forward passes replayed from CUDA graphs, so a GPU is not held back by Python.
 
-A CAM++ forward pass launches some 1,300 kernels. On an H200 launching them took about 22 ms
-whatever the batch (1 window or 256), longer than the GPU's own work up to a batch of about
-256, and a job makes dozens of such passes (benchmarks/gpu_speed.py). A CUDA graph records
+A CAM++ forward pass launches some 1,300 kernels. On an H200 a pass took 27-30 ms whatever the
+batch from 1 window to 256, nearly all of it launching, and a job makes dozens of such passes;
+from a graph it took 3.1 ms for 1 window and 20 ms for 256 (benchmarks/gpu_speed.py). A CUDA graph records
 one pass's kernels for one input shape and replays them in a single launch. The batchers pad
 batches to a few sizes (engines/batching.py) and items come in a few lengths, so a handful of
 graphs serve every job; they are made on first use, up to LIMIT of them, least recently used
