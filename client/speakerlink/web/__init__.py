@@ -40,8 +40,7 @@ from speakerlink.events import is_terminal
 from speakerlink.v1 import speakerlink_pb2 as pb
 
 STATIC = Path(__file__).parent / "static"
-UPLOAD_ID = re.compile(r"[0-9a-f]{32}")
-JOB_ID = re.compile(r"[0-9a-f]{32}")
+HEX_ID = re.compile(r"[0-9a-f]{32}")  # upload and job ids
 EXPORTS = ("json", "csv", "text", "rttm", "srt", "vtt")
 
 
@@ -113,7 +112,7 @@ def create_app(target: str, connection: dict | None = None) -> Starlette:
     async def submit(request: Request) -> Response:
         body = await request.json()
         ids = body.get("uploads") or []
-        if not ids or not all(isinstance(i, str) and UPLOAD_ID.fullmatch(i) and (spool / i).is_dir() for i in ids):
+        if not ids or not all(isinstance(i, str) and HEX_ID.fullmatch(i) and (spool / i).is_dir() for i in ids):
             return _error(400, "NO_UPLOADS", "upload the clips first")
         paths = [next((spool / i).iterdir()) for i in ids]
         options = {k: v for k, v in (body.get("options") or {}).items()
@@ -140,23 +139,9 @@ def create_app(target: str, connection: dict | None = None) -> Starlette:
             return found
         return JSONResponse([_status(status) for status in found])
 
-    async def job(request: Request) -> Response:
-        job_id = request.path_params["job_id"]
-        client = clients(request)
-
-        def look() -> dict:
-            status = next((s for s in client.list_jobs(limit=200) if s.job_id == job_id), None)
-            answer = {"status": _status(status) if status else None}
-            if status is None or status.state == pb.JOB_STATE_SUCCEEDED:
-                answer["result"] = MessageToDict(client.get_result(job_id), preserving_proto_field_name=True)
-            return answer
-
-        found = await _call(look, job_id)
-        return found if isinstance(found, Response) else JSONResponse(found)
-
     async def events(request: Request) -> Response:
         job_id = request.path_params["job_id"]
-        if not JOB_ID.fullmatch(job_id):
+        if not HEX_ID.fullmatch(job_id):
             return _error(400, "INVALID_JOB_ID", "not a job id")
         return StreamingResponse(_sse(clients(request), job_id, request), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache"})
@@ -182,7 +167,6 @@ def create_app(target: str, connection: dict | None = None) -> Starlette:
         Route("/api/uploads", upload, methods=["POST"]),
         Route("/api/jobs", jobs),
         Route("/api/jobs", submit, methods=["POST"]),
-        Route("/api/jobs/{job_id}", job),
         Route("/api/jobs/{job_id}/events", events),
         Route("/api/jobs/{job_id}/cancel", cancel, methods=["POST"]),
         Route("/api/jobs/{job_id}/export/{format}", export),
