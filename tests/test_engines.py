@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -95,23 +96,17 @@ def test_engines_let_a_cancel_in_about_every_second_of_work(engines) -> None:
     assert all(b - a <= 32 for a, b in zip(progress, progress[1:], strict=False)) and progress[-1] == len(windows)
 
 
-@pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_forward_passes_replayed_from_cuda_graphs_give_what_eager_ones_give(samples) -> None:
+@pytest.fixture()
+def on_cuda(samples) -> Iterator[tuple[Segmentation3, CamppEmbedder, np.ndarray, torch.Tensor]]:
+    """Both engines on the GPU, with 10 s windows every second of speech and mean-normalised
+    filterbanks of 1.5 s windows every 0.5 s."""
     wav, _ = sf.read(samples["meeting.wav"], dtype="float32")
     segmenter = Segmentation3(weights.load_state(weights.SEGMENTATION)[0], "cuda")
     embedder = CamppEmbedder(weights.load_state(weights.CAMPPLUS)[0], "cuda")
+    windows = np.stack([wav[i : i + 160000] for i in range(0, wav.size - 160000, 16000)])[:, None]
+    feats = kaldi_fbank(torch.from_numpy(np.stack([wav[i : i + 24000] for i in range(0, wav.size - 24000, 8000)])))
     try:
-        windows = np.stack([wav[i : i + 160000] for i in range(0, wav.size - 160000, 16000)])[:, None]
-        eager = segmenter._infer(torch.from_numpy(windows), False).numpy()
-        for _ in range(2):  # captured, then replayed
-            assert np.allclose(segmenter._forward(windows), eager, atol=1e-4)
-        feats = kaldi_fbank(torch.from_numpy(np.stack([wav[i : i + 24000] for i in range(0, wav.size - 24000, 8000)])))
-        feats = (feats - feats.mean(dim=1, keepdim=True)).numpy()
-        eager = embedder._infer(torch.from_numpy(feats), embedder.half)
-        for _ in range(2):
-            graphed = torch.from_numpy(embedder._forward(feats))
-            assert torch.nn.functional.cosine_similarity(graphed, eager).min() >= 0.99999
+        yield segmenter, embedder, windows, feats - feats.mean(dim=1, keepdim=True)
     finally:
         segmenter.close()
         embedder.close()
@@ -119,20 +114,24 @@ def test_forward_passes_replayed_from_cuda_graphs_give_what_eager_ones_give(samp
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_fp16_is_used_where_it_stays_within_cosine_0_9999_of_fp32(samples) -> None:
-    wav, _ = sf.read(samples["meeting.wav"], dtype="float32")
-    segmenter = Segmentation3(weights.load_state(weights.SEGMENTATION)[0], "cuda")
-    embedder = CamppEmbedder(weights.load_state(weights.CAMPPLUS)[0], "cuda")
-    try:
-        windows = torch.from_numpy(np.stack([wav[i : i + 160000] for i in range(0, wav.size - 160000, 16000)]))[:, None]
-        # The segmenter stays in fp32: its fp16 frame classes agree, but not to cosine 0.9999.
-        full, half = segmenter._infer(windows, False), segmenter._infer(windows, True)
-        assert (full.argmax(-1) == half.argmax(-1)).float().mean() >= 0.999
-        feats = kaldi_fbank(torch.from_numpy(np.stack([wav[i : i + 24000] for i in range(0, wav.size - 24000, 8000)])))
-        feats = feats - feats.mean(dim=1, keepdim=True)
-        cosine = torch.nn.functional.cosine_similarity(embedder._infer(feats, False), embedder._infer(feats, True))
-        assert cosine.min() >= 0.9999
-        assert embedder.half and "fp32" in segmenter.describe()
-    finally:
-        segmenter.close()
-        embedder.close()
+def test_forward_passes_replayed_from_cuda_graphs_give_what_eager_ones_give(on_cuda) -> None:
+    segmenter, embedder, windows, feats = on_cuda
+    eager = segmenter._infer(torch.from_numpy(windows), False).numpy()
+    for _ in range(2):  # captured, then replayed
+        assert np.allclose(segmenter._forward(windows), eager, atol=1e-4)
+    eager = embedder._infer(feats, embedder.half)
+    for _ in range(2):
+        graphed = torch.from_numpy(embedder._forward(feats.numpy()))
+        assert torch.nn.functional.cosine_similarity(graphed, eager).min() >= 0.99999
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_fp16_is_used_where_it_stays_within_cosine_0_9999_of_fp32(on_cuda) -> None:
+    segmenter, embedder, windows, feats = on_cuda
+    # The segmenter stays in fp32: its fp16 frame classes agree, but not to cosine 0.9999.
+    full, half = segmenter._infer(torch.from_numpy(windows), False), segmenter._infer(torch.from_numpy(windows), True)
+    assert (full.argmax(-1) == half.argmax(-1)).float().mean() >= 0.999
+    cosine = torch.nn.functional.cosine_similarity(embedder._infer(feats, False), embedder._infer(feats, True))
+    assert cosine.min() >= 0.9999
+    assert embedder.half and "fp32" in segmenter.describe()

@@ -218,11 +218,7 @@ class JobManager:
             self._audio.drop(job_id)
         else:
             self._store.request_cancel(job_id)
-            with self._lock:
-                live = self._live.get(job_id)
-            if live is not None:
-                with live.cond:
-                    live.cancel_requested = True
+            self._flag(job_id, "cancel_requested")
         return self._store.get(job_id).status()
 
     def delete(self, job_id: str) -> bool:
@@ -230,12 +226,16 @@ class JobManager:
         if not self._store.delete(job_id):
             return False
         self._audio.drop(job_id)
+        self._flag(job_id, "lost")
+        return True
+
+    def _flag(self, job_id: str, name: str) -> None:
+        """Tell this process's worker of the job, if it runs here, at once: cancel_requested or lost."""
         with self._lock:
             live = self._live.get(job_id)
         if live is not None:
             with live.cond:
-                live.lost = True
-        return True
+                setattr(live, name, True)
 
     # ------------------------------------------------------------------ workers
 
