@@ -285,6 +285,15 @@ def test_a_chunk_over_the_advertised_limit_gets_our_typed_error(client: Client, 
     assert err.clip_index == 0 and err.clip_name == "big.wav" and str(MAX_CHUNK_BYTES) in err.message
 
 
+def test_a_manifest_without_size_bytes_says_it_is_required(server) -> None:
+    config = pb.DiarizeConfig(clips=[pb.ClipManifest(name="meeting.wav")])
+    with grpc.insecure_channel(server.config.address) as channel:
+        with pytest.raises(grpc.RpcError) as info:
+            list(pb_grpc.SpeakerlinkStub(channel).Diarize(iter([pb.DiarizeRequest(config=config)]), timeout=10))
+    err = error_from_rpc(info.value)
+    assert err.code == "EMPTY_FILE" and "size_bytes" in " ".join(err.troubleshooting), err.describe()
+
+
 def test_a_malformed_sha256_names_its_clip(server, samples) -> None:
     config = build_config([samples["call.mp3"], samples["meeting.wav"]], pb.DiarizeOptions())
     config.clips[1].sha256 = "not a digest"

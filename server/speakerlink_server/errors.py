@@ -119,8 +119,8 @@ def invalid_config(message: str, index: int = -1, name: str = "") -> ServiceErro
     when it is about one clip of the manifest."""
     return ServiceError(
         grpc.StatusCode.INVALID_ARGUMENT, "INVALID_CONFIG", message,
-        ("The config, an upload's first message, holds the options and a manifest of the clips; the .proto's "
-         "comments give their rules, and GetInfo's limits their bounds.",),
+        ("The config holds the options and a manifest of the clips; the .proto's comments give their rules, "
+         "and GetInfo's limits their bounds.",),
         ("Fix the request; `speakerlink info` lists the limits and formats.",),
         **_clip(index, name),
     )
@@ -188,9 +188,10 @@ def unsupported_format(index: int, name: str, fmt: str, formats: tuple[str, ...]
 
 def empty_file(index: int, name: str) -> ServiceError:
     return ServiceError(
-        grpc.StatusCode.INVALID_ARGUMENT, "EMPTY_FILE", "the file is empty (0 bytes)",
-        ("A zero-byte file has no audio to diarize.",),
-        ("Check that the recording was saved completely, then send it again.",),
+        grpc.StatusCode.INVALID_ARGUMENT, "EMPTY_FILE", "the manifest gives the file a size of 0 bytes",
+        ("A zero-byte file has no audio to diarize; or the client left size_bytes unset, which every clip needs "
+         "(its exact size).",),
+        ("Check that the recording was saved completely, then send it again with its size.",),
         **_clip(index, name),
     )
 
@@ -248,7 +249,8 @@ def audio_too_long(index: int, name: str, seconds: float, limit: float) -> Servi
     return ServiceError(
         grpc.StatusCode.RESOURCE_EXHAUSTED, "AUDIO_TOO_LONG",
         f"{seconds:.0f} s of audio is over the limit of {limit:.0f} s per clip",
-        (f"The server is configured with max_clip_seconds={limit:g}; the length comes from the file's header.",),
+        (f"The server is configured with max_clip_seconds={limit:g}; the length is checked from the file's header "
+         "on upload, and again while decoding.",),
         ("Cut the recording into shorter clips, or raise --max-clip-seconds on the server.",),
         **_clip(index, name),
     )
