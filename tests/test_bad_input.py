@@ -14,6 +14,8 @@ import grpc
 import numpy as np
 import pytest
 import soundfile as sf
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 from conftest import make_config
 from speakerlink import Client, InvalidInputError, LimitExceededError, NotFoundError
 from speakerlink.errors import error_from_rpc
@@ -24,6 +26,7 @@ from speakerlink.v1 import speakerlink_pb2_grpc as pb_grpc
 from speakerlink_server.errors import ServiceError
 from speakerlink_server.main import start_server
 from speakerlink_server.pipeline import audio
+from speakerlink_server.uploads import MAX_CHUNK_BYTES
 
 
 @pytest.fixture(autouse=True)
@@ -246,7 +249,7 @@ def test_bad_options_are_refused_by_the_server(server, samples) -> None:
 @pytest.mark.parametrize("options", [{"num_speakers": 2147483647}, {"min_speakers": 101}])
 def test_impossible_speaker_counts_are_refused(client: Client, samples, options) -> None:
     err = expect(InvalidInputError, "INVALID_CONFIG", client, [samples["call.mp3"]], **options)
-    assert "at most 100" in err.message
+    assert "1-100" in err.message
     assert client.info().limits.max_speakers == 100
 
 
@@ -264,6 +267,46 @@ def test_changed_bytes_fail_the_checksum(server, samples) -> None:
         with pytest.raises(grpc.RpcError) as info:
             list(pb_grpc.SpeakerlinkStub(channel).Diarize(iter(requests), timeout=10))
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "SHA-256" in info.value.details()
+
+
+@pytest.mark.parametrize("size", [MAX_CHUNK_BYTES + 1, MAX_CHUNK_BYTES * 3 // 2])
+def test_a_chunk_over_the_advertised_limit_gets_our_typed_error(client: Client, server, size: int) -> None:
+    """Just over max_chunk_bytes, and well over it (past what the transport took before): the
+    call ends with CHUNK_TOO_LARGE and its details, not the transport's bare refusal."""
+    assert client.info().limits.max_chunk_bytes == MAX_CHUNK_BYTES
+    manifest = pb.ClipManifest(name="big.wav", size_bytes=server.config.max_file_bytes)
+    requests = [pb.DiarizeRequest(config=pb.DiarizeConfig(clips=[manifest])),
+                pb.DiarizeRequest(chunk=pb.AudioChunk(clip_index=0, data=b"\0" * size))]
+    with grpc.insecure_channel(server.config.address) as channel:
+        with pytest.raises(grpc.RpcError) as info:
+            list(pb_grpc.SpeakerlinkStub(channel).Diarize(iter(requests), timeout=30))
+    err = error_from_rpc(info.value)
+    assert isinstance(err, LimitExceededError) and err.code == "CHUNK_TOO_LARGE", err.describe()
+    assert err.clip_index == 0 and err.clip_name == "big.wav" and str(MAX_CHUNK_BYTES) in err.message
+
+
+def test_a_manifest_without_size_bytes_says_it_is_required(server) -> None:
+    config = pb.DiarizeConfig(clips=[pb.ClipManifest(name="meeting.wav")])
+    with grpc.insecure_channel(server.config.address) as channel:
+        with pytest.raises(grpc.RpcError) as info:
+            list(pb_grpc.SpeakerlinkStub(channel).Diarize(iter([pb.DiarizeRequest(config=config)]), timeout=10))
+    err = error_from_rpc(info.value)
+    assert err.code == "EMPTY_FILE" and "size_bytes" in " ".join(err.troubleshooting), err.describe()
+
+
+def test_a_malformed_sha256_names_its_clip(server, samples) -> None:
+    config = build_config([samples["call.mp3"], samples["meeting.wav"]], pb.DiarizeOptions())
+    config.clips[1].sha256 = "not a digest"
+    with grpc.insecure_channel(server.config.address) as channel:
+        with pytest.raises(grpc.RpcError) as info:
+            list(pb_grpc.SpeakerlinkStub(channel).Diarize(iter([pb.DiarizeRequest(config=config)]), timeout=10))
+    err = error_from_rpc(info.value)
+    assert err.code == "INVALID_CONFIG" and (err.clip_index, err.clip_name) == (1, "meeting.wav")
+    assert "first message" not in err.describe()
+    status = rpc_status.from_call(info.value)
+    found = error_details_pb2.ErrorInfo()
+    next(d for d in status.details if d.Is(found.DESCRIPTOR)).Unpack(found)
+    assert found.metadata["clip_index"] == "1" and found.metadata["clip_name"] == "meeting.wav"
 
 
 @pytest.fixture()

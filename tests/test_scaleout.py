@@ -132,7 +132,8 @@ def test_a_job_sent_to_one_front_end_is_watched_cancelled_and_deleted_through_th
 
         running = submit(one, long_clip)
         deployment.worker_of(running)
-        assert two.cancel(running).job_id == running
+        answer = two.cancel(running)  # asked here, landing at the worker's next lease renewal
+        assert answer.job_id == running and answer.state == pb.JOB_STATE_RUNNING and answer.cancel_requested
         with pytest.raises(JobCancelledError):
             one.wait(running, timeout=60)
         assert one.list_jobs()[0].state == pb.JOB_STATE_CANCELLED

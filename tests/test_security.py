@@ -36,6 +36,7 @@ from speakerlink_server.errors import ServiceError
 from speakerlink_server.main import RunningServer, StartupError, start_server
 from speakerlink_server.quotas import Quota, Quotas
 from speakerlink_server.store import JobStore
+from test_contract import reflect
 
 
 @dataclass(frozen=True)
@@ -154,6 +155,11 @@ def test_mutual_tls_needs_a_client_certificate(pki: Pki, tmp_path: Path) -> None
             assert client.info().version  # anonymous_info: GetInfo answers without a token
             with pytest.raises(AuthenticationError):
                 client.list_jobs()
+        credentials = grpc.ssl_channel_credentials(pki.ca.read_bytes(), pki.client.key.read_bytes(),
+                                                   pki.client.cert.read_bytes())
+        with grpc.secure_channel(f"localhost:{running.config.port}", credentials) as channel:
+            for package in ("grpc.reflection.v1", "grpc.reflection.v1alpha"):  # and so does reflection
+                assert reflect(channel, package, list_services="").list_services_response.service
         with connect(running, pki, TOKEN_A) as client, pytest.raises(UnavailableError):
             client.info()
     finally:

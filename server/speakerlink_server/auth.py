@@ -31,7 +31,8 @@ from speakerlink_server import errors
 log = logging.getLogger(__name__)
 ANONYMOUS = ""  # the tenant of every call when no tenants file is configured
 HEALTH_PREFIX = "/grpc.health.v1.Health/"
-INFO_METHODS = ("/speakerlink.v1.Speakerlink/GetInfo", "/grpc.reflection.v1alpha.ServerReflection/")
+INFO_METHODS = ("/speakerlink.v1.Speakerlink/GetInfo", "/grpc.reflection.v1alpha.ServerReflection/",
+                "/grpc.reflection.v1.ServerReflection/")
 TENANT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 

@@ -77,7 +77,9 @@ class ServiceError(Exception):
         detail = any_pb2.Any()
         detail.Pack(self.detail())
         info = any_pb2.Any()
-        metadata = {"clip_name": self.clip_name} if self.clip_name else {}
+        metadata = {"clip_index": str(self.clip_index)} if self.clip_index >= 0 else {}
+        if self.clip_name:
+            metadata["clip_name"] = self.clip_name
         info.Pack(error_details_pb2.ErrorInfo(reason=self.code, domain=DOMAIN, metadata=metadata))
         details = [detail, info]
         if self.retry_after > 0:
@@ -112,11 +114,47 @@ def _clip(index: int, name: str) -> dict:
 # ------------------------------------------------------------------ request and upload
 
 
-def invalid_config(message: str) -> ServiceError:
+def invalid_config(message: str, index: int = -1, name: str = "") -> ServiceError:
+    """A config (options and manifest of clips) this server does not take; `index` and `name`
+    when it is about one clip of the manifest."""
     return ServiceError(
         grpc.StatusCode.INVALID_ARGUMENT, "INVALID_CONFIG", message,
-        ("The first message of a Diarize call must be the config: options and a manifest of clips.",),
+        ("The config holds the options and a manifest of the clips; the .proto's comments give their rules, "
+         "and GetInfo's limits their bounds.",),
         ("Fix the request; `speakerlink info` lists the limits and formats.",),
+        **_clip(index, name),
+    )
+
+
+def option_out_of_range(option: str, flag: str, value: object, allowed: str) -> ServiceError:
+    """An option of DiarizeOptions out of its range, named as the request and the CLI name it."""
+    return ServiceError(
+        grpc.StatusCode.INVALID_ARGUMENT, "INVALID_CONFIG", f"{option} is {value}; it must be {allowed}",
+        (f"On the command line this is {flag}; in the SDK, {flag.lstrip('-').replace('-', '_')}=.",),
+        (f"Give {flag} {allowed}, or leave it out.",),
+    )
+
+
+def out_of_order(message: str) -> ServiceError:
+    """An upload stream (Diarize, EnrollSpeaker) whose messages break its order."""
+    return ServiceError(
+        grpc.StatusCode.INVALID_ARGUMENT, "INVALID_CONFIG", message,
+        ("An upload sends the config first, then only audio chunks, each tagged with its clip's index.",),
+        ("Fix the client: the .proto's comments on Diarize give the order.",),
+    )
+
+
+def invalid_request(message: str, troubleshooting: str, recovery: str) -> ServiceError:
+    """A field of a request other than an upload's config that is out of its range."""
+    return ServiceError(grpc.StatusCode.INVALID_ARGUMENT, "INVALID_CONFIG", message, (troubleshooting,), (recovery,))
+
+
+def chunk_too_large(index: int, name: str, size: int, limit: int) -> ServiceError:
+    return ServiceError(
+        grpc.StatusCode.RESOURCE_EXHAUSTED, "CHUNK_TOO_LARGE", f"an audio chunk of {size} bytes is over the limit of {limit} bytes",
+        (f"Each AudioChunk may carry at most max_chunk_bytes={limit} (GetInfo's limits); the SDK sends 256 KiB.",),
+        ("Send the file in smaller chunks, in order; a clip may take as many chunks as it needs.",),
+        **_clip(index, name),
     )
 
 
@@ -150,9 +188,10 @@ def unsupported_format(index: int, name: str, fmt: str, formats: tuple[str, ...]
 
 def empty_file(index: int, name: str) -> ServiceError:
     return ServiceError(
-        grpc.StatusCode.INVALID_ARGUMENT, "EMPTY_FILE", "the file is empty (0 bytes)",
-        ("A zero-byte file has no audio to diarize.",),
-        ("Check that the recording was saved completely, then send it again.",),
+        grpc.StatusCode.INVALID_ARGUMENT, "EMPTY_FILE", "the manifest gives the file a size of 0 bytes",
+        ("A zero-byte file has no audio to diarize; or the client left size_bytes unset, which every clip needs "
+         "(its exact size).",),
+        ("Check that the recording was saved completely, then send it again with its size.",),
         **_clip(index, name),
     )
 
@@ -210,7 +249,8 @@ def audio_too_long(index: int, name: str, seconds: float, limit: float) -> Servi
     return ServiceError(
         grpc.StatusCode.RESOURCE_EXHAUSTED, "AUDIO_TOO_LONG",
         f"{seconds:.0f} s of audio is over the limit of {limit:.0f} s per clip",
-        (f"The server is configured with max_clip_seconds={limit:g}; the length comes from the file's header.",),
+        (f"The server is configured with max_clip_seconds={limit:g}; the length is checked from the file's header "
+         "on upload, and again while decoding.",),
         ("Cut the recording into shorter clips, or raise --max-clip-seconds on the server.",),
         **_clip(index, name),
     )
@@ -382,7 +422,7 @@ def invalid_voice_name(reason: str) -> ServiceError:
     return ServiceError(
         grpc.StatusCode.INVALID_ARGUMENT, "INVALID_VOICE_NAME", f"a voice name {reason}",
         ("Names are 1-100 printable characters, without spaces at either end.",),
-        ("Give the person's name, e.g. `speakerlink speakers enroll 'Alice Smith' alice.wav`.",),
+        ("Give the person's name, e.g. 'Alice Smith'.",),
     )
 
 
@@ -462,15 +502,20 @@ def job_not_found(job_id: str) -> ServiceError:
     return ServiceError(
         grpc.StatusCode.NOT_FOUND, "JOB_NOT_FOUND", f"no job {job_id!r}",
         ("The id is wrong, or the job was deleted, or its results expired (job TTL).",),
-        ("Submit the clips again.",),
+        ("`speakerlink jobs` lists your jobs; if it is gone, submit the clips again.",),
     )
 
 
-def result_not_ready(job_id: str, state: str) -> ServiceError:
+def result_not_ready(job_id: str, state: int) -> ServiceError:
+    """A job without a result: one still to run can be waited for; a cancelled one never will have one."""
+    name = pb.JobState.Name(state).removeprefix("JOB_STATE_").lower()
+    waits = state in (pb.JOB_STATE_QUEUED, pb.JOB_STATE_RUNNING)
     return ServiceError(
-        grpc.StatusCode.FAILED_PRECONDITION, "RESULT_NOT_READY", f"job {job_id} has no result: it is {state}",
+        grpc.StatusCode.FAILED_PRECONDITION, "RESULT_NOT_READY", f"job {job_id} has no result: it is {name}",
         ("Results exist only for jobs that succeeded.",),
-        (f"Wait for it with `speakerlink watch {job_id}`.",),
+        (f"Wait for it with `speakerlink watch {job_id}`.",) if waits else
+        ("It was cancelled and will never have one: submit the clips again.",) if state == pb.JOB_STATE_CANCELLED else
+        ("Submit the clips again.",),
     )
 
 

@@ -18,7 +18,6 @@ from typing import TextIO
 import grpc
 import torch
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 from speakerlink.v1 import speakerlink_pb2 as pb
 from speakerlink.v1 import speakerlink_pb2_grpc as pb_grpc
 
@@ -30,9 +29,10 @@ from speakerlink_server.engines.registry import Engines, load_engines
 from speakerlink_server.engines.weights import WeightsUnavailable
 from speakerlink_server.jobs import JobManager
 from speakerlink_server.quotas import Quota, Quotas
+from speakerlink_server.reflection import enable_reflection
 from speakerlink_server.servicer import SpeakerlinkServicer
 from speakerlink_server.store import JobStore
-from speakerlink_server.uploads import MAX_CHUNK_BYTES
+from speakerlink_server.uploads import MAX_MESSAGE_BYTES
 
 log = logging.getLogger("speakerlink_server")
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Speakerlink"].full_name
@@ -139,7 +139,7 @@ def start_server(config: ServerConfig) -> RunningServer:
             interceptors=[AuthInterceptor(tenants, config.anonymous_info)],
             maximum_concurrent_rpcs=threads * 4,
             options=[
-                ("grpc.max_receive_message_length", MAX_CHUNK_BYTES + 64 * 1024),  # + framing of the chunk
+                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 # gRPC shares ports by default: a second server would bind a busy port and take
                 # half of the first one's calls.
                 ("grpc.so_reuseport", 0),
@@ -153,7 +153,7 @@ def start_server(config: ServerConfig) -> RunningServer:
         raise
     audio = DatabaseAudio(config.jobs_dir, store.database) if store.shared else FolderAudio(config.jobs_dir)
     jobs = JobManager(config, store, audio, engines, take_jobs=config.role != "api")
-    served = [health.SERVICE_NAME, reflection.SERVICE_NAME]
+    served = [health.SERVICE_NAME]
     if config.role != "worker":  # a worker answers health checks alone
         quotas = Quotas(store, tenants, Quota(config.tenant_max_uploads, config.tenant_max_queued_jobs,
                                               config.tenant_audio_seconds_per_day))
@@ -162,7 +162,7 @@ def start_server(config: ServerConfig) -> RunningServer:
         served.insert(0, SERVICE_NAME)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(served, server)
+    enable_reflection(served, server)
     jobs.start()
     server.start()
     for name in ("", SERVICE_NAME) if config.role != "worker" else ("",):

@@ -163,7 +163,7 @@ class SpeakerlinkServicer(pb_grpc.SpeakerlinkServicer):
             name = check_name(request.name)
             record = self._owned(request.job_id, context)
             if record.state != pb.JOB_STATE_SUCCEEDED:
-                raise errors.result_not_ready(request.job_id, pb.JobState.Name(record.state))
+                raise errors.result_not_ready(request.job_id, record.state)
             found = self._store.job_print(request.job_id, request.speaker)
             if found is None:
                 labels = [s.label for s in pb.DiarizationResult.FromString(record.result).speakers]
@@ -202,7 +202,7 @@ class SpeakerlinkServicer(pb_grpc.SpeakerlinkServicer):
         with self._quotas.upload(tenant), IdleLimitedStream(request_iterator, self._config.upload_idle_seconds) as requests:
             first = next(requests, None)
             if first is None or first.WhichOneof("payload") != "config":
-                raise errors.invalid_config("the first message must be the config")
+                raise errors.out_of_order("the first message must be the config")
             check(first.config)
             clips = receive_clips(requests, first.config, audio_dir, self._config.max_file_bytes,
                                   self._config.min_free_bytes)
@@ -239,7 +239,9 @@ class SpeakerlinkServicer(pb_grpc.SpeakerlinkServicer):
 
     def Export(self, request: pb.ExportRequest, context: grpc.ServicerContext) -> pb.ExportResponse:
         if request.format not in FORMATS:
-            errors.invalid_config(f"unknown export format {request.format}").abort(context)
+            names = ", ".join(pb.ExportFormat.Name(f).removeprefix("EXPORT_FORMAT_") for f in sorted(FORMATS))
+            errors.invalid_request(f"unknown export format {request.format}", f"ExportRequest.format is one of {names}.",
+                                   "Choose one of them, e.g. `speakerlink export JOB --format rttm`.").abort(context)
         result = self._result(request.job_id, context)
         clip_index = request.clip_index if request.HasField("clip_index") else None
         if clip_index is not None and clip_index not in {clip.index for clip in result.clips}:
@@ -261,7 +263,7 @@ class SpeakerlinkServicer(pb_grpc.SpeakerlinkServicer):
         if record.state != pb.JOB_STATE_SUCCEEDED:
             if record.state == pb.JOB_STATE_FAILED and record.error is not None:
                 errors.from_detail(record.error).abort(context)
-            errors.result_not_ready(job_id, pb.JobState.Name(record.state)).abort(context)
+            errors.result_not_ready(job_id, record.state).abort(context)
         return pb.DiarizationResult.FromString(record.result)
 
     def CancelJob(self, request: pb.CancelJobRequest, context: grpc.ServicerContext) -> pb.JobStatus:
@@ -274,7 +276,9 @@ class SpeakerlinkServicer(pb_grpc.SpeakerlinkServicer):
     def ListJobs(self, request: pb.ListJobsRequest, context: grpc.ServicerContext) -> pb.ListJobsResponse:
         """Keyset pages over (created_at, job_id): a job created meanwhile shifts no page."""
         if not 0 <= request.page_size <= MAX_PAGE_SIZE:
-            errors.invalid_config(f"page_size must be 0-{MAX_PAGE_SIZE}, got {request.page_size}").abort(context)
+            errors.invalid_request(f"page_size must be 0-{MAX_PAGE_SIZE}, got {request.page_size}",
+                                   f"0 asks for the default page of {DEFAULT_PAGE_SIZE} jobs.",
+                                   f"Give a page_size of at most {MAX_PAGE_SIZE}.").abort(context)
         size = request.page_size or DEFAULT_PAGE_SIZE
         before = None
         if request.page_token:
@@ -284,7 +288,9 @@ class SpeakerlinkServicer(pb_grpc.SpeakerlinkServicer):
             except ValueError:
                 before = None
             if before is None or not JOB_ID.fullmatch(job_id):
-                errors.invalid_config("page_token is not one this server gave").abort(context)
+                errors.invalid_request("page_token is not one this server gave",
+                                       "A page token is the previous answer's next_page_token, passed on unchanged.",
+                                       "Start again from the newest jobs with an empty page_token.").abort(context)
         records = self._store.newest(self._tenants.of(context), size + 1, before)
         response = pb.ListJobsResponse(jobs=[r.status() for r in records[:size]])
         if len(records) > size:

@@ -46,7 +46,7 @@ class VoiceRecord:
         return voice
 
 
-_COLUMNS = "id, state, created_at, expires_at, config, progress, result, error, tenant, attempts"
+_COLUMNS = "id, state, created_at, expires_at, config, progress, result, error, tenant, attempts, cancel_requested"
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,7 @@ class JobRecord:
     error: pb.ErrorDetail | None
     tenant: str = ""  # auth.ANONYMOUS where the server has no tenants file
     attempts: int = 0  # how many times a worker has taken the job
+    cancel_requested: bool = False  # asked of a running job; it lands at its worker's next check
 
     @property
     def finished(self) -> bool:
@@ -68,7 +69,8 @@ class JobRecord:
 
     def status(self) -> pb.JobStatus:
         status = pb.JobStatus(job_id=self.job_id, state=self.state, progress=self.progress,
-                              clip_names=[clip.name for clip in self.config.clips])
+                              clip_names=[clip.name for clip in self.config.clips],
+                              cancel_requested=self.cancel_requested and self.state == pb.JOB_STATE_RUNNING)
         status.created_at.CopyFrom(_timestamp(self.created_at))
         status.expires_at.CopyFrom(_timestamp(self.expires_at))
         if self.error is not None:
@@ -342,7 +344,7 @@ class JobStore:
 
 
 def _record(row: tuple) -> JobRecord:
-    job_id, state, created_at, expires_at, config, progress, result, error, tenant, attempts = row
+    job_id, state, created_at, expires_at, config, progress, result, error, tenant, attempts, cancel_requested = row
     return JobRecord(
         job_id=job_id,
         state=state,
@@ -354,6 +356,7 @@ def _record(row: tuple) -> JobRecord:
         error=None if error is None else pb.ErrorDetail.FromString(error),
         tenant=tenant,
         attempts=attempts,
+        cancel_requested=bool(cancel_requested),
     )
 
 

@@ -30,6 +30,10 @@ from speakerlink_server.pipeline import audio
 
 # The largest audio chunk a client may send: gRPC's default message limit. The SDK sends 256 KiB.
 MAX_CHUNK_BYTES = 4 * 1024 * 1024
+# The largest message the transport takes: room above the chunk limit, so that a client whose
+# chunks are too large gets CHUNK_TOO_LARGE with its details rather than the transport's bare
+# RESOURCE_EXHAUSTED (which it still gets past this).
+MAX_MESSAGE_BYTES = 2 * MAX_CHUNK_BYTES
 # Speaker counts above this are mistakes (e.g. 2147483647), not meetings: a count asks the
 # clustering to find that many voices, and a too-large one only splits people into pieces.
 MAX_SPEAKERS = 100
@@ -128,18 +132,22 @@ def validate_manifest(clips: Sequence[pb.ClipManifest], limits: ServerConfig) ->
         raise errors.invalid_config("the manifest lists no clips")
     if len(clips) > limits.max_clips:
         raise errors.too_many_clips(len(clips), limits.max_clips)
-    names = [clip.name for clip in clips]
-    if any(not name.strip() for name in names):
-        raise errors.invalid_config("every clip needs a name")
+    seen: set[str] = set()
     for index, clip in enumerate(clips):
+        if not clip.name.strip():
+            raise errors.invalid_config(f"clip {index} has no name; every clip needs one", index)
         if len(clip.name) > MAX_NAME_CHARS:
-            raise errors.invalid_config(f"clip {index}'s name has {len(clip.name)} characters; at most {MAX_NAME_CHARS}")
+            raise errors.invalid_config(f"clip {index}'s name has {len(clip.name)} characters; at most {MAX_NAME_CHARS}",
+                                        index, clip.name)
         if len(clip.format) > MAX_FORMAT_CHARS:
-            raise errors.invalid_config(f"clip {index}'s format hint is longer than {MAX_FORMAT_CHARS} characters")
+            raise errors.invalid_config(f"clip {index}'s format hint is longer than {MAX_FORMAT_CHARS} characters",
+                                        index, clip.name)
         if clip.sha256 and not SHA256.fullmatch(clip.sha256):
-            raise errors.invalid_config(f"clip {index}'s sha256 is not 64 hexadecimal characters")
-    if len(set(names)) != len(names):
-        raise errors.invalid_config("clip names must be unique within a request")
+            raise errors.invalid_config(f"clip {index}'s sha256 is not 64 hexadecimal characters", index, clip.name)
+        if clip.name in seen:
+            raise errors.invalid_config(f"clip {index}'s name is another clip's; names are unique within a request",
+                                        index, clip.name)
+        seen.add(clip.name)
     for index, clip in enumerate(clips):
         fmt = clip_format(clip)
         if fmt not in limits.formats:
@@ -147,7 +155,7 @@ def validate_manifest(clips: Sequence[pb.ClipManifest], limits: ServerConfig) ->
         if clip.size_bytes == 0:
             raise errors.empty_file(index, clip.name)
         if clip.size_bytes < 0:
-            raise errors.invalid_config(f"{clip.name}: size_bytes is negative")
+            raise errors.invalid_config(f"clip {index}'s size_bytes is negative", index, clip.name)
         if clip.size_bytes > limits.max_file_bytes:
             raise errors.file_too_large(index, clip.name, clip.size_bytes, limits.max_file_bytes)
 
@@ -158,11 +166,12 @@ def _validate_options(options: pb.DiarizeOptions, engines: Engines) -> None:
     if len(options.language) > MAX_LANGUAGE_CHARS:
         raise errors.invalid_config(f"the language code is longer than {MAX_LANGUAGE_CHARS} characters")
     count = options.speakers
-    if min(count.exact, count.min, count.max) < 0:
-        raise errors.invalid_config("speaker counts cannot be negative")
-    if max(count.exact, count.min) > MAX_SPEAKERS:
-        raise errors.invalid_config(f"a speaker count of {max(count.exact, count.min)} is more than a recording "
-                                    f"can hold; this server takes at most {MAX_SPEAKERS}")
+    for field, flag, value, highest in (("exact", "--num-speakers", count.exact, MAX_SPEAKERS),
+                                        ("min", "--min-speakers", count.min, MAX_SPEAKERS),
+                                        ("max", "--max-speakers", count.max, None)):
+        if value < 0 or (highest is not None and value > highest):
+            allowed = f"1-{highest}" if highest else "1 or more"
+            raise errors.option_out_of_range(f"speakers.{field}", flag, value, allowed)
     if count.exact and (count.min or count.max):
         raise errors.invalid_config("give either an exact speaker count or min/max, not both")
     if count.min and count.max and count.min > count.max:
@@ -170,7 +179,8 @@ def _validate_options(options: pb.DiarizeOptions, engines: Engines) -> None:
     if options.HasField("link_threshold") and not (
         math.isfinite(options.link_threshold) and -1.0 <= options.link_threshold <= 1.0
     ):
-        raise errors.invalid_config(f"link_threshold must be a cosine similarity in [-1, 1], got {options.link_threshold}")
+        raise errors.option_out_of_range("link_threshold", "--link-threshold", f"{options.link_threshold:g}",
+                                         "a cosine similarity in [-1, 1]")
     engines.embedder(options.engine)
     engines.transcriber_for(options)
 
@@ -209,11 +219,13 @@ def receive_clips(
     try:
         for request in requests:
             if request.WhichOneof("payload") != "chunk":
-                raise errors.invalid_config("only audio chunks may follow the config")
+                raise errors.out_of_order("only audio chunks may follow the config")
             chunk = request.chunk
             i = chunk.clip_index
             if not 0 <= i < len(clips):
-                raise errors.invalid_config(f"chunk for clip {i}, but the manifest has {len(clips)} clips")
+                raise errors.out_of_order(f"chunk for clip {i}, but the manifest has {len(clips)} clips")
+            if len(chunk.data) > MAX_CHUNK_BYTES:
+                raise errors.chunk_too_large(i, clips[i].name, len(chunk.data), MAX_CHUNK_BYTES)
             received[i] += len(chunk.data)
             if received[i] > max_file_bytes:
                 raise errors.file_too_large(i, clips[i].name, received[i], max_file_bytes)

@@ -337,7 +337,7 @@ class DiarizationResult(_message.Message):
     def __init__(self, job_id: _Optional[str] = ..., speakers: _Optional[_Iterable[_Union[GlobalSpeaker, _Mapping]]] = ..., clips: _Optional[_Iterable[_Union[ClipResult, _Mapping]]] = ..., summary: _Optional[_Union[Summary, _Mapping]] = ...) -> None: ...
 
 class JobStatus(_message.Message):
-    __slots__ = ("job_id", "state", "progress", "created_at", "expires_at", "error", "clip_names")
+    __slots__ = ("job_id", "state", "progress", "created_at", "expires_at", "error", "clip_names", "cancel_requested")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     PROGRESS_FIELD_NUMBER: _ClassVar[int]
@@ -345,6 +345,7 @@ class JobStatus(_message.Message):
     EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     CLIP_NAMES_FIELD_NUMBER: _ClassVar[int]
+    CANCEL_REQUESTED_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     state: JobState
     progress: Progress
@@ -352,7 +353,8 @@ class JobStatus(_message.Message):
     expires_at: _timestamp_pb2.Timestamp
     error: ErrorDetail
     clip_names: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, job_id: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., error: _Optional[_Union[ErrorDetail, _Mapping]] = ..., clip_names: _Optional[_Iterable[str]] = ...) -> None: ...
+    cancel_requested: bool
+    def __init__(self, job_id: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., error: _Optional[_Union[ErrorDetail, _Mapping]] = ..., clip_names: _Optional[_Iterable[str]] = ..., cancel_requested: _Optional[bool] = ...) -> None: ...
 
 class ListJobsRequest(_message.Message):
     __slots__ = ("page_size", "page_token")

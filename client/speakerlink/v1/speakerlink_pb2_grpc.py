@@ -112,9 +112,21 @@ class SpeakerlinkServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Diarize(self, request_iterator, context):
-        """Upload clips and diarize them. The first request is the config, then audio chunks
-        tagged with their clip. Events: accepted{job_id}, progress..., then exactly one terminal
-        event (result or error). Upload-time problems end the call with a status and rich details.
+        """Upload clips and diarize them. The upload:
+        1. The first request is the config: options and a manifest of every clip (ClipManifest
+        gives the rules for names, sizes, formats and sha256). It is checked before any audio
+        is taken (INVALID_CONFIG, TOO_MANY_CLIPS, FILE_TOO_LARGE, UNSUPPORTED_FORMAT, ...).
+        2. Then only AudioChunk requests. A clip's chunks are its bytes in order: the server
+        appends each chunk to the file of its clip_index. Chunks of different clips may be
+        interleaved in any way. A chunk carries at most Limits.max_chunk_bytes of data
+        (CHUNK_TOO_LARGE); the transport refuses a message over twice that without details.
+        More bytes than a clip's size_bytes end the call at once (UPLOAD_MISMATCH); a pause
+        longer than Limits.upload_idle_seconds ends it with UPLOAD_STALLED.
+        3. The client ends (half-closes) its stream. Then each clip must have exactly its
+        size_bytes, and its sha256 where given (UPLOAD_MISMATCH naming the clip), and the
+        audio's declared length must be within the limits.
+        Events: accepted{job_id}, progress..., then exactly one terminal event (result, error or
+        cancelled). Upload-time problems end the call with a status and rich details (see Errors).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -128,7 +140,9 @@ class SpeakerlinkServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetResult(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """A job's result: RESULT_NOT_READY while it is queued or running, or after a cancel; a
+        failed job's own error.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -140,7 +154,14 @@ class SpeakerlinkServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CancelJob(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Cancel a job. A queued job is cancelled at once: the answer's state is CANCELLED. A
+        running job's cancel is asked for: the answer's state is RUNNING with cancel_requested
+        set, and the cancel lands at its worker's next check, between batches of work (where it
+        runs on another server sharing the database, within about a second more; where its
+        worker died, some time after its lease runs out). Its watchers then get the `cancelled`
+        event. A job that finishes before the cancel lands keeps its result. A finished job is
+        answered as it is and stays so.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -160,7 +181,7 @@ class SpeakerlinkServicer:
 
     def EnrollSpeaker(self, request_iterator, context):
         """The tenant's voice library (F13): named voices, kept as embeddings only (never audio).
-        Enroll from uploaded audio of one person (the config, then chunks, as Diarize), or from
+        Enroll from uploaded audio of one person (the config, then chunks, by Diarize's rules), or from
         a speaker of a finished job; enrolling a name again adds to its voice.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
