@@ -179,10 +179,10 @@ def test_a_file_over_the_limit_is_refused_before_it_uploads(page: str, browser, 
     big = tmp_path / "long.wav"
     big.write_bytes(b"\0" * (8 * 1024 * 1024 + 1))  # the test server takes 8 MiB a file
     browser.get(page)
-    WebDriverWait(browser, 10).until(lambda b: "MB each" in b.find_element(By.ID, "limits").text)
+    WebDriverWait(browser, 10).until(lambda b: "of 8 MiB each" in b.find_element(By.ID, "limits").text)  # as `info` says
     browser.find_element(By.ID, "files").send_keys(str(big))
     error = browser.find_element(By.ID, "upload-error")
-    assert error.is_displayed() and "long.wav" in error.text
+    assert error.is_displayed() and "long.wav is 8.0 MiB; the service takes up to 8 MiB a file" in error.text
     assert not browser.find_element(By.ID, "start").is_enabled()
 
 
@@ -307,6 +307,23 @@ def test_made_up_tokens_cost_no_channels_and_each_gets_a_clean_401(tenants: Tena
     assert {(a.status_code, a.json()["code"]) for a in answers} == {(401, "AUTH_INVALID")}
     assert after - before < 20, f"{after - before} more open files after 300 made-up tokens"
     assert not errors.records, errors.records[0].getMessage()
+
+
+def test_both_clients_send_a_token_per_call_over_one_channel(tenants: Tenants) -> None:
+    """Client.with_token and AsyncClient.with_token: each view sees its own tenant's jobs."""
+    import asyncio
+
+    from speakerlink import AsyncClient, Client
+
+    with Client(tenants.address, tls=tenants.ca, token="", timeout=10) as shared:
+        mine = {name: {j.job_id for j in shared.with_token(token).list_jobs()} for name, token in tenants.tokens.items()}
+
+    async def listed() -> dict[str, set[str]]:
+        async with AsyncClient(tenants.address, tls=tenants.ca, token="", timeout=10) as shared:
+            return {name: {j.job_id for j in await shared.with_token(token).list_jobs()}
+                    for name, token in tenants.tokens.items()}
+
+    assert asyncio.run(listed()) == mine and not mine["acme"] & mine["globex"]
 
 
 def test_an_upload_belongs_to_the_token_that_sent_it_and_expires(tenants: Tenants, samples) -> None:

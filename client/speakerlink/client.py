@@ -68,8 +68,9 @@ class Client:
         self._channel.close()
 
     def with_token(self, token: str) -> Client:
-        """This client over the same channel, sending `token` on every call instead: one channel
-        serves many people, each with their own token (the web page). Needs a TLS channel."""
+        """This client over the same channel, sending `token` on every call: one channel serves
+        many people, each with their own token (the web page). Make the client with token="" so
+        that no other goes too. Needs a TLS channel; closing the client it came from closes both."""
         view = copy.copy(self)
         view._stub = TokenStub(self._stub, token)
         return view
