@@ -1,19 +1,29 @@
 """The web page (F17) in a real browser: Debian's headless chromium driven by Selenium, against
-the page's server, which calls a real speakerlink server through the SDK."""
+the page's server, which calls a real speakerlink server through the SDK. Its HTTP rules
+(hosts, cross-site requests, uploads, tokens) are checked with plain requests.
+
+SPEAKERLINK_WEB_SCREENSHOT=PATH makes the sample-clips test save its page there too
+(scripts/web_screenshot.py writes docs/web.png so)."""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
+import logging
+import os
+import secrets
 import shutil
 import socket
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
-from conftest import ROOT, make_config
+from conftest import make_config
 from speakerlink_server.main import start_server
 
 pytest.importorskip("starlette")
@@ -21,7 +31,9 @@ webdriver = pytest.importorskip("selenium.webdriver")
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support import expected_conditions as ready  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
-from speakerlink.web import create_app  # noqa: E402
+from speakerlink.v1 import speakerlink_pb2 as pb  # noqa: E402
+from speakerlink.web import HEX_ID, create_app  # noqa: E402
+from speakerlink.web.guard import check_host  # noqa: E402
 
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 pytestmark = pytest.mark.skipif(not (CHROMIUM and DRIVER), reason="needs Debian's chromium and chromium-driver")
@@ -34,12 +46,12 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serving_page(address: str, connection: dict | None = None) -> Iterator[str]:
+def serving_page(address: str, connection: dict | None = None, **options) -> Iterator[str]:
     """The page's server on a free loopback port, calling the speakerlink server at `address`."""
     import uvicorn
 
     port = free_port()
-    app = create_app(address, connection)
+    app = create_app(address, connection, **options)
     web = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=web.run, daemon=True)
     thread.start()
@@ -50,6 +62,28 @@ def serving_page(address: str, connection: dict | None = None) -> Iterator[str]:
     finally:
         web.should_exit = True
         thread.join(10)
+
+
+class ErrorLog(logging.Handler):
+    """The errors the page's server logs (tracebacks included) while it is entered."""
+
+    LOGGERS = ("uvicorn.error", "speakerlink.web")
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def __enter__(self) -> ErrorLog:
+        for name in self.LOGGERS:
+            logging.getLogger(name).addHandler(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for name in self.LOGGERS:
+            logging.getLogger(name).removeHandler(self)
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +108,8 @@ def browser(tmp_path: Path) -> Iterator:
         driver.quit()
 
 
-def test_the_sample_clips_come_out_as_one_timeline_with_a_colour_per_person(page: str, browser, samples) -> None:
+def test_the_sample_clips_come_out_as_one_timeline_with_a_colour_per_person(page: str, browser, samples,
+                                                                          tmp_path: Path) -> None:
     browser.get(page)
     clips = [samples[name] for name in ("meeting.wav", "call.mp3", "interview.flac")]
     browser.find_element(By.ID, "files").send_keys("\n".join(str(p) for p in clips))
@@ -86,7 +121,7 @@ def test_the_sample_clips_come_out_as_one_timeline_with_a_colour_per_person(page
 
     people = [li.get_attribute("data-speaker") for li in browser.find_elements(By.CSS_SELECTOR, "#legend li")]
     assert len(people) == 5  # alice, bob, carol, dave and eric
-    rows = browser.find_elements(By.CSS_SELECTOR, "#timeline svg")
+    rows = browser.find_elements(By.CSS_SELECTOR, "#timeline svg[data-clip]")
     assert [r.get_attribute("data-clip") for r in rows] == ["meeting.wav", "call.mp3", "interview.flac"]
     colours: dict[str, set[str]] = {}
     clips_of: dict[str, set[str]] = {}
@@ -100,8 +135,24 @@ def test_the_sample_clips_come_out_as_one_timeline_with_a_colour_per_person(page
 
     browser.refresh()  # the job lives in the URL
     WebDriverWait(browser, 30).until(lambda b: len(b.find_elements(By.CSS_SELECTOR, "#legend li")) == 5)
-    (ROOT / "docs").mkdir(exist_ok=True)
-    browser.save_screenshot(str(ROOT / "docs" / "web.png"))
+    labels = [t.text for t in browser.find_elements(By.CSS_SELECTOR, "#timeline .axis-row text")]
+    assert len(labels) >= 3 and labels[0] in ("0 s", "0:00")  # one time axis under the rows
+    browser.save_screenshot(str(tmp_path / "web.png"))
+    if os.environ.get("SPEAKERLINK_WEB_SCREENSHOT"):
+        shutil.copyfile(tmp_path / "web.png", os.environ["SPEAKERLINK_WEB_SCREENSHOT"])
+
+    def ends() -> dict[str, float]:  # where each row's last bar ends, in the rows' common units
+        return {row.get_attribute("data-clip"): max(float(r.get_attribute("x")) + float(r.get_attribute("width"))
+                                                    for r in row.find_elements(By.CSS_SELECTOR, "rect"))
+                for row in browser.find_elements(By.CSS_SELECTOR, "#timeline svg[data-clip]")}
+
+    shared = ends()  # one scale: the longest clip reaches the right, the others stop short of it
+    browser.find_element(By.ID, "fit").click()
+    fitted = ends()
+    shortest = min(shared, key=shared.get)
+    assert fitted[shortest] > shared[shortest] + 50 and max(fitted.values()) - min(fitted.values()) < 30
+    assert not browser.find_elements(By.CSS_SELECTOR, "#timeline .axis-row")  # each row has its own axis now
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#timeline svg[data-clip] .axis")) == 3
 
     browser.find_element(By.CSS_SELECTOR, "#exports button[data-format=json]").click()
     deadline = time.monotonic() + 20
@@ -128,10 +179,10 @@ def test_a_file_over_the_limit_is_refused_before_it_uploads(page: str, browser, 
     big = tmp_path / "long.wav"
     big.write_bytes(b"\0" * (8 * 1024 * 1024 + 1))  # the test server takes 8 MiB a file
     browser.get(page)
-    WebDriverWait(browser, 10).until(lambda b: "MB each" in b.find_element(By.ID, "limits").text)
+    WebDriverWait(browser, 10).until(lambda b: "of 8 MiB each" in b.find_element(By.ID, "limits").text)  # as `info` says
     browser.find_element(By.ID, "files").send_keys(str(big))
     error = browser.find_element(By.ID, "upload-error")
-    assert error.is_displayed() and "long.wav" in error.text
+    assert error.is_displayed() and "long.wav is 8.0 MiB; the service takes up to 8 MiB a file" in error.text
     assert not browser.find_element(By.ID, "start").is_enabled()
 
 
@@ -192,37 +243,114 @@ def test_a_transcribed_job_shows_its_transcript(browser, samples, tmp_path: Path
     assert [line.split(": ", 1)[1] for line in lines] == [u["text"] for u in utterances]
 
 
-def test_with_tokens_each_person_sees_their_own_recent_jobs_and_the_token_stays_out_of_addresses(
-        browser, samples, tmp_path: Path) -> None:
-    import secrets
+@dataclasses.dataclass
+class Tenants:
+    """A server with TLS and two tenants' tokens, its address and CA, and a page over it."""
 
+    address: str
+    ca: bytes
+    tokens: dict[str, str]
+    page: str
+
+
+@pytest.fixture(scope="module")
+def tenants(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tenants]:
     from certs import Authority
-    from selenium.webdriver.common.keys import Keys
-    from speakerlink import Client
     from test_security import write_tenants
 
-    ca = Authority(tmp_path, "ca")
+    folder = tmp_path_factory.mktemp("tenants")
+    ca = Authority(folder, "ca")
     server_pem = ca.issue("server", server=True)
-    acme, globex = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
-    tenants = write_tenants(tmp_path / "tenants.toml", {"acme": [acme], "globex": [globex]})
-    running = start_server(make_config(tmp_path / "data", tls_cert=str(server_pem.cert), tls_key=str(server_pem.key),
-                                       tenants_file=str(tenants)))
+    tokens = {"acme": secrets.token_urlsafe(32), "globex": secrets.token_urlsafe(32)}
+    listed = write_tenants(folder / "tenants.toml", {name: [token] for name, token in tokens.items()})
+    running = start_server(make_config(folder / "data", tls_cert=str(server_pem.cert), tls_key=str(server_pem.key),
+                                       tenants_file=str(listed)))
+    address = f"localhost:{running.config.port}"
     try:
-        address = f"localhost:{running.config.port}"
-        jobs = {}
-        for name, token in (("acme", acme), ("globex", globex)):
-            with Client(address, tls=ca.pem, token=token, timeout=60) as client:
-                jobs[name] = client.diarize([samples["call.mp3"]]).job_id
-        with serving_page(address, {"tls": ca.pem}) as url:
-            browser.get(url)
-            WebDriverWait(browser, 20).until(lambda b: "AUTH_REQUIRED" in b.find_element(By.ID, "recent").text)
-            browser.find_element(By.ID, "token").send_keys(acme, Keys.TAB)  # the page reloads with it
-            WebDriverWait(browser, 20).until(lambda b: b.find_elements(By.CSS_SELECTOR, "#recent a"))
-            listed = [a.get_attribute("href") for a in browser.find_elements(By.CSS_SELECTOR, "#recent a")]
-            assert [href.split("?job=")[1] for href in listed] == [jobs["acme"]]
-            assert acme not in browser.current_url and all(acme not in href for href in listed)
+        with serving_page(address, {"tls": ca.pem}, upload_seconds=2.0) as url:
+            yield Tenants(address, ca.pem, tokens, url)
     finally:
         running.stop(grace=0)
+
+
+def test_with_tokens_each_person_sees_their_own_recent_jobs_and_the_token_stays_out_of_addresses(
+        browser, samples, tenants: Tenants) -> None:
+    from selenium.webdriver.common.keys import Keys
+    from speakerlink import Client
+
+    jobs = {}
+    for name, token in tenants.tokens.items():
+        with Client(tenants.address, tls=tenants.ca, token=token, timeout=60) as client:
+            jobs[name] = client.diarize([samples["call.mp3"]]).job_id
+    acme = tenants.tokens["acme"]
+    browser.get(tenants.page)
+    WebDriverWait(browser, 20).until(lambda b: "AUTH_REQUIRED" in b.find_element(By.ID, "upload-error").text)
+    browser.find_element(By.ID, "token").send_keys(acme, Keys.TAB)  # the page reloads with it
+    WebDriverWait(browser, 20).until(lambda b: b.find_elements(By.CSS_SELECTOR, "#recent a"))
+    listed = [a.get_attribute("href") for a in browser.find_elements(By.CSS_SELECTOR, "#recent a")]
+    assert [href.split("?job=")[1] for href in listed] == [jobs["acme"]]
+    assert acme not in browser.current_url and all(acme not in href for href in listed)
+
+
+def test_made_up_tokens_cost_no_channels_and_each_gets_a_clean_401(tenants: Tenants) -> None:
+    import psutil
+
+    errors = ErrorLog()
+    with errors, httpx.Client(base_url=tenants.page, timeout=30) as http:
+        def attempt() -> httpx.Response:
+            return http.get("/api/jobs", headers={"Authorization": f"Bearer {secrets.token_urlsafe(24)}"})
+
+        [attempt() for _ in range(10)]  # the page's threads and connections, opened once
+        before = psutil.Process().num_fds()
+        answers = [attempt() for _ in range(300)]
+        after = psutil.Process().num_fds()
+    assert {(a.status_code, a.json()["code"]) for a in answers} == {(401, "AUTH_INVALID")}
+    assert after - before < 20, f"{after - before} more open files after 300 made-up tokens"
+    assert not errors.records, errors.records[0].getMessage()
+
+
+def test_both_clients_send_a_token_per_call_over_one_channel(tenants: Tenants) -> None:
+    """Client.with_token and AsyncClient.with_token: each view sees its own tenant's jobs."""
+    import asyncio
+
+    from speakerlink import AsyncClient, Client
+
+    with Client(tenants.address, tls=tenants.ca, token="", timeout=10) as shared:
+        mine = {name: {j.job_id for j in shared.with_token(token).list_jobs()} for name, token in tenants.tokens.items()}
+
+    async def listed() -> dict[str, set[str]]:
+        async with AsyncClient(tenants.address, tls=tenants.ca, token="", timeout=10) as shared:
+            return {name: {j.job_id for j in await shared.with_token(token).list_jobs()}
+                    for name, token in tenants.tokens.items()}
+
+    assert asyncio.run(listed()) == mine and not mine["acme"] & mine["globex"]
+
+
+def test_an_upload_belongs_to_the_token_that_sent_it_and_expires(tenants: Tenants, samples) -> None:
+    acme, globex = ({"Authorization": f"Bearer {tenants.tokens[n]}", "X-Speakerlink": "1"} for n in ("acme", "globex"))
+    with httpx.Client(base_url=tenants.page, timeout=30) as http:
+        def upload(headers: dict) -> str:
+            sent = http.post("/api/uploads", content=samples["call.mp3"].read_bytes(),
+                             headers=headers | {"X-File-Name": "call.mp3"})
+            assert sent.status_code == 200, sent.text
+            return sent.json()["upload"]
+
+        def submit(upload_id: str, headers: dict) -> httpx.Response:
+            return http.post("/api/jobs", json={"uploads": [upload_id]}, headers=headers)
+
+        taken = submit(upload(acme), globex)
+        assert taken.status_code == 404 and taken.json()["code"] == "UPLOAD_NOT_FOUND"
+
+        kept = upload(acme)
+        spool = next(Path(tempfile.gettempdir()).glob(f"speakerlink-web-*/{kept}"))
+        deadline = time.monotonic() + 10  # the page keeps uploads 2 s here
+        while spool.exists():
+            assert time.monotonic() < deadline, "an upload never submitted stayed in the spool"
+            time.sleep(0.2)
+        assert submit(kept, acme).status_code == 404
+
+        accepted = submit(upload(acme), acme)
+        assert accepted.status_code == 200 and HEX_ID.fullmatch(accepted.json()["job_id"])
 
 
 def test_overlapped_speech_shows_as_bars_stacked_at_the_same_time(page: str, browser, samples, tmp_path: Path) -> None:
@@ -244,3 +372,77 @@ def test_overlapped_speech_shows_as_bars_stacked_at_the_same_time(page: str, bro
     stacked = [(a, b) for i, a in enumerate(bars) for b in bars[i + 1 :]
                if a[3] != b[3] and min(a[1], b[1]) > max(a[0], b[0])]
     assert stacked and all(a[2] != b[2] for a, b in stacked)  # at the same time, on lanes of their own
+
+
+def test_a_page_off_loopback_is_refused_unless_insecure_and_then_warns(caplog) -> None:
+    import subprocess
+    import sys
+
+    refused = subprocess.run([sys.executable, "-m", "speakerlink.cli", "web", "--host", "0.0.0.0", "--port",
+                              str(free_port())], capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and "--host 0.0.0.0 is not loopback" in refused.stderr
+    check_host("::1", insecure=False)  # loopback needs nothing
+    with caplog.at_level(logging.WARNING, logger="speakerlink.web"):
+        check_host("0.0.0.0", insecure=True)
+    assert any(r.getMessage().startswith("INSECURE: serving the page on 0.0.0.0") for r in caplog.records)
+
+
+def test_a_request_naming_another_host_is_refused(server) -> None:
+    """A site whose name points at 127.0.0.1 (DNS rebinding) reaches the port but names itself."""
+    with serving_page(server.config.address, names=("speech.lan",)) as url, httpx.Client(base_url=url) as http:
+        port = url.rsplit(":", 1)[1]
+        answers = {host: http.get("/api/info", headers={"Host": host}) for host in
+                   (f"rebind.example:{port}", "evil.example", f"localhost:{port}", f"127.0.0.1:{port}",
+                    f"[::1]:{port}", f"speech.lan:{port}")}
+    assert {h: a.status_code for h, a in answers.items()} == {
+        f"rebind.example:{port}": 421, "evil.example": 421, f"localhost:{port}": 200, f"127.0.0.1:{port}": 200,
+        f"[::1]:{port}": 200, f"speech.lan:{port}": 200}
+    assert answers["evil.example"].json()["code"] == "UNKNOWN_HOST"
+
+
+def test_a_cross_site_request_cannot_cancel_a_job(page: str, client, long_clip: Path) -> None:
+    events = client.iter_diarize([long_clip])
+    job_id = next(events).job_id
+    events.close()
+    cancel = f"/api/jobs/{job_id}/cancel"
+    try:
+        with httpx.Client(base_url=page) as http:
+            refused = [
+                http.post(cancel, content="x", headers={"Content-Type": "text/plain", "Origin": "http://evil.example"}),
+                http.post(cancel, content="x", headers={"Content-Type": "text/plain"}),  # a form or sendBeacon
+                http.post(cancel, headers={"X-Speakerlink": "1", "Sec-Fetch-Site": "cross-site"}),
+                http.post(cancel, json={}, headers={"Origin": "http://evil.example"}),
+            ]
+            assert [(r.status_code, r.json()["code"]) for r in refused] == [(403, "CROSS_SITE")] * 4
+            state = {job.job_id: job.state for job in client.list_jobs(limit=10)}[job_id]
+            assert state in (pb.JOB_STATE_QUEUED, pb.JOB_STATE_RUNNING)  # untouched
+            origin = page  # the page itself, as a browser sends it
+            done = http.post(cancel, headers={"X-Speakerlink": "1", "Origin": origin, "Sec-Fetch-Site": "same-origin"})
+            assert done.status_code == 200, done.text
+    finally:
+        client.cancel(job_id)
+
+
+def test_a_bad_file_name_gets_a_plain_400_and_any_other_name_uploads(page: str, samples) -> None:
+    from urllib.parse import quote
+
+    clip = samples["call.mp3"].read_bytes()
+    with ErrorLog() as errors, httpx.Client(base_url=page) as http:
+        def upload(name: str) -> httpx.Response:
+            return http.post("/api/uploads", content=clip, headers={"X-File-Name": quote(name), "X-Speakerlink": "1"})
+
+        bad = [upload(name) for name in ("..", "x" * 300 + ".wav", "a/b.wav", "\x1b[31m.wav")]
+        good = upload("réunion 会議.mp3")
+    assert [(r.status_code, r.json()["code"]) for r in bad] == [(400, "BAD_FILE_NAME")] * 4
+    assert "at most 255" in bad[1].json()["message"]
+    assert good.status_code == 200 and good.json()["name"] == "réunion 会議.mp3"
+    assert not errors.records
+
+
+def test_an_unreachable_service_is_said_once_in_plain_words(browser) -> None:
+    with serving_page(f"127.0.0.1:{free_port()}") as url:  # nothing listens there
+        browser.get(url)
+        error = WebDriverWait(browser, 30).until(ready.visibility_of_element_located((By.ID, "upload-error")))
+        text = browser.find_element(By.TAG_NAME, "body").text
+    assert "is not answering" in error.text and text.count("not answering") == 1
+    assert "failed to connect" not in text.lower() and "UNAVAILABLE" not in text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import itertools
 import os
 from collections.abc import AsyncIterator, Sequence
@@ -10,7 +11,7 @@ from collections.abc import AsyncIterator, Sequence
 import grpc
 import grpc.aio
 
-from speakerlink.channel import Cert, Tls, Token, channel_credentials, channel_target
+from speakerlink.channel import Cert, Tls, Token, TokenStub, channel_credentials, channel_target
 from speakerlink.client import CHANNEL_OPTIONS, DEFAULT_TARGET, ProgressCallback
 from speakerlink.errors import error_from_rpc
 from speakerlink.events import (
@@ -62,6 +63,14 @@ class AsyncClient:
 
     async def close(self) -> None:
         await self._channel.close()
+
+    def with_token(self, token: str) -> AsyncClient:
+        """This client over the same channel, sending `token` on every call: one channel serves
+        many people, each with their own token (the web page). Make the client with token="" so
+        that no other goes too. Needs a TLS channel; closing the client it came from closes both."""
+        view = copy.copy(self)
+        view._stub = TokenStub(self._stub, token)
+        return view
 
     async def __aenter__(self) -> AsyncClient:
         return self

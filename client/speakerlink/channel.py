@@ -16,6 +16,7 @@ grpc.ChannelCredentials instead, for anything else grpc can do.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import socket
@@ -97,6 +98,20 @@ class _Bearer(grpc.AuthMetadataPlugin):
 
     def __repr__(self) -> str:
         return "_Bearer(<token hidden>)"
+
+
+class TokenStub:
+    """A stub whose every call carries `token` as call credentials: many callers, each with
+    their own token, share one channel (Client.with_token)."""
+
+    def __init__(self, stub: object, token: str) -> None:
+        self._stub, self._credentials = stub, grpc.access_token_call_credentials(token)
+
+    def __getattr__(self, method: str) -> Callable:
+        return functools.partial(getattr(self._stub, method), credentials=self._credentials)
+
+    def __repr__(self) -> str:
+        return "TokenStub(<token hidden>)"
 
 
 def _pem(value: str | os.PathLike | bytes, what: str) -> bytes:

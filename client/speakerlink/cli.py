@@ -160,6 +160,11 @@ def _parser() -> argparse.ArgumentParser:
     web = command("web", "serve the web page over the service (needs the [web] extra)")
     web.add_argument("--host", default="127.0.0.1", help="address the page listens on (default 127.0.0.1)")
     web.add_argument("--port", type=int, default=8080, help="port of the page (default 8080)")
+    web.add_argument("--insecure", action="store_true",
+                     help="allow a non-loopback --host: the page speaks plain HTTP (only on a network you trust)")
+    web.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                     help="a name the page is reached by besides its --host and loopback (repeatable); "
+                          "requests naming another host are refused")
     web.set_defaults(run=_web)
     library = command("speakers", "the voice library: named voices that jobs recognise")
     actions = library.add_subparsers(dest="action", required=True, metavar="ACTION",
@@ -402,8 +407,7 @@ def _web(client: Client, args: argparse.Namespace) -> int:
         from speakerlink.web import serve
     except ImportError as err:
         raise ValueError(f"the web page needs the [web] extra ({err}): pip install 'speakerlink[web]'") from None
-    print(f"speakerlink web page on http://{args.host}:{args.port}/ for the service at {client.target}", flush=True)
-    serve(client.target, _connection(args), args.host, args.port)
+    serve(client.target, _connection(args), args.host, args.port, insecure=args.insecure, names=tuple(args.allow_host))
     return 0
 
 

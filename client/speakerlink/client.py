@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import itertools
 import os
 import time
@@ -9,7 +10,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 import grpc
 
-from speakerlink.channel import ROUND_ROBIN, Cert, Tls, Token, channel_credentials, channel_target
+from speakerlink.channel import ROUND_ROBIN, Cert, Tls, Token, TokenStub, channel_credentials, channel_target
 from speakerlink.errors import error_from_rpc
 from speakerlink.events import (
     REATTACH_ATTEMPTS,
@@ -65,6 +66,14 @@ class Client:
 
     def close(self) -> None:
         self._channel.close()
+
+    def with_token(self, token: str) -> Client:
+        """This client over the same channel, sending `token` on every call: one channel serves
+        many people, each with their own token (the web page). Make the client with token="" so
+        that no other goes too. Needs a TLS channel; closing the client it came from closes both."""
+        view = copy.copy(self)
+        view._stub = TokenStub(self._stub, token)
+        return view
 
     def __enter__(self) -> Client:
         return self

@@ -2,15 +2,20 @@
 // Talks only to the page's own server (speakerlink/web), which calls the gRPC service.
 
 const $ = (id) => document.getElementById(id);
-const COLOURS = ["#3566d6", "#e0603a", "#2a9d6f", "#b04fc4", "#d4a017", "#1c9bb5", "#c8392b", "#6c7a89",
-                 "#8d5b2e", "#5a3fb0", "#7aa81e", "#d65a9b"];
+// Okabe and Ito's palette: told apart with any common colour-vision deficiency.
+const COLOURS = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"];
+const MiB = 2 ** 20;
 const EXPORTS = ["json", "csv", "text", "rttm", "srt", "vtt"];
 let limits = { max_file_bytes: 0, max_clips: 0 };
 let picked = [];
+let shown = null; // the result on screen, drawn again when the scale changes
 
+// Every request carries X-Speakerlink: a header no cross-site form can send, so only this page
+// can change jobs through its server.
 function headers(extra = {}) {
   const token = sessionStorage.getItem("speakerlink-token");
-  return token ? { ...extra, Authorization: `Bearer ${token}` } : extra;
+  const all = { ...extra, "X-Speakerlink": "1" };
+  return token ? { ...all, Authorization: `Bearer ${token}` } : all;
 }
 
 async function api(path, options = {}) {
@@ -47,11 +52,11 @@ function pick(files) {
     const row = document.createElement("li");
     row.innerHTML = `<span class="name"></span><div class="bar"><div></div></div><span class="state hint"></span>`;
     row.querySelector(".name").textContent = file.name;
-    row.querySelector(".state").textContent = `${(file.size / 1e6).toFixed(1)} MB`;
+    row.querySelector(".state").textContent = `${(file.size / MiB).toFixed(1)} MiB`;
     list.append(row);
     file.row = row;
     if (limits.max_file_bytes && file.size > limits.max_file_bytes) {
-      problems.push(`${file.name} is ${(file.size / 1e6).toFixed(1)} MB; the service takes up to ${(limits.max_file_bytes / 1e6).toFixed(1)} MB a file`);
+      problems.push(`${file.name} is ${(file.size / MiB).toFixed(1)} MiB; the service takes up to ${(limits.max_file_bytes / MiB).toFixed(0)} MiB a file`);
     }
   }
   if (limits.max_clips && picked.length > limits.max_clips) {
@@ -65,7 +70,7 @@ function send(file) {
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
     xhr.open("POST", "/api/uploads");
-    for (const [k, v] of Object.entries(headers({ "X-File-Name": file.name }))) xhr.setRequestHeader(k, v);
+    for (const [k, v] of Object.entries(headers({ "X-File-Name": encodeURIComponent(file.name) }))) xhr.setRequestHeader(k, v);
     const bar = file.row.querySelector(".bar > div");
     const state = file.row.querySelector(".state");
     xhr.upload.onprogress = (e) => {
@@ -169,7 +174,7 @@ function handle(event) {
     return false;
   }
   if (event.kind === "waiting") {
-    $("progress-text").textContent = `the service went away (${event.message}); reconnecting…`;
+    $("progress-text").textContent = "the service is not answering; reconnecting…";
     return false;
   }
   $("progress-box").hidden = true;
@@ -183,8 +188,9 @@ function handle(event) {
 
 function render(result) {
   $("result").hidden = false;
-  const colour = Object.fromEntries(result.speakers.map((s, i) => [s.label, COLOURS[i % COLOURS.length]]));
-  $("timeline").replaceChildren(...result.clips.map((clip) => timeline(clip, colour)));
+  shown = result;
+  const colour = colours(result);
+  drawTimeline();
   $("legend").replaceChildren(...result.speakers.map((s) => {
     const li = document.createElement("li");
     li.dataset.speaker = s.label;
@@ -215,35 +221,74 @@ function render(result) {
 }
 
 // One row per clip; each speaker of the clip has a lane, so overlapped speech shows as bars
-// stacked at the same time.
-function timeline(clip, colour) {
-  const ns = "http://www.w3.org/2000/svg";
+// stacked at the same time. Rows share one time scale, the longest clip's, with one axis under
+// them; "fit each clip" stretches each row to its own length, with an axis of its own.
+function drawTimeline() {
+  const result = shown;
+  const colour = colours(result);
+  const fit = $("fit").checked;
+  const longest = Math.max(...result.clips.map((c) => c.duration_seconds || 0), 1e-3);
+  const rows = result.clips.map((clip) => timeline(clip, colour, fit ? clip.duration_seconds || 1e-3 : longest, fit));
+  $("timeline").replaceChildren(...rows, ...(fit ? [] : [axis(longest)]));
+}
+
+function colours(result) {
+  return Object.fromEntries(result.speakers.map((s, i) => [s.label, COLOURS[i % COLOURS.length]]));
+}
+
+const NS = "http://www.w3.org/2000/svg";
+const WIDTH = 1000, LABEL = 150, LANE = 16, AXIS = 22;
+
+function svgElement(name, attributes) {
+  const element = document.createElementNS(NS, name);
+  for (const [k, v] of Object.entries(attributes)) element.setAttribute(k, v);
+  return element;
+}
+
+function timeline(clip, colour, span, withAxis) {
   const lanes = [...new Set((clip.segments || []).map((s) => s.speaker))];
-  const width = 1000, label = 150, lane = 16, height = Math.max(1, lanes.length) * lane + 24;
-  const svg = document.createElementNS(ns, "svg");
-  svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
+  const height = Math.max(1, lanes.length) * LANE + 24;
+  const svg = svgElement("svg", { viewBox: `0 0 ${WIDTH} ${height + (withAxis ? AXIS : 0)}` });
   svg.dataset.clip = clip.name;
-  const text = document.createElementNS(ns, "text");
-  text.setAttribute("x", 6);
-  text.setAttribute("y", 16);
-  text.setAttribute("font-size", 13);
+  const text = svgElement("text", { x: 6, y: 16, "font-size": 13 });
   text.textContent = `${clip.name} (${seconds(clip.duration_seconds || 0)})`;
   svg.append(text);
-  const scale = (width - label - 10) / Math.max(clip.duration_seconds || 1, 1e-3);
+  const scale = (WIDTH - LABEL - 10) / span;
   for (const s of clip.segments || []) {
-    const bar = document.createElementNS(ns, "rect");
-    bar.setAttribute("x", label + (s.start || 0) * scale);
-    bar.setAttribute("y", 22 + lanes.indexOf(s.speaker) * lane);
-    bar.setAttribute("width", Math.max(1, (s.end - (s.start || 0)) * scale));
-    bar.setAttribute("height", lane - 3);
-    bar.setAttribute("rx", 2);
-    bar.setAttribute("fill", colour[s.speaker]);
+    const bar = svgElement("rect", {
+      x: LABEL + (s.start || 0) * scale, y: 22 + lanes.indexOf(s.speaker) * LANE,
+      width: Math.max(1, (s.end - (s.start || 0)) * scale), height: LANE - 3, rx: 2, fill: colour[s.speaker],
+    });
     bar.dataset.speaker = s.speaker;
-    const title = document.createElementNS(ns, "title");
+    const title = svgElement("title", {});
     title.textContent = `${s.speaker} ${(s.start || 0).toFixed(1)}–${s.end.toFixed(1)} s${s.text ? ": " + s.text : ""}`;
     bar.append(title);
     svg.append(bar);
   }
+  if (withAxis) svg.append(ticks(span, height));
+  return svg;
+}
+
+// Ticks every 1, 2, 5, 10, 15, 30 s, 1, 2, 5, 10, 15, 30 min or 1 h: the first step giving at most 10.
+function ticks(span, top) {
+  const steps = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600];
+  const step = steps.find((s) => span / s <= 10) || Math.ceil(span / 36000) * 3600;
+  const scale = (WIDTH - LABEL - 10) / span;
+  const group = svgElement("g", { class: "axis" });
+  group.append(svgElement("line", { x1: LABEL, x2: LABEL + span * scale, y1: top, y2: top }));
+  for (let t = 0; t <= span + 1e-9; t += step) {
+    const x = LABEL + t * scale;
+    group.append(svgElement("line", { x1: x, x2: x, y1: top, y2: top + 4 }));
+    const label = svgElement("text", { x, y: top + 16, "font-size": 11, "text-anchor": "middle" });
+    label.textContent = span >= 60 ? `${Math.floor(t / 60)}:${String(t % 60).padStart(2, "0")}` : `${t} s`;
+    group.append(label);
+  }
+  return group;
+}
+
+function axis(span) {
+  const svg = svgElement("svg", { viewBox: `0 0 ${WIDTH} ${AXIS + 4}`, class: "axis-row" });
+  svg.append(ticks(span, 2));
   return svg;
 }
 
@@ -270,6 +315,7 @@ async function main() {
     sessionStorage.setItem("speakerlink-token", $("token").value.trim());
     location.reload();
   };
+  $("fit").onchange = () => shown && drawTimeline();
   const jobId = new URLSearchParams(location.search).get("job");
   if (jobId) return openJob(jobId);
   $("files").onchange = (e) => pick(e.target.files);
@@ -278,14 +324,15 @@ async function main() {
   drop.ondragleave = () => drop.classList.remove("over");
   drop.ondrop = (e) => { e.preventDefault(); drop.classList.remove("over"); pick(e.dataTransfer.files); };
   $("upload-form").onsubmit = start;
-  recent();
   try {
     limits = await api("/api/info");
-    $("limits").textContent = `up to ${limits.max_clips} clips of ${(limits.max_file_bytes / 1e6).toFixed(0)} MB each: ${limits.formats.join(", ")}`;
+    $("limits").textContent = `up to ${limits.max_clips} clips of ${(limits.max_file_bytes / MiB).toFixed(0)} MiB each: ${limits.formats.join(", ")}`;
     $("transcribe-option").hidden = !limits.transcription;
   } catch (error) {
-    show($("upload-error"), error);
+    show($("upload-error"), error); // said once: the recent jobs would only say it again
+    return;
   }
+  recent();
 }
 
 window.addEventListener("popstate", () => location.reload());
