@@ -427,7 +427,7 @@ def _serve(argv: list[str]) -> int:
     except ImportError as err:
         print(f"error: the server is not installed ({err}); run: pip install 'speakerlink[server]'", file=sys.stderr)
         return 2
-    serve(argv)
+    serve(argv, prog="speakerlink serve")
     return 0
 
 
