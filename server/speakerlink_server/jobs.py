@@ -279,7 +279,7 @@ class JobManager:
         if record.attempts > 1:
             log.info("job %s taken over (attempt %d)", job_id, record.attempts)
         else:
-            log.info("job %s started: %d clips", job_id, len(record.config.clips))
+            log.info("job %s started", job_id)
         folder = self._audio.folder(job_id)
         clips = [ClipInput(i, clip.name, stored_path(folder, i, clip), float(clip.size_bytes))
                  for i, clip in enumerate(record.config.clips)]
