@@ -359,10 +359,9 @@ class PostgresDatabase(Database):
                         self._away_since = now
                         log.error("the database is unreachable; jobs wait for it: %s", exc)
                 else:
-                    if self._away_since is not None:
-                        log.warning("the database is back after %.1f s", time.monotonic() - self._away_since)
+                    log.warning("reconnected to the database%s", "" if self._away_since is None else
+                                f", back after {time.monotonic() - self._away_since:.1f} s")
                     self._away_since = None
-                    log.warning("reconnected to the database")
                     return
             if self._fast() or time.monotonic() >= self._away_since + self._reconnect_seconds:
                 raise DatabaseUnavailable()

@@ -138,6 +138,7 @@ def start_server(config: ServerConfig) -> RunningServer:
     except BaseException:
         lock.close()
         raise
+    metrics = None
     try:
         threads = config.max_streams + QUICK_CALL_THREADS
         server = grpc.server(
@@ -153,11 +154,6 @@ def start_server(config: ServerConfig) -> RunningServer:
         )
         config = replace(config, port=_bind(server, config.address, credentials))
         metrics = _serve_metrics(config, store)
-    except BaseException:
-        store.close()
-        lock.close()
-        raise
-    try:
         engines = load_engines(config)
     except BaseException:
         if metrics is not None:
