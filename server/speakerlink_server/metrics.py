@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
@@ -44,7 +44,8 @@ def job_ended(state: str, audio_seconds: float) -> None:
 
 class StageTimer:
     """Times each clip's stages from the pipeline's progress reports: a clip's stage ends when
-    the clip reports the next one, or when the job ends."""
+    the clip reports the next one, when a stage of the whole job (clip -1, such as link)
+    begins, or when the job ends."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()  # clips report from their own threads
@@ -56,16 +57,21 @@ class StageTimer:
             current = self._open.get(clip_index)
             if current is not None and current[0] == stage:
                 return
+            ended = self._open if clip_index == -1 else {clip_index: current} if current else {}
+            self._open = {i: open_ for i, open_ in self._open.items() if i not in ended}
             self._open[clip_index] = (stage, now)
-        if current is not None:
-            STAGE_SECONDS.labels(current[0]).observe(now - current[1])
+        _observe(ended.values(), now)
 
     def close(self) -> None:
         now = time.monotonic()
         with self._lock:
             ended, self._open = self._open, {}
-        for stage, started in ended.values():
-            STAGE_SECONDS.labels(stage).observe(now - started)
+        _observe(ended.values(), now)
+
+
+def _observe(stages: Iterable[tuple[str, float]], now: float) -> None:
+    for stage, started in stages:
+        STAGE_SECONDS.labels(stage).observe(now - started)
 
 
 class _Snapshot(Collector):
