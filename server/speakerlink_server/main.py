@@ -223,11 +223,11 @@ def _bind(server: grpc.Server, address: str, credentials: grpc.ServerCredentials
 
 def main(argv: Sequence[str] | None = None, prog: str = "speakerlink-server") -> None:
     """`prog`: the command that runs this, as --help and usage errors name it."""
-    config = parse_config(argv, prog=prog)
-    logs.configure(config.log_level, config.log_format)
     try:
+        config = parse_config(argv, prog=prog)
+        logs.configure(config.log_level, config.log_format)
         running = start_server(config)
-    except (WeightsUnavailable, StartupError) as exc:
+    except (ValueError, WeightsUnavailable, StartupError) as exc:
         print(f"speakerlink: cannot start: {exc}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
     done = threading.Event()
