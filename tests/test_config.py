@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import argparse
+import re
 from pathlib import Path
 
 import pytest
-from speakerlink_server.config import ServerConfig, parse_config
+from speakerlink.cli import main as cli
+from speakerlink_server.config import _ENV, ServerConfig, add_arguments, parse_config
 
 
 def test_defaults() -> None:
@@ -72,3 +75,27 @@ def test_keeping_transcripts_is_a_switch() -> None:
         assert parse_config([], env={"SPEAKERLINK_ASSEMBLYAI_KEEP_TRANSCRIPTS": word}).assemblyai_keep_transcripts is value
     with pytest.raises(ValueError, match="true or false"):
         parse_config([], env={"SPEAKERLINK_ASSEMBLYAI_KEEP_TRANSCRIPTS": "sometimes"})
+
+
+def test_every_serve_flag_says_what_it_does_its_default_and_its_variable(capsys: pytest.CaptureFixture[str]) -> None:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    flags = [action for action in parser._actions if action.dest != "help"]
+    assert {action.dest for action in flags} == set(_ENV)  # every setting has a flag
+    for action in flags:
+        words, _, tail = action.help.rpartition(" (default: ")
+        assert len(words) > 10, action.option_strings
+        assert re.fullmatch(rf".+; env {_ENV[action.dest][0]}( or [A-Z_]+)?\)", tail), action.help
+    with pytest.raises(SystemExit):
+        cli(["serve", "--help"])
+    assert capsys.readouterr().out.startswith("usage: speakerlink serve ")
+
+
+def test_log_settings_and_the_metrics_port_come_from_flags_or_variables() -> None:
+    config = parse_config(["--log-format", "json", "--metrics-port", "9100"], env={"SPEAKERLINK_LOG_LEVEL": "debug"})
+    assert (config.log_level.upper(), config.log_format, config.metrics_port) == ("DEBUG", "json", 9100)
+    for argv in (["--log-format", "xml"], ["--log-level", "chatty"]):
+        with pytest.raises(SystemExit):
+            parse_config(argv, env={})
+    with pytest.raises(ValueError, match="log_format"):
+        parse_config([], env={"SPEAKERLINK_LOG_FORMAT": "xml"})

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -13,7 +15,7 @@ import psycopg
 import pytest
 from conftest import make_config
 from postgres import Cluster
-from speakerlink import Client
+from speakerlink import Client, SpeakerlinkError, UnavailableError
 from speakerlink.v1 import speakerlink_pb2 as pb
 from speakerlink_server.audio_store import CHUNK_BYTES, DatabaseAudio
 from speakerlink_server.database import MIGRATIONS, open_database
@@ -131,6 +133,51 @@ def test_the_store_waits_out_a_database_restart(cluster: Cluster, postgres: str,
         assert store.get("a" * 32).progress.percent == 50.0
     finally:
         store.close()
+
+
+def test_a_database_outage_hands_the_job_back_and_calls_fail_fast(cluster: Cluster, postgres: str, tmp_path: Path,
+                                                                    long_clip: Path, samples) -> None:
+    """Down for longer than the worker waits: the job goes back to the queue and runs again once
+    the database is back; meanwhile calls answer UNAVAILABLE at once, with a retry delay and
+    nothing of the database's address or driver."""
+    window = 2.0
+    running = start_server(make_config(tmp_path, database=postgres, database_reconnect_seconds=window))
+    try:
+        with Client(running.config.address, timeout=10) as client, psycopg.connect(postgres, autocommit=True) as db:
+            events = client.iter_diarize([long_clip])
+            job_id = next(events).job_id
+            events.close()  # the job runs on without a watcher
+            deadline = time.monotonic() + 60
+            while pb.Progress.FromString(db.execute("SELECT progress FROM jobs WHERE id = %s", (job_id,))
+                                         .fetchone()[0]).percent == 0:  # the worker is at it
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            cluster.stop()
+            down = time.monotonic()
+            refusals: list[SpeakerlinkError] = []
+            with pytest.raises(UnavailableError) as caught:
+                client.get_result(job_id)
+            assert time.monotonic() - down < 2, "answered at once, not at the client's deadline"
+            refusals.append(caught.value)
+            with pytest.raises(UnavailableError) as caught:
+                client.diarize([samples["call.mp3"]], timeout=3)
+            refusals.append(caught.value)
+            time.sleep(max(0.0, down + window + 2 - time.monotonic()))  # the worker gives the job up
+            cluster.start()
+            result = client.wait(job_id, timeout=120)
+        with psycopg.connect(postgres) as db:
+            attempts = db.execute("SELECT attempts FROM jobs WHERE id = %s", (job_id,)).fetchone()[0]
+    finally:
+        running.stop(grace=0)
+        with contextlib.suppress(subprocess.CalledProcessError):
+            cluster.start()  # for the tests after this one, whatever happened here
+    for refusal in refusals:
+        assert refusal.code == "DATABASE_UNAVAILABLE" and refusal.retry_after > 0, refusal
+        told = " ".join((str(refusal), *refusal.troubleshooting, *refusal.recovery))
+        assert not any(leak in told for leak in ("127.0.0.1", postgres.rsplit(":", 1)[-1].split("/")[0], "psycopg",
+                                                 "OperationalError", "connection to server")), told
+    assert attempts == 2, "handed back to the queue and run again"
+    assert result.job_id == job_id and result.clips[0].segments
 
 
 def test_uploaded_audio_goes_through_the_database_a_chunk_at_a_time(postgres: str, tmp_path: Path) -> None:

@@ -437,7 +437,7 @@ def _server_command(command: str, argv: list[str]) -> int:
     except ImportError as err:
         print(f"error: the server is not installed ({err}); run: pip install 'speakerlink[server]'", file=sys.stderr)
         return 2
-    return run(argv) or 0
+    return run(argv, prog=f"speakerlink {command}") or 0
 
 
 if __name__ == "__main__":

@@ -122,8 +122,8 @@ class DatabaseAudio(AudioStore):
         shutil.rmtree(self._jobs_dir / job_id, ignore_errors=True)
 
     def drop(self, job_id: str) -> None:
+        super().drop(job_id)  # first: the files here go even while the database is away (orphaned chunks expire)
         self._db.execute("DELETE FROM audio_chunks WHERE job_id = ?", (job_id,))
-        super().drop(job_id)
 
     def sweep(self, keep: Iterable[str]) -> None:
         super().sweep(())  # every folder here is a scratch copy

@@ -15,6 +15,8 @@ from pathlib import Path
 MIB = 1024 * 1024
 DEFAULT_FORMATS = ("wav", "mp3", "m4a", "flac", "ogg", "opus", "aac", "webm")
 ROLES = ("all", "api", "worker")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+LOG_FORMATS = ("text", "json")
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,10 @@ class ServerConfig:
     # A worker's hold on a running job: renewed every second or so; a job whose worker stops
     # renewing (killed, cut off) is taken over by another this long after the last renewal.
     lease_seconds: float = 15.0
+    # How long a job's worker waits for a PostgreSQL database that went away before it gives
+    # the job back to the queue (it runs again once the database answers); clients' calls
+    # never wait for it: they answer UNAVAILABLE at once.
+    database_reconnect_seconds: float = 60.0
     engine: str = "auto"
     # Model files of the embedded default; "": the copies `speakerlink fetch-models` put in the
     # models folder ($SPEAKERLINK_MODELS_DIR, default ~/.cache/speakerlink/models).
@@ -85,6 +91,9 @@ class ServerConfig:
     tenant_max_uploads: int = 4
     tenant_max_queued_jobs: int = 8
     tenant_audio_seconds_per_day: float = 0.0
+    log_level: str = "INFO"
+    log_format: str = "text"  # or "json": one object per line (logs.py)
+    metrics_port: int = 0  # Prometheus metrics on this port (metrics.py); 0: none
     formats: tuple[str, ...] = DEFAULT_FORMATS
     grace_seconds: float = 10.0
 
@@ -119,6 +128,7 @@ _ENV = {
     "database": ("SPEAKERLINK_DATABASE", None),
     "role": ("SPEAKERLINK_ROLE", None),
     "lease_seconds": ("SPEAKERLINK_LEASE_SECONDS", None),
+    "database_reconnect_seconds": ("SPEAKERLINK_DATABASE_RECONNECT_SECONDS", None),
     "engine": ("SPEAKERLINK_ENGINE", None),
     "segmentation_model": ("SPEAKERLINK_SEGMENTATION_MODEL", None),
     "campplus_model": ("SPEAKERLINK_CAMPPLUS_MODEL", None),
@@ -141,65 +151,89 @@ _ENV = {
     "tenant_max_uploads": ("SPEAKERLINK_TENANT_MAX_UPLOADS", None),
     "tenant_max_queued_jobs": ("SPEAKERLINK_TENANT_MAX_QUEUED_JOBS", None),
     "tenant_audio_seconds_per_day": ("SPEAKERLINK_TENANT_AUDIO_SECONDS_PER_DAY", None),
+    "log_level": ("SPEAKERLINK_LOG_LEVEL", None),
+    "log_format": ("SPEAKERLINK_LOG_FORMAT", None),
+    "metrics_port": ("SPEAKERLINK_METRICS_PORT", None),
 }
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The `serve` flags; each defaults to its environment variable, then to ServerConfig."""
-    parser.add_argument("--host", help="address to bind (default 127.0.0.1; 0.0.0.0 for all)")
-    parser.add_argument("--port", type=int, help="port to listen on (default 50051; 0 picks a free one)")
-    parser.add_argument("--data-dir", type=Path, help="uploads, job records and results (env UPLOAD_FOLDER)")
-    parser.add_argument("--max-clips", type=int, help="clips per request (default 10)")
-    parser.add_argument("--max-file-bytes", type=int, help="bytes per file (default 100 MiB; env MAX_CONTENT_LENGTH)")
-    parser.add_argument("--max-clip-seconds", type=float, help="seconds of audio per clip (default 14400, 4 h)")
-    parser.add_argument("--max-job-seconds", type=float, help="seconds of audio per job, all clips (default 28800, 8 h)")
-    parser.add_argument("--workers", type=int, help="jobs processed at once (default 1)")
-    parser.add_argument("--max-queued-jobs", type=int, help="jobs waiting before new ones are refused (default 16)")
-    parser.add_argument("--max-streams", type=int, help="uploads and job watchers served at once (default 32)")
-    parser.add_argument("--job-ttl-seconds", type=int, help="how long results and audio are kept (default 7 days)")
-    parser.add_argument("--upload-idle-seconds", type=float, help="an upload silent this long is cut off (default 60)")
-    parser.add_argument("--min-free-bytes", type=int, help="uploads keep this much of the data disk free (default 512 MiB)")
-    parser.add_argument("--database", help="postgresql://USER@HOST/DB for jobs, results and voices (default: SQLite in "
-                        "the data dir; env SPEAKERLINK_DATABASE, which keeps a password out of the process list)")
-    parser.add_argument("--role", choices=ROLES, help="all (default): uploads and jobs; api: uploads and answers only; "
-                        "worker: jobs only. api and worker share a PostgreSQL --database")
-    parser.add_argument("--lease-seconds", type=float, help="a dead worker's job is taken over this long after its last "
-                        "renewal (default 15)")
-    parser.add_argument("--engine", help="embedder: auto (TitaNet where it loads, else CAM++) or titanet / campplus to force one")
-    parser.add_argument("--segmentation-model", help="segmentation-3.0 weights file (default: the one `speakerlink fetch-models` put in "
-                        "$SPEAKERLINK_MODELS_DIR, else ~/.cache/speakerlink/models)")
-    parser.add_argument("--campplus-model", help="CAM++ weights file (default: the one `speakerlink fetch-models` put in the models folder)")
-    parser.add_argument(
-        "--titanet-model",
-        help="TitaNet weights: a pretrained name (NeMo/Hugging Face cache) or a .nemo file; '' turns TitaNet off",
-    )
-    parser.add_argument("--titanet-batch", type=int, help="windows per TitaNet forward pass (default: 256 on CUDA, 8 on CPU)")
-    parser.add_argument("--torch-threads", type=int, help="CPU threads for inference (default: one per core)")
-    parser.add_argument("--chunk-seconds", type=float, help="recordings longer than this are analysed in chunks (default 600)")
-    parser.add_argument(
-        "--assemblyai-api-key",
-        help="turns on AssemblyAI transcription (env ASSEMBLYAI_API_KEY, which keeps the key out of the process list)",
-    )
-    parser.add_argument("--assemblyai-base-url", help="AssemblyAI API base URL, e.g. https://api.eu.assemblyai.com (env ASSEMBLYAI_BASE_URL)")
-    parser.add_argument("--assemblyai-concurrency", type=int, help="clips of a job transcribed at once (default 5)")
-    parser.add_argument("--assemblyai-poll-seconds", type=float, help="seconds between transcript status checks (default 3)")
-    parser.add_argument("--assemblyai-timeout-seconds", type=int, help="longest wait for one transcript (default 3 h)")
-    parser.add_argument(
-        "--assemblyai-keep-transcripts", action="store_true", default=None,
-        help="leave transcripts at AssemblyAI (default: each is deleted there once read)",
-    )
-    parser.add_argument("--tls-cert", help="serve TLS with this certificate chain (PEM); needs --tls-key")
-    parser.add_argument("--tls-key", help="the private key (PEM) of --tls-cert")
-    parser.add_argument("--tls-client-ca", help="mutual TLS: accept only clients with a certificate from this CA (PEM)")
-    parser.add_argument("--tenants-file", help="tenants and their token hashes (TOML; reread on SIGHUP); every call then needs a token")
-    parser.add_argument("--anonymous-info", action="store_true", default=None,
-                        help="answer GetInfo and reflection without a token (health checks never need one)")
-    parser.add_argument("--insecure", action="store_true", default=None,
-                        help="allow a non-loopback --host without TLS and tokens (only on a network you trust)")
-    parser.add_argument("--tenant-max-uploads", type=int, help="uploads at once per tenant (default 4; 0: no limit)")
-    parser.add_argument("--tenant-max-queued-jobs", type=int, help="jobs waiting per tenant (default 8; 0: no limit)")
-    parser.add_argument("--tenant-audio-seconds-per-day", type=float,
-                        help="audio seconds per tenant in any 24 hours (default 0: no limit)")
+    """The `serve` flags. Each defaults to its environment variable, then to ServerConfig; its
+    help line ends with both, taken from _ENV and ServerConfig, so neither can drift from it."""
+    defaults = {f.name: f.default for f in fields(ServerConfig)}
+
+    def flag(name: str, help: str, shown: str | None = None, **kwargs: object) -> None:
+        """`shown`: the default as the help says it, where the value alone would not tell."""
+        primary, legacy = _ENV[name]
+        shown = shown if shown is not None else _shown(defaults[name])
+        variables = primary + (f" or {legacy}" if legacy else "")
+        parser.add_argument(f"--{name.replace('_', '-')}", help=f"{help} (default: {shown}; env {variables})", **kwargs)
+
+    flag("host", "address to bind; 0.0.0.0 or :: for every interface")
+    flag("port", "port to listen on; 0 picks a free one", type=int)
+    flag("data_dir", "uploads, job records and results", type=Path)
+    flag("max_clips", "clips per job", type=int)
+    flag("max_file_bytes", "bytes per uploaded file", "104857600, 100 MiB", type=int)
+    flag("max_clip_seconds", "seconds of audio per clip", "14400, 4 h", type=float)
+    flag("max_job_seconds", "seconds of audio per job, all clips together", "28800, 8 h", type=float)
+    flag("workers", "jobs processed at once by this server", type=int)
+    flag("max_queued_jobs", "jobs waiting, across every server, before new ones are refused", type=int)
+    flag("max_streams", "uploads and job watchers served at once; more are refused until one ends", type=int)
+    flag("job_ttl_seconds", "how long a job's result and audio are kept", "604800, 7 days", type=int)
+    flag("upload_idle_seconds", "an upload that sends nothing this long is cut off", type=float)
+    flag("min_free_bytes", "uploads are refused while they would leave less free on the data disk",
+         "536870912, 512 MiB", type=int)
+    flag("database", "postgresql://USER@HOST/DB for jobs, results and voices; the variable keeps a password out "
+         "of the process list", "SQLite in the data dir")
+    flag("role", "all: uploads and jobs; api: uploads and answers only; worker: jobs only. api and worker share "
+         "a PostgreSQL --database", choices=ROLES)
+    flag("lease_seconds", "a dead worker's job is taken over this long after its last renewal", type=float)
+    flag("database_reconnect_seconds", "how long a job's worker waits for a PostgreSQL database that went away "
+         "before handing the job back to the queue; clients' calls answer UNAVAILABLE meanwhile", type=float)
+    flag("engine", "embedder: auto (TitaNet where it loads, else CAM++), titanet or campplus")
+    flag("segmentation_model", "segmentation-3.0 weights file", "the one `speakerlink fetch-models` put in "
+         "$SPEAKERLINK_MODELS_DIR, else ~/.cache/speakerlink/models")
+    flag("campplus_model", "CAM++ weights file", "the one `speakerlink fetch-models` put in the models folder")
+    flag("titanet_model", "TitaNet weights: a pretrained name (NeMo/Hugging Face cache) or a .nemo file; '' turns "
+         "TitaNet off")
+    flag("titanet_batch", "windows per TitaNet forward pass", "0: 256 on CUDA, 8 on CPU", type=int)
+    flag("torch_threads", "CPU threads for inference", "0: one per core", type=int)
+    flag("chunk_seconds", "recordings longer than this are analysed a chunk at a time", type=float)
+    flag("assemblyai_api_key", "turns on AssemblyAI transcription; the variable keeps the key out of the "
+         "process list", "none")
+    flag("assemblyai_base_url", "AssemblyAI API base URL, e.g. https://api.eu.assemblyai.com",
+         "the SDK's, api.assemblyai.com")
+    flag("assemblyai_concurrency", "clips of a job transcribed at once", type=int)
+    flag("assemblyai_poll_seconds", "seconds between transcript status checks", type=float)
+    flag("assemblyai_timeout_seconds", "longest wait for one transcript", "10800, 3 h", type=int)
+    flag("assemblyai_keep_transcripts", "leave transcripts at AssemblyAI rather than delete each once read",
+         action="store_true", default=None)
+    flag("tls_cert", "serve TLS with this certificate chain (PEM); needs --tls-key", "none: no TLS")
+    flag("tls_key", "the private key (PEM) of --tls-cert", "none")
+    flag("tls_client_ca", "mutual TLS: accept only clients with a certificate from this CA (PEM)", "none")
+    flag("tenants_file", "tenants and their token hashes (TOML; reread on SIGHUP); every call then needs a token",
+         "none: no tokens")
+    flag("anonymous_info", "answer GetInfo and reflection without a token (health checks never need one)",
+         action="store_true", default=None)
+    flag("insecure", "allow a non-loopback --host without TLS and tokens (only on a network you trust)",
+         action="store_true", default=None)
+    flag("tenant_max_uploads", "uploads at once per tenant; 0: no limit", type=int)
+    flag("tenant_max_queued_jobs", "jobs waiting per tenant; 0: no limit", type=int)
+    flag("tenant_audio_seconds_per_day", "audio seconds per tenant in any 24 hours; 0: no limit", type=float)
+    flag("log_level", f"log lines at this level and above: {', '.join(LOG_LEVELS)}", type=str.upper,
+         choices=LOG_LEVELS)
+    flag("log_format", "text, or json: one object per line with time, level, logger, message and, where "
+         "known, job id, tenant and stage", choices=LOG_FORMATS)
+    flag("metrics_port", "serve Prometheus metrics at http://HOST:PORT/metrics, on --host; 0: none", type=int)
+
+
+def _shown(value: object) -> str:
+    """A default as the help shows it: 14400.0 as 14400, False as off."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value) if value != "" else "none"
 
 
 def load_config(args: argparse.Namespace | None = None, env: Mapping[str, str] | None = None) -> ServerConfig:
@@ -217,8 +251,9 @@ def load_config(args: argparse.Namespace | None = None, env: Mapping[str, str] |
     return config
 
 
-def parse_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> ServerConfig:
-    parser = argparse.ArgumentParser(prog="speakerlink-server", description="Run the speakerlink gRPC server.")
+def parse_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None,
+                 prog: str = "speakerlink-server") -> ServerConfig:
+    parser = argparse.ArgumentParser(prog=prog, description="Run the speakerlink gRPC server.")
     add_arguments(parser)
     return load_config(parser.parse_args(argv), env)
 
@@ -263,6 +298,14 @@ def _validate(config: ServerConfig) -> None:
     if config.role != "all" and not config.database:
         raise ValueError(f"role {config.role} shares the work with other servers through a database: give a "
                          "postgresql:// --database (SQLite in the data dir serves one server alone)")
+    if config.log_level.upper() not in LOG_LEVELS:
+        raise ValueError(f"log_level must be one of {', '.join(LOG_LEVELS)}, got {config.log_level!r}")
+    if config.log_format not in LOG_FORMATS:
+        raise ValueError(f"log_format must be text or json, got {config.log_format!r}")
+    if not 0 <= config.metrics_port <= 65535:
+        raise ValueError(f"metrics_port must be 0..65535 (0: no metrics), got {config.metrics_port}")
+    if not config.database_reconnect_seconds >= 0:
+        raise ValueError(f"database_reconnect_seconds cannot be negative, got {config.database_reconnect_seconds}")
     if not config.lease_seconds >= 1:
         raise ValueError(f"lease_seconds must be at least 1, got {config.lease_seconds}")
     if not config.upload_idle_seconds > 0:

@@ -118,6 +118,14 @@ class Conflict(Exception):
     """A write broke a uniqueness rule (a name already taken)."""
 
 
+class DatabaseUnavailable(Exception):
+    """The database cannot be reached now. It carries no driver text (which names the
+    database's address): the server logs that, and callers answer with a typed error."""
+
+    def __init__(self) -> None:
+        super().__init__("the database is unreachable")
+
+
 @dataclass(frozen=True)
 class Rows:
     rows: list[tuple]
@@ -143,9 +151,30 @@ class Database(abc.ABC):
         self._lock = threading.RLock()
         self._conflicts = conflicts  # the driver's errors for a broken uniqueness rule
         self._depth = 0  # transactions open, one inside another
+        self._caller = threading.local()  # .fast: this thread fails at once while the database is away
+
+    @contextlib.contextmanager
+    def failing_fast(self) -> Iterator[None]:
+        """Inside, a database that is away raises DatabaseUnavailable at once on this thread,
+        rather than being waited for: a client's call answers UNAVAILABLE instead of hanging."""
+        before = getattr(self._caller, "fast", False)
+        self._caller.fast = True
+        try:
+            yield
+        finally:
+            self._caller.fast = before
+
+    def _fast(self) -> bool:
+        return getattr(self._caller, "fast", False)
+
+    @contextlib.contextmanager
+    def _held(self) -> Iterator[None]:
+        """The connection's lock."""
+        with self._lock:
+            yield
 
     def execute(self, sql: str, params: Sequence[object] = ()) -> Rows:
-        with self._lock:
+        with self._held():
             try:
                 return self._execute(sql, params)
             except self._conflicts as exc:
@@ -159,7 +188,7 @@ class Database(abc.ABC):
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
         """All statements inside, from this thread, commit together; one inside another joins it."""
-        with self._lock:
+        with self._held():
             if self._depth:
                 self._depth += 1
                 try:
@@ -246,35 +275,66 @@ class SQLiteDatabase(Database):
 
 
 class PostgresDatabase(Database):
-    """A lost connection (the database restarting, a failover) is opened again, for up to
-    RECONNECT_SECONDS, and the statement sent again, unless it was inside a transaction, which
-    the database has then rolled back; so a job goes on across a database restart. A statement
-    whose answer was lost may so run twice: the store's writes either set values or insert rows
-    under a key, which a second run repeats or refuses."""
+    """A lost connection (the database restarting, a failover) is opened again and the
+    statement sent again, unless it was inside a transaction, which the database has then
+    rolled back; so a job goes on across a database restart. A statement whose answer was lost
+    may so run twice: the store's writes either set values or insert rows under a key, which a
+    second run repeats or refuses.
+
+    While the database is away, a thread waits for it up to `reconnect_seconds` from the
+    moment it went away, trying every RECONNECT_PAUSE_S; a thread `failing_fast` (a client's
+    call) tries at most once per pause and waits for no other. Past that, DatabaseUnavailable."""
 
     types = {"blob": "BYTEA", "real": "DOUBLE PRECISION"}
     skip_locked = " FOR UPDATE SKIP LOCKED"
     shared = True
-    RECONNECT_SECONDS = 60.0
     RECONNECT_PAUSE_S = 0.5
+    CONNECT_TIMEOUT_S = 5  # a host that does not answer at all is given up after this long
+    LOCK_POLL_S = 0.05  # how often a thread failing fast, waiting for the connection, checks it is not away
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, reconnect_seconds: float = 60.0) -> None:
         try:
             import psycopg
         except ImportError as err:
             raise RuntimeError(f"a PostgreSQL database needs psycopg ({err}): pip install 'speakerlink[postgres]'") from None
         super().__init__((psycopg.errors.IntegrityError,))
         self._psycopg, self._url = psycopg, url
-        self._db = psycopg.connect(url, autocommit=True)
+        self._reconnect_seconds = reconnect_seconds
+        self._db = self._connect()
         self._in_transaction = False
+        self._away_since: float | None = None  # time.monotonic() when the database went away
+        self._tried = 0.0  # time.monotonic() of the last attempt to connect
+
+    @contextlib.contextmanager
+    def _held(self) -> Iterator[None]:
+        if not self._fast():
+            with self._lock:
+                yield
+            return
+        while not self._lock.acquire(timeout=self.LOCK_POLL_S):
+            if self._away_since is not None:  # another thread is waiting for the database
+                raise DatabaseUnavailable()
+        try:
+            yield
+        finally:
+            self._lock.release()
+
+    def _connect(self):  # -> psycopg.Connection
+        return self._psycopg.connect(self._url, autocommit=True, connect_timeout=self.CONNECT_TIMEOUT_S)
 
     def _execute(self, sql: str, params: Sequence[object]) -> Rows:
         try:
             rows = self._send(sql, params)
-        except self._psycopg.OperationalError:
-            if self._in_transaction or not self._db.broken:
+        except self._psycopg.OperationalError as exc:
+            if not self._db.broken:
                 self._in_transaction = False
                 raise
+            if sql == "ROLLBACK":  # the database rolled the transaction back as the connection broke
+                return Rows([], 0)
+            if self._in_transaction:
+                self._in_transaction = False
+                log.warning("the database connection broke inside a transaction: %s", exc)
+                raise DatabaseUnavailable() from None
             self._reconnect()
             rows = self._send(sql, params)
         if sql in ("COMMIT", "ROLLBACK"):
@@ -288,16 +348,24 @@ class PostgresDatabase(Database):
         return Rows([tuple(bytes(v) if isinstance(v, memoryview) else v for v in row) for row in rows], cursor.rowcount)
 
     def _reconnect(self) -> None:
-        deadline = time.monotonic() + self.RECONNECT_SECONDS
         while True:
-            try:
-                self._db = self._psycopg.connect(self._url, autocommit=True)
-                log.warning("reconnected to the database")
-                return
-            except self._psycopg.OperationalError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(self.RECONNECT_PAUSE_S)
+            now = time.monotonic()
+            if self._away_since is None or now - self._tried >= self.RECONNECT_PAUSE_S or not self._fast():
+                self._tried = now
+                try:
+                    self._db = self._connect()
+                except self._psycopg.OperationalError as exc:
+                    if self._away_since is None:
+                        self._away_since = now
+                        log.error("the database is unreachable; jobs wait for it: %s", exc)
+                else:
+                    log.warning("reconnected to the database%s", "" if self._away_since is None else
+                                f", back after {time.monotonic() - self._away_since:.1f} s")
+                    self._away_since = None
+                    return
+            if self._fast() or time.monotonic() >= self._away_since + self._reconnect_seconds:
+                raise DatabaseUnavailable()
+            time.sleep(self.RECONNECT_PAUSE_S)
 
     def _begin(self) -> None:
         self._execute("BEGIN", ())
@@ -323,10 +391,11 @@ class PostgresDatabase(Database):
             self._db.close()
 
 
-def open_database(url: str, default_path: Path) -> Database:
-    """`url` "" is SQLite at `default_path`; postgresql://… is that PostgreSQL database."""
+def open_database(url: str, default_path: Path, reconnect_seconds: float = 60.0) -> Database:
+    """`url` "" is SQLite at `default_path`; postgresql://… is that PostgreSQL database, which
+    is waited for up to `reconnect_seconds` when it goes away."""
     if url.startswith(("postgresql://", "postgres://")):
-        database: Database = PostgresDatabase(url)
+        database: Database = PostgresDatabase(url, reconnect_seconds)
     elif not url:
         database = SQLiteDatabase(default_path)
     else:

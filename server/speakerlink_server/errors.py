@@ -16,6 +16,8 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 from speakerlink.v1 import speakerlink_pb2 as pb
 
+from speakerlink_server import metrics
+
 DOMAIN = "speakerlink.v1"
 # An error travels in gRPC's trailing metadata, whose size is limited (8 KiB by default): past
 # it the status code is lost. Whatever a request sent is echoed at most this long.
@@ -25,6 +27,7 @@ MAX_MESSAGE_CHARS = 1000
 # watcher ends, a queue place when a job starts, which takes longer.
 STREAMS_RETRY_S = 1.0
 QUEUE_RETRY_S = 5.0
+DATABASE_RETRY_S = 5.0
 
 
 def shorten(text: str, limit: int = MAX_ECHO_CHARS) -> str:
@@ -95,6 +98,7 @@ class ServiceError(Exception):
 
     def abort(self, context: grpc.ServicerContext) -> None:
         """End the call with this error; raises, as context.abort does."""
+        metrics.error(self.code)
         context.abort_with_status(rpc_status.to_status(self.rpc_status()))
 
 
@@ -532,6 +536,16 @@ def job_interrupted() -> ServiceError:
         grpc.StatusCode.ABORTED, "JOB_INTERRUPTED", "the server stopped while the job ran and its audio is gone",
         ("The job's files were removed while the server was down.",),
         ("Submit the clips again.",),
+    )
+
+
+def database_unavailable() -> ServiceError:
+    return ServiceError(
+        grpc.StatusCode.UNAVAILABLE, "DATABASE_UNAVAILABLE", "the server cannot reach its database just now",
+        ("The database is restarting or out of reach; jobs wait in it and go on once it is back.",),
+        ("Retry in a little while (the delay comes with this error); a running job goes on, and "
+         "`speakerlink watch JOB` follows it again.",),
+        retry_after=DATABASE_RETRY_S,
     )
 
 

@@ -11,6 +11,10 @@ every progress update as it happens; a watcher of a job queued or running elsewh
 database every POLL_S, so it is at most that far behind. A cancel or delete asked of any
 server reaches the job's worker through the database at its next renewal (at once when it
 runs here). Progress percent only ever goes up.
+
+A worker that loses the database for longer than its reconnect window stops working on the
+job and hands it back to the queue once the database answers again: the job runs again then,
+rather than failing for good.
 """
 
 from __future__ import annotations
@@ -26,11 +30,12 @@ from pathlib import Path
 
 from speakerlink.v1 import speakerlink_pb2 as pb
 
-from speakerlink_server import errors
+from speakerlink_server import errors, logs, metrics
 from speakerlink_server.audio_store import AudioStore
 from speakerlink_server.config import ServerConfig
+from speakerlink_server.database import DatabaseUnavailable
 from speakerlink_server.engines.registry import Engines
-from speakerlink_server.pipeline.run import ClipInput, run_pipeline
+from speakerlink_server.pipeline.run import ClipInput, Report, run_pipeline
 from speakerlink_server.store import JobRecord, JobStore
 from speakerlink_server.uploads import stored_path
 
@@ -41,6 +46,11 @@ POLL_S = 0.5  # how often an idle worker, or a watcher of a job running elsewher
 
 class JobCancelled(Exception):
     pass
+
+
+def state_name(state: int) -> str:
+    """pb.JOB_STATE_SUCCEEDED -> "succeeded", for logs and metrics."""
+    return pb.JobState.Name(state).removeprefix("JOB_STATE_").lower()
 
 
 class _Live:
@@ -70,6 +80,7 @@ class JobManager:
         self._wake = threading.Condition(self._lock)  # a job was stored: workers here look for it
         self._claimed = threading.Condition(self._lock)  # a worker here took a job: its watchers go live
         self._live: dict[str, _Live] = {}
+        self._handed_back: set[str] = set()  # jobs given up while the database was away, to queue again
         self._stopping = False
         self._stopped = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -243,6 +254,8 @@ class JobManager:
         while not self._stopping:
             try:
                 record = self._store.claim(self.owner, self._config.lease_seconds)
+            except DatabaseUnavailable:  # said once in the log by the database
+                record = None
             except Exception:
                 log.exception("could not claim a job; trying again")
                 record = None
@@ -252,11 +265,12 @@ class JobManager:
                         self._wake.wait(POLL_S)
                 continue
             try:
-                self._run(record)
+                with logs.job_context(record.job_id, record.tenant) as fields:
+                    self._run(record, fields)
             except Exception:  # the worker must survive anything one job does
                 log.exception("job %s crashed its worker", record.job_id)
 
-    def _run(self, record: JobRecord) -> None:
+    def _run(self, record: JobRecord, log_fields: dict[str, str]) -> None:
         job_id = record.job_id
         live = _Live(record.progress)
         with self._lock:
@@ -264,18 +278,37 @@ class JobManager:
             self._claimed.notify_all()
         if record.attempts > 1:
             log.info("job %s taken over (attempt %d)", job_id, record.attempts)
+        else:
+            log.info("job %s started", job_id)
         folder = self._audio.folder(job_id)
         clips = [ClipInput(i, clip.name, stored_path(folder, i, clip), float(clip.size_bytes))
                  for i, clip in enumerate(record.config.clips)]
 
+        stages = metrics.StageTimer()
+
         def report(stage: str, fraction: float, clip_index: int, message: str) -> None:
+            stages.report(stage, clip_index)
+            log_fields["stage"] = stage
             self._publish(job_id, live, pb.Progress(stage=stage, percent=100.0 * fraction, clip_index=clip_index, message=message))
 
         def check_cancelled() -> None:
             if live.cancel_requested or live.lost or self._stopping:
                 raise JobCancelled()
 
-        ended = True
+        ended = reachable = True
+        try:
+            ended = self._attempt(record, live, clips, report, check_cancelled)
+        except DatabaseUnavailable:
+            log.warning("job %s: the database stayed unreachable; the job goes back to the queue once it answers", job_id)
+            ended = reachable = False
+        finally:
+            stages.close()
+        self._finish(job_id, live, ended, reachable)
+
+    def _attempt(self, record: JobRecord, live: _Live, clips: list[ClipInput], report: Report,
+                 check_cancelled: Callable[[], None]) -> bool:
+        """Run the job and store how it ended; False where it is to run again (queued again by stop())."""
+        job_id = record.job_id
         try:
             if not self._audio.fetch(job_id, [clip.path for clip in clips]):
                 raise errors.job_interrupted()
@@ -287,27 +320,38 @@ class JobManager:
                 clips, options, self._engines.segmenter, embedder, transcriber, report, check_cancelled, self._config.chunk_seconds,
                 self._config.max_clip_seconds, self._store.voiceprints(record.tenant, embedder.name) if recognizing else (),
             )
+        except DatabaseUnavailable:
+            raise
         except JobCancelled:
             if live.lost:
                 log.info("job %s was deleted, or taken over by another worker; its work here is dropped", job_id)
             elif self._stopping and not live.cancel_requested:
-                ended = False  # queued again by stop()
-            else:
-                self._store.cancel_running(job_id, self.owner)
+                return False  # queued again by stop()
+            elif self._store.cancel_running(job_id, self.owner):
+                metrics.job_ended(state_name(pb.JOB_STATE_CANCELLED), 0.0)
         except errors.ServiceError as exc:
-            self._store.fail(job_id, self.owner, exc.detail())
-        except Exception as exc:
-            log.exception("job %s failed", job_id)
-            self._store.fail(job_id, self.owner, errors.internal(f"processing failed: {type(exc).__name__}: {exc}").detail())
+            self._fail(job_id, exc)
+        except Exception:
+            log.exception("job %s failed", job_id)  # the client hears only that it did: the text may name paths or hosts
+            self._fail(job_id, errors.internal("processing failed; the server log has the details"))
         else:
             result = diarized.result
             result.job_id = job_id
             done = pb.Progress(stage="done", percent=100.0, clip_index=-1, message="finished")
             if self._store.finish(job_id, self.owner, result, done, embedder.name, diarized.voiceprints):
+                audio_seconds = sum(clip.duration_seconds for clip in result.clips)
+                log.info("job %s succeeded: %.1f s of audio in %.1f s", job_id, audio_seconds,
+                         result.summary.processing_seconds)
+                metrics.job_ended(state_name(pb.JOB_STATE_SUCCEEDED), audio_seconds)
                 self._publish(job_id, live, done, persist=False)
             else:
                 log.warning("job %s was deleted, or taken over after this worker's lease lapsed; its result is dropped", job_id)
-        self._finish(job_id, live, ended)
+        return True
+
+    def _fail(self, job_id: str, error: errors.ServiceError) -> None:
+        if self._store.fail(job_id, self.owner, error.detail()):
+            metrics.error(error.code)
+            metrics.job_ended(state_name(pb.JOB_STATE_FAILED), 0.0)
 
     def _publish(self, job_id: str, live: _Live, progress: pb.Progress, persist: bool = True) -> None:
         with live.cond:
@@ -317,11 +361,15 @@ class JobManager:
         if persist:
             self._store.save_progress(job_id, self.owner, progress)
 
-    def _finish(self, job_id: str, live: _Live, ended: bool) -> None:
+    def _finish(self, job_id: str, live: _Live, ended: bool, reachable: bool) -> None:
         """Give watchers here the job's end (or, where it may run again, its place in the
-        database), and drop its audio once it ended: the result is in the store."""
-        record = self._store.get(job_id)
-        if record is None:
+        database, or its last progress where the database is away: they then read it from the
+        database and hear that it is away), and drop its audio once it ended: the result is
+        in the store."""
+        record = self._store.get(job_id) if reachable else None
+        if not reachable:
+            terminal = pb.JobEvent(job_id=job_id, progress=live.history[-1])
+        elif record is None:
             terminal = pb.JobEvent(job_id=job_id, error=errors.job_not_found(job_id).detail())
         elif record.finished:
             terminal = self._terminal_event(record)
@@ -336,6 +384,9 @@ class JobManager:
             self._audio.drop(job_id)
         else:
             self._audio.put_down(job_id)
+        if not reachable:  # queued again by the lease keeper once the database answers
+            with self._lock:
+                self._handed_back.add(job_id)
 
     def _keep_leases(self) -> None:
         """Renew this server's leases every RENEW_S, and pass on what the database says of its
@@ -343,11 +394,18 @@ class JobManager:
         every = min(1.0, self._config.lease_seconds / 5)
         while not self._stopped.wait(every):
             with self._lock:
-                lives = dict(self._live)
-            if not lives:
-                continue
+                lives, handed_back = dict(self._live), set(self._handed_back)
             try:
+                for job_id in handed_back:  # before renewing, which would hold them for this server
+                    if self._store.hand_back(job_id, self.owner):
+                        log.info("job %s queued again now that the database answers", job_id)
+                    with self._lock:
+                        self._handed_back.discard(job_id)
+                if not lives:
+                    continue
                 held, cancels = self._store.renew(self.owner, self._config.lease_seconds)
+            except DatabaseUnavailable:
+                continue
             except Exception:
                 log.exception("could not renew this server's leases")
                 continue
@@ -368,5 +426,7 @@ class JobManager:
                 for job_id in self._store.abandoned_cancels():
                     self._audio.drop(job_id)
                 self._audio.forget_orphans()
+            except DatabaseUnavailable:
+                pass  # the next round
             except Exception:
                 log.exception("the janitor's round failed; trying again later")

@@ -21,13 +21,16 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from speakerlink.v1 import speakerlink_pb2 as pb
 from speakerlink.v1 import speakerlink_pb2_grpc as pb_grpc
 
+from speakerlink_server import logs
 from speakerlink_server.audio_store import DatabaseAudio, FolderAudio
 from speakerlink_server.auth import AuthInterceptor, Tenants, TenantsFileError
+from speakerlink_server.boundary import BoundaryInterceptor
 from speakerlink_server.config import ServerConfig, parse_config
 from speakerlink_server.database import Database, SchemaTooNew, open_database
 from speakerlink_server.engines.registry import Engines, load_engines
 from speakerlink_server.engines.weights import WeightsUnavailable
-from speakerlink_server.jobs import JobManager
+from speakerlink_server.jobs import JobManager, state_name
+from speakerlink_server.metrics import MetricsServer
 from speakerlink_server.quotas import Quota, Quotas
 from speakerlink_server.reflection import enable_reflection
 from speakerlink_server.servicer import SpeakerlinkServicer
@@ -54,11 +57,14 @@ class RunningServer:
     health: health.HealthServicer
     lock: TextIO  # holds the data dir's lock while the server runs
     tenants: Tenants
+    metrics: MetricsServer | None
 
     def stop(self, grace: float | None = None) -> None:
         self.health.enter_graceful_shutdown()
         self.jobs.stop()
         self.server.stop(self.config.grace_seconds if grace is None else grace).wait()
+        if self.metrics is not None:
+            self.metrics.stop()
         self.engines.close()
         self.store.close()
         self.lock.close()
@@ -132,11 +138,12 @@ def start_server(config: ServerConfig) -> RunningServer:
     except BaseException:
         lock.close()
         raise
+    metrics = None
     try:
         threads = config.max_streams + QUICK_CALL_THREADS
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="speakerlink-rpc"),
-            interceptors=[AuthInterceptor(tenants, config.anonymous_info)],
+            interceptors=[BoundaryInterceptor(store.database, SERVICE_NAME), AuthInterceptor(tenants, config.anonymous_info)],
             maximum_concurrent_rpcs=threads * 4,
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -146,8 +153,11 @@ def start_server(config: ServerConfig) -> RunningServer:
             ],
         )
         config = replace(config, port=_bind(server, config.address, credentials))
+        metrics = _serve_metrics(config, store)
         engines = load_engines(config)
     except BaseException:
+        if metrics is not None:
+            metrics.stop()
         store.close()
         lock.close()
         raise
@@ -171,12 +181,28 @@ def start_server(config: ServerConfig) -> RunningServer:
              "" if config.role == "all" else f"{config.role} ", config.address,
              " with TLS" if credentials else "", f", {len(tenants)} tenants" if tenants.required else "",
              ", ".join(f"{i.name}{'*' if i.active else ''}" for i in engines.infos if i.available), engines.device)
-    return RunningServer(server, config, jobs, store, engines, health_servicer, lock, tenants)
+    return RunningServer(server, config, jobs, store, engines, health_servicer, lock, tenants, metrics)
+
+
+def _serve_metrics(config: ServerConfig, store: JobStore) -> MetricsServer | None:
+    if not config.metrics_port:
+        return None
+
+    def jobs_by_state() -> dict[str, int]:
+        with store.database.failing_fast():  # a scrape waits for no database
+            counts = store.count_by_state()
+        return {state_name(state): counts.get(state, 0) for state in pb.JobState.values() if state}
+
+    try:
+        return MetricsServer(config.host, config.metrics_port, jobs_by_state)
+    except OSError as exc:
+        raise StartupError(f"cannot serve metrics on {config.host}:{config.metrics_port}: {exc.strerror}; "
+                           "choose another --metrics-port") from None
 
 
 def _open_database(config: ServerConfig) -> Database:
     try:
-        return open_database(config.database, config.db_path)
+        return open_database(config.database, config.db_path, config.database_reconnect_seconds)
     except (SchemaTooNew, ValueError, RuntimeError) as exc:
         raise StartupError(str(exc)) from None
     except Exception as exc:  # the driver's own: a database that is down, refuses us, or does not exist
@@ -195,11 +221,13 @@ def _bind(server: grpc.Server, address: str, credentials: grpc.ServerCredentials
     return port
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def main(argv: Sequence[str] | None = None, prog: str = "speakerlink-server") -> None:
+    """`prog`: the command that runs this, as --help and usage errors name it."""
     try:
-        running = start_server(parse_config(argv))
-    except (WeightsUnavailable, StartupError) as exc:
+        config = parse_config(argv, prog=prog)
+        logs.configure(config.log_level, config.log_format)
+        running = start_server(config)
+    except (ValueError, WeightsUnavailable, StartupError) as exc:
         print(f"speakerlink: cannot start: {exc}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
     done = threading.Event()

