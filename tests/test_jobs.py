@@ -105,19 +105,26 @@ def test_queue_is_bounded_and_a_busy_server_is_waited_on_within_the_deadline(tmp
         running.stop(grace=0.5)
 
 
-def test_results_expire_after_the_ttl(tmp_path: Path, samples) -> None:
-    running = start_server(make_config(tmp_path, job_ttl_seconds=2))
+def test_results_expire_after_the_ttl(tmp_path: Path, long_clip: Path) -> None:
+    """The TTL counts from the job's end: a job that runs longer than it finishes, and its
+    result stays for the TTL after that, then goes with its files."""
+    running = start_server(make_config(tmp_path, job_ttl_seconds=1))  # the janitor looks every second
     try:
         with Client(running.config.address) as client:
-            result = client.diarize([samples["call.mp3"]])
-            deadline = time.monotonic() + 30
+            started = time.monotonic()
+            result = client.diarize([long_clip], timeout=300)
+            ended = time.monotonic()
+            assert ended - started > 3, "the job must outlast the TTL and a round of the janitor"
+            status = next(s for s in client.list_jobs() if s.job_id == result.job_id)
+            assert status.expires_at.ToNanoseconds() / 1e9 > time.time(), "the TTL counts from the end"
             while True:
                 try:
                     client.get_result(result.job_id)
                 except NotFoundError:
                     break
-                assert time.monotonic() < deadline, "the result never expired"
-                time.sleep(0.5)
+                assert time.monotonic() < ended + 30, "the result never expired"
+                time.sleep(0.2)
+            assert time.monotonic() - ended > 0.5
         assert not running.jobs.job_dir(result.job_id).exists()
     finally:
         running.stop(grace=0.5)
