@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import re
 import secrets
 import signal
 import sqlite3
@@ -207,6 +208,9 @@ def test_the_token_appears_in_no_log_error_or_result(pki: Pki, tmp_path: Path, s
     finally:
         running.stop(grace=0)
     assert result.job_id in caplog.text  # the whole job was logged
+    refusals = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "authentication" in r.getMessage()]
+    assert any(re.fullmatch(r"authentication failed \(AUTH_INVALID\) from ipv[46]:\S+", m) for m in refusals), refusals
+    assert any(re.fullmatch(r"authentication failed \(AUTH_REQUIRED\) from ipv[46]:\S+", m) for m in refusals), refusals
     for text in (caplog.text, result.SerializeToString().decode("latin-1"), *seen):
         assert TOKEN_A not in text and TOKEN_A[:-1] not in text
 
@@ -230,6 +234,46 @@ def test_the_cli_speaks_tls_with_a_token_file(secure: RunningServer, pki: Pki, t
     assert cli(["jobs", "--server", address, "--tls-ca", str(pki.ca), "--token-file", str(token_file)]) == 0
     assert cli(["--server", address, "--tls-ca", str(pki.ca), "jobs"]) == 1
     assert "AUTH_REQUIRED" in capsys.readouterr().err
+
+
+def test_a_token_that_cannot_travel_says_what_is_wrong_before_any_call(secure: RunningServer, pki: Pki,
+                                                                        tmp_path: Path, capsys) -> None:
+    address = f"localhost:{secure.config.port}"
+    token_file = tmp_path / "token"
+    for text, said in ((f"{TOKEN_A}\n{TOKEN_B}\n", "2 lines"), (f"{TOKEN_A}é", "a non-ASCII character at position 44")):
+        token_file.write_text(text, encoding="utf-8")
+        assert cli(["jobs", "--server", address, "--tls-ca", str(pki.ca), "--token-file", str(token_file)]) == 2
+        err = capsys.readouterr().err
+        assert said in err and "UNAVAILABLE" not in err and TOKEN_A not in err, err
+    with pytest.raises(ValueError, match="a control character"):
+        Client(address, tls=pki.ca, token=TOKEN_A + "\x7f")
+    with Client(address, tls=pki.ca, token=lambda: TOKEN_A + "\n", timeout=10) as client, \
+            pytest.raises(UnavailableError, match="printable ASCII"):  # a token source is checked at each call
+        client.list_jobs()
+
+
+def test_a_watch_ends_when_its_token_is_revoked(pki: Pki, tmp_path: Path, long_clip: Path) -> None:
+    tenants = write_tenants(tmp_path / "tenants.toml", {"acme": [TOKEN_A], "globex": [TOKEN_B]})
+    running = start_server(make_config(tmp_path / "data", tls_cert=str(pki.server.cert), tls_key=str(pki.server.key),
+                                       tenants_file=str(tenants)))
+    try:
+        with connect(running, pki, TOKEN_B) as globex:
+            events = globex.iter_diarize([long_clip], timeout=120)
+            job_id = next(events).job_id
+            watch = globex.watch(job_id, timeout=120)
+            next(watch)
+            write_tenants(tenants, {"acme": [TOKEN_A]})
+            assert running.tenants.reload()  # what SIGHUP does
+            revoked = time.monotonic()
+            for stream in (events, watch):
+                with pytest.raises(AuthenticationError) as caught:
+                    for event in stream:
+                        assert not event.HasField("result"), "the stream went on after its token was revoked"
+                assert caught.value.code == "AUTH_INVALID"
+            assert time.monotonic() - revoked < 5
+            assert running.store.get(job_id).state == pb.JOB_STATE_RUNNING  # the job itself goes on
+    finally:
+        running.stop(grace=0)
 
 
 def test_a_data_dir_from_before_tenants_opens(tmp_path: Path) -> None:

@@ -130,8 +130,8 @@ class Tenants:
     def of(self, context: grpc.ServicerContext) -> str:
         """The tenant of a call the interceptor let through."""
         tenant = self.tenant(context.invocation_metadata())
-        if tenant is None:  # revoked between the interceptor and here
-            _refusal(context.invocation_metadata()).abort(context)
+        if tenant is None:  # revoked between the interceptor and here, or while a stream runs
+            _refuse(context, _refusal(context.invocation_metadata()))
         return tenant
 
 
@@ -145,6 +145,13 @@ def _bearer(metadata: tuple[tuple[str, str | bytes], ...] | None) -> str | None:
 
 def _refusal(metadata: tuple[tuple[str, str | bytes], ...] | None) -> errors.ServiceError:
     return errors.auth_invalid() if any(k == "authorization" for k, _ in metadata or ()) else errors.auth_required()
+
+
+def _refuse(context: grpc.ServicerContext, error: errors.ServiceError) -> None:
+    """End the call with `error`, logged with the caller's address (never its token), so that
+    an operator sees who tries tokens."""
+    log.warning("authentication failed (%s) from %s", error.code, context.peer())
+    error.abort(context)
 
 
 class AuthInterceptor(grpc.ServerInterceptor):
@@ -173,7 +180,7 @@ class AuthInterceptor(grpc.ServerInterceptor):
 def _denying(handler: grpc.RpcMethodHandler, error: errors.ServiceError) -> grpc.RpcMethodHandler:
     """A handler of the same streaming kind as `handler` that ends the call with `error`."""
     def deny(_request: object, context: grpc.ServicerContext) -> None:
-        error.abort(context)
+        _refuse(context, error)
 
     kind = {
         (False, False): grpc.unary_unary_rpc_method_handler,

@@ -89,7 +89,9 @@ class ServerConfig:
 
     @property
     def address(self) -> str:
-        return f"{self.host}:{self.port}"
+        """HOST:PORT, with an IPv6 host in brackets ([::1]:50051), as gRPC and clients take it."""
+        host = f"[{self.host}]" if ":" in self.host and not self.host.startswith("[") else self.host
+        return f"{host}:{self.port}"
 
     @property
     def db_path(self) -> Path:

@@ -229,10 +229,19 @@ class SpeakerlinkServicer(pb_grpc.SpeakerlinkServicer):
             self._streams.release()
 
     def _watch(self, job_id: str, context: grpc.ServicerContext) -> Iterator[pb.JobEvent]:
+        """The job's events while the caller is there and its token holds: one revoked (a
+        tenants file reloaded) ends the stream with UNAUTHENTICATED at the next event or tick."""
+        metadata = context.invocation_metadata()
+
+        def allowed() -> bool:
+            return context.is_active() and self._tenants.tenant(metadata) is not None
+
         try:
-            yield from self._jobs.events(job_id, context.is_active)
+            yield from self._jobs.events(job_id, allowed)
         except errors.ServiceError as exc:
             exc.abort(context)
+        if context.is_active():
+            self._tenants.of(context)
 
     def GetResult(self, request: pb.GetResultRequest, context: grpc.ServicerContext) -> pb.DiarizationResult:
         return self._result(request.job_id, context)
