@@ -44,7 +44,7 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-QUOTA_KEYS = {"max_uploads": int, "max_queued_jobs": int, "audio_seconds_per_day": float}
+QUOTA_KEYS = {"max_uploads": int, "max_queued_jobs": int, "audio_seconds_per_day": float, "max_streams": int}
 
 
 def read_tenants(path: Path) -> tuple[dict[str, str], dict[str, dict[str, float]]]:

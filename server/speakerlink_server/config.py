@@ -84,6 +84,7 @@ class ServerConfig:
     tenant_max_uploads: int = 4
     tenant_max_queued_jobs: int = 8
     tenant_audio_seconds_per_day: float = 0.0
+    tenant_max_streams: int = 16
     formats: tuple[str, ...] = DEFAULT_FORMATS
     grace_seconds: float = 10.0
 
@@ -142,6 +143,7 @@ _ENV = {
     "tenant_max_uploads": ("SPEAKERLINK_TENANT_MAX_UPLOADS", None),
     "tenant_max_queued_jobs": ("SPEAKERLINK_TENANT_MAX_QUEUED_JOBS", None),
     "tenant_audio_seconds_per_day": ("SPEAKERLINK_TENANT_AUDIO_SECONDS_PER_DAY", None),
+    "tenant_max_streams": ("SPEAKERLINK_TENANT_MAX_STREAMS", None),
 }
 
 
@@ -200,6 +202,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tenant-max-queued-jobs", type=int, help="jobs waiting per tenant (default 8; 0: no limit)")
     parser.add_argument("--tenant-audio-seconds-per-day", type=float,
                         help="audio seconds per tenant in any 24 hours (default 0: no limit)")
+    parser.add_argument("--tenant-max-streams", type=int,
+                        help="uploads and job watchers at once per tenant, of --max-streams (default 16; 0: no limit)")
 
 
 def load_config(args: argparse.Namespace | None = None, env: Mapping[str, str] | None = None) -> ServerConfig:
@@ -253,7 +257,7 @@ def _validate(config: ServerConfig) -> None:
             raise ValueError(f"{name} must be at least 1, got {getattr(config, name)}")
     if config.titanet_batch < 0:
         raise ValueError(f"titanet_batch cannot be negative, got {config.titanet_batch}")
-    for name in ("tenant_max_uploads", "tenant_max_queued_jobs", "tenant_audio_seconds_per_day"):
+    for name in ("tenant_max_uploads", "tenant_max_queued_jobs", "tenant_audio_seconds_per_day", "tenant_max_streams"):
         if getattr(config, name) < 0:
             raise ValueError(f"{name} cannot be negative (0: no limit), got {getattr(config, name)}")
     if config.min_free_bytes < 0:

@@ -86,6 +86,24 @@ def probe(path: Path, index: int, name: str) -> Probe:
     return Probe(codec=streams[0].get("codec_name", ""), declared_seconds=declared)
 
 
+def length(path: Path, index: int, name: str, info: Probe) -> float:
+    """The clip's seconds, for the limits and quotas: the length it declares, or, where it
+    declares none (an MP3 without a Xing header, raw AAC), the end of its last packet, which is
+    what decoding gives. ffmpeg reads the packets without decoding them: about a second for
+    three hours of MP3."""
+    if info.declared_seconds is not None:
+        return info.declared_seconds
+    proc = subprocess.run(
+        ["ffmpeg", "-nostdin", "-v", "error", "-nostats", "-progress", "pipe:1", "-i", str(path), "-map", "0:a:0",
+         "-c", "copy", "-f", "null", "-"],
+        capture_output=True, text=True, timeout=600,
+    )
+    ends = [line.partition("=")[2] for line in proc.stdout.splitlines() if line.startswith("out_time_us=")]
+    if proc.returncode != 0 or not ends or not ends[-1].lstrip("-").isdigit():
+        raise errors.not_audio(index, name, _complaint(proc.stderr, path, name) or "ffmpeg cannot read its packets")
+    return max(0, int(ends[-1])) / 1e6
+
+
 def decode(path: Path, index: int, name: str) -> np.ndarray:
     """The whole file as 16 kHz mono float32 in [-1, 1]."""
     chunks = [chunk for _, chunk in stream(path, index, name, chunk_seconds=None)]
