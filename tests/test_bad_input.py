@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import struct
 import subprocess
 import threading
@@ -51,6 +52,7 @@ def expect(error_type, code: str, client: Client, paths, **options):
     err = info.value
     assert err.code == code, err.describe()
     assert err.troubleshooting and err.recovery, "errors must say why and what to do"
+    assert not re.search(r"0x[0-9a-fA-F]{6}", err.message), "no heap addresses from ffmpeg"
     return err
 
 
@@ -97,6 +99,21 @@ def test_truncated_compressed_files_are_refused_and_whole_ones_decode(client: Cl
         cut.write_bytes(data[: int(len(data) * fraction)])
         err = expect(InvalidInputError, "AUDIO_TRUNCATED", client, [cut])
         assert "ends early" in err.message
+
+
+def test_ffmpeg_text_reaches_the_client_without_heap_addresses(client: Client, samples, tmp_path: Path) -> None:
+    aac = tmp_path / "whole.aac"
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(samples["meeting.wav"]), *ENCODINGS["aac"], str(aac)], check=True)
+    cut = tmp_path / "cut.aac"
+    cut.write_bytes(aac.read_bytes()[: aac.stat().st_size * 6 // 10])
+    err = expect(InvalidInputError, "AUDIO_TRUNCATED", client, [cut])
+    assert "ffmpeg: [aac] " in err.message  # what ffmpeg said stays, its memory layout goes
+
+
+def test_random_bytes_named_mp3_are_not_audio(client: Client, tmp_path: Path) -> None:
+    noise = tmp_path / "noise.mp3"  # ffprobe takes it for an MP3 stream of 0 Hz
+    noise.write_bytes(np.random.default_rng(0).bytes(200_000))
+    expect(InvalidInputError, "NOT_AUDIO", client, [noise])
 
 
 def test_truncated_m4a_has_no_readable_audio(client: Client, samples, tmp_path: Path) -> None:

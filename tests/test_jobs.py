@@ -106,19 +106,30 @@ def test_queue_is_bounded_and_a_busy_server_is_waited_on_within_the_deadline(tmp
 
 
 def test_results_expire_after_the_ttl(tmp_path: Path, samples) -> None:
-    running = start_server(make_config(tmp_path, job_ttl_seconds=2))
+    """The TTL counts from the job's end: a job that waits longer than it still runs, and its
+    result stays for the TTL after its end, then goes with its files."""
+    running = start_server(make_config(tmp_path, job_ttl_seconds=1, workers=1))  # the janitor looks every second
     try:
         with Client(running.config.address) as client:
-            result = client.diarize([samples["call.mp3"]])
-            deadline = time.monotonic() + 30
+            assert running.jobs.slots.try_take()  # the one worker is held: the job waits past its TTL
+            events = client.iter_diarize([samples["call.mp3"]], timeout=300)
+            job_id = next(events).job_id
+            time.sleep(2.5)
+            running.jobs.slots.give()
+            result = terminal_outcome(next(event for event in events if is_terminal(event)))
+            ended = time.monotonic()
+            assert result.job_id == job_id
+            status = next(s for s in client.list_jobs() if s.job_id == job_id)
+            assert status.expires_at.ToNanoseconds() / 1e9 > time.time(), "the TTL counts from the end"
             while True:
                 try:
-                    client.get_result(result.job_id)
+                    client.get_result(job_id)
                 except NotFoundError:
                     break
-                assert time.monotonic() < deadline, "the result never expired"
-                time.sleep(0.5)
-        assert not running.jobs.job_dir(result.job_id).exists()
+                assert time.monotonic() < ended + 30, "the result never expired"
+                time.sleep(0.2)
+            assert time.monotonic() - ended > 0.5
+        assert not running.jobs.job_dir(job_id).exists()
     finally:
         running.stop(grace=0.5)
 

@@ -63,6 +63,8 @@ def test_the_store_behaves_alike_on_both_databases(store: JobStore) -> None:
     store.release("w4")  # a server stopping hands its jobs back
     assert store.get(ids[2]).state == pb.JOB_STATE_QUEUED and store.cancel_queued(ids[2])
     assert not store.cancel_queued(ids[2]) and store.queued("acme") == 0 and store.unfinished_ids() == ["f" * 32]
+    # A job's TTL counts from its end: the three that ended go 60 s after it, the queued one never.
+    assert store.expired(time.time() + 50) == [] and sorted(store.expired(time.time() + 61)) == ids
 
     store.count_audio("acme", 30.0)
     store.count_audio("acme", 20.0)

@@ -5,17 +5,21 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import re
 import secrets
 import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+import numpy as np
 import pytest
+import soundfile as sf
 from certs import Authority, Pem
 from conftest import ROOT, make_config
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -29,6 +33,9 @@ from speakerlink import (
     UnavailableError,
 )
 from speakerlink.cli import main as cli
+from speakerlink.errors import error_from_rpc
+from speakerlink.options import diarize_options
+from speakerlink.upload import build_config, request_stream
 from speakerlink.v1 import speakerlink_pb2 as pb
 from speakerlink_server.auth import ANONYMOUS, Tenants
 from speakerlink_server.database import open_database
@@ -213,6 +220,9 @@ def test_the_token_appears_in_no_log_error_or_result(pki: Pki, tmp_path: Path, s
     finally:
         running.stop(grace=0)
     assert result.job_id in caplog.text  # the whole job was logged
+    refusals = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "authentication" in r.getMessage()]
+    assert any(re.fullmatch(r"authentication failed \(AUTH_INVALID\) from ipv[46]:\S+", m) for m in refusals), refusals
+    assert any(re.fullmatch(r"authentication failed \(AUTH_REQUIRED\) from ipv[46]:\S+", m) for m in refusals), refusals
     for text in (caplog.text, result.SerializeToString().decode("latin-1"), *seen):
         assert TOKEN_A not in text and TOKEN_A[:-1] not in text
 
@@ -236,6 +246,46 @@ def test_the_cli_speaks_tls_with_a_token_file(secure: RunningServer, pki: Pki, t
     assert cli(["jobs", "--server", address, "--tls-ca", str(pki.ca), "--token-file", str(token_file)]) == 0
     assert cli(["--server", address, "--tls-ca", str(pki.ca), "jobs"]) == 1
     assert "AUTH_REQUIRED" in capsys.readouterr().err
+
+
+def test_a_token_that_cannot_travel_says_what_is_wrong_before_any_call(secure: RunningServer, pki: Pki,
+                                                                        tmp_path: Path, capsys) -> None:
+    address = f"localhost:{secure.config.port}"
+    token_file = tmp_path / "token"
+    for text, said in ((f"{TOKEN_A}\n{TOKEN_B}\n", "2 lines"), (f"{TOKEN_A}é", "a non-ASCII character at position 44")):
+        token_file.write_text(text, encoding="utf-8")
+        assert cli(["jobs", "--server", address, "--tls-ca", str(pki.ca), "--token-file", str(token_file)]) == 2
+        err = capsys.readouterr().err
+        assert said in err and "UNAVAILABLE" not in err and TOKEN_A not in err, err
+    with pytest.raises(ValueError, match="a control character"):
+        Client(address, tls=pki.ca, token=TOKEN_A + "\x7f")
+    with Client(address, tls=pki.ca, token=lambda: TOKEN_A + "\n", timeout=10) as client, \
+            pytest.raises(UnavailableError, match="printable ASCII"):  # a token source is checked at each call
+        client.list_jobs()
+
+
+def test_a_watch_ends_when_its_token_is_revoked(pki: Pki, tmp_path: Path, long_clip: Path) -> None:
+    tenants = write_tenants(tmp_path / "tenants.toml", {"acme": [TOKEN_A], "globex": [TOKEN_B]})
+    running = start_server(make_config(tmp_path / "data", tls_cert=str(pki.server.cert), tls_key=str(pki.server.key),
+                                       tenants_file=str(tenants)))
+    try:
+        with connect(running, pki, TOKEN_B) as globex:
+            events = globex.iter_diarize([long_clip], timeout=120)
+            job_id = next(events).job_id
+            watch = globex.watch(job_id, timeout=120)
+            next(watch)
+            write_tenants(tenants, {"acme": [TOKEN_A]})
+            assert running.tenants.reload()  # what SIGHUP does
+            revoked = time.monotonic()
+            for stream in (events, watch):
+                with pytest.raises(AuthenticationError) as caught:
+                    for event in stream:
+                        assert not event.HasField("result"), "the stream went on after its token was revoked"
+                assert caught.value.code == "AUTH_INVALID"
+            assert time.monotonic() - revoked < 5
+            assert running.store.get(job_id).state == pb.JOB_STATE_RUNNING  # the job itself goes on
+    finally:
+        running.stop(grace=0)
 
 
 def test_a_data_dir_from_before_tenants_opens(tmp_path: Path) -> None:
@@ -271,6 +321,106 @@ def test_a_tenants_daily_audio_is_enforced_end_to_end(pki: Pki, tmp_path: Path, 
             assert globex.diarize([samples["call.mp3"]]).summary.clips == 1  # other tenants are not held back
             assert globex.info().quota.audio_seconds_per_day == 0  # the server's default: no limit
     finally:
+        running.stop(grace=0)
+
+
+def tenants_server(pki: Pki, folder: Path, settings: dict[str, str], **config) -> RunningServer:
+    """A TLS server for acme (TOKEN_A) and globex (TOKEN_B), with each tenant's own settings
+    (tenants file lines, e.g. {"acme": "max_uploads = 1"})."""
+    tenants = write_tenants(folder / "tenants.toml", {"acme": [TOKEN_A], "globex": [TOKEN_B]})
+    text = tenants.read_text()
+    for name, lines in settings.items():
+        text = text.replace(f"[tenants.{name}]\n", f"[tenants.{name}]\n{lines}\n")
+    tenants.write_text(text)
+    return start_server(make_config(folder / "data", tls_cert=str(pki.server.cert), tls_key=str(pki.server.key),
+                                    tenants_file=str(tenants), **config))
+
+
+def test_audio_that_declares_no_length_is_charged_its_decoded_length(pki: Pki, tmp_path: Path, samples) -> None:
+    no_xing = tmp_path / "no-xing.mp3"  # a CBR MP3 without a Xing header declares no length
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(samples["call.mp3"]), "-c:a", "libmp3lame", "-b:a", "64k",
+                    "-write_xing", "0", str(no_xing)], check=True)
+    running = tenants_server(pki, tmp_path, {"acme": "audio_seconds_per_day = 60"})
+    try:
+        with connect(running, pki, TOKEN_A) as acme:
+            seconds = acme.diarize([no_xing]).summary.audio_seconds
+            assert 30 < seconds < 60
+            assert acme.info().quota.audio_seconds_used == pytest.approx(seconds, abs=0.5)
+            with pytest.raises(LimitExceededError) as caught:
+                acme.diarize([no_xing], timeout=60)
+            assert caught.value.code == "AUDIO_QUOTA"
+    finally:
+        running.stop(grace=0)
+
+
+def test_enrollment_counts_its_audio_holds_its_upload_slot_and_waits_for_a_worker(pki: Pki, tmp_path: Path, samples,
+                                                                                  long_clip: Path, voices) -> None:
+    running = tenants_server(pki, tmp_path, {"acme": "max_uploads = 1\naudio_seconds_per_day = 3600"}, workers=1)
+    ended: dict[str, float] = {}
+    try:
+        with connect(running, pki, TOKEN_A) as acme, connect(running, pki, TOKEN_B) as globex:
+            def job() -> None:  # globex's job takes the one worker for a few seconds
+                globex.diarize([long_clip], timeout=300)
+                ended["job"] = time.monotonic()
+
+            def enroll() -> None:
+                acme.enroll("Alice", [voices["alice"]], timeout=300)
+                ended["enrollment"] = time.monotonic()
+
+            threads = [threading.Thread(target=job)]
+            threads[0].start()
+            deadline = time.monotonic() + 30
+            while running.store.queued_total() or not running.store.unfinished_ids():
+                assert time.monotonic() < deadline, "the job never started"
+                time.sleep(0.05)  # until the worker has taken the job
+            threads.append(threading.Thread(target=enroll))
+            threads[1].start()
+            time.sleep(1.0)  # its upload is in; its embedding waits for the worker's slot
+            with pytest.raises(LimitExceededError) as caught:
+                acme.diarize([samples["call.mp3"]], timeout=3)
+            assert caught.value.code == "TENANT_UPLOADS"  # the enrollment still holds acme's one upload
+            for thread in threads:
+                thread.join(300)
+            assert ended["enrollment"] > ended["job"], "the enrollment ran beside the job, outside the workers"
+            alice = sf.info(voices["alice"]).duration
+            assert acme.info().quota.audio_seconds_used == pytest.approx(alice, abs=0.1)
+    finally:
+        running.stop(grace=0)
+
+
+def test_streams_are_shared_between_tenants_and_watchers_leave_room_for_uploads(pki: Pki, tmp_path: Path,
+                                                                              long_clip: Path, samples) -> None:
+    longer = tmp_path / "longer.flac"  # keeps the one worker busy for the whole test
+    sf.write(longer, np.tile(sf.read(long_clip, dtype="float32")[0], 3), 16000)
+    # 10 streams; watchers may hold 7 of them; each tenant 3, but globex 8.
+    running = tenants_server(pki, tmp_path, {"globex": "max_streams = 8"}, workers=1, max_streams=10,
+                             tenant_max_streams=3)
+    calls: list[grpc.Future] = []
+
+    def diarize(client: Client, path: Path) -> str:
+        call = client._stub.Diarize(request_stream([path], build_config([path], diarize_options()), None))
+        calls.append(call)
+        return next(call).job_id
+
+    def watch(client: Client, job_id: str) -> str:
+        call = client._stub.WatchJob(pb.WatchJobRequest(job_id=job_id))
+        calls.append(call)
+        try:
+            next(call)
+        except grpc.RpcError as err:
+            return error_from_rpc(err).code
+        return "watching"
+
+    try:
+        with connect(running, pki, TOKEN_A) as acme, connect(running, pki, TOKEN_B) as globex:
+            job = diarize(acme, longer)
+            assert [watch(acme, job) for _ in range(3)] == ["watching", "watching", "TENANT_STREAMS"]
+            job = diarize(globex, long_clip)  # queued behind acme's
+            assert [watch(globex, job) for _ in range(6)] == ["watching"] * 5 + ["TOO_MANY_STREAMS"]
+            assert diarize(globex, samples["call.mp3"])  # 9 of 10 streams open, 7 of them watchers
+    finally:
+        for call in calls:
+            call.cancel()
         running.stop(grace=0)
 
 

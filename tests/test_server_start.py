@@ -8,6 +8,7 @@ import time
 
 import pytest
 from conftest import ROOT, make_config
+from speakerlink import Client
 from speakerlink_server.main import StartupError, start_server
 
 
@@ -35,3 +36,19 @@ def test_serve_exits_non_zero_on_a_busy_port(server, tmp_path) -> None:
     assert served.returncode == 2
     assert "cannot start" in served.stderr and "port is in use" in served.stderr
     assert "ready" not in served.stdout
+
+
+def test_serve_binds_an_ipv6_host_and_prints_an_address_clients_take(tmp_path) -> None:
+    served = subprocess.Popen(
+        [sys.executable, "-m", "speakerlink_server", "--host", "::1", "--port", "0", "--data-dir", str(tmp_path),
+         "--titanet-model", ""],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+    )
+    try:
+        line = served.stdout.readline()
+        assert line.startswith("speakerlink server ready on [::1]:"), line + served.stderr.read()
+        with Client(line.rsplit(" ", 1)[-1].strip(), timeout=10) as client:
+            assert client.info().version
+    finally:
+        served.terminate()
+        assert served.wait(60) == 0

@@ -61,6 +61,8 @@ def channel_credentials(
     """The credentials for a channel, or None for plaintext. A token on a plaintext channel is
     refused before anything connects: it would cross the network in the clear."""
     token = token if token is not None else os.environ.get("SPEAKERLINK_TOKEN") or None
+    if isinstance(token, str) and token:
+        check_token(token)
     if credentials is None:
         if tls is None:
             tls = os.environ.get("SPEAKERLINK_TLS_CA") or None
@@ -82,6 +84,22 @@ def channel_credentials(
     return credentials
 
 
+def check_token(token: str) -> str:
+    """Refuse, before any call, a token that gRPC metadata cannot carry (one line of printable
+    ASCII): the server would only see a broken call and answer UNAVAILABLE. The message says
+    what is wrong, never the token."""
+    lines = token.splitlines()
+    if len(lines) > 1:
+        raise ValueError(f"the token holds {len(lines)} lines; a token is one line (check the token file or "
+                         "SPEAKERLINK_TOKEN)")
+    bad = next((n for n, char in enumerate(token) if not " " <= char <= "~"), None)
+    if bad is not None:
+        what = "a control character" if token[bad].isascii() else "a non-ASCII character"
+        raise ValueError(f"the token holds {what} at position {bad + 1}; a token is printable ASCII (check the "
+                         "token file or SPEAKERLINK_TOKEN)")
+    return token
+
+
 class _Bearer(grpc.AuthMetadataPlugin):
     """Adds `authorization: Bearer <token>` to every call."""
 
@@ -90,7 +108,7 @@ class _Bearer(grpc.AuthMetadataPlugin):
 
     def __call__(self, context: grpc.AuthMetadataContext, callback: grpc.AuthMetadataPluginCallback) -> None:
         try:
-            token = self._token() if callable(self._token) else self._token
+            token = check_token(self._token() if callable(self._token) else self._token)
         except Exception as exc:  # the caller's token source failed: the call fails with it
             callback((), exc)
             return

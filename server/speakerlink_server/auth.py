@@ -45,7 +45,7 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-QUOTA_KEYS = {"max_uploads": int, "max_queued_jobs": int, "audio_seconds_per_day": float}
+QUOTA_KEYS = {"max_uploads": int, "max_queued_jobs": int, "audio_seconds_per_day": float, "max_streams": int}
 
 
 def read_tenants(path: Path) -> tuple[dict[str, str], dict[str, dict[str, float]]]:
@@ -131,8 +131,8 @@ class Tenants:
     def of(self, context: grpc.ServicerContext) -> str:
         """The tenant of a call the interceptor let through."""
         tenant = self.tenant(context.invocation_metadata())
-        if tenant is None:  # revoked between the interceptor and here
-            _refusal(context.invocation_metadata()).abort(context)
+        if tenant is None:  # revoked between the interceptor and here, or while a stream runs
+            _refuse(context, _refusal(context.invocation_metadata()))
         return tenant
 
 
@@ -146,6 +146,13 @@ def _bearer(metadata: tuple[tuple[str, str | bytes], ...] | None) -> str | None:
 
 def _refusal(metadata: tuple[tuple[str, str | bytes], ...] | None) -> errors.ServiceError:
     return errors.auth_invalid() if any(k == "authorization" for k, _ in metadata or ()) else errors.auth_required()
+
+
+def _refuse(context: grpc.ServicerContext, error: errors.ServiceError) -> None:
+    """End the call with `error`, logged with the caller's address (never its token), so that
+    an operator sees who tries tokens."""
+    log.warning("authentication failed (%s) from %s", error.code, context.peer())
+    error.abort(context)
 
 
 class AuthInterceptor(grpc.ServerInterceptor):
@@ -174,7 +181,7 @@ class AuthInterceptor(grpc.ServerInterceptor):
 def _denying(handler: grpc.RpcMethodHandler, error: errors.ServiceError) -> grpc.RpcMethodHandler:
     """A handler of the same streaming kind as `handler` that ends the call with `error`."""
     def deny(_request: object, context: grpc.ServicerContext) -> None:
-        error.abort(context)
+        _refuse(context, error)
 
     kind = {
         (False, False): grpc.unary_unary_rpc_method_handler,

@@ -91,6 +91,7 @@ class ServerConfig:
     tenant_max_uploads: int = 4
     tenant_max_queued_jobs: int = 8
     tenant_audio_seconds_per_day: float = 0.0
+    tenant_max_streams: int = 16
     log_level: str = "INFO"
     log_format: str = "text"  # or "json": one object per line (logs.py)
     metrics_port: int = 0  # Prometheus metrics on this port (metrics.py); 0: none
@@ -99,7 +100,9 @@ class ServerConfig:
 
     @property
     def address(self) -> str:
-        return f"{self.host}:{self.port}"
+        """HOST:PORT, with an IPv6 host in brackets ([::1]:50051), as gRPC and clients take it."""
+        host = f"[{self.host}]" if ":" in self.host and not self.host.startswith("[") else self.host
+        return f"{host}:{self.port}"
 
     @property
     def db_path(self) -> Path:
@@ -151,6 +154,7 @@ _ENV = {
     "tenant_max_uploads": ("SPEAKERLINK_TENANT_MAX_UPLOADS", None),
     "tenant_max_queued_jobs": ("SPEAKERLINK_TENANT_MAX_QUEUED_JOBS", None),
     "tenant_audio_seconds_per_day": ("SPEAKERLINK_TENANT_AUDIO_SECONDS_PER_DAY", None),
+    "tenant_max_streams": ("SPEAKERLINK_TENANT_MAX_STREAMS", None),
     "log_level": ("SPEAKERLINK_LOG_LEVEL", None),
     "log_format": ("SPEAKERLINK_LOG_FORMAT", None),
     "metrics_port": ("SPEAKERLINK_METRICS_PORT", None),
@@ -220,6 +224,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     flag("tenant_max_uploads", "uploads at once per tenant; 0: no limit", type=int)
     flag("tenant_max_queued_jobs", "jobs waiting per tenant; 0: no limit", type=int)
     flag("tenant_audio_seconds_per_day", "audio seconds per tenant in any 24 hours; 0: no limit", type=float)
+    flag("tenant_max_streams", "uploads and job watchers at once per tenant, of --max-streams; 0: no limit", type=int)
     flag("log_level", f"log lines at this level and above: {', '.join(LOG_LEVELS)}", type=str.upper,
          choices=LOG_LEVELS)
     flag("log_format", "text, or json: one object per line with time, level, logger, message and, where "
@@ -288,7 +293,7 @@ def _validate(config: ServerConfig) -> None:
             raise ValueError(f"{name} must be at least 1, got {getattr(config, name)}")
     if config.titanet_batch < 0:
         raise ValueError(f"titanet_batch cannot be negative, got {config.titanet_batch}")
-    for name in ("tenant_max_uploads", "tenant_max_queued_jobs", "tenant_audio_seconds_per_day"):
+    for name in ("tenant_max_uploads", "tenant_max_queued_jobs", "tenant_audio_seconds_per_day", "tenant_max_streams"):
         if getattr(config, name) < 0:
             raise ValueError(f"{name} cannot be negative (0: no limit), got {getattr(config, name)}")
     if config.min_free_bytes < 0:

@@ -104,6 +104,12 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (job_id, clip, seq)
     );
     """,
+    # A job's TTL counts from its end (store.py): when it ended, NULL while it waits or runs;
+    # jobs that ended before this column took their last update as their end.
+    """
+    ALTER TABLE jobs ADD COLUMN finished_at {real};
+    UPDATE jobs SET finished_at = updated_at WHERE state IN (3, 4, 5);
+    """,
 )
 
 

@@ -21,8 +21,8 @@ from speakerlink_server.pipeline.run import ClipInput, run_pipeline
 # CAM++ and TitaNet embeddings steady from a few seconds of speech (the linking of
 # libri-dev-linking holds with 3.3 s a side, benchmarks/QUALITY.md).
 MIN_SPEECH_SECONDS = 3.0
-# Enrollment runs while the caller waits, beside the jobs: ten minutes of audio is a few
-# seconds of work on a CPU and more than a voice needs.
+# Enrollment runs while the caller waits, in one of the workers' slots (capacity.py): ten
+# minutes of audio is a few seconds of work on a CPU and more than a voice needs.
 MAX_AUDIO_SECONDS = 600.0
 MAX_NAME_CHARS = 100
 
@@ -39,9 +39,9 @@ def check_name(name: str) -> str:
     return name
 
 
-def check_length(declared_seconds: float) -> None:
-    if declared_seconds > MAX_AUDIO_SECONDS:
-        raise errors.enrollment_too_long(declared_seconds, MAX_AUDIO_SECONDS)
+def check_length(seconds: float) -> None:
+    if seconds > MAX_AUDIO_SECONDS:
+        raise errors.enrollment_too_long(seconds, MAX_AUDIO_SECONDS)
 
 
 def voice_from_audio(

@@ -399,6 +399,15 @@ def tenant_uploads(limit: int) -> ServiceError:
     )
 
 
+def tenant_streams(limit: int) -> ServiceError:
+    return ServiceError(
+        grpc.StatusCode.RESOURCE_EXHAUSTED, "TENANT_STREAMS", f"your tenant already has {limit} uploads and job watchers open",
+        ("Each tenant may hold this many of the server's Diarize and WatchJob streams at once.",),
+        ("Retry when one ends (the SDK does, within its deadline); watch fewer jobs at once.",),
+        retry_after=STREAMS_RETRY_S,
+    )
+
+
 def tenant_queue_full(limit: int) -> ServiceError:
     return ServiceError(
         grpc.StatusCode.RESOURCE_EXHAUSTED, "TENANT_QUEUE_FULL", f"your tenant already has {limit} jobs waiting",

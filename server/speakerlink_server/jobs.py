@@ -32,6 +32,7 @@ from speakerlink.v1 import speakerlink_pb2 as pb
 
 from speakerlink_server import errors, logs, metrics
 from speakerlink_server.audio_store import AudioStore
+from speakerlink_server.capacity import WorkerSlots
 from speakerlink_server.config import ServerConfig
 from speakerlink_server.database import DatabaseUnavailable
 from speakerlink_server.engines.registry import Engines
@@ -75,6 +76,7 @@ class JobManager:
         self._audio = audio
         self._engines = engines
         self._take_jobs = take_jobs
+        self.slots = WorkerSlots(config.workers)  # the workers' and enrollments' (capacity.py)
         self.owner = f"{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:8]}"  # names this process's leases
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)  # a job was stored: workers here look for it
@@ -252,23 +254,33 @@ class JobManager:
 
     def _work(self) -> None:
         while not self._stopping:
-            try:
-                record = self._store.claim(self.owner, self._config.lease_seconds)
-            except DatabaseUnavailable:  # said once in the log by the database
-                record = None
-            except Exception:
-                log.exception("could not claim a job; trying again")
-                record = None
+            record = None
+            if self.slots.try_take():
+                try:
+                    record = self._claim_and_run()
+                finally:
+                    self.slots.give()
             if record is None:
                 with self._lock:
                     if not self._stopping:
                         self._wake.wait(POLL_S)
-                continue
+
+    def _claim_and_run(self) -> JobRecord | None:
+        """Run the next job, if there is one; returns it."""
+        try:
+            record = self._store.claim(self.owner, self._config.lease_seconds)
+        except DatabaseUnavailable:  # said once in the log by the database
+            return None
+        except Exception:
+            log.exception("could not claim a job; trying again")
+            return None
+        if record is not None:
             try:
                 with logs.job_context(record.job_id, record.tenant) as fields:
                     self._run(record, fields)
             except Exception:  # the worker must survive anything one job does
                 log.exception("job %s crashed its worker", record.job_id)
+        return record
 
     def _run(self, record: JobRecord, log_fields: dict[str, str]) -> None:
         job_id = record.job_id

@@ -166,7 +166,7 @@ def start_server(config: ServerConfig) -> RunningServer:
     served = [health.SERVICE_NAME]
     if config.role != "worker":  # a worker answers health checks alone
         quotas = Quotas(store, tenants, Quota(config.tenant_max_uploads, config.tenant_max_queued_jobs,
-                                              config.tenant_audio_seconds_per_day))
+                                              config.tenant_audio_seconds_per_day, config.tenant_max_streams))
         servicer = SpeakerlinkServicer(config, store, jobs, audio, engines, tenants, quotas)
         pb_grpc.add_SpeakerlinkServicer_to_server(servicer, server)
         served.insert(0, SERVICE_NAME)

@@ -1,11 +1,12 @@
-"""Each tenant's share of the server: uploads at once, jobs waiting, audio per day.
+"""Each tenant's share of the server: uploads at once, streams at once, jobs waiting, audio per day.
 
 The server-wide limits (config.py) protect the server; these keep one tenant from taking all
 of it. They apply to the tenants of a tenants file; the anonymous tenant of a server without
 one is its only user and meets the server-wide limits alone. Audio is counted from each
-file's declared duration when its job is accepted, over the last 24 hours, and the count
-outlives the job, its deletion and restarts (store.py keeps it). Uploads at once are counted
-by each front end for its own uploads.
+file's length (audio.length: declared, or counted from its packets where the file declares
+none) when its job is accepted, or when an enrollment starts its work, over the last 24
+hours, and the count outlives the job, its deletion and restarts (store.py keeps it). Uploads
+and streams at once are counted by each front end for its own calls.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class Quota:
     max_uploads: int = 0
     max_queued_jobs: int = 0
     audio_seconds_per_day: float = 0.0
+    max_streams: int = 0  # uploads and watchers at once, of the server's max_streams
 
 
 class Quotas:
@@ -41,6 +43,7 @@ class Quotas:
         self._tenants = tenants
         self._defaults = defaults
         self._uploads: Counter[str] = Counter()
+        self._streams: Counter[str] = Counter()
         self._lock = threading.Lock()
 
     def quota(self, tenant: str) -> Quota:
@@ -49,17 +52,20 @@ class Quotas:
             return Quota()
         return replace(self._defaults, **self._tenants.quota_settings(tenant))
 
-    def precheck(self, tenant: str) -> None:
-        """Refuse before the upload what is sure to be refused after it."""
-        self._check(tenant, 0.0)
+    def precheck(self, tenant: str, job: bool = True) -> None:
+        """Refuse before the upload what is sure to be refused after it (for a `job`, or an enrollment)."""
+        if job:
+            self._check_queue(tenant)
+        self._check_audio(tenant, 0.0)
 
-    def _check(self, tenant: str, audio_seconds: float) -> None:
-        """Raise when the tenant's queue is full, or when `audio_seconds` more (none: any more)
-        would pass its daily audio."""
-        quota = self.quota(tenant)
-        if quota.max_queued_jobs and self._store.queued(tenant) >= quota.max_queued_jobs:
-            raise errors.tenant_queue_full(quota.max_queued_jobs)
-        limit = quota.audio_seconds_per_day
+    def _check_queue(self, tenant: str) -> None:
+        limit = self.quota(tenant).max_queued_jobs
+        if limit and self._store.queued(tenant) >= limit:
+            raise errors.tenant_queue_full(limit)
+
+    def _check_audio(self, tenant: str, audio_seconds: float) -> None:
+        """Raise when `audio_seconds` more (none: any more) would pass the tenant's daily audio."""
+        limit = self.quota(tenant).audio_seconds_per_day
         if not limit:
             return
         since = time.time() - DAY_SECONDS
@@ -71,19 +77,28 @@ class Quotas:
     def audio_today(self, tenant: str) -> float:
         return self._store.audio_seconds_since(tenant, time.time() - DAY_SECONDS)
 
-    @contextlib.contextmanager
-    def upload(self, tenant: str) -> Iterator[None]:
-        """One of the tenant's upload slots for as long as the upload runs."""
+    def upload(self, tenant: str) -> contextlib.AbstractContextManager[None]:
+        """One of the tenant's upload slots for as long as the upload (and an enrollment's work) runs."""
         limit = self.quota(tenant).max_uploads
+        return self._slot(self._uploads, tenant, limit, errors.tenant_uploads)
+
+    def stream(self, tenant: str) -> contextlib.AbstractContextManager[None]:
+        """One of the tenant's share of the server's stream slots, for as long as the call runs."""
+        limit = self.quota(tenant).max_streams
+        return self._slot(self._streams, tenant, limit, errors.tenant_streams)
+
+    @contextlib.contextmanager
+    def _slot(self, held: Counter[str], tenant: str, limit: int,
+              refusal: Callable[[int], errors.ServiceError]) -> Iterator[None]:
         with self._lock:
-            if limit and self._uploads[tenant] >= limit:
-                raise errors.tenant_uploads(limit)
-            self._uploads[tenant] += 1
+            if limit and held[tenant] >= limit:
+                raise refusal(limit)
+            held[tenant] += 1
         try:
             yield
         finally:
             with self._lock:
-                self._uploads[tenant] -= 1
+                held[tenant] -= 1
 
     def admit(self, tenant: str, audio_seconds: float, accept: Callable[[], T]) -> T:
         """Run `accept` (which stores and queues the job) if the tenant's queue and daily audio
@@ -91,7 +106,14 @@ class Quotas:
         database too, so that two uploads that end together, at one front end or two, cannot
         both take the last place."""
         with self._lock, self._store.tenant_lock(tenant):
-            self._check(tenant, audio_seconds)
+            self._check_queue(tenant)
+            self._check_audio(tenant, audio_seconds)
             accepted = accept()
             self._store.count_audio(tenant, audio_seconds)
             return accepted
+
+    def charge(self, tenant: str, audio_seconds: float) -> None:
+        """Count audio that no job holds (an enrollment's), refused as a job's would be."""
+        with self._lock, self._store.tenant_lock(tenant):
+            self._check_audio(tenant, audio_seconds)
+            self._store.count_audio(tenant, audio_seconds)

@@ -43,6 +43,9 @@ log = logging.getLogger(__name__)
 # system or an error message.
 JOB_ID = re.compile(r"[0-9a-f]{32}")
 DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE = 50, 500
+# The part of max_streams that WatchJob calls may hold: the rest stays for uploads, so that
+# watchers, which cost nothing to open, never starve the calls that bring work.
+WATCHERS_SHARE = 0.75
 
 
 class SpeakerlinkServicer(pb_grpc.SpeakerlinkServicer):
@@ -58,6 +61,7 @@ class SpeakerlinkServicer(pb_grpc.SpeakerlinkServicer):
         self._jobs = jobs
         self._engines = engines
         self._streams = threading.BoundedSemaphore(config.max_streams)
+        self._watchers = threading.BoundedSemaphore(max(1, int(config.max_streams * WATCHERS_SHARE)))
 
     def GetInfo(self, request: pb.GetInfoRequest, context: grpc.ServicerContext) -> pb.ServiceInfo:
         c = self._config
@@ -94,10 +98,11 @@ class SpeakerlinkServicer(pb_grpc.SpeakerlinkServicer):
         job_id = uuid.uuid4().hex
         try:
             self._quotas.precheck(tenant)
-            config, clips, probes = self._receive(
-                request_iterator, tenant, self._audio.folder(job_id),
-                lambda config: validate_config(config, self._config, self._engines),
-            )
+            with self._quotas.upload(tenant):
+                config, clips, seconds = self._receive(
+                    request_iterator, self._audio.folder(job_id),
+                    lambda config: validate_config(config, self._config, self._engines),
+                )
             self._jobs.check_room()
             self._audio.keep(job_id, [clip.path for clip in clips])
 
@@ -106,7 +111,7 @@ class SpeakerlinkServicer(pb_grpc.SpeakerlinkServicer):
                 self._store.create(job_id, config, self._config.job_ttl_seconds, tenant)
                 return self._jobs.submitted(job_id)
 
-            position = self._quotas.admit(tenant, sum(p.declared_seconds or 0.0 for p in probes), accept)
+            position = self._quotas.admit(tenant, sum(seconds), accept)
         except errors.ServiceError as exc:
             self._discard(job_id)
             log.info("diarize refused: %s %s", exc.code, exc)
@@ -138,18 +143,24 @@ class SpeakerlinkServicer(pb_grpc.SpeakerlinkServicer):
             check_name(config.name)
             validate_manifest(config.clips, self._config)
 
+        def check_cancelled() -> None:
+            if not context.is_active():
+                raise errors.caller_left()
+
         try:
-            config, clips, probes = self._receive(request_iterator, tenant, audio_dir, check)
-            name = config.name
-            check_length(sum(p.declared_seconds or 0.0 for p in probes))
-            embedder = self._engines.embedder("auto")
-
-            def check_cancelled() -> None:
-                if not context.is_active():
-                    raise errors.caller_left()
-
-            embedding, speech = voice_from_audio([ClipInput(c.index, c.name, c.path, float(c.size)) for c in clips],
-                                                 self._engines.segmenter, embedder, check_cancelled, self._config.chunk_seconds)
+            self._quotas.precheck(tenant, job=False)
+            # The upload slot is held until the voice is embedded, and the embedding waits for
+            # one of the workers' slots (capacity.py), so enrollments count as jobs do.
+            with self._quotas.upload(tenant):
+                config, clips, seconds = self._receive(request_iterator, audio_dir, check)
+                name = config.name
+                check_length(sum(seconds))
+                embedder = self._engines.embedder("auto")
+                with self._jobs.slots.slot(context.is_active):
+                    self._quotas.charge(tenant, sum(seconds))
+                    embedding, speech = voice_from_audio(
+                        [ClipInput(c.index, c.name, c.path, float(c.size)) for c in clips], self._engines.segmenter,
+                        embedder, check_cancelled, self._config.chunk_seconds)
             voice = self._store.enroll(tenant, name, embedder.name, embedding, speech)
         except grpc.RpcError:  # the caller went away mid-upload
             raise errors.caller_left() from None
@@ -195,45 +206,57 @@ class SpeakerlinkServicer(pb_grpc.SpeakerlinkServicer):
         return pb.DeleteSpeakerResponse(name=request.name, deleted=True)
 
     def _receive(
-        self, request_iterator: Iterator[pb.DiarizeRequest | pb.EnrollRequest], tenant: str, audio_dir: Path,
+        self, request_iterator: Iterator[pb.DiarizeRequest | pb.EnrollRequest], audio_dir: Path,
         check: Callable[[pb.DiarizeConfig | pb.EnrollConfig], None],
-    ) -> tuple[pb.DiarizeConfig | pb.EnrollConfig, list[StoredClip], list[audio.Probe]]:
-        """The config (`check`ed before any audio), then the clips, written to `audio_dir` and
-        probed, within the limits; the caller removes `audio_dir` if this raises."""
-        with self._quotas.upload(tenant), IdleLimitedStream(request_iterator, self._config.upload_idle_seconds) as requests:
+    ) -> tuple[pb.DiarizeConfig | pb.EnrollConfig, list[StoredClip], list[float]]:
+        """The config (`check`ed before any audio), then the clips, written to `audio_dir`, and
+        each clip's seconds, within the limits; the caller removes `audio_dir` if this raises."""
+        with IdleLimitedStream(request_iterator, self._config.upload_idle_seconds) as requests:
             first = next(requests, None)
             if first is None or first.WhichOneof("payload") != "config":
                 raise errors.out_of_order("the first message must be the config")
             check(first.config)
             clips = receive_clips(requests, first.config, audio_dir, self._config.max_file_bytes,
                                   self._config.min_free_bytes)
-        probes = [audio.probe(c.path, c.index, c.name) for c in clips]
-        check_durations(clips, probes, self._config)
-        return first.config, clips, probes
+        seconds = [audio.length(c.path, c.index, c.name, audio.probe(c.path, c.index, c.name)) for c in clips]
+        check_durations(clips, seconds, self._config)
+        return first.config, clips, seconds
 
     def _discard(self, job_id: str) -> None:
         self._audio.drop(job_id)
 
     def WatchJob(self, request: pb.WatchJobRequest, context: grpc.ServicerContext) -> Iterator[pb.JobEvent]:
-        with self._stream_slot(context):
+        with self._stream_slot(context, watcher=True):
             self._owned(request.job_id, context)
             yield from self._watch(request.job_id, context)
 
     @contextlib.contextmanager
-    def _stream_slot(self, context: grpc.ServicerContext) -> Iterator[None]:
-        """One of max_streams slots for a call that holds its thread while it runs."""
-        if not self._streams.acquire(blocking=False):
-            errors.too_many_streams(self._config.max_streams).abort(context)
-        try:
+    def _stream_slot(self, context: grpc.ServicerContext, watcher: bool = False) -> Iterator[None]:
+        """One of max_streams slots for a call that holds its thread while it runs, within the
+        caller's tenant's share (quotas.py); a watcher's within WATCHERS_SHARE of them."""
+        with contextlib.ExitStack() as held:
+            for slots in (self._watchers, self._streams) if watcher else (self._streams,):
+                if not slots.acquire(blocking=False):
+                    errors.too_many_streams(self._config.max_streams).abort(context)
+                held.callback(slots.release)
+            with _answering(context):
+                held.enter_context(self._quotas.stream(self._tenants.of(context)))
             yield
-        finally:
-            self._streams.release()
 
     def _watch(self, job_id: str, context: grpc.ServicerContext) -> Iterator[pb.JobEvent]:
+        """The job's events while the caller is there and its token holds: one revoked (a
+        tenants file reloaded) ends the stream with UNAUTHENTICATED at the next event or tick."""
+        metadata = context.invocation_metadata()
+
+        def allowed() -> bool:
+            return context.is_active() and self._tenants.tenant(metadata) is not None
+
         try:
-            yield from self._jobs.events(job_id, context.is_active)
+            yield from self._jobs.events(job_id, allowed)
         except errors.ServiceError as exc:
             exc.abort(context)
+        if context.is_active():
+            self._tenants.of(context)
 
     def GetResult(self, request: pb.GetResultRequest, context: grpc.ServicerContext) -> pb.DiarizationResult:
         return self._result(request.job_id, context)

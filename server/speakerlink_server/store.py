@@ -3,6 +3,10 @@
 
 Results are stored as serialized DiarizationResult messages: the exact thing clients get,
 with no second schema to keep in step.
+
+A job's TTL counts from its end, so that a job that runs longer than the TTL is never removed
+under its worker and watchers: until the job ends, `expires_at` is its creation plus the TTL,
+and ending moves it on by the time the job took (`_ENDED`). Only ended jobs expire.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ TERMINAL_STATES = frozenset({pb.JOB_STATE_SUCCEEDED, pb.JOB_STATE_FAILED, pb.JOB
 
 USAGE_KEPT_SECONDS = 2 * 24 * 3600.0
 _QUEUED = pb.Progress(stage="queued", percent=0.0, clip_index=-1)
+# The columns a job's end sets, given the time it ended twice (see the module docstring).
+_ENDED = "finished_at = ?, expires_at = expires_at + (? - created_at)"
 
 
 class NameTaken(Exception):
@@ -72,7 +78,9 @@ class JobRecord:
                               clip_names=[clip.name for clip in self.config.clips],
                               cancel_requested=self.cancel_requested and self.state == pb.JOB_STATE_RUNNING)
         status.created_at.CopyFrom(_timestamp(self.created_at))
-        status.expires_at.CopyFrom(_timestamp(self.expires_at))
+        # An unfinished job goes a TTL after its end: at the soonest, a TTL from now.
+        status.expires_at.CopyFrom(_timestamp(self.expires_at if self.finished
+                                              else time.time() + self.expires_at - self.created_at))
         if self.error is not None:
             status.error.CopyFrom(self.error)
         return status
@@ -234,8 +242,9 @@ class JobStore:
         return self._db.execute("DELETE FROM voices WHERE tenant = ? AND name = ?", (tenant, name)).rowcount > 0
 
     def expired(self, now: float | None = None) -> list[str]:
+        """The ended jobs whose TTL since their end has run out; a job that waits or runs never expires."""
         rows = self._db.execute(
-            "SELECT id FROM jobs WHERE expires_at <= ?", (time.time() if now is None else now,)
+            "SELECT id FROM jobs WHERE finished_at IS NOT NULL AND expires_at <= ?", (time.time() if now is None else now,)
         ).fetchall()
         return [row[0] for row in rows]
 
@@ -305,8 +314,8 @@ class JobStore:
             rows = self._db.execute("SELECT id FROM jobs WHERE state = ? AND cancel_requested = 1 AND lease_until < ?",
                                     (pb.JOB_STATE_RUNNING, now)).fetchall()
             for (job_id,) in rows:
-                self._db.execute("UPDATE jobs SET state = ?, lease_owner = NULL, updated_at = ? WHERE id = ?",
-                                 (pb.JOB_STATE_CANCELLED, now, job_id))
+                self._db.execute(f"UPDATE jobs SET state = ?, lease_owner = NULL, updated_at = ?, {_ENDED} WHERE id = ?",
+                                 (pb.JOB_STATE_CANCELLED, now, now, now, job_id))
         return [job_id for (job_id,) in rows]
 
     def save_progress(self, job_id: str, owner: str, progress: pb.Progress) -> bool:
@@ -331,8 +340,9 @@ class JobStore:
 
     def cancel_queued(self, job_id: str) -> bool:
         """Cancel the job if no worker has it yet."""
-        return self._db.execute("UPDATE jobs SET state = ?, updated_at = ? WHERE id = ? AND state = ?",
-                                (pb.JOB_STATE_CANCELLED, time.time(), job_id, pb.JOB_STATE_QUEUED)).rowcount > 0
+        now = time.time()
+        return self._db.execute(f"UPDATE jobs SET state = ?, updated_at = ?, {_ENDED} WHERE id = ? AND state = ?",
+                                (pb.JOB_STATE_CANCELLED, now, now, now, job_id, pb.JOB_STATE_QUEUED)).rowcount > 0
 
     def request_cancel(self, job_id: str) -> None:
         """Ask the job's worker, wherever it runs, to cancel it at its next check."""
@@ -343,12 +353,15 @@ class JobStore:
         return self._db.execute("DELETE FROM jobs WHERE id = ?", (job_id,)).rowcount > 0
 
     def _settle(self, job_id: str, owner: str, **columns: object) -> bool:
-        """Set columns of a running job that `owner` holds. A job that ends keeps its last
-        owner's name, which tells which server ran it."""
+        """Set columns of a running job that `owner` holds (and its end, when `state` ends it).
+        A job that ends keeps its last owner's name, which tells which server ran it."""
+        now = time.time()
         assignments = ", ".join(f"{name} = ?" for name in columns)
+        ends = columns.get("state") in TERMINAL_STATES
         return self._db.execute(
-            f"UPDATE jobs SET {assignments}, updated_at = ? WHERE id = ? AND state = ? AND lease_owner = ?",
-            (*columns.values(), time.time(), job_id, pb.JOB_STATE_RUNNING, owner),
+            f"UPDATE jobs SET {assignments}, updated_at = ?{', ' + _ENDED if ends else ''}"
+            " WHERE id = ? AND state = ? AND lease_owner = ?",
+            (*columns.values(), now, *((now, now) if ends else ()), job_id, pb.JOB_STATE_RUNNING, owner),
         ).rowcount > 0
 
 

@@ -185,14 +185,14 @@ def _validate_options(options: pb.DiarizeOptions, engines: Engines) -> None:
     engines.transcriber_for(options)
 
 
-def check_durations(clips: list[StoredClip], probes: list[audio.Probe], limits: ServerConfig) -> None:
-    """Refuse the job when a clip's or all clips' declared audio is over the limits, before it is
-    queued: a few kilobytes can declare days of audio. Decoding checks again (pipeline.audio),
-    for files that declare no length or lie about it."""
-    for clip, probe in zip(clips, probes, strict=True):
-        if probe.declared_seconds is not None and probe.declared_seconds > limits.max_clip_seconds:
-            raise errors.audio_too_long(clip.index, clip.name, probe.declared_seconds, limits.max_clip_seconds)
-    total = sum(p.declared_seconds or 0.0 for p in probes)
+def check_durations(clips: list[StoredClip], seconds: list[float], limits: ServerConfig) -> None:
+    """Refuse the job when a clip's or all clips' audio (audio.length) is over the limits, before
+    it is queued: a few kilobytes can declare days of audio. Decoding checks again
+    (pipeline.audio), for files that lie about their length."""
+    for clip, clip_seconds in zip(clips, seconds, strict=True):
+        if clip_seconds > limits.max_clip_seconds:
+            raise errors.audio_too_long(clip.index, clip.name, clip_seconds, limits.max_clip_seconds)
+    total = sum(seconds)
     if total > limits.max_job_seconds:
         raise errors.job_too_long(total, limits.max_job_seconds)
 
