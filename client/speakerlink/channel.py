@@ -123,7 +123,7 @@ class TokenStub:
     their own token, share one channel (Client.with_token)."""
 
     def __init__(self, stub: object, token: str) -> None:
-        self._stub, self._credentials = stub, grpc.access_token_call_credentials(token)
+        self._stub, self._credentials = stub, grpc.access_token_call_credentials(check_token(token))
 
     def __getattr__(self, method: str) -> Callable:
         return functools.partial(getattr(self._stub, method), credentials=self._credentials)
