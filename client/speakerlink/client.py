@@ -12,11 +12,11 @@ import grpc
 from speakerlink.channel import ROUND_ROBIN, Cert, Tls, Token, channel_credentials, channel_target
 from speakerlink.errors import error_from_rpc
 from speakerlink.events import (
-    REATTACH_ATTEMPTS,
     REATTACH_CODES,
+    RECONNECT_SECONDS,
     Deadline,
+    Reconnect,
     RetryCallback,
-    backoff,
     busy_delay,
     connect_seconds,
     is_terminal,
@@ -39,9 +39,11 @@ class Client:
     """Talks to a speakerlink server.
 
     `timeout` is the default deadline in seconds for the short calls (info, result, export,
-    cancel, delete); diarize() and watch() take their own, covering the whole job. `tls`,
-    `cert` and `token` secure the channel (speakerlink.channel); `credentials` takes ready-made
-    grpc.ChannelCredentials instead of tls and cert.
+    cancel, delete); diarize() and watch() take their own, covering the whole job. When a
+    job's stream breaks, they try to reach the server again for `reconnect_seconds`, then raise
+    UnavailableError (UNREACHABLE) with the job's id. `tls`, `cert` and `token` secure the
+    channel (speakerlink.channel); `credentials` takes ready-made grpc.ChannelCredentials
+    instead of tls and cert.
     """
 
     def __init__(
@@ -49,6 +51,7 @@ class Client:
         target: str = DEFAULT_TARGET,
         *,
         timeout: float | None = 30.0,
+        reconnect_seconds: float = RECONNECT_SECONDS,
         tls: Tls = None,
         cert: Cert = None,
         token: Token = None,
@@ -56,6 +59,7 @@ class Client:
     ) -> None:
         self.target = target
         self.timeout = timeout
+        self.reconnect_seconds = reconnect_seconds
         secure = channel_credentials(tls, cert, token, credentials)
         if secure is None:
             self._channel = grpc.insecure_channel(channel_target(target), options=CHANNEL_OPTIONS)
@@ -147,11 +151,9 @@ class Client:
         """Yield a job's events from where it is now until its terminal event, reattaching on
         drops. Raises UnavailableError (UNREACHABLE) when the server does not answer at first."""
         deadline = Deadline(timeout)
-        seconds = connect_seconds(deadline)
-        try:
-            grpc.channel_ready_future(self._channel).result(timeout=seconds)
-        except grpc.FutureTimeoutError:
-            raise unreachable(self.target, seconds, job_id) from None
+        seconds = connect_seconds(deadline, self.reconnect_seconds)
+        if not self._ready(seconds):
+            raise unreachable(self.target, seconds, job_id)
         yield from self._reattach(job_id, deadline, on_retry)
 
     def wait(
@@ -167,17 +169,20 @@ class Client:
         raise stream_lost(job_id)
 
     def _reattach(self, job_id: str, deadline: Deadline, on_retry: RetryCallback | None) -> Iterator[pb.JobEvent]:
-        attempt = busy = 0
+        reconnect = Reconnect(self.target, job_id, self.reconnect_seconds, deadline)
+        busy = 0
         while True:
             try:
-                call = self._stub.WatchJob(
-                    pb.WatchJobRequest(job_id=job_id), timeout=deadline.remaining(), wait_for_ready=True
-                )
-                for event in call:
-                    attempt = 0
-                    yield event
-                    if is_terminal(event):
-                        return
+                if self._ready(reconnect.connect_seconds()):
+                    call = self._stub.WatchJob(pb.WatchJobRequest(job_id=job_id), timeout=deadline.remaining())
+                    for event in call:
+                        reconnect.heard()
+                        yield event
+                        if is_terminal(event):
+                            return
+                    error = stream_lost(job_id)
+                else:
+                    error = reconnect.no_answer()
             except grpc.RpcError as err:
                 error = error_from_rpc(err, job_id)
                 delay = busy_delay(error, busy, deadline)
@@ -187,16 +192,22 @@ class Client:
                         on_retry(error, delay)
                     time.sleep(delay)
                     continue
-                if err.code() not in REATTACH_CODES or attempt >= REATTACH_ATTEMPTS:
+                if err.code() not in REATTACH_CODES:
                     raise error from None
-            else:
-                if attempt >= REATTACH_ATTEMPTS:
-                    raise stream_lost(job_id)
-                error = stream_lost(job_id)
+            delay = reconnect.failed(error)
             if on_retry is not None:
-                on_retry(error, backoff(attempt))
-            time.sleep(backoff(attempt))
-            attempt += 1
+                on_retry(error, delay)
+            time.sleep(delay)
+
+    def _ready(self, seconds: float) -> bool:
+        """Whether the channel connects within `seconds`."""
+        ready = grpc.channel_ready_future(self._channel)
+        try:
+            ready.result(timeout=seconds)
+        except grpc.FutureTimeoutError:
+            ready.cancel()
+            return False
+        return True
 
     def info(self) -> pb.ServiceInfo:
         return self._unary(self._stub.GetInfo, pb.GetInfoRequest())
