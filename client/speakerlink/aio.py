@@ -12,7 +12,7 @@ import grpc.aio
 
 from speakerlink.channel import Cert, Tls, Token, channel_credentials, channel_target
 from speakerlink.client import CHANNEL_OPTIONS, DEFAULT_TARGET, ProgressCallback
-from speakerlink.errors import error_from_rpc
+from speakerlink.errors import SpeakerlinkError, error_from_rpc
 from speakerlink.events import (
     REATTACH_CODES,
     RECONNECT_SECONDS,
@@ -102,6 +102,7 @@ class AsyncClient:
         deadline = Deadline(timeout)
         config = build_config(paths, diarize_options(**options))
         job_id = ""
+        dropped: SpeakerlinkError | None = None
         for attempt in itertools.count():
             try:
                 call = self._stub.Diarize(request_stream(paths, config, on_upload), timeout=deadline.remaining())
@@ -122,10 +123,11 @@ class AsyncClient:
                     continue
                 if not job_id or err.code() not in REATTACH_CODES:
                     raise error from None
+                dropped = error
                 break
         if not job_id:
             raise stream_lost("")
-        async for event in self._reattach(job_id, deadline, on_retry):
+        async for event in self._reattach(job_id, deadline, on_retry, dropped or stream_lost(job_id)):
             yield event
 
     async def watch(
@@ -152,10 +154,19 @@ class AsyncClient:
                 return terminal_outcome(event)
         raise stream_lost(job_id)
 
-    async def _reattach(self, job_id: str, deadline: Deadline, on_retry: RetryCallback | None) -> AsyncIterator[pb.JobEvent]:
+    async def _reattach(
+        self, job_id: str, deadline: Deadline, on_retry: RetryCallback | None, error: SpeakerlinkError | None = None
+    ) -> AsyncIterator[pb.JobEvent]:
+        """Follow the job through WatchJob until its terminal event, trying again (after `error`, the
+        drop that brought the caller here, if any) as events.Reconnect says."""
         reconnect = Reconnect(self.target, job_id, self.reconnect_seconds, deadline)
         busy = 0
         while True:
+            if error is not None:
+                delay = reconnect.failed(error)
+                if on_retry is not None:
+                    on_retry(error, delay)
+                await asyncio.sleep(delay)
             try:
                 if await self._ready(reconnect.connect_seconds()):
                     call = self._stub.WatchJob(pb.WatchJobRequest(job_id=job_id), timeout=deadline.remaining())
@@ -175,13 +186,10 @@ class AsyncClient:
                     if on_retry is not None:
                         on_retry(error, delay)
                     await asyncio.sleep(delay)
+                    error = None
                     continue
                 if err.code() not in REATTACH_CODES:
                     raise error from None
-            delay = reconnect.failed(error)
-            if on_retry is not None:
-                on_retry(error, delay)
-            await asyncio.sleep(delay)
 
     async def _ready(self, seconds: float) -> bool:
         """Whether the channel connects within `seconds`."""

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator, Sequence
 import grpc
 
 from speakerlink.channel import ROUND_ROBIN, Cert, Tls, Token, channel_credentials, channel_target
-from speakerlink.errors import error_from_rpc
+from speakerlink.errors import SpeakerlinkError, error_from_rpc
 from speakerlink.events import (
     REATTACH_CODES,
     RECONNECT_SECONDS,
@@ -118,6 +118,7 @@ class Client:
         deadline = Deadline(timeout)
         config = build_config(paths, diarize_options(**options))
         job_id = ""
+        dropped: SpeakerlinkError | None = None
         for attempt in itertools.count():
             try:
                 call = self._stub.Diarize(request_stream(paths, config, on_upload), timeout=deadline.remaining())
@@ -138,10 +139,11 @@ class Client:
                     continue
                 if not job_id or err.code() not in REATTACH_CODES:
                     raise error from None
+                dropped = error
                 break
         if not job_id:
             raise stream_lost("")
-        yield from self._reattach(job_id, deadline, on_retry)
+        yield from self._reattach(job_id, deadline, on_retry, dropped or stream_lost(job_id))
 
     # ------------------------------------------------------------------ jobs
 
@@ -168,10 +170,19 @@ class Client:
                 return terminal_outcome(event)
         raise stream_lost(job_id)
 
-    def _reattach(self, job_id: str, deadline: Deadline, on_retry: RetryCallback | None) -> Iterator[pb.JobEvent]:
+    def _reattach(
+        self, job_id: str, deadline: Deadline, on_retry: RetryCallback | None, error: SpeakerlinkError | None = None
+    ) -> Iterator[pb.JobEvent]:
+        """Follow the job through WatchJob until its terminal event, trying again (after `error`, the
+        drop that brought the caller here, if any) as events.Reconnect says."""
         reconnect = Reconnect(self.target, job_id, self.reconnect_seconds, deadline)
         busy = 0
         while True:
+            if error is not None:
+                delay = reconnect.failed(error)
+                if on_retry is not None:
+                    on_retry(error, delay)
+                time.sleep(delay)
             try:
                 if self._ready(reconnect.connect_seconds()):
                     call = self._stub.WatchJob(pb.WatchJobRequest(job_id=job_id), timeout=deadline.remaining())
@@ -191,13 +202,10 @@ class Client:
                     if on_retry is not None:
                         on_retry(error, delay)
                     time.sleep(delay)
+                    error = None
                     continue
                 if err.code() not in REATTACH_CODES:
                     raise error from None
-            delay = reconnect.failed(error)
-            if on_retry is not None:
-                on_retry(error, delay)
-            time.sleep(delay)
 
     def _ready(self, seconds: float) -> bool:
         """Whether the channel connects within `seconds`."""

@@ -88,7 +88,7 @@ again: a busy server's refusal, or a job's event stream that broke (a server res
 def unreachable(target: str, seconds: float, job_id: str = "") -> UnavailableError:
     recovery = ["Start the server, or give its address as target= (or SPEAKERLINK_SERVER)."]
     if job_id:
-        recovery.append(f"The job goes on once its server is back: follow it again with watch({job_id!r}).")
+        recovery.append("The job goes on once its server is back; follow it again then.")
     return UnavailableError(
         f"cannot reach the server at {target} (no answer in {seconds:.0f} s)",
         code="UNREACHABLE",
