@@ -104,9 +104,10 @@ class Reconnect:
     long to pause between tries, and when to give up. Both clients follow this one policy and
     only do the waiting themselves.
 
-    The window of `seconds` opens at the first try after the last event heard and closes with
-    UNREACHABLE (or the last error, where the server did answer); an event reopens it, so a
-    long job with a flaky connection goes on as long as it makes progress.
+    The window of `seconds` opens when the stream breaks (or at the first try) and closes with
+    UNREACHABLE (or the last error, where the server did answer); an event heard closes it
+    early, so a job whose connection drops now and then is followed for as long as it runs. A
+    stream that is open but quiet (a queued job) is no failure and opens no window.
     """
 
     def __init__(self, target: str, job_id: str, seconds: float, deadline: Deadline) -> None:
