@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import speakerlink
-from speakerlink.cli import _parser
+from speakerlink.cli import _parser, _reach_again
 from speakerlink.v1 import speakerlink_pb2 as pb
 from speakerlink.v1 import speakerlink_pb2_grpc as pb_grpc
 
@@ -284,3 +284,12 @@ def test_a_closed_pipe_ends_the_command_quietly(server, hostile_job) -> None:
     proc.stdout.close()  # as `| head` does once it has read enough
     stderr = proc.communicate(timeout=60)[1]
     assert proc.returncode == 1 and stderr == ""
+
+
+def test_the_lines_to_reach_a_job_again_carry_the_connection_flags_given() -> None:
+    args = _parser().parse_args(["--server", "h:1", "--tls-ca", "my ca.pem", "watch", "J",
+                                 "--token-file", "t", "--tls-cert", "c.pem", "--tls-key", "k.pem"])
+    flags = "--server h:1 --tls-ca 'my ca.pem' --tls-cert c.pem --tls-key k.pem --token-file t"
+    assert _reach_again(args, "J").splitlines() == [f"  follow it: speakerlink {flags} watch J",
+                                                    f"  stop it:   speakerlink {flags} cancel J"]
+    assert "speakerlink --tls watch J" in _reach_again(_parser().parse_args(["--tls", "watch", "J"]), "J")

@@ -72,12 +72,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(_reach_again(args, err.job_id), file=sys.stderr)
         return 1
     except (ValueError, OSError) as err:
-        print(printable(f"error: {err}") + (f" (job {job.id})" if job.id else ""), file=sys.stderr)
+        print(_for_cli(f"error: {err}") + (f" (job {job.id})" if job.id else ""), file=sys.stderr)
         return 2
 
 
 def _for_cli(text: str) -> str:
-    """An error's explanation, escaped line by line, with flags where the SDK names keywords."""
+    """An error's explanation, escaped line by line (names in it come from callers), with flags
+    where the SDK names keywords."""
     for sdk, flags in CLI_NAMES:
         text = text.replace(sdk, flags)
     return "\n".join(printable(line) for line in text.split("\n"))
