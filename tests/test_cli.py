@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import grpc
@@ -14,7 +17,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import speakerlink
-from speakerlink.cli import _parser
+from speakerlink.cli import _parser, _reach_again
 from speakerlink.v1 import speakerlink_pb2 as pb
 from speakerlink.v1 import speakerlink_pb2_grpc as pb_grpc
 
@@ -55,6 +58,8 @@ def test_diarize_formats_to_file(server, samples, tmp_path: Path, fmt: str) -> N
 def test_info_watch_and_export(server, samples) -> None:
     info = cli(server, "info")
     assert "campplus" in info.stdout and "segmentation-3.0" in info.stdout and "formats:" in info.stdout and "cut off after 60 s" in info.stdout
+    engines = [re.match(r"  [*+-] (\S+)\s+(\S+)", line) for line in info.stdout.splitlines() if line[:3] in ("  *", "  +", "  -")]
+    assert len(engines) > 2 and len({engine.start(2) for engine in engines}) == 1  # the kind column lines up
     as_json = json.loads(cli(server, "diarize", str(samples["call.mp3"]), "--format", "json", "--no-progress").stdout)
     job = as_json["job_id"]
     watched = cli(server, "watch", job, "--no-progress")
@@ -70,11 +75,14 @@ def test_errors_are_explained(server, tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert "EMPTY_FILE" in proc.stderr and "try:" in proc.stderr
     proc = cli(server, "export", "0" * 32, check=False)
-    assert proc.returncode == 1 and "JOB_NOT_FOUND" in proc.stderr
+    assert proc.returncode == 1 and "JOB_NOT_FOUND" in proc.stderr and proc.stderr.count("job:") == 1
     proc = cli(server, "export", "nope", check=False)
     assert proc.returncode == 1 and "INVALID_JOB_ID" in proc.stderr
     proc = cli(server, "diarize", str(tmp_path / "missing.wav"), check=False)
     assert proc.returncode == 2 and "no such file" in proc.stderr
+    proc = cli(server, "--server", "127.0.0.1:9", "info", check=False)  # nothing listens there
+    assert proc.returncode == 1 and "UNAVAILABLE" in proc.stderr
+    assert "--tls-cert" in proc.stderr and "tls=" not in proc.stderr and "cert=" not in proc.stderr
 
 
 def test_progress_bar_on_a_terminal(server, samples) -> None:
@@ -199,3 +207,89 @@ def test_jobs_lists_the_newest_first_with_their_clips(server, samples) -> None:
     listed = cli(server, "jobs", "--limit", "3").stdout.splitlines()
     assert [line.split()[0] for line in listed] == ids[::-1]
     assert listed[0].split()[1] == "succeeded" and listed[0].endswith("meeting.wav")
+
+
+def test_ctrl_c_after_the_upload_still_prints_the_job_id(server, samples, tmp_path: Path) -> None:
+    fourth = tmp_path / "again.wav"
+    fourth.write_bytes(samples["meeting.wav"].read_bytes())
+    files = [str(samples[name]) for name in ("meeting.wav", "call.mp3", "interview.flac")] + [str(fourth)]
+    env = os.environ | {"SPEAKERLINK_SERVER": server.config.address}
+    proc = subprocess.Popen([sys.executable, "-m", "speakerlink.cli", "diarize", *files],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    for line in proc.stderr:
+        if line.startswith("upload 100%"):  # every byte sent; the server probes four clips before `accepted`
+            proc.send_signal(signal.SIGINT)
+            break
+    stderr = proc.communicate(timeout=60)[1]
+    assert proc.returncode == 130, stderr
+    job_id = stderr.split("stopped following job ")[1].split(";")[0]
+    assert f"speakerlink watch {job_id}" in stderr and "Traceback" not in stderr
+    cli(server, "cancel", job_id)
+
+
+def test_ctrl_c_while_the_command_starts_prints_no_traceback() -> None:
+    proc = subprocess.Popen([sys.executable, "-X", "importtime", "-m", "speakerlink.cli", "--server", "127.0.0.1:9", "info"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if line.split("|")[-1].strip() == "grpc":  # half-way through the imports
+            proc.send_signal(signal.SIGINT)
+            break
+    stderr = "".join(seen) + proc.communicate(timeout=60)[1]
+    assert seen[-1].split("|")[-1].strip() == "grpc" and "Traceback" not in stderr and proc.returncode in (1, 130), stderr
+
+
+HOSTILE = "evil\x1b[31m\u202egpj.mp3"  # recolours a terminal; shows as "evilmp3.jpg" where bidi applies
+UNSAFE = ("\x1b", "\u202e")
+
+
+@pytest.fixture(scope="module")
+def hostile_job(server, samples, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """A finished job of two clips, the first named with an escape sequence and a right-to-left
+    override; yields its id and the text `diarize` printed."""
+    named = tmp_path_factory.mktemp("hostile") / HOSTILE
+    named.write_bytes(samples["call.mp3"].read_bytes())
+    proc = cli(server, "diarize", str(named), str(samples["meeting.wav"]), "--no-progress", "--format", "json")
+    job_id = json.loads(proc.stdout)["job_id"]
+    return job_id, cli(server, "export", job_id, "--format", "text").stdout
+
+
+def test_names_reach_no_terminal_or_file_raw(server, hostile_job, tmp_path: Path) -> None:
+    job_id, text = hostile_job
+    assert "== evil\\x1b[31m\\u202egpj.mp3" in text  # shown, escaped
+    shown = [text, cli(server, "jobs", "--limit", "5").stdout, cli(server, "watch", job_id, "--no-progress").stdout,
+             cli(server, "export", job_id, "--format", "rttm").stdout, cli(server, "export", job_id, "--format", "csv").stdout]
+    cli(server, "export", job_id, "--format", "srt", "-o", str(tmp_path / "subtitles.zip"))
+    with zipfile.ZipFile(tmp_path / "subtitles.zip") as archive:
+        shown += archive.namelist() + [archive.read(name).decode() for name in archive.namelist()]
+    with speakerlink.Client(server.config.address) as client:
+        shown.append(client.export(job_id, "srt", 0).filename)
+    assert not [piece for piece in shown if any(char in piece for char in UNSAFE)]
+
+
+def test_several_clips_of_subtitles_are_written_only_as_a_zip(server, hostile_job, tmp_path: Path) -> None:
+    job_id, _ = hostile_job
+    proc = cli(server, "export", job_id, "--format", "srt", "-o", str(tmp_path / "x.srt"), check=False)
+    assert proc.returncode == 2 and "NAME.zip" in proc.stderr and not (tmp_path / "x.srt").exists()
+    proc = cli(server, "diarize", str(tmp_path / "a.wav"), str(tmp_path / "b.wav"), "--format", "vtt", "-o",
+               str(tmp_path / "x.vtt"), check=False)
+    assert proc.returncode == 2 and "NAME.zip" in proc.stderr  # before the upload: the files need not exist
+
+
+def test_a_closed_pipe_ends_the_command_quietly(server, hostile_job) -> None:
+    env = os.environ | {"SPEAKERLINK_SERVER": server.config.address}
+    proc = subprocess.Popen([sys.executable, "-m", "speakerlink.cli", "export", hostile_job[0], "--format", "json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+    proc.stdout.close()  # as `| head` does once it has read enough
+    stderr = proc.communicate(timeout=60)[1]
+    assert proc.returncode == 1 and stderr == ""
+
+
+def test_the_lines_to_reach_a_job_again_carry_the_connection_flags_given() -> None:
+    args = _parser().parse_args(["--server", "h:1", "--tls-ca", "my ca.pem", "watch", "J",
+                                 "--token-file", "t", "--tls-cert", "c.pem", "--tls-key", "k.pem"])
+    flags = "--server h:1 --tls-ca 'my ca.pem' --tls-cert c.pem --tls-key k.pem --token-file t"
+    assert _reach_again(args, "J").splitlines() == [f"  follow it: speakerlink {flags} watch J",
+                                                    f"  stop it:   speakerlink {flags} cancel J"]
+    assert "speakerlink --tls watch J" in _reach_again(_parser().parse_args(["--tls", "watch", "J"]), "J")

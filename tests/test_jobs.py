@@ -3,18 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import subprocess
 import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 import pytest
 from conftest import ROOT, make_config
-from speakerlink import Client, FailedPreconditionError, JobCancelledError, LimitExceededError, NotFoundError
+from speakerlink import (
+    AsyncClient,
+    Client,
+    FailedPreconditionError,
+    JobCancelledError,
+    LimitExceededError,
+    NotFoundError,
+    UnavailableError,
+)
 from speakerlink.events import is_terminal, terminal_outcome
 from speakerlink.upload import build_config
 from speakerlink.v1 import speakerlink_pb2 as pb
@@ -230,13 +240,22 @@ def test_a_restart_removes_what_no_job_needs(tmp_path: Path, samples) -> None:
         second.stop(grace=0.5)
 
 
-def test_a_server_killed_mid_upload_leaves_nothing_after_its_restart(tmp_path: Path, long_clip: Path) -> None:
+@contextlib.contextmanager
+def served_apart(data_dir: Path) -> Iterator[tuple[subprocess.Popen, str]]:
+    """The server in a process of its own, for a test to kill; yields it and its address."""
     served = subprocess.Popen(
-        [sys.executable, "-m", "speakerlink_server", "--port", "0", "--data-dir", str(tmp_path), "--titanet-model", ""],
+        [sys.executable, "-m", "speakerlink_server", "--port", "0", "--data-dir", str(data_dir), "--titanet-model", ""],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT,
     )
     try:
-        address = next(line for line in served.stdout if "ready on" in line).split()[-1]
+        yield served, next(line for line in served.stdout if "ready on" in line).split()[-1]
+    finally:
+        served.kill()
+        served.wait(30)
+
+
+def test_a_server_killed_mid_upload_leaves_nothing_after_its_restart(tmp_path: Path, long_clip: Path) -> None:
+    with served_apart(tmp_path) as (served, address):
         config = build_config([long_clip], pb.DiarizeOptions())
         data = long_clip.read_bytes()
         sent = threading.Event()
@@ -258,8 +277,6 @@ def test_a_server_killed_mid_upload_leaves_nothing_after_its_restart(tmp_path: P
             served.send_signal(signal.SIGKILL)
             served.wait(10)
             call.cancel()
-    finally:
-        served.kill()
     restarted = start_server(make_config(tmp_path))
     try:
         assert list((tmp_path / "jobs").iterdir()) == []
@@ -283,3 +300,69 @@ def test_a_client_of_several_addresses_spreads_its_calls(tmp_path: Path, samples
     finally:
         for server in servers:
             server.stop(grace=0)
+
+
+RECONNECT_S = 3.0
+
+
+def test_a_server_killed_mid_job_ends_the_cli_with_unreachable_and_how_to_reach_the_job(tmp_path: Path, long_clip: Path) -> None:
+    with served_apart(tmp_path) as (served, address):
+        cli = subprocess.Popen(
+            [sys.executable, "-m", "speakerlink.cli", "--server", address, "diarize", str(long_clip),
+             "--reconnect-seconds", str(RECONNECT_S)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+        )
+        before = []
+        for line in cli.stderr:
+            before.append(line)
+            if line.startswith(("segment ", "embed ")):  # mid-job
+                break
+        served.send_signal(signal.SIGKILL)
+        killed = time.monotonic()
+        after = cli.communicate(timeout=120)[1]
+        took = time.monotonic() - killed
+    job_id = next(line.split()[1] for line in before if line.startswith("job ") and "accepted" in line)
+    assert cli.returncode == 1, after
+    assert took < RECONNECT_S + 6, after
+    assert "server unreachable, retrying" in after and "UNREACHABLE" in after and f"job: {job_id}" in after
+    assert f"speakerlink --server {address} watch {job_id}" in after
+    assert f"speakerlink --server {address} cancel {job_id}" in after
+
+
+def test_the_sdk_gives_up_on_a_killed_server_after_its_reconnect_window(tmp_path: Path, long_clip: Path) -> None:
+    outcomes: dict[str, tuple[BaseException, float]] = {}
+    attached = {"sync": threading.Event(), "async": threading.Event()}
+
+    def wait_sync(job_id: str) -> None:
+        with Client(address, reconnect_seconds=RECONNECT_S) as waiter:
+            try:
+                waiter.wait(job_id, on_progress=lambda progress: attached["sync"].set())
+            except BaseException as exc:  # judged below
+                outcomes["sync"] = exc, time.monotonic()
+
+    async def wait_async(job_id: str) -> None:
+        async with AsyncClient(address, reconnect_seconds=RECONNECT_S) as waiter:
+            try:
+                await waiter.wait(job_id, on_progress=lambda progress: attached["async"].set())
+            except BaseException as exc:  # judged below
+                outcomes["async"] = exc, time.monotonic()
+
+    with served_apart(tmp_path) as (served, address), Client(address, reconnect_seconds=RECONNECT_S) as client:
+        events = client.iter_diarize([long_clip])
+        job_id = next(events).job_id
+        waiters = [threading.Thread(target=wait_sync, args=(job_id,)),
+                   threading.Thread(target=lambda: asyncio.run(wait_async(job_id)))]
+        for thread in waiters:
+            thread.start()
+        assert all(event.wait(60) for event in attached.values()), "the waiters never heard the job"
+        served.send_signal(signal.SIGKILL)
+        killed = time.monotonic()
+        with pytest.raises(UnavailableError) as info:
+            list(events)
+        outcomes["diarize"] = info.value, time.monotonic()
+        for thread in waiters:
+            thread.join(60)
+    assert set(outcomes) == {"sync", "async", "diarize"}
+    for name, (error, when) in outcomes.items():
+        assert isinstance(error, UnavailableError) and error.code == "UNREACHABLE", (name, error)
+        assert error.job_id == job_id and when - killed < RECONNECT_S + 6, (name, when - killed)

@@ -13,13 +13,13 @@ import grpc.aio
 
 from speakerlink.channel import Cert, Tls, Token, TokenStub, channel_credentials, channel_target
 from speakerlink.client import CHANNEL_OPTIONS, DEFAULT_TARGET, ProgressCallback
-from speakerlink.errors import error_from_rpc
+from speakerlink.errors import SpeakerlinkError, error_from_rpc
 from speakerlink.events import (
-    REATTACH_ATTEMPTS,
     REATTACH_CODES,
+    RECONNECT_SECONDS,
     Deadline,
+    Reconnect,
     RetryCallback,
-    backoff,
     busy_delay,
     connect_seconds,
     is_terminal,
@@ -37,9 +37,11 @@ class AsyncClient:
     """Async counterpart of speakerlink.Client; use as `async with AsyncClient(target) as c:`.
 
     `timeout` is the default deadline in seconds for the short calls (info, result, export,
-    cancel, delete); diarize() and watch() take their own, covering the whole job. `tls`,
-    `cert` and `token` secure the channel (speakerlink.channel); `credentials` takes ready-made
-    grpc.ChannelCredentials instead of tls and cert.
+    cancel, delete); diarize() and watch() take their own, covering the whole job. When a
+    job's stream breaks, they try to reach the server again for `reconnect_seconds`, then raise
+    UnavailableError (UNREACHABLE) with the job's id. `tls`, `cert` and `token` secure the
+    channel (speakerlink.channel); `credentials` takes ready-made grpc.ChannelCredentials
+    instead of tls and cert.
     """
 
     def __init__(
@@ -47,6 +49,7 @@ class AsyncClient:
         target: str = DEFAULT_TARGET,
         *,
         timeout: float | None = 30.0,
+        reconnect_seconds: float = RECONNECT_SECONDS,
         tls: Tls = None,
         cert: Cert = None,
         token: Token = None,
@@ -54,6 +57,7 @@ class AsyncClient:
     ) -> None:
         self.target = target
         self.timeout = timeout
+        self.reconnect_seconds = reconnect_seconds
         secure = channel_credentials(tls, cert, token, credentials)
         if secure is None:
             self._channel = grpc.aio.insecure_channel(channel_target(target), options=CHANNEL_OPTIONS)
@@ -107,6 +111,7 @@ class AsyncClient:
         deadline = Deadline(timeout)
         config = build_config(paths, diarize_options(**options))
         job_id = ""
+        dropped: SpeakerlinkError | None = None
         for attempt in itertools.count():
             try:
                 call = self._stub.Diarize(request_stream(paths, config, on_upload), timeout=deadline.remaining())
@@ -127,10 +132,11 @@ class AsyncClient:
                     continue
                 if not job_id or err.code() not in REATTACH_CODES:
                     raise error from None
+                dropped = error
                 break
         if not job_id:
             raise stream_lost("")
-        async for event in self._reattach(job_id, deadline, on_retry):
+        async for event in self._reattach(job_id, deadline, on_retry, dropped or stream_lost(job_id)):
             yield event
 
     async def watch(
@@ -139,11 +145,9 @@ class AsyncClient:
         """Yield a job's events from where it is now until its terminal event, reattaching on
         drops. Raises UnavailableError (UNREACHABLE) when the server does not answer at first."""
         deadline = Deadline(timeout)
-        seconds = connect_seconds(deadline)
-        try:
-            await asyncio.wait_for(self._channel.channel_ready(), seconds)
-        except asyncio.TimeoutError:
-            raise unreachable(self.target, seconds, job_id) from None
+        seconds = connect_seconds(deadline, self.reconnect_seconds)
+        if not await self._ready(seconds):
+            raise unreachable(self.target, seconds, job_id)
         async for event in self._reattach(job_id, deadline, on_retry):
             yield event
 
@@ -159,18 +163,30 @@ class AsyncClient:
                 return terminal_outcome(event)
         raise stream_lost(job_id)
 
-    async def _reattach(self, job_id: str, deadline: Deadline, on_retry: RetryCallback | None) -> AsyncIterator[pb.JobEvent]:
-        attempt = busy = 0
+    async def _reattach(
+        self, job_id: str, deadline: Deadline, on_retry: RetryCallback | None, error: SpeakerlinkError | None = None
+    ) -> AsyncIterator[pb.JobEvent]:
+        """Follow the job through WatchJob until its terminal event, trying again (after `error`, the
+        drop that brought the caller here, if any) as events.Reconnect says."""
+        reconnect = Reconnect(self.target, job_id, self.reconnect_seconds, deadline)
+        busy = 0
         while True:
+            if error is not None:
+                delay = reconnect.failed(error)
+                if on_retry is not None:
+                    on_retry(error, delay)
+                await asyncio.sleep(delay)
             try:
-                call = self._stub.WatchJob(
-                    pb.WatchJobRequest(job_id=job_id), timeout=deadline.remaining(), wait_for_ready=True
-                )
-                async for event in call:
-                    attempt = 0
-                    yield event
-                    if is_terminal(event):
-                        return
+                if await self._ready(reconnect.connect_seconds()):
+                    call = self._stub.WatchJob(pb.WatchJobRequest(job_id=job_id), timeout=deadline.remaining())
+                    async for event in call:
+                        reconnect.heard()
+                        yield event
+                        if is_terminal(event):
+                            return
+                    error = stream_lost(job_id)
+                else:
+                    error = reconnect.no_answer()
             except grpc.aio.AioRpcError as err:
                 error = error_from_rpc(err, job_id)
                 delay = busy_delay(error, busy, deadline)
@@ -179,17 +195,18 @@ class AsyncClient:
                     if on_retry is not None:
                         on_retry(error, delay)
                     await asyncio.sleep(delay)
+                    error = None
                     continue
-                if err.code() not in REATTACH_CODES or attempt >= REATTACH_ATTEMPTS:
+                if err.code() not in REATTACH_CODES:
                     raise error from None
-            else:
-                if attempt >= REATTACH_ATTEMPTS:
-                    raise stream_lost(job_id)
-                error = stream_lost(job_id)
-            if on_retry is not None:
-                on_retry(error, backoff(attempt))
-            await asyncio.sleep(backoff(attempt))
-            attempt += 1
+
+    async def _ready(self, seconds: float) -> bool:
+        """Whether the channel connects within `seconds`."""
+        try:
+            await asyncio.wait_for(self._channel.channel_ready(), seconds)
+        except asyncio.TimeoutError:
+            return False
+        return True
 
     async def info(self) -> pb.ServiceInfo:
         return await self._unary(self._stub.GetInfo, pb.GetInfoRequest())

@@ -3,65 +3,146 @@ export jobs, from a terminal."""
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import dataclasses
-import json
-import os
 import sys
-import tempfile
-import time
-from collections.abc import Iterator, Sequence
-from pathlib import Path
 
-from google.protobuf import json_format
+try:  # a Ctrl-C while the command starts up has interrupted nothing: no traceback for it
+    import argparse
+    import contextlib
+    import dataclasses
+    import json
+    import os
+    import shlex
+    import signal
+    import tempfile
+    import threading
+    import time
+    from collections.abc import Iterator, Sequence
+    from pathlib import Path
 
-from speakerlink import __version__
-from speakerlink.client import DEFAULT_TARGET, Client
-from speakerlink.errors import DeadlineExceededError, SpeakerlinkError
-from speakerlink.events import is_terminal, terminal_outcome
-from speakerlink.options import EXPORT_FORMATS
-from speakerlink.progress import ProgressDisplay
-from speakerlink.v1 import speakerlink_pb2 as pb
+    from google.protobuf import json_format
+
+    from speakerlink import __version__
+    from speakerlink.client import DEFAULT_TARGET, Client
+    from speakerlink.errors import DeadlineExceededError, SpeakerlinkError, TransportError
+    from speakerlink.events import RECONNECT_SECONDS, is_terminal, terminal_outcome
+    from speakerlink.options import EXPORT_FORMATS
+    from speakerlink.progress import ProgressDisplay
+    from speakerlink.text import plural, printable
+    from speakerlink.v1 import speakerlink_pb2 as pb
+except KeyboardInterrupt:
+    raise SystemExit(130) from None
+
+# After the last byte of an upload the server may be creating the job: a Ctrl-C then waits
+# this long at most for its id (see _Job).
+HANDOVER_WAIT_S = 10.0
+# The SDK's hints name its keyword arguments; a person at the CLI gives flags instead.
+CLI_NAMES = (("tls=", "--tls/--tls-ca"), ("cert=", "--tls-cert/--tls-key"), ("target=", "--server HOST:PORT"))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] in (["serve"], ["fetch-models"]):
         return _server_command(argv[0], argv[1:])
-    args = _parser().parse_args(argv)
-    args.job = _Job()
+    job = _Job()
+    args = argparse.Namespace(job=job)
     try:
-        _check_output(getattr(args, "output", None))
-        with Client(args.server or DEFAULT_TARGET, **_connection(args)) as client:
-            return args.run(client, args)
+        args = _parser().parse_args(argv, namespace=args)
+        with job.interruptible():
+            _check_output(getattr(args, "output", None), args)
+            with Client(args.server or DEFAULT_TARGET, reconnect_seconds=args.reconnect_seconds,
+                        **_connection(args)) as client:
+                return args.run(client, args)
+    except BrokenPipeError:  # a reader such as `head` left: stop quietly, as Python's docs advise
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except (KeyboardInterrupt, DeadlineExceededError) as err:
-        if args.job.id:  # the job itself goes on: only this command stopped following it
-            print(f"\nstopped following job {args.job.id}; it goes on on the server.\n"
-                  f"  follow it: speakerlink watch {args.job.id}\n  stop it:   speakerlink cancel {args.job.id}",
+        if job.id:  # the job itself goes on: only this command stopped following it
+            print(f"\nstopped following job {job.id}; it goes on on the server.\n{_reach_again(args, job.id)}",
+                  file=sys.stderr)
+        elif job.handed_over:
+            print("\nstopped before the server answered; the job may have been created: see `speakerlink jobs`",
                   file=sys.stderr)
         elif isinstance(err, DeadlineExceededError):
-            print(err.describe(), file=sys.stderr)
+            print(_for_cli(err.describe()), file=sys.stderr)
         return 130 if isinstance(err, KeyboardInterrupt) else 1
     except SpeakerlinkError as err:
-        print(err.describe() + (f"\n  job: {args.job.id}" if args.job.id else ""), file=sys.stderr)
+        err.job_id = err.job_id or job.id
+        print(_for_cli(err.describe()), file=sys.stderr)
+        if err.job_id and isinstance(err, TransportError):  # the job's fate is unknown to this command, not over
+            print(_reach_again(args, err.job_id), file=sys.stderr)
         return 1
     except (ValueError, OSError) as err:
-        print(f"error: {err}" + (f" (job {args.job.id})" if args.job.id else ""), file=sys.stderr)
+        print(_for_cli(f"error: {err}") + (f" (job {job.id})" if job.id else ""), file=sys.stderr)
         return 2
+
+
+def _for_cli(text: str) -> str:
+    """An error's explanation, escaped line by line (names in it come from callers), with flags
+    where the SDK names keywords."""
+    for sdk, flags in CLI_NAMES:
+        text = text.replace(sdk, flags)
+    return "\n".join(printable(line) for line in text.split("\n"))
+
+
+def _reach_again(args: argparse.Namespace, job_id: str) -> str:
+    """How to follow or stop the job later, with the connection flags this command was given."""
+    flags = [("--server", args.server), ("--tls", args.tls), ("--tls-ca", args.tls_ca),
+             ("--tls-cert", args.tls_cert), ("--tls-key", args.tls_key), ("--token-file", args.token_file)]
+    words = [w for flag, value in flags if value for w in ([flag] if value is True else [flag, str(value)])]
+    command = shlex.join(["speakerlink", *words])
+    return f"  follow it: {command} watch {job_id}\n  stop it:   {command} cancel {job_id}"
 
 
 @dataclasses.dataclass
 class _Job:
-    """The job a command follows, once the server has accepted it."""
+    """The job a command follows, once the server has accepted it.
+
+    Between the last byte of an upload and `accepted` the server may be creating the job, and
+    once it has, the job runs whether or not anyone listens. A Ctrl-C there would leave a job
+    nobody knows the id of, so it is held until the server's answer (the id, or a refusal)
+    arrives, for HANDOVER_WAIT_S at most; a second Ctrl-C stops at once. Before the last byte
+    the server has created nothing (it reads the upload to its end first), so a Ctrl-C stops
+    at once: the cancelled call makes the server drop the partial upload. An id the client
+    made up and looked for afterwards would race with the server creating the job; waiting
+    for the answer cannot.
+    """
 
     id: str = ""
+    handed_over: bool = False  # every byte of the upload went to the server
+    interrupted: bool = False  # a Ctrl-C arrived while handed over; raised once the id is known
+
+    @contextlib.contextmanager
+    def interruptible(self) -> Iterator[None]:
+        timer = threading.Timer(HANDOVER_WAIT_S, signal.raise_signal, (signal.SIGINT,))
+        timer.daemon = True
+
+        def on_interrupt(signum: int, frame: object) -> None:
+            if self.id or not self.handed_over or self.interrupted:
+                raise KeyboardInterrupt
+            self.interrupted = True
+            print(f"\nwaiting for the server to accept the job, to tell you its id ({HANDOVER_WAIT_S:.0f} s at most; "
+                  "Ctrl-C again to stop now)", file=sys.stderr)
+            timer.start()
+
+        previous = signal.signal(signal.SIGINT, on_interrupt)
+        try:
+            yield
+        finally:
+            timer.cancel()
+            signal.signal(signal.SIGINT, previous)
+
+    def accepted(self, job_id: str) -> None:
+        self.id = job_id
+        if self.interrupted:
+            raise KeyboardInterrupt
 
 
-def _check_output(output: Path | None) -> None:
+def _check_output(output: Path | None, args: argparse.Namespace) -> None:
     """Catch a bad -o before any upload, not after the job has run."""
     if output is None:
         return
+    if getattr(args, "format", "") in ZIPPED and len(getattr(args, "files", ())) > 1:
+        _check_zip_name(output, args.format)
     if output.is_dir():
         raise ValueError(f"-o {output} is a folder; give a file name")
     folder = output.parent
@@ -69,6 +150,16 @@ def _check_output(output: Path | None) -> None:
         raise ValueError(f"-o {output}: the folder {folder} does not exist")
     if not os.access(folder, os.W_OK) or (output.exists() and not os.access(output, os.W_OK)):
         raise ValueError(f"-o {output} cannot be written")
+
+
+# Subtitles belong to one media file each: those of several clips come as a zip.
+ZIPPED = ("srt", "vtt")
+
+
+def _check_zip_name(output: Path, fmt: str) -> None:
+    if output.suffix.lower() != ".zip":
+        raise ValueError(f"-o {output}: the {fmt} of several clips is a zip of one file per clip; "
+                         f"give -o NAME.zip, or export one clip with --clip N")
 
 
 def _add_connection_flags(parser: argparse.ArgumentParser, default: object) -> None:
@@ -98,6 +189,7 @@ def _connection(args: argparse.Namespace) -> dict:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="speakerlink", description="Diarize audio clips and link speakers across them.")
     parser.add_argument("--version", action="version", version=f"speakerlink {__version__}")
+    parser.set_defaults(reconnect_seconds=RECONNECT_SECONDS)
     # The connection flags are taken after the command too; there they keep the value given before unless set.
     common = argparse.ArgumentParser(add_help=False)
     for where, default in ((parser, None), (common, argparse.SUPPRESS)):
@@ -134,6 +226,7 @@ def _parser() -> argparse.ArgumentParser:
     w.add_argument("--format", choices=list(EXPORT_FORMATS), default="text", help="how to print the result (default text)")
     w.add_argument("-o", "--output", type=Path, help="write the result here instead of stdout")
     w.add_argument("--timeout", type=float, help="stop watching after this many seconds (the job goes on)")
+    _add_reconnect_flag(w)
     w.add_argument("--no-progress", action="store_true", help="print no progress")
     w.set_defaults(run=_watch)
 
@@ -208,7 +301,14 @@ def _add_diarize_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-recognize", dest="recognize", action="store_false",
                    help="leave speakers unnamed even where they match an enrolled voice (`speakerlink speakers`)")
     p.add_argument("--timeout", type=float, help="give up after this many seconds")
+    _add_reconnect_flag(p)
     p.add_argument("--no-progress", action="store_true", help="print no progress")
+
+
+def _add_reconnect_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--reconnect-seconds", type=float, default=RECONNECT_SECONDS,
+                   help=f"when the server goes away mid-job, try to reach it again this long before giving up "
+                        f"(default {RECONNECT_SECONDS:g})")
 
 
 def _run_diarize(client: Client, args: argparse.Namespace) -> pb.DiarizationResult:
@@ -219,18 +319,26 @@ def _run_diarize(client: Client, args: argparse.Namespace) -> pb.DiarizationResu
         link_threshold=args.link_threshold, engine=args.engine, transcribe=args.transcribe, language=args.language,
         recognize=args.recognize,
     )
-    events = client.iter_diarize(
-        args.files, on_upload=display.upload if display else None, on_retry=_retry_note(display),
-        timeout=args.timeout, **options,
-    )
+
+    def uploaded(sent: int, total: int) -> None:
+        args.job.handed_over = sent >= total
+        if display is not None:
+            display.upload(sent, total)
+
+    events = client.iter_diarize(args.files, on_upload=uploaded, on_retry=_retry_note(display),
+                                 timeout=args.timeout, **options)
     return _follow(events, display, args.job)
 
 
 def _retry_note(display: ProgressDisplay | None):
-    """Puts each wait to try again (a busy or restarting server) on the progress line."""
+    """Puts each wait to try again on the progress line: a server gone away, or a busy one."""
     def note(error: SpeakerlinkError, delay: float) -> None:
-        if display is not None:
-            display.note(f"{error.code}: {error.message}; trying again in {delay:.0f} s")
+        if display is None:
+            return
+        if isinstance(error, TransportError):
+            display.waiting("server unreachable, retrying")
+        else:
+            display.note(printable(f"{error.code}: {error.message}; trying again in {delay:.0f} s"))
     return note
 
 
@@ -302,9 +410,9 @@ def _follow(events, display: ProgressDisplay | None, job: _Job) -> pb.Diarizatio
     try:
         for event in events:
             if event.HasField("accepted"):
-                job.id = event.job_id
                 if display is not None:
                     display.note(f"job {event.job_id} accepted")
+                job.accepted(event.job_id)
             if event.HasField("progress") and display is not None:
                 display.progress(event.progress)
             if is_terminal(event):
@@ -324,12 +432,15 @@ def _info(client: Client, args: argparse.Namespace) -> int:
     limits = info.limits
     print(f"speakerlink {info.version} on {info.device}")
     print("engines:")
+    name_width = max((len(engine.name) for engine in info.engines), default=0)
+    kind_width = max((len(engine.kind) for engine in info.engines), default=0)
     for engine in info.engines:
         mark = "*" if engine.active else ("+" if engine.available else "-")
-        print(f"  {mark} {engine.name:<12} {engine.kind:<10} {engine.reason}")
-    print(f"limits: {limits.max_clips} clips, {limits.max_file_bytes / 2**20:.0f} MiB and "
+        print(f"  {mark} {engine.name:<{name_width}}  {engine.kind:<{kind_width}}  {engine.reason}")
+    print(f"limits: {plural(limits.max_clips, 'clip')}, {limits.max_file_bytes / 2**20:.0f} MiB and "
           f"{limits.max_clip_seconds / 3600:g} h of audio per file, {limits.max_job_seconds / 3600:g} h per job, "
-          f"{limits.workers} worker(s), {limits.max_queued_jobs} queued jobs, results kept {limits.job_ttl_seconds // 3600} h, "
+          f"{plural(limits.workers, 'worker')}, {plural(limits.max_queued_jobs, 'queued job')}, "
+          f"results kept {limits.job_ttl_seconds // 3600} h, "
           f"{limits.max_streams} uploads/watchers at once, uploads cut off after {limits.upload_idle_seconds:g} s of silence")
     if info.HasField("quota") and info.quota.tenant:
         quota = info.quota
@@ -351,9 +462,12 @@ def _export(client: Client, args: argparse.Namespace) -> int:
 
 
 def _write(export: pb.ExportResponse, output: Path | None) -> None:
-    """Text to stdout unless -o is given; a zip (subtitles of several clips) to a file always."""
-    if output is None and export.content_type == "application/zip":
-        output = Path(export.filename)
+    """Text to stdout unless -o is given; a zip (subtitles of several clips) to a file always,
+    named .zip."""
+    if export.content_type == "application/zip":
+        if output is None:
+            output = Path(export.filename)
+        _check_zip_name(output, pb.ExportFormat.Name(export.format).removeprefix("EXPORT_FORMAT_").lower())
     if output is None:
         sys.stdout.write(export.content.decode("utf-8"))
         sys.stdout.flush()
@@ -369,7 +483,7 @@ def _jobs(client: Client, args: argparse.Namespace) -> int:
         return 0
     for job in jobs:
         created = job.created_at.ToDatetime().strftime("%Y-%m-%d %H:%M:%S")
-        print(f"{job.job_id}  {_state(job.state):<9}  {created} UTC  {', '.join(job.clip_names)}")
+        print(f"{job.job_id}  {_state(job.state):<9}  {created} UTC  {printable(', '.join(job.clip_names))}")
     if not jobs:
         print("no jobs", file=sys.stderr)
     return 0
@@ -399,7 +513,7 @@ def _speakers(client: Client, args: argparse.Namespace) -> int:
 
 def _voice_line(voice: pb.Voice) -> str:
     times = "once" if voice.enrollments == 1 else f"{voice.enrollments} times"
-    return f"{voice.name}: {voice.speech_seconds:.1f} s of speech, enrolled {times} ({', '.join(voice.engines)})"
+    return f"{printable(voice.name)}: {voice.speech_seconds:.1f} s of speech, enrolled {times} ({', '.join(voice.engines)})"
 
 
 def _web(client: Client, args: argparse.Namespace) -> int:

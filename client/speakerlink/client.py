@@ -11,13 +11,13 @@ from collections.abc import Callable, Iterator, Sequence
 import grpc
 
 from speakerlink.channel import ROUND_ROBIN, Cert, Tls, Token, TokenStub, channel_credentials, channel_target
-from speakerlink.errors import error_from_rpc
+from speakerlink.errors import SpeakerlinkError, error_from_rpc
 from speakerlink.events import (
-    REATTACH_ATTEMPTS,
     REATTACH_CODES,
+    RECONNECT_SECONDS,
     Deadline,
+    Reconnect,
     RetryCallback,
-    backoff,
     busy_delay,
     connect_seconds,
     is_terminal,
@@ -40,9 +40,11 @@ class Client:
     """Talks to a speakerlink server.
 
     `timeout` is the default deadline in seconds for the short calls (info, result, export,
-    cancel, delete); diarize() and watch() take their own, covering the whole job. `tls`,
-    `cert` and `token` secure the channel (speakerlink.channel); `credentials` takes ready-made
-    grpc.ChannelCredentials instead of tls and cert.
+    cancel, delete); diarize() and watch() take their own, covering the whole job. When a
+    job's stream breaks, they try to reach the server again for `reconnect_seconds`, then raise
+    UnavailableError (UNREACHABLE) with the job's id. `tls`, `cert` and `token` secure the
+    channel (speakerlink.channel); `credentials` takes ready-made grpc.ChannelCredentials
+    instead of tls and cert.
     """
 
     def __init__(
@@ -50,6 +52,7 @@ class Client:
         target: str = DEFAULT_TARGET,
         *,
         timeout: float | None = 30.0,
+        reconnect_seconds: float = RECONNECT_SECONDS,
         tls: Tls = None,
         cert: Cert = None,
         token: Token = None,
@@ -57,6 +60,7 @@ class Client:
     ) -> None:
         self.target = target
         self.timeout = timeout
+        self.reconnect_seconds = reconnect_seconds
         secure = channel_credentials(tls, cert, token, credentials)
         if secure is None:
             self._channel = grpc.insecure_channel(channel_target(target), options=CHANNEL_OPTIONS)
@@ -123,6 +127,7 @@ class Client:
         deadline = Deadline(timeout)
         config = build_config(paths, diarize_options(**options))
         job_id = ""
+        dropped: SpeakerlinkError | None = None
         for attempt in itertools.count():
             try:
                 call = self._stub.Diarize(request_stream(paths, config, on_upload), timeout=deadline.remaining())
@@ -143,10 +148,11 @@ class Client:
                     continue
                 if not job_id or err.code() not in REATTACH_CODES:
                     raise error from None
+                dropped = error
                 break
         if not job_id:
             raise stream_lost("")
-        yield from self._reattach(job_id, deadline, on_retry)
+        yield from self._reattach(job_id, deadline, on_retry, dropped or stream_lost(job_id))
 
     # ------------------------------------------------------------------ jobs
 
@@ -156,11 +162,9 @@ class Client:
         """Yield a job's events from where it is now until its terminal event, reattaching on
         drops. Raises UnavailableError (UNREACHABLE) when the server does not answer at first."""
         deadline = Deadline(timeout)
-        seconds = connect_seconds(deadline)
-        try:
-            grpc.channel_ready_future(self._channel).result(timeout=seconds)
-        except grpc.FutureTimeoutError:
-            raise unreachable(self.target, seconds, job_id) from None
+        seconds = connect_seconds(deadline, self.reconnect_seconds)
+        if not self._ready(seconds):
+            raise unreachable(self.target, seconds, job_id)
         yield from self._reattach(job_id, deadline, on_retry)
 
     def wait(
@@ -175,18 +179,30 @@ class Client:
                 return terminal_outcome(event)
         raise stream_lost(job_id)
 
-    def _reattach(self, job_id: str, deadline: Deadline, on_retry: RetryCallback | None) -> Iterator[pb.JobEvent]:
-        attempt = busy = 0
+    def _reattach(
+        self, job_id: str, deadline: Deadline, on_retry: RetryCallback | None, error: SpeakerlinkError | None = None
+    ) -> Iterator[pb.JobEvent]:
+        """Follow the job through WatchJob until its terminal event, trying again (after `error`, the
+        drop that brought the caller here, if any) as events.Reconnect says."""
+        reconnect = Reconnect(self.target, job_id, self.reconnect_seconds, deadline)
+        busy = 0
         while True:
+            if error is not None:
+                delay = reconnect.failed(error)
+                if on_retry is not None:
+                    on_retry(error, delay)
+                time.sleep(delay)
             try:
-                call = self._stub.WatchJob(
-                    pb.WatchJobRequest(job_id=job_id), timeout=deadline.remaining(), wait_for_ready=True
-                )
-                for event in call:
-                    attempt = 0
-                    yield event
-                    if is_terminal(event):
-                        return
+                if self._ready(reconnect.connect_seconds()):
+                    call = self._stub.WatchJob(pb.WatchJobRequest(job_id=job_id), timeout=deadline.remaining())
+                    for event in call:
+                        reconnect.heard()
+                        yield event
+                        if is_terminal(event):
+                            return
+                    error = stream_lost(job_id)
+                else:
+                    error = reconnect.no_answer()
             except grpc.RpcError as err:
                 error = error_from_rpc(err, job_id)
                 delay = busy_delay(error, busy, deadline)
@@ -195,17 +211,20 @@ class Client:
                     if on_retry is not None:
                         on_retry(error, delay)
                     time.sleep(delay)
+                    error = None
                     continue
-                if err.code() not in REATTACH_CODES or attempt >= REATTACH_ATTEMPTS:
+                if err.code() not in REATTACH_CODES:
                     raise error from None
-            else:
-                if attempt >= REATTACH_ATTEMPTS:
-                    raise stream_lost(job_id)
-                error = stream_lost(job_id)
-            if on_retry is not None:
-                on_retry(error, backoff(attempt))
-            time.sleep(backoff(attempt))
-            attempt += 1
+
+    def _ready(self, seconds: float) -> bool:
+        """Whether the channel connects within `seconds`."""
+        ready = grpc.channel_ready_future(self._channel)
+        try:
+            ready.result(timeout=seconds)
+        except grpc.FutureTimeoutError:
+            ready.cancel()
+            return False
+        return True
 
     def info(self) -> pb.ServiceInfo:
         return self._unary(self._stub.GetInfo, pb.GetInfoRequest())

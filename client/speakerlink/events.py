@@ -12,6 +12,7 @@ from speakerlink.errors import (
     DeadlineExceededError,
     JobCancelledError,
     SpeakerlinkError,
+    TransportError,
     UnavailableError,
     error_from_detail,
 )
@@ -22,8 +23,14 @@ from speakerlink.v1 import speakerlink_pb2 as pb
 REATTACH_CODES = frozenset(
     {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN, grpc.StatusCode.ABORTED}
 )
-REATTACH_ATTEMPTS = 8
 REATTACH_BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 4.0)
+# How long a client keeps trying to reach a job's server again once its stream broke, before it
+# gives up with UNREACHABLE: a restart (models loaded, jobs taken back) takes seconds; a minute
+# of silence means it is not coming back soon, and the person waiting should hear so.
+RECONNECT_SECONDS = 60.0
+# Each try waits this long at most for the server to answer, so that on_retry hears of the
+# wait every few seconds rather than once a minute.
+RECONNECT_SLICE_S = 5.0
 # A refusal the server says will pass (RetryInfo: too many streams, a full queue) is retried
 # this many times at most, each after its hint doubled per attempt (up to 8x) with +-50 % jitter,
 # so that many refused clients do not come back at once; never past the caller's deadline.
@@ -79,21 +86,77 @@ again: a busy server's refusal, or a job's event stream that broke (a server res
 
 
 def unreachable(target: str, seconds: float, job_id: str = "") -> UnavailableError:
+    recovery = ["Start the server, or give its address as target= (or SPEAKERLINK_SERVER)."]
+    if job_id:
+        recovery.append("The job goes on once its server is back; follow it again then.")
     return UnavailableError(
-        f"cannot reach the server at {target} (no answer in {seconds:g} s)",
+        f"cannot reach the server at {target} (no answer in {seconds:.0f} s)",
         code="UNREACHABLE",
         status=grpc.StatusCode.UNAVAILABLE,
         troubleshooting=("Is the server running, and is this its address and port?",),
-        recovery=("Start the server, or give its address with --server HOST:PORT (or SPEAKERLINK_SERVER).",),
+        recovery=tuple(recovery),
         job_id=job_id,
     )
 
 
-def connect_seconds(deadline: Deadline) -> float:
+class Reconnect:
+    """When a job's stream broke: how long each try to reach the server again may wait, how
+    long to pause between tries, and when to give up. Both clients follow this one policy and
+    only do the waiting themselves.
+
+    The window of `seconds` opens when the stream breaks (or at the first try) and closes with
+    UNREACHABLE (or the last error, where the server did answer); an event heard closes it
+    early, so a job whose connection drops now and then is followed for as long as it runs. A
+    stream that is open but quiet (a queued job) is no failure and opens no window.
+    """
+
+    def __init__(self, target: str, job_id: str, seconds: float, deadline: Deadline) -> None:
+        self._target = target
+        self._job_id = job_id
+        self._seconds = seconds
+        self._deadline = deadline
+        self._since: float | None = None
+        self._attempt = 0
+
+    def heard(self) -> None:
+        """An event arrived: the server is there."""
+        self._since = None
+        self._attempt = 0
+
+    def connect_seconds(self) -> float:
+        """How long this try may wait for the channel to the server to be ready."""
+        if self._since is None:
+            self._since = time.monotonic()
+        seconds = min(RECONNECT_SLICE_S, max(self._left(), 0.0))
+        left = self._deadline.remaining()
+        return seconds if left is None else min(seconds, left)
+
+    def no_answer(self) -> UnavailableError:
+        """The error of a try whose server did not answer within connect_seconds()."""
+        return unreachable(self._target, time.monotonic() - (self._since or time.monotonic()), self._job_id)
+
+    def failed(self, error: SpeakerlinkError) -> float:
+        """Seconds to pause before the next try; raises once the window is spent."""
+        if self._since is None:
+            self._since = time.monotonic()
+        if self._left() <= 0:
+            if isinstance(error, TransportError):
+                raise unreachable(self._target, self._seconds, self._job_id) from error
+            raise error
+        delay = min(backoff(self._attempt), self._left())
+        self._attempt += 1
+        return delay
+
+    def _left(self) -> float:
+        return self._seconds - (time.monotonic() - (self._since or time.monotonic()))
+
+
+def connect_seconds(deadline: Deadline, reconnect_seconds: float) -> float:
     """How long to wait for the server to answer at all: CONNECT_SECONDS, or less where the
-    deadline leaves less."""
+    deadline or the client's reconnect window leave less."""
+    seconds = min(CONNECT_SECONDS, reconnect_seconds)
     left = deadline.remaining()
-    return CONNECT_SECONDS if left is None else min(CONNECT_SECONDS, left)
+    return seconds if left is None else min(seconds, left)
 
 
 def stream_lost(job_id: str) -> UnavailableError:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import shutil
 import sys
+import time
 from typing import TextIO
 
+from speakerlink.text import printable
 from speakerlink.v1 import speakerlink_pb2 as pb
 
 
@@ -13,9 +15,11 @@ class ProgressDisplay:
     def __init__(self, stream: TextIO = sys.stderr, clip_names: list[str] | None = None) -> None:
         self._out = stream
         self._tty = stream.isatty()
-        self._names = clip_names or []
+        self._names = [printable(name) for name in clip_names or []]
         self._last_line = ""
         self._last_plain: tuple[str, int] | None = None
+        self._where = ("", 0.0)  # stage and percent last shown
+        self._waiting_since: float | None = None
 
     def upload(self, sent: int, total: int) -> None:
         percent = 100.0 * sent / total if total else 100.0
@@ -25,7 +29,20 @@ class ProgressDisplay:
         where = ""
         if 0 <= progress.clip_index < len(self._names):
             where = f"[{progress.clip_index + 1}/{len(self._names)}] "
-        self._show(progress.stage, progress.percent, where + progress.message, plain_step=10)
+        self._waiting_since = None
+        self._show(progress.stage, progress.percent, where + printable(progress.message), plain_step=10)
+
+    def waiting(self, why: str) -> None:
+        """Why nothing moves (a server gone away), in place of the message on the progress
+        line, with how long it has lasted; a plain stream hears it once."""
+        stage, percent = self._where
+        if self._waiting_since is None:
+            self._waiting_since = time.monotonic()
+            if not self._tty:
+                self._out.write(f"{stage} {percent:.0f}% {why}\n".lstrip())
+                self._out.flush()
+        if self._tty:
+            self._show(stage, percent, f"{why} ({time.monotonic() - self._waiting_since:.0f} s)", plain_step=10)
 
     def note(self, text: str) -> None:
         """A line of its own, below the bar (which is redrawn on the next update)."""
@@ -40,6 +57,7 @@ class ProgressDisplay:
         self._last_line = ""
 
     def _show(self, stage: str, percent: float, message: str, plain_step: int) -> None:
+        self._where = (stage, percent)
         if self._tty:
             width = shutil.get_terminal_size((80, 20)).columns
             filled = int(percent / 100 * 24)

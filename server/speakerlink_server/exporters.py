@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import PurePosixPath
 
 from google.protobuf import json_format
+from speakerlink.text import is_unsafe, plural, printable
 from speakerlink.v1 import speakerlink_pb2 as pb
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -39,7 +40,7 @@ def to_csv(result: pb.DiarizationResult) -> str:
         for seg in clip.segments:
             who = named.get(seg.speaker, pb.GlobalSpeaker())
             writer.writerow([
-                _cell(clip.name), clip.index, f"{seg.start:.3f}", f"{seg.end:.3f}", f"{seg.end - seg.start:.3f}",
+                _cell(printable(clip.name)), clip.index, f"{seg.start:.3f}", f"{seg.end:.3f}", f"{seg.end - seg.start:.3f}",
                 seg.speaker, _cell(who.name), f"{who.name_score:.3f}" if who.name else "", seg.local_speaker,
                 f"{confidence.get(seg.local_speaker, 0.0):.3f}", _cell(seg.text),
             ])
@@ -53,22 +54,24 @@ def _cell(text: str) -> str:
 
 
 def to_text(result: pb.DiarizationResult) -> str:
+    """Names that callers wrote are shown escaped (speakerlink.text)."""
     s = result.summary
     lines = [
-        f"{s.clips} clip{'s' if s.clips != 1 else ''}, {s.unique_speakers} speaker{'s' if s.unique_speakers != 1 else ''}, "
+        f"{plural(s.clips, 'clip')}, {plural(s.unique_speakers, 'speaker')}, "
         f"{s.audio_seconds:.1f} s of audio, processed in {s.processing_seconds:.1f} s ({', '.join(s.engines)})",
         "",
-        "Speakers:",
     ]
-    names = {clip.index: clip.name for clip in result.clips}
-    for speaker in result.speakers:
-        label = f"{speaker.label} ({speaker.name}, {speaker.name_score:.2f})" if speaker.name else speaker.label
+    names = {clip.index: printable(clip.name) for clip in result.clips}
+    labels = [f"{sp.label} ({printable(sp.name)}, {sp.name_score:.2f})" if sp.name else sp.label for sp in result.speakers]
+    width = max(map(len, labels), default=0)
+    lines.append("Speakers:" if labels else "Speakers: none (no speech found)")
+    for speaker, label in zip(result.speakers, labels, strict=True):
         where = ", ".join(names.get(i, str(i)) for i in speaker.clip_indices)
-        lines.append(f"  {label:<6} {speaker.speech_seconds:7.1f} s  in {where}")
+        lines.append(f"  {label:<{width}} {speaker.speech_seconds:7.1f} s  in {where}")
     who = display_names(result)
     for clip in result.clips:
         links = ", ".join(f"{link.local_label}->{link.global_label} ({link.confidence:.2f})" for link in clip.speakers)
-        lines += ["", f"== {clip.name}  ({clip.duration_seconds:.1f} s; {links or 'no speech'})"]
+        lines += ["", f"== {names[clip.index]}  ({clip.duration_seconds:.1f} s; {links or 'no speech'})"]
         for seg in clip.segments:
             text = f"  {seg.text}" if seg.text else ""
             lines.append(f"[{_clock(seg.start)} - {_clock(seg.end)}] {who.get(seg.speaker, seg.speaker)}{text}")
@@ -128,10 +131,11 @@ def _cues(clip: pb.ClipResult) -> Iterator[tuple[float, float, str, str]]:
 
 
 def display_names(result: pb.DiarizationResult) -> dict[str, str]:
-    """Each speaker's enrolled name, or its label. A name that reads as another speaker's
-    label (a voice enrolled as "S2") keeps its own label, so no two speakers look alike."""
+    """Each speaker's enrolled name (escaped), or its label. A name that reads as another
+    speaker's label (a voice enrolled as "S2") keeps its own label, so no two speakers look alike."""
     labels = {s.label for s in result.speakers}
-    return {s.label: s.name if s.name and s.name not in labels - {s.label} else s.label for s in result.speakers}
+    return {s.label: printable(s.name) if s.name and s.name not in labels - {s.label} else s.label
+            for s in result.speakers}
 
 
 def _timestamp(seconds: float, separator: str) -> str:
@@ -153,8 +157,9 @@ def _clock(seconds: float) -> str:
 def _clip_ids(result: pb.DiarizationResult) -> list[str]:
     """A safe file name per clip, for RTTM file ids and zip entries: the base name without
     extension; with it where two clips' agree; with the clip index too where those still do.
-    Clip names come from callers, so directories, separators, control characters and leading
-    dots are taken out: no zip entry can point outside its folder."""
+    Clip names come from callers, so directories, separators, control and bidirectional
+    characters and leading dots are taken out: no zip entry can point outside its folder, nor
+    read as another name."""
     bases = [_safe_name(PurePosixPath(clip.name.replace("\\", "/")).name) for clip in result.clips]
     stems = [_safe_name(PurePosixPath(base).stem) for base in bases]
     ids = [stem if stems.count(stem) == 1 else base for stem, base in zip(stems, bases, strict=True)]
@@ -163,7 +168,8 @@ def _clip_ids(result: pb.DiarizationResult) -> list[str]:
 
 
 def _safe_name(name: str) -> str:
-    return re.sub(r'[\s\x00-\x1f\x7f/\\:*?"<>|]+', "_", name).lstrip(".")[:MAX_FILE_ID_CHARS]
+    visible = "".join(" " if is_unsafe(char) else char for char in name)  # then taken out with the spaces
+    return re.sub(r'[\s/\\:*?"<>|]+', "_", visible).lstrip(".")[:MAX_FILE_ID_CHARS]
 
 
 Subtitles = Callable[[pb.ClipResult, dict[str, str]], str]
