@@ -15,9 +15,9 @@ import grpc
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import make_config
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
-from conftest import make_config
 from speakerlink import Client, InvalidInputError, LimitExceededError, NotFoundError
 from speakerlink.errors import error_from_rpc
 from speakerlink.options import diarize_options

@@ -17,6 +17,7 @@ grpc.ChannelCredentials instead, for anything else grpc can do.
 from __future__ import annotations
 
 import functools
+import ipaddress
 import json
 import os
 import socket
@@ -53,6 +54,17 @@ def channel_target(target: str) -> str:
             raise ValueError(f"cannot resolve {host!r} in {target!r}: {exc.strerror}") from None
         addresses += [f"{info[4][0]}:{port}" for info in found if f"{info[4][0]}:{port}" not in addresses]
     return "ipv4:" + ",".join(addresses)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` (a name, or an address with or without IPv6 brackets) stays on this
+    machine: the server and the web page need TLS and tokens anywhere else."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def channel_credentials(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import fcntl
-import ipaddress
 import logging
 import os
 import signal
@@ -18,6 +17,7 @@ from typing import TextIO
 import grpc
 import torch
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from speakerlink.channel import is_loopback
 from speakerlink.v1 import speakerlink_pb2 as pb
 from speakerlink.v1 import speakerlink_pb2_grpc as pb_grpc
 
@@ -84,15 +84,6 @@ def lock_data_dir(data_dir: Path) -> TextIO:
     handle.write(f"{os.getpid()}\n")
     handle.flush()
     return handle
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def security(config: ServerConfig) -> tuple[grpc.ServerCredentials | None, Tenants]:

@@ -26,7 +26,6 @@ from speakerlink.v1 import speakerlink_pb2 as pb
 from speakerlink_server import errors
 from speakerlink_server.config import ServerConfig
 from speakerlink_server.engines.registry import Engines
-from speakerlink_server.pipeline import audio
 
 # The largest audio chunk a client may send: gRPC's default message limit. The SDK sends 256 KiB.
 MAX_CHUNK_BYTES = 4 * 1024 * 1024

@@ -10,7 +10,6 @@ can send without a CORS preflight, which the page never approves.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from collections.abc import Iterable
 from urllib.parse import urlsplit
@@ -19,19 +18,12 @@ from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from speakerlink.channel import is_loopback
+
 log = logging.getLogger("speakerlink.web")
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 PAGE_HEADER = "x-speakerlink"  # app.js sends it with every request
 STATE_CHANGES = ("POST", "PUT", "PATCH", "DELETE")
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def check_host(host: str, insecure: bool) -> None:
