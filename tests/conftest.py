@@ -1,4 +1,5 @@
-"""Shared fixtures: the project's own speech, and real servers on free loopback ports."""
+"""Shared fixtures: the project's own speech, and real servers on free loopback ports that share
+one load of the models."""
 
 from __future__ import annotations
 
@@ -19,14 +20,60 @@ sys.path.insert(0, str(ROOT))
 
 from postgres import Cluster, throwaway_cluster  # noqa: E402
 from speakerlink import Client  # noqa: E402
+from speakerlink_server import main  # noqa: E402
 from speakerlink_server.config import ServerConfig  # noqa: E402
-from speakerlink_server.main import RunningServer, start_server  # noqa: E402
+from speakerlink_server.engines.registry import Engines, load_engines, load_transcriber  # noqa: E402
+from speakerlink_server.main import RunningServer  # noqa: E402
+
+# What load_engines reads from a configuration for its models; the transcriber is built for each
+# configuration, since tests give it their own key, fake service and timings.
+MODEL_SETTINGS = ("engine", "segmentation_model", "campplus_model", "titanet_model", "titanet_batch", "torch_threads")
 
 
 def make_config(data_dir: Path, **overrides) -> ServerConfig:
     """A server on a free loopback port; TitaNet is off unless a test gives it weights."""
     base = ServerConfig(host="127.0.0.1", port=0, data_dir=data_dir, grace_seconds=2.0, titanet_model="")
     return replace(base, **overrides)
+
+
+class SharedModels:
+    """The segmenter and embedders, loaded at the first server that needs them and lent to every
+    test server whose configuration loads the same models (loading and checksumming them takes
+    seconds). A server with other model settings loads its own, as do tests of loading itself,
+    which call speakerlink_server.main.start_server."""
+
+    def __init__(self) -> None:
+        self._defaults = make_config(Path())
+        self._loaded: Engines | None = None
+
+    def for_config(self, config: ServerConfig) -> Engines | None:
+        """The shared models with this configuration's transcriber, or None where it loads others."""
+        if any(getattr(config, name) != getattr(self._defaults, name) for name in MODEL_SETTINGS):
+            return None
+        if self._loaded is None:
+            self._loaded = load_engines(self._defaults)
+        transcriber, info = load_transcriber(config)
+        infos = [info if i.kind == "transcriber" else i for i in self._loaded.infos]
+        return replace(self._loaded, transcriber=transcriber, infos=infos)
+
+    def close(self) -> None:
+        if self._loaded is not None:
+            self._loaded.close()
+
+
+SHARED_MODELS = SharedModels()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shared_models() -> Iterator[SharedModels]:
+    """One load of the models for the whole run, closed at its end."""
+    yield SHARED_MODELS
+    SHARED_MODELS.close()
+
+
+def start_server(config: ServerConfig) -> RunningServer:
+    """The product's start_server, on the run's shared models where the configuration loads the same ones."""
+    return main.start_server(config, SHARED_MODELS.for_config(config))
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import sample_clips
-from conftest import make_config
+from conftest import make_config, start_server
 from fake_assemblyai import FakeAssemblyAI, labelled_utterances
 from speakerlink import Client
 from speakerlink.errors import FailedPreconditionError
@@ -28,7 +28,7 @@ from speakerlink_server import errors
 from speakerlink_server.engines.assemblyai import AssemblyAiTranscriber
 from speakerlink_server.engines.base import TranscriptionRequest
 from speakerlink_server.engines.retry import RetryPolicy
-from speakerlink_server.main import RunningServer, start_server
+from speakerlink_server.main import RunningServer
 
 KEY = "test-key-8c1f0e55d2a94b7f"
 TRANSCRIBE_STAGES = ["transcribe-uploading", "transcribe-queued", "transcribe-processing", "transcribe-completed"]

@@ -15,7 +15,7 @@ import grpc
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import make_config
+from conftest import make_config, start_server
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from speakerlink import Client, InvalidInputError, LimitExceededError, NotFoundError
@@ -25,7 +25,6 @@ from speakerlink.upload import CHUNK_BYTES, build_config
 from speakerlink.v1 import speakerlink_pb2 as pb
 from speakerlink.v1 import speakerlink_pb2_grpc as pb_grpc
 from speakerlink_server.errors import ServiceError
-from speakerlink_server.main import start_server
 from speakerlink_server.pipeline import audio
 from speakerlink_server.uploads import MAX_CHUNK_BYTES
 

@@ -10,12 +10,11 @@ from pathlib import Path
 
 import grpc
 import pytest
-from conftest import make_config
+from conftest import make_config, start_server
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from speakerlink import Client, NotFoundError
 from speakerlink.v1 import speakerlink_pb2 as pb
-from speakerlink_server.main import start_server
 
 CLIPS = ("meeting.wav", "call.mp3", "interview.flac")
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
 import sample_clips
 import soundfile as sf
 import torch
-from conftest import ROOT, make_config
+from conftest import ROOT, SharedModels, make_config
 from speakerlink_server.engines import weights
 from speakerlink_server.engines.campplus import CamppEmbedder
 from speakerlink_server.engines.models.fbank import kaldi_fbank
@@ -22,12 +23,10 @@ from speakerlink_server.pipeline.run import analyse_chunk
 
 
 @pytest.fixture(scope="module")
-def engines() -> tuple[Segmentation3, CamppEmbedder]:
-    segmenter = Segmentation3(weights.load_state(weights.SEGMENTATION)[0])
-    embedder = CamppEmbedder(weights.load_state(weights.CAMPPLUS)[0])
-    yield segmenter, embedder
-    segmenter.close()
-    embedder.close()
+def engines(shared_models: SharedModels) -> tuple[Segmentation3, CamppEmbedder]:
+    """The run's shared models: these tests run them directly, without a server."""
+    loaded = shared_models.for_config(make_config(Path()))
+    return loaded.segmenter, loaded.embedders["campplus"]
 
 
 def test_weights_with_a_wrong_sha256_are_refused(tmp_path) -> None:

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import make_config
+from conftest import make_config, start_server
 from speakerlink import AlreadyExistsError, Client, InvalidInputError, NotFoundError
 from speakerlink.cli import main as cli
-from speakerlink_server.main import RunningServer, start_server
+from speakerlink_server.main import RunningServer
 
 
 @pytest.fixture()

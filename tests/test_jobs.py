@@ -15,7 +15,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from conftest import ROOT, make_config
+from conftest import ROOT, make_config, start_server
 from speakerlink import (
     AsyncClient,
     Client,
@@ -29,7 +29,6 @@ from speakerlink.events import is_terminal, terminal_outcome
 from speakerlink.upload import build_config
 from speakerlink.v1 import speakerlink_pb2 as pb
 from speakerlink.v1 import speakerlink_pb2_grpc as pb_grpc
-from speakerlink_server.main import start_server
 
 
 def test_reattach_and_result_survive_a_restart(tmp_path: Path, long_clip: Path) -> None:

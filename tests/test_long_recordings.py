@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
-from conftest import make_config
+from conftest import make_config, start_server
 from speakerlink import Client
 from speakerlink.evaluation import hypothesis_of, read_rttm, score
-from speakerlink_server.main import RunningServer, start_server
+from speakerlink_server.main import RunningServer
 from speakerlink_server.pipeline import audio
 
 

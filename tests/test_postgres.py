@@ -13,13 +13,13 @@ from pathlib import Path
 import numpy as np
 import psycopg
 import pytest
-from conftest import make_config
+from conftest import make_config, start_server
 from postgres import Cluster
 from speakerlink import Client, SpeakerlinkError, UnavailableError
 from speakerlink.v1 import speakerlink_pb2 as pb
 from speakerlink_server.audio_store import CHUNK_BYTES, DatabaseAudio
 from speakerlink_server.database import MIGRATIONS, open_database
-from speakerlink_server.main import StartupError, start_server
+from speakerlink_server.main import StartupError
 from speakerlink_server.store import JobStore, NameTaken
 
 

@@ -8,12 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
-from conftest import make_config, shared_folder
+from conftest import make_config, shared_folder, start_server
 from fake_assemblyai import FakeAssemblyAI, labelled_utterances
 from open_set import write_open_set
 from speakerlink import Client, InvalidInputError
 from speakerlink.evaluation import hypothesis_of, read_rttm, read_uem, score
-from speakerlink_server.main import start_server
 
 
 def diarize_folder(server, folder: Path):

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 from certs import Authority, Pem
-from conftest import ROOT, make_config
+from conftest import ROOT, make_config, start_server
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from speakerlink import (
     AsyncClient,
@@ -40,7 +40,7 @@ from speakerlink.v1 import speakerlink_pb2 as pb
 from speakerlink_server.auth import ANONYMOUS, Tenants
 from speakerlink_server.database import open_database
 from speakerlink_server.errors import ServiceError
-from speakerlink_server.main import RunningServer, StartupError, start_server
+from speakerlink_server.main import RunningServer, StartupError
 from speakerlink_server.quotas import Quota, Quotas
 from speakerlink_server.store import JobStore
 from test_contract import reflect

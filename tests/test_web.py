@@ -23,8 +23,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import make_config
-from speakerlink_server.main import start_server
+from conftest import make_config, start_server
 
 pytest.importorskip("starlette")
 webdriver = pytest.importorskip("selenium.webdriver")

@@ -58,6 +58,7 @@ class RunningServer:
     lock: TextIO  # holds the data dir's lock while the server runs
     tenants: Tenants
     metrics: MetricsServer | None
+    owns_engines: bool = True  # False: the caller lent them and closes them itself
 
     def stop(self, grace: float | None = None) -> None:
         self.health.enter_graceful_shutdown()
@@ -65,7 +66,8 @@ class RunningServer:
         self.server.stop(self.config.grace_seconds if grace is None else grace).wait()
         if self.metrics is not None:
             self.metrics.stop()
-        self.engines.close()
+        if self.owns_engines:
+            self.engines.close()
         self.store.close()
         self.lock.close()
 
@@ -116,10 +118,11 @@ def security(config: ServerConfig) -> tuple[grpc.ServerCredentials | None, Tenan
     return credentials, tenants
 
 
-def start_server(config: ServerConfig) -> RunningServer:
+def start_server(config: ServerConfig, engines: Engines | None = None) -> RunningServer:
     """Everything that can refuse to start (security settings, the data dir's lock, the
     database, the port) is checked before the models load, so a misconfigured server fails in
-    a moment."""
+    a moment. `engines`: already loaded for this configuration by a caller that serves several
+    servers from one load (the tests); the caller keeps them, and stop() leaves them open."""
     torch.set_num_threads(config.torch_threads or os.cpu_count() or 1)
     credentials, tenants = security(config)
     config.jobs_dir.mkdir(parents=True, exist_ok=True)
@@ -145,7 +148,8 @@ def start_server(config: ServerConfig) -> RunningServer:
         )
         config = replace(config, port=_bind(server, config.address, credentials))
         metrics = _serve_metrics(config, store)
-        engines = load_engines(config)
+        lent = engines is not None
+        engines = engines if lent else load_engines(config)
     except BaseException:
         if metrics is not None:
             metrics.stop()
@@ -172,7 +176,7 @@ def start_server(config: ServerConfig) -> RunningServer:
              "" if config.role == "all" else f"{config.role} ", config.address,
              " with TLS" if credentials else "", f", {len(tenants)} tenants" if tenants.required else "",
              ", ".join(f"{i.name}{'*' if i.active else ''}" for i in engines.infos if i.available), engines.device)
-    return RunningServer(server, config, jobs, store, engines, health_servicer, lock, tenants, metrics)
+    return RunningServer(server, config, jobs, store, engines, health_servicer, lock, tenants, metrics, not lent)
 
 
 def _serve_metrics(config: ServerConfig, store: JobStore) -> MetricsServer | None:

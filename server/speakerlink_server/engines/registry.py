@@ -87,7 +87,7 @@ class Engines:
         return self.transcriber if wanted else None
 
 
-def _transcriber(config: ServerConfig) -> tuple[Transcriber | None, pb.EngineInfo]:
+def load_transcriber(config: ServerConfig) -> tuple[Transcriber | None, pb.EngineInfo]:
     info = pb.EngineInfo(name=AssemblyAiTranscriber.name, kind="transcriber")
     if not config.assemblyai_api_key:
         info.reason = "no API key (set ASSEMBLYAI_API_KEY or --assemblyai-api-key)"
@@ -145,7 +145,7 @@ def load_engines(config: ServerConfig) -> Engines:
             why = reasons[name]
         log.info("embedder %s: %s", name, why)
         infos.append(pb.EngineInfo(name=name, kind="embedder", available=name in loaded, active=name == active, reason=why))
-    transcriber, info = _transcriber(config)
+    transcriber, info = load_transcriber(config)
     log.info("transcriber %s: %s", info.name, info.reason)
     infos.append(info)
     return Engines(segmenter=segmenter, embedders=loaded, active=active, device=describe_device(), transcriber=transcriber, infos=infos)
