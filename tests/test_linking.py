@@ -1,0 +1,38 @@
+"""Linking speakers across clips: the same voice joined, two of one clip never, confidences calibrated."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from speakerlink_server.engines.base import Calibration
+from speakerlink_server.pipeline.linking import LocalSpeaker, link_speakers
+from toy_embeddings import voices
+
+CALIBRATION = Calibration(slope=30.0, offset=-21.0)
+
+
+def speaker(clip: int, local: int, vector: np.ndarray) -> LocalSpeaker:
+    return LocalSpeaker(clip, local, vector / np.linalg.norm(vector), 5.0)
+
+
+def test_linking_joins_the_same_voice_and_keeps_new_voices_apart() -> None:
+    a, b, c, d = voices(4)
+    speakers = [speaker(0, 0, a), speaker(0, 1, b), speaker(1, 0, a + 0.05 * c), speaker(1, 1, d)]
+    links = link_speakers(speakers, threshold=0.7, calibration=CALIBRATION)
+    assert [link.global_index for link in links] == [0, 1, 0, 2]
+    assert all(0.5 < link.confidence <= 1.0 for link in links)
+    # The confidence is the calibrated probability: of one person for a link, of two for no link.
+    assert links[0].confidence == pytest.approx(float(CALIBRATION.same_person(np.float64(speakers[0].centroid @ speakers[2].centroid))))
+    assert links[3].confidence == pytest.approx(1 - float(CALIBRATION.same_person(np.float64(max(speakers[3].centroid @ speakers[k].centroid for k in (0, 1))))))
+
+
+def test_cannot_link_two_speakers_of_one_clip() -> None:
+    a = voices(1)[0]
+    speakers = [speaker(0, 0, a), speaker(0, 1, a), speaker(1, 0, a)]
+    links = link_speakers(speakers, threshold=-1.0, calibration=CALIBRATION)
+    assert links[0].global_index != links[1].global_index
+    assert len({link.global_index for link in links}) == 2
+
+
+def test_linking_nothing() -> None:
+    assert link_speakers([], 0.5, CALIBRATION) == []

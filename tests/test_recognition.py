@@ -1,0 +1,37 @@
+"""Recognising enrolled voices, and the audio a voiceprint is taken from."""
+
+from __future__ import annotations
+
+import numpy as np
+from speakerlink_server.engines.base import Calibration, Utterance
+from speakerlink_server.pipeline.recognize import Voice, recognize
+from speakerlink_server.pipeline.voices import MAX_MONOLOGUES, VOICE_SECONDS, voice_spans, without
+
+
+def test_recognition_gives_each_voice_to_one_speaker_who_was_heard_enough() -> None:
+    def unit(*v: float) -> np.ndarray:
+        return np.array(v) / np.linalg.norm(v)
+
+    ann, bob = Voice("Ann", unit(1, 0, 0), 10.0), Voice("Bob", unit(0, 1, 0), 10.0)
+    calibration = Calibration(slope=66.4, offset=-29.6)
+    prints = [(unit(1, 0.3, 0), 5.0), (unit(1, 0.1, 0), 5.0), (unit(0, 0, 1), 5.0), (unit(0, 1, 0.1), 1.0)]
+    matches = recognize(prints, [ann, bob], 0.6, calibration)
+    # Ann goes to the closer of her two look-alikes only; a stranger and a 1 s speaker stay unnamed.
+    assert [m.name if m else None for m in matches] == [None, "Ann", None, None]
+    assert matches[1].score > 0.99
+    assert recognize(prints, [], 0.6, calibration) == [None] * 4
+
+
+def test_voiceprints_come_from_the_longest_monologues() -> None:
+    turns = [Utterance(float(10 * k), float(10 * k) + length, "A", "", ()) for k, length in enumerate([1, 9, 3, 8, 0.3, 7, 6, 5, 4])]
+    spans = voice_spans(turns, duration=100.0)
+    lengths = [round(end - start, 1) for start, end in spans]
+    assert len(spans) <= MAX_MONOLOGUES and sum(lengths) <= VOICE_SECONDS + 1e-6
+    assert lengths[:3] == [8.8, 7.8, 6.8]  # longest first, edges trimmed
+    assert [round(s) for s, _ in spans[:3]] == [10, 30, 50]
+    short = voice_spans([Utterance(3.0, 3.2, "B", "", ())], duration=10.0)
+    assert short == [(2.85, 3.35)]  # too short: the least audio a voiceprint takes, around it
+
+
+def test_overlapped_speech_is_left_out_of_voiceprints() -> None:
+    assert without([(0.0, 10.0), (20.0, 25.0)], [(2.0, 3.0), (9.0, 21.0)]) == [(0.0, 2.0), (3.0, 9.0), (21.0, 25.0)]
