@@ -7,17 +7,18 @@ import sys
 import time
 
 import pytest
-from conftest import ROOT, make_config
+from conftest import ROOT, make_config, start_server
 from speakerlink import Client
-from speakerlink_server.main import StartupError, start_server
+from speakerlink_server import main
+from speakerlink_server.main import StartupError
 
 
 def test_a_busy_port_and_a_data_dir_in_use_are_refused(server, tmp_path) -> None:
     started = time.monotonic()
     with pytest.raises(StartupError, match=f"cannot listen on 127.0.0.1:{server.config.port}: the port is in use"):
-        start_server(make_config(tmp_path / "other", port=server.config.port))
+        main.start_server(make_config(tmp_path / "other", port=server.config.port))
     with pytest.raises(StartupError, match="another speakerlink server is using the data dir"):
-        start_server(make_config(server.config.data_dir))
+        main.start_server(make_config(server.config.data_dir))
     assert time.monotonic() - started < 5, "refusals come before the models load"
 
 
