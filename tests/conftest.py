@@ -168,6 +168,13 @@ def voices(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     }
 
 
+def excerpt(clip: Path, seconds: float, out: Path) -> Path:
+    """The first `seconds` of a clip, as a wav file at `out`: for tests whose point needs no more audio."""
+    audio, rate = sf.read(clip, dtype="float32")
+    sf.write(out, audio[: int(seconds * rate)], rate)
+    return out
+
+
 def _silence(path: Path) -> Path:
     sf.write(path, np.random.default_rng(0).normal(0, 1e-4, 16000 * 8).astype(np.float32), 16000)
     return path

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import speakerlink
+from conftest import excerpt
 from speakerlink.cli import _parser, _reach_again
 from speakerlink.v1 import speakerlink_pb2 as pb
 from speakerlink.v1 import speakerlink_pb2_grpc as pb_grpc
@@ -182,11 +183,12 @@ def test_an_interrupted_command_says_the_job_goes_on_and_how_to_reach_it(server,
     assert "cancel requested" in cancelled.stdout or "cancelled" in cancelled.stdout
 
 
-def test_jobs_lists_the_newest_first_with_their_clips(server, samples) -> None:
+def test_jobs_lists_the_newest_first_with_their_clips(server, samples, tmp_path: Path) -> None:
     from speakerlink import Client
 
+    clips = [excerpt(samples[name], 4.0, tmp_path / f"{Path(name).stem}.wav") for name in ("call.mp3", "interview.flac", "meeting.wav")]
     with Client(server.config.address) as client:
-        ids = [client.diarize([samples[name]]).job_id for name in ("call.mp3", "interview.flac", "meeting.wav")]
+        ids = [client.diarize([clip]).job_id for clip in clips]
         everything = client.list_jobs(limit=1000)
         newest = [job.job_id for job in everything]
         assert newest[:3] == ids[::-1] and len(newest) == len(set(newest))

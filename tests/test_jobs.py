@@ -15,7 +15,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from conftest import ROOT, make_config, start_server
+from conftest import ROOT, excerpt, make_config, start_server
 from speakerlink import (
     AsyncClient,
     Client,
@@ -187,8 +187,9 @@ def test_waiting_on_an_unreachable_server_fails_fast_and_says_where() -> None:
 
 def test_concurrent_jobs_share_the_embedder_and_agree(tmp_path: Path, samples) -> None:
     """Jobs running side by side share device batches; each still gets its own right answer."""
-    running = start_server(make_config(tmp_path, workers=3))
-    clips = [samples[name] for name in ("meeting.wav", "call.mp3", "interview.flac")]
+    running = start_server(make_config(tmp_path / "data", workers=3))
+    clips = [excerpt(samples[name], 12.0, tmp_path / f"{Path(name).stem}.wav")  # two or more voices each
+             for name in ("meeting.wav", "call.mp3", "interview.flac")]
     try:
         with Client(running.config.address) as client:
             reference = client.diarize(clips)
