@@ -15,6 +15,7 @@ from google.rpc import status_pb2
 from grpc_reflection.v1alpha import reflection_pb2
 from speakerlink import AsyncClient, Client, FailedPreconditionError, InvalidInputError, NotFoundError
 from speakerlink.errors import error_from_rpc
+from speakerlink.options import EXPORT_FORMATS
 from speakerlink.v1 import speakerlink_pb2 as pb
 from speakerlink.v1 import speakerlink_pb2_grpc as pb_grpc
 
@@ -141,6 +142,15 @@ def test_invalid_requests_carry_the_hints_of_their_own_call(server) -> None:
         assert err.code == "INVALID_CONFIG" and err.troubleshooting and err.recovery
         assert "first message" not in err.describe() and "speakerlink info" not in err.describe(), err.describe()
     assert "RTTM" in failures[2].troubleshooting[0]
+
+
+def test_the_server_exports_exactly_the_formats_the_sdk_names() -> None:
+    """One list (speakerlink.options.EXPORT_FORMATS) for the server, the CLI and the web page:
+    each format in it has an exporter, and no exporter is left out of it."""
+    from speakerlink_server.exporters import EXPORTERS, SUBTITLES
+
+    assert sorted(EXPORTERS.keys() | SUBTITLES.keys()) == sorted(EXPORT_FORMATS.values())
+    assert len(EXPORTERS.keys() | SUBTITLES.keys()) == len(EXPORTERS) + len(SUBTITLES)
 
 
 def test_a_refused_call_keeps_its_grpc_cause(client: Client, server, samples) -> None:
