@@ -109,7 +109,7 @@ class AsyncClient:
     ) -> AsyncIterator[pb.JobEvent]:
         """As Client.iter_diarize: busy refusals retried within the deadline, drops reattached."""
         deadline = Deadline(timeout)
-        config = build_config(paths, diarize_options(**options))
+        config = await asyncio.to_thread(build_config, paths, diarize_options(**options))  # hashes the files
         job_id = ""
         dropped: SpeakerlinkError | None = None
         for attempt in itertools.count():
