@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
 import shutil
 import threading
 import uuid
@@ -12,6 +11,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
+from speakerlink.ids import JOB_ID, new_job_id
+from speakerlink.options import EXPORT_FORMATS
 from speakerlink.v1 import speakerlink_pb2 as pb
 from speakerlink.v1 import speakerlink_pb2_grpc as pb_grpc
 
@@ -21,7 +22,7 @@ from speakerlink_server.auth import Tenants
 from speakerlink_server.config import ServerConfig
 from speakerlink_server.engines.registry import Engines
 from speakerlink_server.enrollment import check_length, check_name, check_speech, voice_from_audio
-from speakerlink_server.exporters import FORMATS, export
+from speakerlink_server.exporters import export
 from speakerlink_server.jobs import JobManager
 from speakerlink_server.pipeline import audio
 from speakerlink_server.pipeline.run import ClipInput
@@ -39,9 +40,6 @@ from speakerlink_server.uploads import (
 )
 
 log = logging.getLogger(__name__)
-# The form of the ids the server gives (uuid4().hex): nothing else reaches the store, the file
-# system or an error message.
-JOB_ID = re.compile(r"[0-9a-f]{32}")
 DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE = 50, 500
 # The part of max_streams that WatchJob calls may hold: the rest stays for uploads, so that
 # watchers, which cost nothing to open, never starve the calls that bring work.
@@ -95,7 +93,7 @@ class SpeakerlinkServicer(pb_grpc.SpeakerlinkServicer):
 
     def _diarize(self, request_iterator: Iterator[pb.DiarizeRequest], context: grpc.ServicerContext) -> Iterator[pb.JobEvent]:
         tenant = self._tenants.of(context)
-        job_id = uuid.uuid4().hex
+        job_id = new_job_id()
         try:
             self._quotas.precheck(tenant)
             with self._quotas.upload(tenant):
@@ -262,8 +260,8 @@ class SpeakerlinkServicer(pb_grpc.SpeakerlinkServicer):
         return self._result(request.job_id, context)
 
     def Export(self, request: pb.ExportRequest, context: grpc.ServicerContext) -> pb.ExportResponse:
-        if request.format not in FORMATS:
-            names = ", ".join(pb.ExportFormat.Name(f).removeprefix("EXPORT_FORMAT_") for f in sorted(FORMATS))
+        if request.format not in EXPORT_FORMATS.values():
+            names = ", ".join(pb.ExportFormat.Name(f).removeprefix("EXPORT_FORMAT_") for f in EXPORT_FORMATS.values())
             errors.invalid_request(f"unknown export format {request.format}", f"ExportRequest.format is one of {names}.",
                                    "Choose one of them, e.g. `speakerlink export JOB --format rttm`.").abort(context)
         result = self._result(request.job_id, context)
