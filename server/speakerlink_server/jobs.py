@@ -37,7 +37,8 @@ from speakerlink_server.config import ServerConfig
 from speakerlink_server.database import DatabaseUnavailable
 from speakerlink_server.engines.registry import Engines
 from speakerlink_server.pipeline.run import ClipInput, Report, run_pipeline
-from speakerlink_server.store import JobRecord, JobStore
+from speakerlink_server.store import Store
+from speakerlink_server.store.jobs import JobRecord
 from speakerlink_server.uploads import stored_path
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,7 @@ class _Live:
 
 
 class JobManager:
-    def __init__(self, config: ServerConfig, store: JobStore, audio: AudioStore, engines: Engines, take_jobs: bool) -> None:
+    def __init__(self, config: ServerConfig, store: Store, audio: AudioStore, engines: Engines, take_jobs: bool) -> None:
         self._config = config
         self._store = store
         self._audio = audio
@@ -93,10 +94,10 @@ class JobManager:
         """Queue again what a previous run of a lone server left running, remove the files no
         unfinished job needs, then start the workers (if this server takes jobs), the lease
         keeper and the janitor."""
-        if not self._store.shared:
-            for job_id in self._store.release(None):
+        if not self._store.database.shared:
+            for job_id in self._store.leases.release(None):
                 log.info("requeueing job %s left unfinished by the previous run", job_id)
-        self._audio.sweep(self._store.unfinished_ids())
+        self._audio.sweep(self._store.jobs.unfinished_ids())
         if self._take_jobs:
             for n in range(self._config.workers):
                 self._spawn(self._work, f"speakerlink-worker-{n}")
@@ -119,7 +120,7 @@ class JobManager:
             thread.join(timeout=self._config.grace_seconds)
         if self._take_jobs:
             try:
-                self._store.release(self.owner)
+                self._store.leases.release(self.owner)
             except Exception as exc:  # the database is gone: the leases lapse instead
                 log.warning("could not hand back this server's jobs (%s); they are taken over when their leases lapse",
                             exc)
@@ -136,14 +137,14 @@ class JobManager:
 
     def check_room(self) -> None:
         """Raises QUEUE_FULL when max_queued_jobs jobs wait, across every server."""
-        if self._store.queued_total() >= self._config.max_queued_jobs:
+        if self._store.jobs.queued_total() >= self._config.max_queued_jobs:
             raise errors.queue_full(self._config.max_queued_jobs)
 
     def submitted(self, job_id: str) -> int:
         """Wake a worker here for the stored job; returns its queue position (0: next)."""
         with self._lock:
             self._wake.notify()
-        return self._store.queue_position(job_id)
+        return self._store.jobs.queue_position(job_id)
 
     # ------------------------------------------------------------------ watching
 
@@ -169,7 +170,7 @@ class JobManager:
                 if terminal is None or not terminal.HasField("progress"):
                     return
                 continue  # put down here and queued again: follow it wherever it runs next
-            record = self._store.get(job_id)
+            record = self._store.jobs.get(job_id)
             if record is None:
                 if first:
                     raise errors.job_not_found(job_id)
@@ -222,21 +223,21 @@ class JobManager:
     def cancel(self, job_id: str) -> pb.JobStatus:
         """Cancel a queued job at once, a running one at its next stage (wherever it runs);
         finished jobs stay as they are."""
-        record = self._store.get(job_id)
+        record = self._store.jobs.get(job_id)
         if record is None:
             raise errors.job_not_found(job_id)
         if record.finished:
             return record.status()
-        if self._store.cancel_queued(job_id):
+        if self._store.jobs.cancel_queued(job_id):
             self._audio.drop(job_id)
         else:
-            self._store.request_cancel(job_id)
+            self._store.jobs.request_cancel(job_id)
             self._flag(job_id, "cancel_requested")
-        return self._store.get(job_id).status()
+        return self._store.jobs.get(job_id).status()
 
     def delete(self, job_id: str) -> bool:
         """Remove the job's audio and result now; its worker, wherever it runs, stops."""
-        if not self._store.delete(job_id):
+        if not self._store.jobs.delete(job_id):
             return False
         self._audio.drop(job_id)
         self._flag(job_id, "lost")
@@ -268,7 +269,7 @@ class JobManager:
     def _claim_and_run(self) -> JobRecord | None:
         """Run the next job, if there is one; returns it."""
         try:
-            record = self._store.claim(self.owner, self._config.lease_seconds)
+            record = self._store.leases.claim(self.owner, self._config.lease_seconds)
         except DatabaseUnavailable:  # said once in the log by the database
             return None
         except Exception:
@@ -330,7 +331,7 @@ class JobManager:
             recognizing = not options.HasField("recognize") or options.recognize
             diarized = run_pipeline(
                 clips, options, self._engines.segmenter, embedder, transcriber, report, check_cancelled, self._config.chunk_seconds,
-                self._config.max_clip_seconds, self._store.voiceprints(record.tenant, embedder.name) if recognizing else (),
+                self._config.max_clip_seconds, self._store.voices.voiceprints(record.tenant, embedder.name) if recognizing else (),
             )
         except DatabaseUnavailable:
             raise
@@ -339,7 +340,7 @@ class JobManager:
                 log.info("job %s was deleted, or taken over by another worker; its work here is dropped", job_id)
             elif self._stopping and not live.cancel_requested:
                 return False  # queued again by stop()
-            elif self._store.cancel_running(job_id, self.owner):
+            elif self._store.leases.cancel_running(job_id, self.owner):
                 metrics.job_ended(state_name(pb.JOB_STATE_CANCELLED), 0.0)
         except errors.ServiceError as exc:
             self._fail(job_id, exc)
@@ -350,7 +351,7 @@ class JobManager:
             result = diarized.result
             result.job_id = job_id
             done = pb.Progress(stage="done", percent=100.0, clip_index=-1, message="finished")
-            if self._store.finish(job_id, self.owner, result, done, embedder.name, diarized.voiceprints):
+            if self._store.leases.finish(job_id, self.owner, result, done, embedder.name, diarized.voiceprints):
                 audio_seconds = sum(clip.duration_seconds for clip in result.clips)
                 log.info("job %s succeeded: %.1f s of audio in %.1f s", job_id, audio_seconds,
                          result.summary.processing_seconds)
@@ -361,7 +362,7 @@ class JobManager:
         return True
 
     def _fail(self, job_id: str, error: errors.ServiceError) -> None:
-        if self._store.fail(job_id, self.owner, error.detail()):
+        if self._store.leases.fail(job_id, self.owner, error.detail()):
             metrics.error(error.code)
             metrics.job_ended(state_name(pb.JOB_STATE_FAILED), 0.0)
 
@@ -371,14 +372,14 @@ class JobManager:
             live.history.append(progress)
             live.cond.notify_all()
         if persist:
-            self._store.save_progress(job_id, self.owner, progress)
+            self._store.leases.save_progress(job_id, self.owner, progress)
 
     def _finish(self, job_id: str, live: _Live, ended: bool, reachable: bool) -> None:
         """Give watchers here the job's end (or, where it may run again, its place in the
         database, or its last progress where the database is away: they then read it from the
         database and hear that it is away), and drop its audio once it ended: the result is
         in the store."""
-        record = self._store.get(job_id) if reachable else None
+        record = self._store.jobs.get(job_id) if reachable else None
         if not reachable:
             terminal = pb.JobEvent(job_id=job_id, progress=live.history[-1])
         elif record is None:
@@ -409,13 +410,13 @@ class JobManager:
                 lives, handed_back = dict(self._live), set(self._handed_back)
             try:
                 for job_id in handed_back:  # before renewing, which would hold them for this server
-                    if self._store.hand_back(job_id, self.owner):
+                    if self._store.leases.hand_back(job_id, self.owner):
                         log.info("job %s queued again now that the database answers", job_id)
                     with self._lock:
                         self._handed_back.discard(job_id)
                 if not lives:
                     continue
-                held, cancels = self._store.renew(self.owner, self._config.lease_seconds)
+                held, cancels = self._store.leases.renew(self.owner, self._config.lease_seconds)
             except DatabaseUnavailable:
                 continue
             except Exception:
@@ -432,10 +433,10 @@ class JobManager:
         interval = min(60.0, max(1.0, self._config.job_ttl_seconds / 10))
         while not self._stopped.wait(interval):
             try:
-                for job_id in self._store.expired(time.time()):
+                for job_id in self._store.jobs.expired(time.time()):
                     log.info("job %s expired; removing it", job_id)
                     self.delete(job_id)
-                for job_id in self._store.abandoned_cancels():
+                for job_id in self._store.leases.abandoned_cancels():
                     self._audio.drop(job_id)
                 self._audio.forget_orphans()
             except DatabaseUnavailable:
