@@ -2,9 +2,9 @@
 
 The database is the queue. A worker thread of any server that shares it takes the oldest
 queued job, or a running one whose lease has run out (its worker died), and the server renews
-its workers' leases every RENEW_S. A result, failure or cancel is written only under a lease
-still held, so a job taken over after a lapsed lease runs to completion once: the slow
-worker's late result is dropped, and what it had done is discarded.
+its workers' leases every fifth of --lease-seconds (at most every second). A result, failure or
+cancel is written only under a lease still held, so a job taken over after a lapsed lease runs
+to completion once: the slow worker's late result is dropped, and what it had done is discarded.
 
 A job running in this process has a _Live entry that its watchers here wait on, so they get
 every progress update as it happens; a watcher of a job queued or running elsewhere reads the
@@ -26,7 +26,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 from speakerlink.v1 import speakerlink_pb2 as pb
 
@@ -130,9 +129,6 @@ class JobManager:
         thread.start()
         self._threads.append(thread)
 
-    def job_dir(self, job_id: str) -> Path:
-        return self._audio.folder(job_id).parent
-
     # ------------------------------------------------------------------ submitting
 
     def check_room(self) -> None:
@@ -221,8 +217,8 @@ class JobManager:
     # ------------------------------------------------------------------ cancel and delete
 
     def cancel(self, job_id: str) -> pb.JobStatus:
-        """Cancel a queued job at once, a running one at its next stage (wherever it runs);
-        finished jobs stay as they are."""
+        """Cancel a queued job at once, a running one at its worker's next check between batches
+        (wherever it runs); finished jobs stay as they are."""
         record = self._store.jobs.get(job_id)
         if record is None:
             raise errors.job_not_found(job_id)
@@ -402,8 +398,9 @@ class JobManager:
                 self._handed_back.add(job_id)
 
     def _keep_leases(self) -> None:
-        """Renew this server's leases every RENEW_S, and pass on what the database says of its
-        jobs: a cancel asked for at another server, or a job deleted or taken over."""
+        """Renew this server's leases every fifth of a lease (at most every second), and pass
+        on what the database says of its jobs: a cancel asked for at another server, or a job
+        deleted or taken over."""
         every = min(1.0, self._config.lease_seconds / 5)
         while not self._stopped.wait(every):
             with self._lock:
