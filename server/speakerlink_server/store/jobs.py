@@ -123,11 +123,9 @@ class Jobs:
         """Removes the job, and its speakers' embeddings with it (job_prints.py)."""
         return self._db.execute("DELETE FROM jobs WHERE id = ?", (job_id,)).rowcount > 0
 
-    def expired(self, now: float | None = None) -> list[str]:
-        """The ended jobs whose TTL since their end has run out; a job that waits or runs never expires."""
-        rows = self._db.execute(
-            "SELECT id FROM jobs WHERE finished_at IS NOT NULL AND expires_at <= ?", (time.time() if now is None else now,)
-        ).fetchall()
+    def expired(self, now: float) -> list[str]:
+        """The ended jobs whose TTL since their end has run out by `now`; a job that waits or runs never expires."""
+        rows = self._db.execute("SELECT id FROM jobs WHERE finished_at IS NOT NULL AND expires_at <= ?", (now,)).fetchall()
         return [row[0] for row in rows]
 
 
