@@ -200,7 +200,7 @@ def test_m4a_is_accepted(client: Client, samples, tmp_path: Path) -> None:
 
 def test_delete_removes_result_and_files(client: Client, server, samples) -> None:
     result = client.diarize([samples["call.mp3"]])
-    job_dir = server.jobs.job_dir(result.job_id)
+    job_dir = server.config.jobs_dir / result.job_id
     assert client.delete(result.job_id)
     assert not job_dir.exists()
     with pytest.raises(NotFoundError) as info:

@@ -15,6 +15,8 @@ from speakerlink import Client, InvalidInputError
 from speakerlink.evaluation import hypothesis_of, read_rttm, read_uem, score
 from speakerlink_server.main import start_server
 
+pytestmark = pytest.mark.quality  # `pytest -m quality` runs these alone, `-m 'not quality'` all but these
+
 
 def diarize_folder(server, folder: Path):
     clips = sorted((folder / "audio").glob("*.wav"))

@@ -28,7 +28,7 @@ MARGIN = 0.05
 
 @dataclass(frozen=True)
 class Voice:
-    """An enrolled voice as one embedding of one embedder (store.voiceprints)."""
+    """An enrolled voice as one embedding of one embedder (VoiceLibrary.voiceprints, store/voices.py)."""
 
     name: str
     embedding: np.ndarray  # unit length
