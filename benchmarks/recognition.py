@@ -25,11 +25,11 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from speakerlink.v1 import speakerlink_pb2 as pb  # noqa: E402
 from speakerlink_server.engines import weights  # noqa: E402
 from speakerlink_server.engines.campplus import CamppEmbedder  # noqa: E402
 from speakerlink_server.engines.segmentation import Segmentation3  # noqa: E402
 from speakerlink_server.pipeline import recognize, run  # noqa: E402
+from speakerlink_server.pipeline.request import JobRequest  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 ENROLLED = 120
@@ -37,7 +37,7 @@ ENROLLED = 120
 
 def voiceprint(path: Path, segmenter: Segmentation3, embedder: CamppEmbedder) -> tuple[np.ndarray, float] | None:
     """The main speaker's (voiceprint, speech seconds) of a one-clip job, or None without speech."""
-    diarized = run.run_pipeline([run.ClipInput(0, path.name, path, 1.0)], pb.DiarizeOptions(), segmenter, embedder,
+    diarized = run.run_pipeline([run.ClipInput(0, path.name, path, 1.0)], JobRequest.defaults(embedder), segmenter, embedder,
                                 None, lambda *_: None, lambda: None, 600.0, 3600.0)
     return max(diarized.voiceprints.values(), key=lambda p: p[1], default=None)
 

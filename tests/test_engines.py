@@ -13,11 +13,11 @@ import soundfile as sf
 import torch
 from conftest import ROOT, make_config
 from speakerlink_server.engines import weights
+from speakerlink_server.engines.base import CountBounds
 from speakerlink_server.engines.campplus import CamppEmbedder
 from speakerlink_server.engines.models.fbank import kaldi_fbank
 from speakerlink_server.engines.segmentation import Segmentation3
 from speakerlink_server.main import start_server
-from speakerlink_server.pipeline.clustering import CountBounds
 from speakerlink_server.pipeline.run import analyse_chunk
 
 

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from speakerlink.v1 import speakerlink_pb2 as pb
 from speakerlink_server import errors
-from speakerlink_server.engines.base import Calibration, FrameTiming, Segmentation, Utterance
+from speakerlink_server.engines.base import Calibration, CountBounds, FrameTiming, Segmentation, Utterance
 from speakerlink_server.engines.retry import RetryPolicy, call_with_retries, retry_after_seconds
 from speakerlink_server.exporters import export, to_csv, to_rttm, to_srt, to_text, to_vtt
 from speakerlink_server.pipeline.activity import binarize, frame_grid, grid_runs, single_speaker_runs, speaker_count
-from speakerlink_server.pipeline.clustering import ClusteringParams, CountBounds, cluster_windows, count_warning
+from speakerlink_server.pipeline.clustering import ClusteringParams, cluster_windows, count_warning
 from speakerlink_server.pipeline.linking import LocalSpeaker, link_speakers
 from speakerlink_server.pipeline.recognize import Voice, recognize
 from speakerlink_server.pipeline.reconstruct import TurnParams, frame_labels, label_frames, to_turns
@@ -73,18 +73,18 @@ def test_clustering_honours_counts() -> None:
     a, b, c = voices(3)
     windows = np.vstack([noisy(a, 20, 0.05, 1), noisy(b, 20, 0.05, 2), noisy(c, 20, 0.05, 3)])
     assert len(set(labels_of(windows))) == 3
-    assert len(set(labels_of(windows, CountBounds(exact=2)))) == 2
-    assert len(set(labels_of(windows, CountBounds(max=2)))) == 2
-    assert len(set(labels_of(windows[:20], CountBounds(min=2)))) == 2
+    assert len(set(labels_of(windows, CountBounds(2, 2)))) == 2
+    assert len(set(labels_of(windows, CountBounds(max_speakers=2)))) == 2
+    assert len(set(labels_of(windows[:20], CountBounds(min_speakers=2)))) == 2
     assert labels_of(windows[:0]) == []
 
 
 def test_a_count_the_audio_cannot_hold_is_a_warning() -> None:
     one = voices(1)[0][None]
-    clusters = cluster_windows(one, CountBounds(exact=3), ClusteringParams(0.5))
+    clusters = cluster_windows(one, CountBounds(3, 3), ClusteringParams(0.5))
     assert clusters.labels.tolist() == [0]
-    assert "3 speakers were asked for" in count_warning(CountBounds(exact=3), len(clusters.centroids))
-    assert count_warning(CountBounds(max=3), 1) == ""
+    assert "3 speakers were asked for" in count_warning(CountBounds(3, 3), len(clusters.centroids))
+    assert count_warning(CountBounds(max_speakers=3), 1) == ""
 
 
 def test_a_few_stray_windows_fold_into_their_speaker_but_a_distinct_short_voice_stays() -> None:
@@ -139,7 +139,7 @@ def test_a_voice_heard_only_in_overlap_gets_a_speaker_never_its_windows_other_on
     a, b, c = voices(3)
 
     def attached(voice: np.ndarray, centroids: np.ndarray, most: int = 0) -> tuple[list, int]:
-        found, cents = attach(assign, slots, voice[None], centroids, activity, grid, CountBounds(max=most), 0.5,
+        found, cents = attach(assign, slots, voice[None], centroids, activity, grid, CountBounds(max_speakers=most), 0.5,
                               SlotParams())
         return found.tolist(), len(cents)
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-from speakerlink.v1 import speakerlink_pb2 as pb
 
 from speakerlink_server import errors
 from speakerlink_server.engines.base import Embedder, Segmenter
+from speakerlink_server.pipeline.request import JobRequest
 from speakerlink_server.pipeline.run import ClipInput, run_pipeline
 
 # CAM++ and TitaNet embeddings steady from a few seconds of speech (the linking of
@@ -49,7 +49,7 @@ def voice_from_audio(
     chunk_seconds: float,
 ) -> tuple[np.ndarray, float]:
     """(embedding, speech seconds) of the one voice in `clips`."""
-    diarized = run_pipeline(clips, pb.DiarizeOptions(), segmenter, embedder, None, lambda *_: None, check_cancelled,
+    diarized = run_pipeline(clips, JobRequest.defaults(embedder), segmenter, embedder, None, lambda *_: None, check_cancelled,
                             chunk_seconds, MAX_AUDIO_SECONDS)
     prints = list(diarized.voiceprints.values())
     if not prints:

@@ -115,11 +115,24 @@ class Utterance:
 
 
 @dataclass(frozen=True)
+class CountBounds:
+    """How many speakers a request allows, resolved once (uploads.job_request): an exact count
+    N is (N, N), and 0 leaves that side open. Clustering, slots, chunk joining and transcribers
+    all read this one pair."""
+
+    min_speakers: int = 0
+    max_speakers: int = 0
+
+    @property
+    def exact(self) -> int:
+        """The one count allowed, or 0 where the bounds leave a range."""
+        return self.min_speakers if self.min_speakers == self.max_speakers else 0
+
+
+@dataclass(frozen=True)
 class TranscriptionRequest:
     language: str = ""  # "" for the transcriber's default
-    speakers_exact: int = 0  # 0: not set
-    speakers_min: int = 0
-    speakers_max: int = 0
+    speakers: CountBounds = CountBounds()
 
 
 Stage = Callable[[str, str], None]

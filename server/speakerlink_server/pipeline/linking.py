@@ -58,12 +58,13 @@ class Link:
 
 
 def link_speakers(speakers: list[LocalSpeaker], threshold: float, calibration: Calibration,
-                  normalise: bool = True) -> list[Link]:
+                  normalise: bool = True, min_speakers: int = 0) -> list[Link]:
     """A global speaker index (by first appearance) and a confidence for each local speaker.
 
     normalise=False scores by raw cosine against `threshold` alone: right for the chunks of one
     recording, where a speaker recurs in every chunk and so would fill their own AS-norm
-    cohort, and where one channel and session make raw cosines comparable.
+    cohort, and where one channel and session make raw cosines comparable. Linking stops
+    before fewer than `min_speakers` global speakers would remain (0: no floor).
     """
     if not speakers:
         return []
@@ -82,7 +83,7 @@ def link_speakers(speakers: list[LocalSpeaker], threshold: float, calibration: C
         score = np.where(similarity >= threshold, normalised, np.minimum(normalised, bar - FLOOR_Z_GAP))
     else:
         score, bar = similarity, threshold + SMALL_JOB_MARGIN
-    groups = _constrained_complete_linkage(score, clips, bar)
+    groups = _constrained_complete_linkage(score, clips, bar, min_speakers)
     groups.sort(key=lambda g: min((speakers[i].clip_index, speakers[i].local_index) for i in g))
     group_of = {i: g for g, members in enumerate(groups) for i in members}
     same = calibration.same_person(similarity)
@@ -147,9 +148,9 @@ def as_norm(similarity: np.ndarray, cohort_of: np.ndarray, top: int) -> np.ndarr
     return 0.5 * ((similarity - mean) / std + (similarity - mean.T) / std.T)
 
 
-def _constrained_complete_linkage(score: np.ndarray, clips: np.ndarray, bar: float) -> list[list[int]]:
+def _constrained_complete_linkage(score: np.ndarray, clips: np.ndarray, bar: float, fewest: int = 0) -> list[list[int]]:
     """Groups of indices: merge the best pair of groups (by their worst cross score) while that
-    score clears `bar` and the groups share no clip. Vectorised over pairs: an hour-long
+    score clears `bar`, the groups share no clip, and more than `fewest` groups remain. Vectorised over pairs: an hour-long
     recording in 10-minute chunks links a few hundred chunk speakers at once."""
     n = len(score)
     groups: list[list[int]] = [[i] for i in range(n)]
@@ -163,7 +164,7 @@ def _constrained_complete_linkage(score: np.ndarray, clips: np.ndarray, bar: flo
         allowed = alive[:, None] & alive[None, :] & ~(holds.astype(np.int32) @ holds.T.astype(np.int32)).astype(bool)
         candidates = np.where(allowed, worst, -np.inf)
         a, b = np.unravel_index(int(np.argmax(candidates)), candidates.shape) if n else (0, 0)
-        if n == 0 or candidates[a, b] < bar:
+        if n == 0 or candidates[a, b] < bar or alive.sum() <= fewest:
             return [groups[i] for i in range(n) if alive[i]]
         a, b = min(a, b), max(a, b)
         groups[a] += groups[b]

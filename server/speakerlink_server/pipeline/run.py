@@ -29,14 +29,15 @@ from speakerlink.v1 import speakerlink_pb2 as pb
 
 from speakerlink_server import errors
 from speakerlink_server.audio_format import SAMPLE_RATE
-from speakerlink_server.engines.base import Embedder, Hook, Segmenter, Transcriber, TranscriptionRequest
+from speakerlink_server.engines.base import CountBounds, Embedder, Hook, Segmenter, Transcriber, TranscriptionRequest
 from speakerlink_server.pipeline import audio
 from speakerlink_server.pipeline.activity import binarize, frame_grid, grid_runs, single_speaker_runs, speaker_count
 from speakerlink_server.pipeline.chunks import ChunkAnalysis, join_chunks
-from speakerlink_server.pipeline.clustering import ClusteringParams, CountBounds, cluster_windows, count_warning
+from speakerlink_server.pipeline.clustering import ClusteringParams, cluster_windows, count_warning
 from speakerlink_server.pipeline.linking import LocalSpeaker, global_voiceprints, link_speakers
 from speakerlink_server.pipeline.recognize import Voice, recognize
 from speakerlink_server.pipeline.reconstruct import TurnParams, frame_labels, label_frames, to_turns
+from speakerlink_server.pipeline.request import JobRequest
 from speakerlink_server.pipeline.segments import Turn, speech_seconds
 from speakerlink_server.pipeline.slots import SlotParams, assign_by_frames, attach, slot_spans, unassigned_slots
 from speakerlink_server.pipeline.voices import transcribed_speakers
@@ -94,7 +95,7 @@ class ClipAnalysis:
 
 def run_pipeline(
     clips: list[ClipInput],
-    options: pb.DiarizeOptions,
+    request: JobRequest,
     segmenter: Segmenter,
     embedder: Embedder,
     transcriber: Transcriber | None,
@@ -107,30 +108,27 @@ def run_pipeline(
     """Diarize and link the clips; speakers that match one of `voices` (enrolled with this
     embedder) get its name."""
     started = time.monotonic()
-    count = options.speakers
     stages, threads = (TRANSCRIBE_STAGES, transcriber.concurrency) if transcriber else (DIARIZE_STAGES, CLIP_THREADS)
     progress = _JobProgress(clips, stages, report, check_cancelled)
     if transcriber is None:
-        bounds = CountBounds(count.exact, count.min, count.max)
-        analyse = functools.partial(analyse_clip, bounds=bounds, segmenter=segmenter, embedder=embedder,
+        analyse = functools.partial(analyse_clip, bounds=request.speakers, segmenter=segmenter, embedder=embedder,
                                     chunk_seconds=chunk_seconds, max_seconds=max_clip_seconds)
     else:
-        request = TranscriptionRequest(options.language, count.exact, count.min, count.max)
-        analyse = functools.partial(transcribe_clip, request=request, transcriber=transcriber, embedder=embedder,
+        asked = TranscriptionRequest(request.language, request.speakers)
+        analyse = functools.partial(transcribe_clip, request=asked, transcriber=transcriber, embedder=embedder,
                                     chunk_seconds=chunk_seconds, max_seconds=max_clip_seconds, wait=progress.wait)
     with ThreadPoolExecutor(max_workers=min(threads, len(clips)), thread_name_prefix="speakerlink-clip") as pool:
         futures = [pool.submit(analyse, clip, stage=functools.partial(progress.stage, clip.index)) for clip in clips]
         analyses = progress.gather(futures)
     check_cancelled()
     report("link", 1.0 - LINK_SHARE, -1, f"linking speakers across {len(clips)} clips")
-    threshold = options.link_threshold if options.HasField("link_threshold") else embedder.link_threshold
     speakers = [s for a in analyses for s in a.speakers]
-    links = link_speakers(speakers, threshold, embedder.calibration)
+    links = link_speakers(speakers, request.link_threshold, embedder.calibration)
     result = assemble(clips, analyses, speakers, links)
-    if options.language and transcriber is None:
-        result.summary.warnings.append(f"language {errors.shorten(options.language)!r} was not used: "
+    if request.language and transcriber is None:
+        result.summary.warnings.append(f"language {errors.shorten(request.language)!r} was not used: "
                                        "only transcription takes a language, and this job was not transcribed")
-    result.summary.link_threshold = threshold
+    result.summary.link_threshold = request.link_threshold
     result.summary.engines.extend([transcriber.name, embedder.name] if transcriber else [segmenter.name, embedder.name])
     result.summary.processing_seconds = _ms(time.monotonic() - started)
     prints = global_voiceprints(speakers, links)
@@ -233,9 +231,9 @@ def analyse_clip(
     chunks: list[ChunkAnalysis] = []
     duration = 0.0
     stage("decode", f"decoding {clip.name}")
-    most = bounds.exact or bounds.max
-    # A chunk may hold fewer speakers than the recording: chunks get the count as a maximum only.
-    chunk_bounds = bounds if parts == 1 else CountBounds(max=most)
+    # A chunk may hold fewer speakers than the recording: chunks get the count as a maximum only,
+    # and the recording's count is met when they are joined.
+    chunk_bounds = bounds if parts == 1 else CountBounds(max_speakers=bounds.max_speakers)
     with contextlib.closing(audio.stream(clip.path, clip.index, clip.name, chunk_seconds, info, max_seconds)) as pieces:
         for offset, wav in pieces:
             part = functools.partial(stage, part=(min(len(chunks), parts - 1), parts))
@@ -246,8 +244,9 @@ def analyse_clip(
     if len(chunks) == 1:
         only = chunks[0]
         return ClipAnalysis(duration, only.turns, [replace(s, clip_index=clip.index) for s in only.speakers], only.warnings)
-    turns, speakers = join_chunks(clip.index, chunks, embedder.link_threshold, embedder.calibration, most)
-    return ClipAnalysis(duration, turns, speakers, [w for c in chunks for w in c.warnings])
+    turns, speakers = join_chunks(clip.index, chunks, embedder.link_threshold, embedder.calibration, bounds)
+    warnings = [w for c in chunks for w in c.warnings] + _count_warnings(clip.name, bounds, len(speakers))
+    return ClipAnalysis(duration, turns, speakers, warnings)
 
 
 def analyse_chunk(
@@ -288,9 +287,12 @@ def analyse_chunk(
     turns = to_turns(speaking, grid, offset, wav.size / SAMPLE_RATE, TURNS)
     speech = speech_seconds(turns, len(centroids))
     speakers = [LocalSpeaker(-1, i, centroid, float(speech[i])) for i, centroid in enumerate(centroids)]
-    warning = count_warning(bounds, len(centroids))
-    warnings = [f"{where}: {warning}"] if warning else []
-    return ChunkAnalysis(turns, speakers, warnings)
+    return ChunkAnalysis(turns, speakers, _count_warnings(where, bounds, len(centroids)))
+
+
+def _count_warnings(where: str, bounds: CountBounds, found: int) -> list[str]:
+    warning = count_warning(bounds, found)
+    return [f"{where}: {warning}"] if warning else []
 
 
 def transcribe_clip(

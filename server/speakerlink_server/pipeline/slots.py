@@ -17,9 +17,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from speakerlink_server.engines.base import Spans, unit_rows
+from speakerlink_server.engines.base import CountBounds, Spans, unit_rows
 from speakerlink_server.pipeline.activity import FrameGrid, grid_runs
-from speakerlink_server.pipeline.clustering import ClusteringParams, CountBounds, cluster_windows
+from speakerlink_server.pipeline.clustering import ClusteringParams, cluster_windows
 from speakerlink_server.pipeline.windows import sample_spans
 
 UNASSIGNED = -1
@@ -92,13 +92,13 @@ def attach(
             left.append(i)
     if not left:
         return assign, centroids
-    most = bounds.exact or bounds.max or np.inf
+    max_speakers = bounds.max_speakers or np.inf
     groups = cluster_windows(embeddings[left], CountBounds(), ClusteringParams(threshold, min_cluster_windows=1))
     frames = [set() for _ in groups.centroids]
     for i, g in zip(left, groups.labels, strict=True):
         frames[g].update(_frames(activity, grid, *slots[i]).tolist())
     for g in np.argsort([-len(f) for f in frames], kind="stable"):
-        if len(centroids) >= most or len(frames[g]) * grid.step < params.new_speaker_seconds:
+        if len(centroids) >= max_speakers or len(frames[g]) * grid.step < params.new_speaker_seconds:
             continue
         centroids = np.vstack([centroids, groups.centroids[g]])
         for i in np.array(left)[groups.labels == g]:
