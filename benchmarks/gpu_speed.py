@@ -37,7 +37,7 @@ from speakerlink_server.engines.base import CountBounds  # noqa: E402
 from speakerlink_server.engines.campplus import CamppEmbedder  # noqa: E402
 from speakerlink_server.engines.models.fbank import kaldi_fbank  # noqa: E402
 from speakerlink_server.engines.segmentation import Segmentation3  # noqa: E402
-from speakerlink_server.pipeline import run  # noqa: E402
+from speakerlink_server.pipeline import clip, run  # noqa: E402
 from speakerlink_server.pipeline.audio import decode  # noqa: E402
 from speakerlink_server.pipeline.chunks import join_chunks  # noqa: E402
 from speakerlink_server.pipeline.request import JobRequest  # noqa: E402
@@ -92,7 +92,7 @@ def decoded_job(audio: np.ndarray, segmenter, embedder) -> tuple[float, StageClo
     chunks = []
     for first in range(0, audio.size, chunk):
         stage = lambda name, message, part=(0, 1): (clock.report(name), lambda done, total: None)[1]  # noqa: E731
-        chunks.append(run.analyse_chunk(audio[first : first + chunk], first / SAMPLE_RATE, "hour", CountBounds(),
+        chunks.append(clip.analyse_chunk(audio[first : first + chunk], first / SAMPLE_RATE, "hour", CountBounds(),
                                         segmenter, embedder, stage))
     clock.report("link")
     join_chunks(0, chunks, embedder.link_threshold, embedder.calibration, CountBounds())

@@ -18,7 +18,7 @@ from speakerlink_server.engines.campplus import CamppEmbedder
 from speakerlink_server.engines.models.fbank import kaldi_fbank
 from speakerlink_server.engines.segmentation import Segmentation3
 from speakerlink_server.main import start_server
-from speakerlink_server.pipeline.run import analyse_chunk
+from speakerlink_server.pipeline.clip import analyse_chunk
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,9 @@ import numpy as np
 
 from speakerlink_server import errors
 from speakerlink_server.engines.base import Embedder, Segmenter
+from speakerlink_server.pipeline.clip import ClipInput
 from speakerlink_server.pipeline.request import JobRequest
-from speakerlink_server.pipeline.run import ClipInput, run_pipeline
+from speakerlink_server.pipeline.run import run_pipeline
 
 # CAM++ and TitaNet embeddings steady from a few seconds of speech (the linking of
 # libri-dev-linking holds with 3.3 s a side, benchmarks/QUALITY.md).

@@ -36,7 +36,8 @@ from speakerlink_server.capacity import WorkerSlots
 from speakerlink_server.config import ServerConfig
 from speakerlink_server.database import DatabaseUnavailable
 from speakerlink_server.engines.registry import Engines
-from speakerlink_server.pipeline.run import ClipInput, Report, run_pipeline
+from speakerlink_server.pipeline.clip import ClipInput
+from speakerlink_server.pipeline.run import Report, run_pipeline
 from speakerlink_server.store import JobRecord, JobStore
 from speakerlink_server.uploads import job_request, stored_path
 
