@@ -37,7 +37,7 @@ from speakerlink_server.config import ServerConfig
 from speakerlink_server.database import DatabaseUnavailable
 from speakerlink_server.engines.registry import Engines
 from speakerlink_server.pipeline.clip import ClipInput
-from speakerlink_server.pipeline.run import Report, run_pipeline
+from speakerlink_server.pipeline.run import DiarizationPipeline, Report
 from speakerlink_server.store import JobRecord, JobStore
 from speakerlink_server.uploads import job_request, stored_path
 
@@ -328,10 +328,11 @@ class JobManager:
             request = job_request(record.config.options, self._engines)
             embedder = self._engines.embedder(request.engine)
             transcriber = self._engines.transcriber if request.transcriber else None
-            diarized = run_pipeline(
-                clips, request, self._engines.segmenter, embedder, transcriber, report, check_cancelled, self._config.chunk_seconds,
-                self._config.max_clip_seconds, self._store.voiceprints(record.tenant, embedder.name) if request.recognize else (),
-            )
+            pipeline = DiarizationPipeline(self._engines.segmenter, embedder, transcriber=transcriber,
+                                           chunk_seconds=self._config.chunk_seconds,
+                                           max_clip_seconds=self._config.max_clip_seconds)
+            voices = self._store.voiceprints(record.tenant, embedder.name) if request.recognize else ()
+            diarized = pipeline.run(clips, request, report, check_cancelled, voices)
         except DatabaseUnavailable:
             raise
         except JobCancelled:

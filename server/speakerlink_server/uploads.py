@@ -141,7 +141,8 @@ def job_request(options: pb.DiarizeOptions, engines: Engines) -> JobRequest:
     count = options.speakers
     return JobRequest(
         engine=embedder.name,
-        link_threshold=options.link_threshold if options.HasField("link_threshold") else embedder.link_threshold,
+        link_threshold=(options.link_threshold if options.HasField("link_threshold")
+                        else embedder.default_parameters().linking.threshold),
         speakers=CountBounds(min_speakers=count.exact or count.min, max_speakers=count.exact or count.max),
         transcriber=transcriber.name if transcriber else "",
         recognize=not options.HasField("recognize") or options.recognize,

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from speakerlink_server.engines.base import Calibration, CountBounds, unit_rows
+from speakerlink_server.params import LinkingParams
 from speakerlink_server.pipeline.clustering import merge_to
 from speakerlink_server.pipeline.linking import LocalSpeaker, link_speakers
 from speakerlink_server.pipeline.segments import Turn
@@ -27,7 +28,7 @@ class ChunkAnalysis:
 
 
 def join_chunks(
-    clip_index: int, chunks: list[ChunkAnalysis], threshold: float, calibration: Calibration,
+    clip_index: int, chunks: list[ChunkAnalysis], params: LinkingParams, calibration: Calibration,
     bounds: CountBounds,
 ) -> tuple[list[Turn], list[LocalSpeaker]]:
     """The recording's turns and speakers, numbered by first appearance across the chunks.
@@ -40,7 +41,7 @@ def join_chunks(
     members = [
         LocalSpeaker(k, s.local_index, s.centroid, s.speech_seconds) for k, c in enumerate(chunks) for s in c.speakers
     ]
-    links = link_speakers(members, threshold, calibration, normalise=False, min_speakers=bounds.min_speakers)
+    links = link_speakers(members, params, calibration, normalise=False, min_speakers=bounds.min_speakers)
     of = {(m.clip_index, m.local_index): link.global_index for m, link in zip(members, links, strict=True)}
     if bounds.max_speakers:
         of = _cap(of, members, bounds.max_speakers)

@@ -23,25 +23,17 @@ import numpy as np
 from speakerlink_server import errors
 from speakerlink_server.audio_format import SAMPLE_RATE
 from speakerlink_server.engines.base import CountBounds, Embedder, Hook, Segmenter, Transcriber, TranscriptionRequest
+from speakerlink_server.params import PipelineParams
 from speakerlink_server.pipeline import audio
 from speakerlink_server.pipeline.activity import binarize, frame_grid, grid_runs, single_speaker_runs, speaker_count
 from speakerlink_server.pipeline.chunks import ChunkAnalysis, join_chunks
-from speakerlink_server.pipeline.clustering import ClusteringParams, cluster_windows, count_warning
+from speakerlink_server.pipeline.clustering import cluster_windows, count_warning
 from speakerlink_server.pipeline.linking import LocalSpeaker
-from speakerlink_server.pipeline.reconstruct import TurnParams, frame_labels, label_frames, to_turns
+from speakerlink_server.pipeline.reconstruct import frame_labels, label_frames, to_turns
 from speakerlink_server.pipeline.segments import Turn, speech_seconds
-from speakerlink_server.pipeline.slots import SlotParams, assign_by_frames, attach, slot_spans, unassigned_slots
+from speakerlink_server.pipeline.slots import assign_by_frames, attach, slot_spans, unassigned_slots
 from speakerlink_server.pipeline.voices import transcribed_speakers
-from speakerlink_server.pipeline.windows import WindowParams, centres, run_windows, sample_spans
-
-# The segmenter's 10 s windows slide by this many seconds: each frame is seen by two windows.
-# Identity comes from the embedder's short windows, so a finer step buys little and costs CPU
-# time in proportion: 2.5 s scored the same, 1 s 0.7 points better on ami-train and 1 point
-# worse on libri-dev-linking (benchmarks/QUALITY.md).
-STEP_S = 5.0
-WINDOWS = WindowParams()
-TURNS = TurnParams()
-SLOTS = SlotParams()
+from speakerlink_server.pipeline.windows import centres, run_windows, sample_spans
 
 
 @dataclass(frozen=True)
@@ -68,6 +60,7 @@ def analyse_clip(
     chunk_seconds: float,
     stage: Callable[..., Hook],
     max_seconds: float,
+    params: PipelineParams,
 ) -> ClipAnalysis:
     """Diarize one clip; a recording longer than chunk_seconds a chunk at a time (pipeline.chunks)."""
     info = audio.probe(clip.path, clip.index, clip.name)
@@ -83,12 +76,12 @@ def analyse_clip(
             part = functools.partial(stage, part=(min(len(chunks), parts - 1), parts))
             end = offset + wav.size / SAMPLE_RATE
             where = f"{clip.name} ({offset:.0f}-{end:.0f} s)" if parts > 1 else clip.name
-            chunks.append(analyse_chunk(wav, offset, where, chunk_bounds, segmenter, embedder, part))
+            chunks.append(analyse_chunk(wav, offset, where, chunk_bounds, segmenter, embedder, part, params))
             duration = end
     if len(chunks) == 1:
         only = chunks[0]
         return ClipAnalysis(duration, only.turns, [replace(s, clip_index=clip.index) for s in only.speakers], only.warnings)
-    turns, speakers = join_chunks(clip.index, chunks, embedder.link_threshold, embedder.calibration, bounds)
+    turns, speakers = join_chunks(clip.index, chunks, params.linking, embedder.calibration, bounds)
     warnings = [w for c in chunks for w in c.warnings] + _count_warnings(clip.name, bounds, len(speakers))
     return ClipAnalysis(duration, turns, speakers, warnings)
 
@@ -101,34 +94,35 @@ def analyse_chunk(
     segmenter: Segmenter,
     embedder: Embedder,
     stage: Callable[[str, str], Hook],
+    params: PipelineParams,
 ) -> ChunkAnalysis:
     """Diarize one stretch of audio; times come out shifted by offset."""
     hook = stage("segment", f"finding speech and overlap in {where}")
-    segmentation = segmenter.segment(wav, STEP_S, hook)
+    segmentation = segmenter.segment(wav, params.segmentation.step_seconds, hook)
     activity = binarize(segmentation)  # shape: (num_windows, num_frames, local_speakers)
     grid = frame_grid(segmentation)
     count = speaker_count(segmentation, grid)  # shape: (grid.size,)
     runs = single_speaker_runs(activity, grid, count)
-    windows = run_windows(runs, grid, WINDOWS)
+    windows = run_windows(runs, grid, params.windows)
     if not windows and (count > 0).any():  # too little speech for a window: one voice of what there is
         windows = grid_runs(count > 0)
         runs = windows
     hook = stage("embed", f"embedding {len(windows)} windows of {where}")
     embeddings = embedder.embed(wav, sample_spans(windows, grid), hook)  # shape: (num_windows, dim)
     hook = stage("cluster", f"clustering {where}")
-    clusters = cluster_windows(embeddings, bounds, ClusteringParams(embedder.cluster_threshold))
+    clusters = cluster_windows(embeddings, bounds, params.clustering)
     frame_label = frame_labels(runs, centres(windows), clusters.labels, grid.size)
     assign = assign_by_frames(activity, grid, frame_label, len(clusters.centroids))
-    slots = unassigned_slots(activity, grid, assign, SLOTS)
+    slots = unassigned_slots(activity, grid, assign, params.slots)
     centroids = clusters.centroids
     if slots:
         slot_embeddings = embedder.embed(wav, slot_spans(activity, grid, slots), hook)
         assign, centroids = attach(assign, slots, slot_embeddings, centroids, activity, grid, bounds,
-                                   embedder.cluster_threshold, SLOTS)
+                                   params.clustering.threshold, params.slots)
     speaking = label_frames(frame_label, assign, activity, grid, count, len(centroids))
     heard = speaking.any(axis=0)  # a new speaker may lose every frame to the others' votes
     speaking, centroids = speaking[:, heard], centroids[heard]
-    turns = to_turns(speaking, grid, offset, wav.size / SAMPLE_RATE, TURNS)
+    turns = to_turns(speaking, grid, offset, wav.size / SAMPLE_RATE, params.turns)
     speech = speech_seconds(turns, len(centroids))
     speakers = [LocalSpeaker(-1, i, centroid, float(speech[i])) for i, centroid in enumerate(centroids)]
     return ChunkAnalysis(turns, speakers, _count_warnings(where, bounds, len(centroids)))

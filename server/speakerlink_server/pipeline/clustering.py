@@ -1,7 +1,7 @@
 """Within-clip clustering of window embeddings, with an automatic speaker count.
 
 Average-linkage agglomerative clustering on cosine distance, cut where the average cosine
-between two groups falls below the embedder's `cluster_threshold`. Then clusters of fewer
+between two groups falls below the embedder's clustering threshold. Then clusters of fewer
 than `min_cluster_windows` windows (a cough, a window across a change of speaker) are folded
 into their nearest neighbour, where it is close enough (`fold_similarity`). A count asked for that this misses is met
 by merging the most similar clusters (too many) or cutting the same tree at the count (too
@@ -16,25 +16,12 @@ import numpy as np
 from scipy.cluster.hierarchy import fcluster, linkage
 
 from speakerlink_server.engines.base import CountBounds, unit_rows
+from speakerlink_server.params import ClusteringParams
 
 # Average linkage needs all pairwise distances: n^2/2 doubles, 64 MB for 4000 windows (an
 # hour of one-speaker speech at a 0.75 s hop... split in chunks of 10 minutes, so at most 800
 # a chunk). Beyond it an evenly spread subset is clustered and every window joins its nearest centroid.
 MAX_LINKAGE_WINDOWS = 4000
-
-
-@dataclass(frozen=True)
-class ClusteringParams:
-    threshold: float  # average cosine above which two groups of windows are one speaker
-    # Measured on ../shared/data (benchmarks/QUALITY.md): 3 windows at a 0.75 s hop is about
-    # 3 s of speech; 5 or more drop real speakers of libri-dev-linking.
-    min_cluster_windows: int = 3
-    # A small cluster folds into its nearest neighbour only if their centroids are this similar:
-    # a few windows unlike anyone else are a short speaker of their own (a meeting's quiet
-    # member), not a stray. Against folding them all: 0.1 gives ami-train 21.7 % against
-    # 22.1 % per clip; 0.2-0.3 give 20.4 %, but one of the open set's 4-reader clips then
-    # comes out with 5. libri-dev-linking is unchanged by all of them.
-    fold_similarity: float = 0.1
 
 
 @dataclass(frozen=True)

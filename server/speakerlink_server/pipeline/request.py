@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from speakerlink_server.engines.base import CountBounds, Embedder
+from speakerlink_server.engines.base import CountBounds
 
 
 @dataclass(frozen=True)
@@ -20,8 +20,3 @@ class JobRequest:
     transcriber: str = ""  # the transcriber's name; "" diarizes with the segmenter
     recognize: bool = True  # name speakers that match an enrolled voice
     language: str = ""  # for the transcriber; "" for its default
-
-    @classmethod
-    def defaults(cls, embedder: Embedder) -> JobRequest:
-        """A request that asks for nothing: enrollment's, and a benchmark's."""
-        return cls(engine=embedder.name, link_threshold=embedder.link_threshold)

@@ -11,9 +11,11 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from dataclasses import replace
 
 from speakerlink_server import errors
 from speakerlink_server.engines.base import Embedder, Hook, Segmenter, Transcriber, TranscriptionRequest
+from speakerlink_server.params import PipelineParams
 from speakerlink_server.pipeline.assemble import Diarized, Summary, assemble
 from speakerlink_server.pipeline.clip import ClipAnalysis, ClipInput, analyse_clip, transcribe_clip
 from speakerlink_server.pipeline.linking import global_voiceprints, link_speakers
@@ -39,46 +41,60 @@ Report = Callable[[str, float, int, str], None]
 """report(stage, fraction of the whole job done, clip index or -1, message)."""
 
 
-def run_pipeline(
-    clips: list[ClipInput],
-    request: JobRequest,
-    segmenter: Segmenter,
-    embedder: Embedder,
-    transcriber: Transcriber | None,
-    report: Report,
-    check_cancelled: Callable[[], None],
-    chunk_seconds: float,
-    max_clip_seconds: float,
-    voices: Sequence[Voice] = (),
-) -> Diarized:
-    """Diarize and link the clips; speakers that match one of `voices` (enrolled with this
-    embedder) get its name."""
-    started = time.monotonic()
-    stages, threads = (TRANSCRIBE_STAGES, transcriber.concurrency) if transcriber else (DIARIZE_STAGES, CLIP_THREADS)
-    progress = _JobProgress(clips, stages, report, check_cancelled)
-    if transcriber is None:
-        analyse = functools.partial(analyse_clip, bounds=request.speakers, segmenter=segmenter, embedder=embedder,
-                                    chunk_seconds=chunk_seconds, max_seconds=max_clip_seconds)
-    else:
-        asked = TranscriptionRequest(request.language, request.speakers)
-        analyse = functools.partial(transcribe_clip, request=asked, transcriber=transcriber, embedder=embedder,
-                                    chunk_seconds=chunk_seconds, max_seconds=max_clip_seconds, wait=progress.wait)
-    with ThreadPoolExecutor(max_workers=min(threads, len(clips)), thread_name_prefix="speakerlink-clip") as pool:
-        futures = [pool.submit(analyse, clip, stage=functools.partial(progress.stage, clip.index)) for clip in clips]
-        analyses = progress.gather(futures)
-    check_cancelled()
-    report("link", 1.0 - LINK_SHARE, -1, f"linking speakers across {len(clips)} clips")
-    speakers = [s for a in analyses for s in a.speakers]
-    links = link_speakers(speakers, request.link_threshold, embedder.calibration)
-    prints = global_voiceprints(speakers, links)
-    matches = recognize(prints, list(voices), embedder.link_threshold, embedder.calibration)
-    warnings: list[str] = []
-    if request.language and transcriber is None:
-        warnings.append(f"language {errors.shorten(request.language)!r} was not used: "
-                        "only transcription takes a language, and this job was not transcribed")
-    engines = [transcriber.name, embedder.name] if transcriber else [segmenter.name, embedder.name]
-    summary = Summary(request.link_threshold, engines, warnings, time.monotonic() - started)
-    return assemble(clips, analyses, speakers, links, prints, matches, summary)
+class DiarizationPipeline:
+    """The engines a job runs on and the parameters they run with.
+
+    Jobs, enrollment and recordings longer than a chunk all go through this one object. The
+    parameters are the embedder's own (Embedder.default_parameters) unless given; a request may
+    set only its link threshold. It holds nothing of a job's, so one may serve many.
+    """
+
+    def __init__(
+        self, segmenter: Segmenter, embedder: Embedder, params: PipelineParams | None = None, *,
+        transcriber: Transcriber | None = None, chunk_seconds: float, max_clip_seconds: float,
+    ) -> None:
+        self.segmenter, self.embedder, self.transcriber = segmenter, embedder, transcriber
+        self.params = params or embedder.default_parameters()
+        self.chunk_seconds, self.max_clip_seconds = chunk_seconds, max_clip_seconds
+
+    def default_request(self) -> JobRequest:
+        """A request that asks for nothing: enrollment's, and a benchmark's."""
+        return JobRequest(engine=self.embedder.name, link_threshold=self.params.linking.threshold)
+
+    def run(
+        self, clips: list[ClipInput], request: JobRequest, report: Report, check_cancelled: Callable[[], None],
+        voices: Sequence[Voice] = (),
+    ) -> Diarized:
+        """Diarize and link the clips; speakers that match one of `voices` (enrolled with this
+        embedder) get its name."""
+        started = time.monotonic()
+        segmenter, embedder, transcriber, params = self.segmenter, self.embedder, self.transcriber, self.params
+        stages, threads = (TRANSCRIBE_STAGES, transcriber.concurrency) if transcriber else (DIARIZE_STAGES, CLIP_THREADS)
+        progress = _JobProgress(clips, stages, report, check_cancelled)
+        limits = {"chunk_seconds": self.chunk_seconds, "max_seconds": self.max_clip_seconds}
+        if transcriber is None:
+            analyse = functools.partial(analyse_clip, bounds=request.speakers, segmenter=segmenter, embedder=embedder,
+                                        params=params, **limits)
+        else:
+            asked = TranscriptionRequest(request.language, request.speakers)
+            analyse = functools.partial(transcribe_clip, request=asked, transcriber=transcriber, embedder=embedder,
+                                        wait=progress.wait, **limits)
+        with ThreadPoolExecutor(max_workers=min(threads, len(clips)), thread_name_prefix="speakerlink-clip") as pool:
+            futures = [pool.submit(analyse, clip, stage=functools.partial(progress.stage, clip.index)) for clip in clips]
+            analyses = progress.gather(futures)
+        check_cancelled()
+        report("link", 1.0 - LINK_SHARE, -1, f"linking speakers across {len(clips)} clips")
+        speakers = [s for a in analyses for s in a.speakers]
+        links = link_speakers(speakers, replace(params.linking, threshold=request.link_threshold), embedder.calibration)
+        prints = global_voiceprints(speakers, links)
+        matches = recognize(prints, list(voices), params.recognition, embedder.calibration)
+        warnings: list[str] = []
+        if request.language and transcriber is None:
+            warnings.append(f"language {errors.shorten(request.language)!r} was not used: "
+                            "only transcription takes a language, and this job was not transcribed")
+        engines = [transcriber.name, embedder.name] if transcriber else [segmenter.name, embedder.name]
+        summary = Summary(request.link_threshold, engines, warnings, time.monotonic() - started)
+        return assemble(clips, analyses, speakers, links, prints, matches, summary)
 
 
 class _Aborted(Exception):
