@@ -3,15 +3,18 @@ the pipeline that speaks protobuf. Global labels are S1, S2, ... by first appear
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
 import numpy as np
 from speakerlink.v1 import speakerlink_pb2 as pb
 
+from speakerlink_server.params import PipelineParams
 from speakerlink_server.pipeline.clip import ClipAnalysis, ClipInput
 from speakerlink_server.pipeline.linking import Link, LocalSpeaker
 from speakerlink_server.pipeline.recognize import Match
+from speakerlink_server.pipeline.request import JobRequest
 from speakerlink_server.pipeline.segments import Turn
 
 
@@ -26,7 +29,8 @@ class Diarized:
 class Summary:
     """What the job used and met beyond the clips' own analyses."""
 
-    link_threshold: float
+    request: JobRequest
+    params: PipelineParams  # as used: linking.threshold is the request's
     engines: list[str]
     warnings: list[str]  # after the clips' own
     processing_seconds: float
@@ -79,10 +83,22 @@ def assemble(
     result.summary.clips = len(clips)
     result.summary.unique_speakers = count
     result.summary.audio_seconds = _ms(sum(a.duration for a in analyses))
-    result.summary.link_threshold = summary.link_threshold
+    result.summary.link_threshold = summary.request.link_threshold
     result.summary.engines.extend(summary.engines)
     result.summary.processing_seconds = _ms(summary.processing_seconds)
+    result.provenance.CopyFrom(provenance(summary.request, summary.params))
     return Diarized(result, {global_label(i): p for i, p in enumerate(prints)})
+
+
+def provenance(request: JobRequest, params: PipelineParams) -> pb.Provenance:
+    """The resolved request and every parameter, as faster-whisper's TranscriptionInfo records its options."""
+    out = pb.Provenance(request=pb.ResolvedRequest(
+        engine=request.engine, transcriber=request.transcriber, recognize=request.recognize,
+        link_threshold=request.link_threshold, min_speakers=request.speakers.min_speakers,
+        max_speakers=request.speakers.max_speakers, language=request.language,
+    ))
+    out.parameters.update(dataclasses.asdict(params))
+    return out
 
 
 def _ms(seconds: float) -> float:

@@ -85,7 +85,8 @@ class DiarizationPipeline:
         check_cancelled()
         report("link", 1.0 - LINK_SHARE, -1, f"linking speakers across {len(clips)} clips")
         speakers = [s for a in analyses for s in a.speakers]
-        links = link_speakers(speakers, replace(params.linking, threshold=request.link_threshold), embedder.calibration)
+        used = replace(params, linking=replace(params.linking, threshold=request.link_threshold))
+        links = link_speakers(speakers, used.linking, embedder.calibration)
         prints = global_voiceprints(speakers, links)
         matches = recognize(prints, list(voices), params.recognition, embedder.calibration)
         warnings: list[str] = []
@@ -93,7 +94,7 @@ class DiarizationPipeline:
             warnings.append(f"language {errors.shorten(request.language)!r} was not used: "
                             "only transcription takes a language, and this job was not transcribed")
         engines = [transcriber.name, embedder.name] if transcriber else [segmenter.name, embedder.name]
-        summary = Summary(request.link_threshold, engines, warnings, time.monotonic() - started)
+        summary = Summary(request, used, engines, warnings, time.monotonic() - started)
         return assemble(clips, analyses, speakers, links, prints, matches, summary)
 
 
