@@ -11,17 +11,25 @@ import numpy as np
 import pytest
 from speakerlink.v1 import speakerlink_pb2 as pb
 from speakerlink_server import errors
-from speakerlink_server.engines.base import Calibration, FrameTiming, Segmentation, Utterance
+from speakerlink_server.engines.base import Calibration, CountBounds, FrameTiming, Segmentation, Utterance
 from speakerlink_server.engines.retry import RetryPolicy, call_with_retries, retry_after_seconds
 from speakerlink_server.exporters import export, to_csv, to_rttm, to_srt, to_text, to_vtt
+from speakerlink_server.params import (
+    ClusteringParams,
+    LinkingParams,
+    RecognitionParams,
+    SlotParams,
+    TurnParams,
+    WindowParams,
+)
 from speakerlink_server.pipeline.activity import binarize, frame_grid, grid_runs, single_speaker_runs, speaker_count
-from speakerlink_server.pipeline.clustering import ClusteringParams, CountBounds, cluster_windows, count_warning
+from speakerlink_server.pipeline.clustering import cluster_windows, count_warning
 from speakerlink_server.pipeline.linking import LocalSpeaker, link_speakers
 from speakerlink_server.pipeline.recognize import Voice, recognize
-from speakerlink_server.pipeline.reconstruct import TurnParams, frame_labels, label_frames, to_turns
-from speakerlink_server.pipeline.slots import UNASSIGNED, SlotParams, assign_by_frames, attach, unassigned_slots
+from speakerlink_server.pipeline.reconstruct import frame_labels, label_frames, to_turns
+from speakerlink_server.pipeline.slots import UNASSIGNED, assign_by_frames, attach, unassigned_slots
 from speakerlink_server.pipeline.voices import MAX_MONOLOGUES, VOICE_SECONDS, voice_spans, without
-from speakerlink_server.pipeline.windows import WindowParams, run_windows, sample_spans
+from speakerlink_server.pipeline.windows import run_windows, sample_spans
 
 CALIBRATION = Calibration(slope=30.0, offset=-21.0)
 
@@ -38,6 +46,10 @@ def noisy(center: np.ndarray, count: int, spread: float, seed: int) -> np.ndarra
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
+def linking(threshold: float) -> LinkingParams:
+    return LinkingParams(threshold, small_job_margin=0.06, sure_margin=0.14)
+
+
 def speaker(clip: int, local: int, vector: np.ndarray) -> LocalSpeaker:
     return LocalSpeaker(clip, local, vector / np.linalg.norm(vector), 5.0)
 
@@ -45,7 +57,7 @@ def speaker(clip: int, local: int, vector: np.ndarray) -> LocalSpeaker:
 def test_linking_joins_the_same_voice_and_keeps_new_voices_apart() -> None:
     a, b, c, d = voices(4)
     speakers = [speaker(0, 0, a), speaker(0, 1, b), speaker(1, 0, a + 0.05 * c), speaker(1, 1, d)]
-    links = link_speakers(speakers, threshold=0.7, calibration=CALIBRATION)
+    links = link_speakers(speakers, linking(0.7), CALIBRATION)
     assert [link.global_index for link in links] == [0, 1, 0, 2]
     assert all(0.5 < link.confidence <= 1.0 for link in links)
     # The confidence is the calibrated probability: of one person for a link, of two for no link.
@@ -56,35 +68,35 @@ def test_linking_joins_the_same_voice_and_keeps_new_voices_apart() -> None:
 def test_cannot_link_two_speakers_of_one_clip() -> None:
     a = voices(1)[0]
     speakers = [speaker(0, 0, a), speaker(0, 1, a), speaker(1, 0, a)]
-    links = link_speakers(speakers, threshold=-1.0, calibration=CALIBRATION)
+    links = link_speakers(speakers, linking(-1.0), CALIBRATION)
     assert links[0].global_index != links[1].global_index
     assert len({link.global_index for link in links}) == 2
 
 
 def test_linking_nothing() -> None:
-    assert link_speakers([], 0.5, CALIBRATION) == []
+    assert link_speakers([], linking(0.5), CALIBRATION) == []
 
 
 def labels_of(windows: np.ndarray, bounds: CountBounds | None = None) -> list[int]:
-    return cluster_windows(windows, bounds or CountBounds(), ClusteringParams(0.5)).labels.tolist()
+    return cluster_windows(windows, bounds or CountBounds(), ClusteringParams(0.5, fold_similarity=0.1)).labels.tolist()
 
 
 def test_clustering_honours_counts() -> None:
     a, b, c = voices(3)
     windows = np.vstack([noisy(a, 20, 0.05, 1), noisy(b, 20, 0.05, 2), noisy(c, 20, 0.05, 3)])
     assert len(set(labels_of(windows))) == 3
-    assert len(set(labels_of(windows, CountBounds(exact=2)))) == 2
-    assert len(set(labels_of(windows, CountBounds(max=2)))) == 2
-    assert len(set(labels_of(windows[:20], CountBounds(min=2)))) == 2
+    assert len(set(labels_of(windows, CountBounds(2, 2)))) == 2
+    assert len(set(labels_of(windows, CountBounds(max_speakers=2)))) == 2
+    assert len(set(labels_of(windows[:20], CountBounds(min_speakers=2)))) == 2
     assert labels_of(windows[:0]) == []
 
 
 def test_a_count_the_audio_cannot_hold_is_a_warning() -> None:
     one = voices(1)[0][None]
-    clusters = cluster_windows(one, CountBounds(exact=3), ClusteringParams(0.5))
+    clusters = cluster_windows(one, CountBounds(3, 3), ClusteringParams(0.5, fold_similarity=0.1))
     assert clusters.labels.tolist() == [0]
-    assert "3 speakers were asked for" in count_warning(CountBounds(exact=3), len(clusters.centroids))
-    assert count_warning(CountBounds(max=3), 1) == ""
+    assert "3 speakers were asked for" in count_warning(CountBounds(3, 3), len(clusters.centroids))
+    assert count_warning(CountBounds(max_speakers=3), 1) == ""
 
 
 def test_a_few_stray_windows_fold_into_their_speaker_but_a_distinct_short_voice_stays() -> None:
@@ -139,7 +151,7 @@ def test_a_voice_heard_only_in_overlap_gets_a_speaker_never_its_windows_other_on
     a, b, c = voices(3)
 
     def attached(voice: np.ndarray, centroids: np.ndarray, most: int = 0) -> tuple[list, int]:
-        found, cents = attach(assign, slots, voice[None], centroids, activity, grid, CountBounds(max=most), 0.5,
+        found, cents = attach(assign, slots, voice[None], centroids, activity, grid, CountBounds(max_speakers=most), 0.5,
                               SlotParams())
         return found.tolist(), len(cents)
 
@@ -259,11 +271,11 @@ def test_recognition_gives_each_voice_to_one_speaker_who_was_heard_enough() -> N
     ann, bob = Voice("Ann", unit(1, 0, 0), 10.0), Voice("Bob", unit(0, 1, 0), 10.0)
     calibration = Calibration(slope=66.4, offset=-29.6)
     prints = [(unit(1, 0.3, 0), 5.0), (unit(1, 0.1, 0), 5.0), (unit(0, 0, 1), 5.0), (unit(0, 1, 0.1), 1.0)]
-    matches = recognize(prints, [ann, bob], 0.6, calibration)
+    matches = recognize(prints, [ann, bob], RecognitionParams(0.65), calibration)
     # Ann goes to the closer of her two look-alikes only; a stranger and a 1 s speaker stay unnamed.
     assert [m.name if m else None for m in matches] == [None, "Ann", None, None]
     assert matches[1].score > 0.99
-    assert recognize(prints, [], 0.6, calibration) == [None] * 4
+    assert recognize(prints, [], RecognitionParams(0.65), calibration) == [None] * 4
 
 
 def test_hostile_clip_names_make_safe_file_names_and_inert_csv_cells() -> None:

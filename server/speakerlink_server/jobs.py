@@ -35,10 +35,11 @@ from speakerlink_server.capacity import WorkerSlots
 from speakerlink_server.config import ServerConfig
 from speakerlink_server.database import DatabaseUnavailable
 from speakerlink_server.engines.registry import Engines
-from speakerlink_server.pipeline.run import ClipInput, Report, run_pipeline
+from speakerlink_server.pipeline.clip import ClipInput
+from speakerlink_server.pipeline.run import DiarizationPipeline, Report
 from speakerlink_server.store import Store
 from speakerlink_server.store.jobs import JobRecord
-from speakerlink_server.uploads import stored_path
+from speakerlink_server.uploads import job_request, stored_path
 
 log = logging.getLogger(__name__)
 WAKE_S = 1.0  # how often a waiting stream checks that its client is still there
@@ -321,14 +322,14 @@ class JobManager:
         try:
             if not self._audio.fetch(job_id, [clip.path for clip in clips]):
                 raise errors.job_interrupted()
-            options = record.config.options
-            embedder = self._engines.embedder(options.engine)
-            transcriber = self._engines.transcriber_for(options)
-            recognizing = not options.HasField("recognize") or options.recognize
-            diarized = run_pipeline(
-                clips, options, self._engines.segmenter, embedder, transcriber, report, check_cancelled, self._config.chunk_seconds,
-                self._config.max_clip_seconds, self._store.voices.voiceprints(record.tenant, embedder.name) if recognizing else (),
-            )
+            request = job_request(record.config.options, self._engines)
+            embedder = self._engines.embedder(request.engine)
+            transcriber = self._engines.transcriber if request.transcriber else None
+            pipeline = DiarizationPipeline(self._engines.segmenter, embedder, transcriber=transcriber,
+                                           chunk_seconds=self._config.chunk_seconds,
+                                           max_clip_seconds=self._config.max_clip_seconds)
+            voices = self._store.voices.voiceprints(record.tenant, embedder.name) if request.recognize else ()
+            diarized = pipeline.run(clips, request, report, check_cancelled, voices)
         except DatabaseUnavailable:
             raise
         except JobCancelled:

@@ -76,7 +76,7 @@ class SpeakerlinkServicer(pb_grpc.SpeakerlinkServicer):
                 max_clip_seconds=c.max_clip_seconds, max_job_seconds=c.max_job_seconds, max_speakers=MAX_SPEAKERS,
             ),
             formats=c.formats,
-            default_link_threshold=self._engines.embedder("auto").link_threshold,
+            default_link_threshold=self._engines.embedder("auto").default_parameters().linking.threshold,
             quota=self._quota(context),
         )
 
