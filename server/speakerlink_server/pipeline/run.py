@@ -99,13 +99,14 @@ class DiarizationPipeline:
 
 
 class _Aborted(Exception):
-    """Another clip of the job failed; this one stops at its next stage."""
+    """Another clip of the job failed; this one stops at its next check, between batches."""
 
 
 class _JobProgress:
     """Job-wide progress from every clip's current stage, for clips analysed side by side.
 
-    It also stops the other clips at their next stage when one fails or the job is cancelled.
+    It also stops the other clips at their next check (each stage's start and each of its batches)
+    when one fails or the job is cancelled.
     """
 
     def __init__(
