@@ -11,6 +11,7 @@ test: .venv/.installed-dev
 	.venv/bin/python -m pytest
 
 bench: .venv/.installed-dev
+	.venv/bin/python examples/sample_clips.py samples >/dev/null
 	.venv/bin/python benchmarks/realtime_factor.py
 	.venv/bin/python benchmarks/upload_memory.py
 	.venv/bin/python benchmarks/tls_cost.py
@@ -18,6 +19,8 @@ bench: .venv/.installed-dev
 	.venv/bin/python benchmarks/kill_recovery.py
 	.venv/bin/python benchmarks/truncation.py
 	.venv/bin/python benchmarks/fuzz.py
+	.venv/bin/python benchmarks/enrollment_load.py
+	.venv/bin/python benchmarks/web_tokens.py
 	.venv/bin/python benchmarks/quality.py
 	.venv/bin/python benchmarks/recognition.py
 	.venv/bin/python benchmarks/long_recording.py

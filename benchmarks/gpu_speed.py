@@ -31,16 +31,15 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "server"), str(ROOT / "client")]
-from speakerlink.v1 import speakerlink_pb2 as pb  # noqa: E402
 from speakerlink_server.audio_format import SAMPLE_RATE  # noqa: E402
 from speakerlink_server.engines import weights  # noqa: E402
+from speakerlink_server.engines.base import CountBounds  # noqa: E402
 from speakerlink_server.engines.campplus import CamppEmbedder  # noqa: E402
 from speakerlink_server.engines.models.fbank import kaldi_fbank  # noqa: E402
 from speakerlink_server.engines.segmentation import Segmentation3  # noqa: E402
-from speakerlink_server.pipeline import run  # noqa: E402
+from speakerlink_server.pipeline import clip, run  # noqa: E402
 from speakerlink_server.pipeline.audio import decode  # noqa: E402
 from speakerlink_server.pipeline.chunks import join_chunks  # noqa: E402
-from speakerlink_server.pipeline.clustering import CountBounds  # noqa: E402
 
 
 def real_speech(audio: str | None) -> np.ndarray:
@@ -76,8 +75,8 @@ class StageClock:
 def whole_job(path: Path, segmenter, embedder) -> tuple[float, StageClock]:
     clock = StageClock()
     started = time.perf_counter()
-    run.run_pipeline([run.ClipInput(0, path.name, path, 1.0)], pb.DiarizeOptions(), segmenter, embedder, None,
-                     clock.report, lambda: None, 600.0, math.inf)
+    pipeline = run.DiarizationPipeline(segmenter, embedder, chunk_seconds=600.0, max_clip_seconds=math.inf)
+    pipeline.run([clip.ClipInput(0, path.name, path, 1.0)], pipeline.default_request(), clock.report, lambda: None)
     if torch.cuda.is_available():
         torch.cuda.synchronize()
     clock.close()
@@ -90,12 +89,13 @@ def decoded_job(audio: np.ndarray, segmenter, embedder) -> tuple[float, StageClo
     started = time.perf_counter()
     chunk = 600 * SAMPLE_RATE
     chunks = []
+    params = embedder.default_parameters()
     for first in range(0, audio.size, chunk):
         stage = lambda name, message, part=(0, 1): (clock.report(name), lambda done, total: None)[1]  # noqa: E731
-        chunks.append(run.analyse_chunk(audio[first : first + chunk], first / SAMPLE_RATE, "hour", CountBounds(),
-                                        segmenter, embedder, stage))
+        chunks.append(clip.analyse_chunk(audio[first : first + chunk], first / SAMPLE_RATE, "hour", CountBounds(),
+                                        segmenter, embedder, stage, params))
     clock.report("link")
-    join_chunks(0, chunks, embedder.link_threshold, embedder.calibration)
+    join_chunks(0, chunks, params.linking, embedder.calibration, CountBounds())
     if torch.cuda.is_available():
         torch.cuda.synchronize()
     clock.close()

@@ -25,11 +25,11 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from speakerlink.v1 import speakerlink_pb2 as pb  # noqa: E402
 from speakerlink_server.engines import weights  # noqa: E402
 from speakerlink_server.engines.campplus import CamppEmbedder  # noqa: E402
 from speakerlink_server.engines.segmentation import Segmentation3  # noqa: E402
-from speakerlink_server.pipeline import recognize, run  # noqa: E402
+from speakerlink_server.pipeline import run  # noqa: E402
+from speakerlink_server.pipeline.clip import ClipInput  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 ENROLLED = 120
@@ -37,8 +37,8 @@ ENROLLED = 120
 
 def voiceprint(path: Path, segmenter: Segmentation3, embedder: CamppEmbedder) -> tuple[np.ndarray, float] | None:
     """The main speaker's (voiceprint, speech seconds) of a one-clip job, or None without speech."""
-    diarized = run.run_pipeline([run.ClipInput(0, path.name, path, 1.0)], pb.DiarizeOptions(), segmenter, embedder,
-                                None, lambda *_: None, lambda: None, 600.0, 3600.0)
+    pipeline = run.DiarizationPipeline(segmenter, embedder, chunk_seconds=600.0, max_clip_seconds=3600.0)
+    diarized = pipeline.run([ClipInput(0, path.name, path, 1.0)], pipeline.default_request(), lambda *_: None, lambda: None)
     return max(diarized.voiceprints.values(), key=lambda p: p[1], default=None)
 
 
@@ -61,6 +61,7 @@ def main(bars: list[float]) -> None:
     torch.set_num_threads(2)
     segmenter = Segmentation3(weights.load_state(weights.SEGMENTATION, "")[0], "cpu")
     embedder = CamppEmbedder(weights.load_state(weights.CAMPPLUS, "")[0], "cpu")
+    least = embedder.default_parameters().recognition.min_speech_seconds
     started = time.monotonic()
     found = halves(DATA / "librispeech-train-clean-100", segmenter, embedder)
     readers = sorted(found)
@@ -69,7 +70,7 @@ def main(bars: list[float]) -> None:
     speech = np.array([[found[r][0][1], found[r][1][1]] for r in readers])
     cosine = first @ second.T
     print(f"{len(readers)} readers with speech in both halves ({time.monotonic() - started:.0f} s)")
-    for floor in (0.0, recognize.MIN_SPEECH_SECONDS):
+    for floor in (0.0, least):
         heard = (speech[:, 0] >= floor)[:, None] & (speech[:, 1] >= floor)[None, :]
         same = np.diag(cosine)[np.diag(heard)]
         different = cosine[heard & ~np.eye(len(readers), dtype=bool)]
@@ -83,7 +84,7 @@ def main(bars: list[float]) -> None:
     order = [i for i in np.random.default_rng(0).permutation(len(readers)) if readers[i] not in linked]
     enrolled, others = order[:ENROLLED], [i for i in range(len(readers)) if i not in set(order[:ENROLLED])]
     for bar in bars:
-        for floor in (0.0, recognize.MIN_SPEECH_SECONDS):
+        for floor in (0.0, least):
             voices = [i for i in enrolled if speech[i, 0] >= floor]
             scores = first[voices] @ second.T
             strangers = [j for j in others if speech[j, 1] >= floor]

@@ -137,6 +137,7 @@ def test_eval_in_process_prints_a_table(samples) -> None:
     lines = proc.stdout.splitlines()
     assert lines[0].split() == ["clip", "ref", "hyp", "DER", "JER"] and lines[1].split()[:3] == ["call", "2", "2"]
     assert any(line.startswith("global DER") for line in lines) and any(line.startswith("real-time factor") for line in lines)
+    assert "exact in 1 of 1 clip," in proc.stdout and "0 false merges, 0 false splits" in proc.stdout
 
 
 def test_eval_refuses_clips_the_reference_does_not_cover(server, samples, tmp_path: Path) -> None:

@@ -3,30 +3,32 @@
 from __future__ import annotations
 
 import numpy as np
-from speakerlink_server.pipeline.clustering import ClusteringParams, CountBounds, cluster_windows, count_warning
+from speakerlink_server.engines.base import CountBounds
+from speakerlink_server.params import ClusteringParams
+from speakerlink_server.pipeline.clustering import cluster_windows, count_warning
 from toy_embeddings import noisy, voices
 
 
 def labels_of(windows: np.ndarray, bounds: CountBounds | None = None) -> list[int]:
-    return cluster_windows(windows, bounds or CountBounds(), ClusteringParams(0.5)).labels.tolist()
+    return cluster_windows(windows, bounds or CountBounds(), ClusteringParams(0.5, fold_similarity=0.1)).labels.tolist()
 
 
 def test_clustering_honours_counts() -> None:
     a, b, c = voices(3)
     windows = np.vstack([noisy(a, 20, 0.05, 1), noisy(b, 20, 0.05, 2), noisy(c, 20, 0.05, 3)])
     assert len(set(labels_of(windows))) == 3
-    assert len(set(labels_of(windows, CountBounds(exact=2)))) == 2
-    assert len(set(labels_of(windows, CountBounds(max=2)))) == 2
-    assert len(set(labels_of(windows[:20], CountBounds(min=2)))) == 2
+    assert len(set(labels_of(windows, CountBounds(2, 2)))) == 2
+    assert len(set(labels_of(windows, CountBounds(max_speakers=2)))) == 2
+    assert len(set(labels_of(windows[:20], CountBounds(min_speakers=2)))) == 2
     assert labels_of(windows[:0]) == []
 
 
 def test_a_count_the_audio_cannot_hold_is_a_warning() -> None:
     one = voices(1)[0][None]
-    clusters = cluster_windows(one, CountBounds(exact=3), ClusteringParams(0.5))
+    clusters = cluster_windows(one, CountBounds(3, 3), ClusteringParams(0.5, fold_similarity=0.1))
     assert clusters.labels.tolist() == [0]
-    assert "3 speakers were asked for" in count_warning(CountBounds(exact=3), len(clusters.centroids))
-    assert count_warning(CountBounds(max=3), 1) == ""
+    assert "3 speakers were asked for" in count_warning(CountBounds(3, 3), len(clusters.centroids))
+    assert count_warning(CountBounds(max_speakers=3), 1) == ""
 
 
 def test_a_few_stray_windows_fold_into_their_speaker_but_a_distinct_short_voice_stays() -> None:

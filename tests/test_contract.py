@@ -13,8 +13,9 @@ import pytest
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.rpc import status_pb2
 from grpc_reflection.v1alpha import reflection_pb2
-from speakerlink import Client, FailedPreconditionError, InvalidInputError
+from speakerlink import AsyncClient, Client, FailedPreconditionError, InvalidInputError, NotFoundError
 from speakerlink.errors import error_from_rpc
+from speakerlink.options import EXPORT_FORMATS
 from speakerlink.v1 import speakerlink_pb2 as pb
 from speakerlink.v1 import speakerlink_pb2_grpc as pb_grpc
 
@@ -141,6 +142,39 @@ def test_invalid_requests_carry_the_hints_of_their_own_call(server) -> None:
         assert err.code == "INVALID_CONFIG" and err.troubleshooting and err.recovery
         assert "first message" not in err.describe() and "speakerlink info" not in err.describe(), err.describe()
     assert "RTTM" in failures[2].troubleshooting[0]
+
+
+def test_the_server_exports_exactly_the_formats_the_sdk_names() -> None:
+    """One list (speakerlink.options.EXPORT_FORMATS) for the server, the CLI and the web page:
+    each format in it has an exporter, and no exporter is left out of it."""
+    from speakerlink_server.exporters import EXPORTERS, SUBTITLES
+
+    assert sorted(EXPORTERS.keys() | SUBTITLES.keys()) == sorted(EXPORT_FORMATS.values())
+    assert len(EXPORTERS.keys() | SUBTITLES.keys()) == len(EXPORTERS) + len(SUBTITLES)
+
+
+def test_a_refused_call_keeps_its_grpc_cause(client: Client, server, samples) -> None:
+    """Both clients chain the typed error to the grpc.RpcError it stands for, in short calls
+    and in streams, so the status and trailers stay at hand for whoever debugs it."""
+    import asyncio
+
+    unknown = uuid.uuid4().hex
+    refused = []
+    for call in (lambda: client.get_result(unknown), lambda: list(client.watch(unknown)),
+                 lambda: client.diarize([samples["call.mp3"]], engine="no-such-engine")):
+        with pytest.raises((NotFoundError, InvalidInputError)) as info:
+            call()
+        refused.append(info.value)
+
+    async def refused_async() -> NotFoundError:
+        async with AsyncClient(server.config.address, timeout=30) as aio:
+            with pytest.raises(NotFoundError) as info:
+                await aio.get_result(unknown)
+            return info.value
+
+    refused.append(asyncio.run(refused_async()))
+    assert all(isinstance(err.__cause__, grpc.RpcError) and err.__cause__.code() == err.status for err in refused)
+    assert isinstance(refused[-1].__cause__, grpc.aio.AioRpcError)
 
 
 @pytest.mark.parametrize(("options", "named"), [

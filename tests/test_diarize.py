@@ -11,6 +11,7 @@ from pathlib import Path
 import grpc
 import pytest
 from conftest import make_config, start_server
+from google.protobuf import json_format
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from speakerlink import Client, NotFoundError
@@ -138,9 +139,25 @@ def test_get_result_and_watch_after_the_end(client: Client, finished) -> None:
     assert len(events) == 1 and events[0].result == result
 
 
+def test_the_result_says_what_produced_it(client: Client, finished) -> None:
+    result, _ = finished
+    asked = result.provenance.request
+    assert (asked.engine, asked.transcriber, asked.recognize, asked.language) == ("campplus", "", True, "")
+    assert asked.link_threshold == pytest.approx(0.6) and (asked.min_speakers, asked.max_speakers) == (0, 0)
+    params = json_format.MessageToDict(result.provenance.parameters)
+    assert params["clustering"] == {"threshold": 0.35, "fold_similarity": 0.1, "min_cluster_windows": 3}
+    assert params["linking"]["threshold"] == 0.6 and params["segmentation"] == {"step_seconds": 5.0}
+    assert set(params) == {"segmentation", "windows", "clustering", "slots", "turns", "linking", "recognition"}
+    exported = json.loads(client.export(result.job_id, "json").content)["provenance"]
+    assert exported["request"]["engine"] == "campplus" and exported["parameters"] == params
+
+
 def test_speaker_count_options(client: Client, samples) -> None:
-    result = client.diarize([samples["meeting.wav"]], num_speakers=2)
+    result = client.diarize([samples["meeting.wav"]], num_speakers=2, link_threshold=0.5)
     assert len(result.clips[0].speakers) == 2
+    asked = result.provenance.request
+    assert (asked.min_speakers, asked.max_speakers) == (2, 2) and asked.link_threshold == pytest.approx(0.5)
+    assert json_format.MessageToDict(result.provenance.parameters)["linking"]["threshold"] == pytest.approx(0.5)
     result = client.diarize([samples["meeting.wav"]], max_speakers=1)
     assert len(result.clips[0].speakers) == 1
     result = client.diarize([samples["call.mp3"]], min_speakers=3)
@@ -199,7 +216,7 @@ def test_m4a_is_accepted(client: Client, samples, tmp_path: Path) -> None:
 
 def test_delete_removes_result_and_files(client: Client, server, samples) -> None:
     result = client.diarize([samples["call.mp3"]])
-    job_dir = server.jobs.job_dir(result.job_id)
+    job_dir = server.config.jobs_dir / result.job_id
     assert client.delete(result.job_id)
     assert not job_dir.exists()
     with pytest.raises(NotFoundError) as info:

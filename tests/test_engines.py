@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -13,13 +14,14 @@ import sample_clips
 import soundfile as sf
 import torch
 from conftest import ROOT, SharedModels, make_config
-from speakerlink_server.engines import weights
+from speakerlink_server.engines import campplus, titanet, weights
+from speakerlink_server.engines.base import CountBounds
 from speakerlink_server.engines.campplus import CamppEmbedder
 from speakerlink_server.engines.models.fbank import kaldi_fbank
 from speakerlink_server.engines.segmentation import Segmentation3
 from speakerlink_server.main import start_server
-from speakerlink_server.pipeline.clustering import CountBounds
-from speakerlink_server.pipeline.run import analyse_chunk
+from speakerlink_server.params import ClusteringParams, LinkingParams, RecognitionParams
+from speakerlink_server.pipeline.clip import analyse_chunk
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +73,7 @@ def two_voices(overlap_s: float) -> tuple[np.ndarray, tuple[float, float]]:
 def test_a_mixed_stretch_of_two_voices_comes_out_with_both(engines) -> None:
     mix, (first, last) = two_voices(overlap_s=2.5)
     noop = lambda *_: (lambda done, total: None)  # noqa: E731
-    chunk = analyse_chunk(mix, 0.0, "mix", CountBounds(), *engines, noop)
+    chunk = analyse_chunk(mix, 0.0, "mix", CountBounds(), *engines, noop, engines[1].default_parameters())
     assert len(chunk.speakers) == 2
     middle = (first + last) / 2
     speaking = {t.speaker for t in chunk.turns if t.start <= middle - 0.5 and t.end >= middle + 0.5}
@@ -134,3 +136,16 @@ def test_fp16_is_used_where_it_stays_within_cosine_0_9999_of_fp32(on_cuda) -> No
     cosine = torch.nn.functional.cosine_similarity(embedder._infer(feats, False), embedder._infer(feats, True))
     assert cosine.min() >= 0.9999
     assert embedder.half and "fp32" in segmenter.describe()
+
+
+def test_each_embedder_states_every_parameter_on_its_cosine_scale() -> None:
+    """A cosine means different things on CAM++'s scale and TitaNet's: no such parameter has a
+    default one engine could inherit from another's measurements."""
+    cosine_fields = {"ClusteringParams": {"threshold", "fold_similarity"},
+                     "LinkingParams": {"threshold", "small_job_margin", "sure_margin"},
+                     "RecognitionParams": {"threshold"}}
+    for params in (ClusteringParams, LinkingParams, RecognitionParams):
+        required = {f.name for f in dataclasses.fields(params) if f.default is dataclasses.MISSING}
+        assert required == cosine_fields[params.__name__]
+    for params, thresholds in ((campplus.PARAMETERS, (0.35, 0.6, 0.65)), (titanet.PARAMETERS, (0.7, 0.7, 0.75))):
+        assert (params.clustering.threshold, params.linking.threshold, params.recognition.threshold) == thresholds

@@ -138,7 +138,7 @@ def test_results_expire_after_the_ttl(tmp_path: Path, samples) -> None:
                 assert time.monotonic() < ended + 30, "the result never expired"
                 time.sleep(0.2)
             assert time.monotonic() - ended > 0.5
-        assert not running.jobs.job_dir(job_id).exists()
+        assert not (running.config.jobs_dir / job_id).exists()
     finally:
         running.stop(grace=0.5)
 

@@ -5,10 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from speakerlink_server.engines.base import Calibration
+from speakerlink_server.params import LinkingParams
 from speakerlink_server.pipeline.linking import LocalSpeaker, link_speakers
 from toy_embeddings import voices
 
 CALIBRATION = Calibration(slope=30.0, offset=-21.0)
+
+
+def linking(threshold: float) -> LinkingParams:
+    return LinkingParams(threshold, small_job_margin=0.06, sure_margin=0.14)
 
 
 def speaker(clip: int, local: int, vector: np.ndarray) -> LocalSpeaker:
@@ -18,7 +23,7 @@ def speaker(clip: int, local: int, vector: np.ndarray) -> LocalSpeaker:
 def test_linking_joins_the_same_voice_and_keeps_new_voices_apart() -> None:
     a, b, c, d = voices(4)
     speakers = [speaker(0, 0, a), speaker(0, 1, b), speaker(1, 0, a + 0.05 * c), speaker(1, 1, d)]
-    links = link_speakers(speakers, threshold=0.7, calibration=CALIBRATION)
+    links = link_speakers(speakers, linking(0.7), CALIBRATION)
     assert [link.global_index for link in links] == [0, 1, 0, 2]
     assert all(0.5 < link.confidence <= 1.0 for link in links)
     # The confidence is the calibrated probability: of one person for a link, of two for no link.
@@ -29,10 +34,10 @@ def test_linking_joins_the_same_voice_and_keeps_new_voices_apart() -> None:
 def test_cannot_link_two_speakers_of_one_clip() -> None:
     a = voices(1)[0]
     speakers = [speaker(0, 0, a), speaker(0, 1, a), speaker(1, 0, a)]
-    links = link_speakers(speakers, threshold=-1.0, calibration=CALIBRATION)
+    links = link_speakers(speakers, linking(-1.0), CALIBRATION)
     assert links[0].global_index != links[1].global_index
     assert len({link.global_index for link in links}) == 2
 
 
 def test_linking_nothing() -> None:
-    assert link_speakers([], 0.5, CALIBRATION) == []
+    assert link_speakers([], linking(0.5), CALIBRATION) == []

@@ -79,3 +79,25 @@ def test_a_speaker_count_holds_for_the_whole_recording(chunking_server: RunningS
     report = score(read_rttm(rttm), hypothesis_of(result), {"all": (0.0, result.clips[0].duration_seconds)})
     assert report.hyp_speakers == 5 and report.global_der <= 0.05
     assert fewer.summary.unique_speakers == 4
+
+
+def test_a_minimum_and_an_exact_count_hold_across_chunks(chunking_server: RunningServer, long_recording) -> None:
+    """Chunks are clustered with the maximum only; the minimum and the exact count are met
+    when the chunks are joined, as in a short clip."""
+    path, _ = long_recording
+    with Client(chunking_server.config.address, timeout=120) as client:
+        at_least = client.diarize([path], min_speakers=6)
+        exactly = client.diarize([path], num_speakers=6)
+    assert at_least.summary.unique_speakers == exactly.summary.unique_speakers == 6
+    assert not at_least.summary.warnings and not exactly.summary.warnings
+
+
+def test_a_count_the_recording_cannot_hold_is_warned_about(chunking_server: RunningServer, long_recording) -> None:
+    path, _ = long_recording
+    with Client(chunking_server.config.address, timeout=120) as client:
+        result = client.diarize([path], num_speakers=30)
+    found = result.summary.unique_speakers
+    assert 5 <= found < 30
+    assert list(result.summary.warnings) == [
+        f"all.wav: 30 speakers were asked for, but the audio holds speech enough to tell apart only {found}"
+    ]

@@ -18,74 +18,95 @@ from postgres import Cluster
 from speakerlink import Client, SpeakerlinkError, UnavailableError
 from speakerlink.v1 import speakerlink_pb2 as pb
 from speakerlink_server.audio_store import CHUNK_BYTES, DatabaseAudio
+from speakerlink_server.auth import Tenants
 from speakerlink_server.database import MIGRATIONS, open_database
 from speakerlink_server.main import StartupError
-from speakerlink_server.store import JobStore, NameTaken
+from speakerlink_server.quotas import Quota, Quotas
+from speakerlink_server.store import Store
+from speakerlink_server.store.voices import NameTaken
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[JobStore]:
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     url = request.getfixturevalue("postgres") if request.param == "postgresql" else ""
-    opened = JobStore(open_database(url, tmp_path / "jobs.sqlite3"))
+    opened = Store.over(open_database(url, tmp_path / "jobs.sqlite3"))
     yield opened
     opened.close()
 
 
-def test_the_store_behaves_alike_on_both_databases(store: JobStore) -> None:
+def test_the_store_behaves_alike_on_both_databases(store: Store) -> None:
+    jobs, leases, voices = store.jobs, store.leases, store.voices
     config = pb.DiarizeConfig(clips=[pb.ClipManifest(name="a.wav", size_bytes=3)])
     ids = [f"{n:032x}" for n in range(3)]
     for job_id in ids:
-        store.create(job_id, config, 60, "acme")
-    store.create("f" * 32, config, 60, "globex")
-    assert store.get(ids[0]).config == config and store.get(ids[0]).tenant == "acme"
-    first = store.newest("acme", 2)
+        jobs.create(job_id, config, 60, "acme")
+    jobs.create("f" * 32, config, 60, "globex")
+    assert jobs.get(ids[0]).config == config and jobs.get(ids[0]).tenant == "acme"
+    first = jobs.newest("acme", 2)
     assert [r.job_id for r in first] == [ids[2], ids[1]]
-    assert [r.job_id for r in store.newest("acme", 2, (first[-1].created_at, first[-1].job_id))] == [ids[0]]
-    assert store.queue_position(ids[2]) == 2 and store.queued_total() == 4
+    assert [r.job_id for r in jobs.newest("acme", 2, (first[-1].created_at, first[-1].job_id))] == [ids[0]]
+    assert jobs.queue_position(ids[2]) == 2 and jobs.queued_total() == 4
 
     # Work under leases: the oldest job first; a lapsed lease is taken over, and only the
     # holder's writes land, once.
     vector = np.array([0.6, 0.8, 0.0])
-    taken = store.claim("w1", 60.0)
+    taken = leases.claim("w1", 60.0)
     assert taken.job_id == ids[0] and taken.state == pb.JOB_STATE_RUNNING and taken.attempts == 1
-    assert store.claim("w2", 0.0).job_id == ids[1]  # a lease of 0 s lapses at once
-    assert store.claim("w3", 60.0).job_id == ids[1] and store.get(ids[1]).attempts == 2
-    assert not store.save_progress(ids[1], "w2", pb.Progress(stage="embed", percent=50.0))
+    assert leases.claim("w2", 0.0).job_id == ids[1]  # a lease of 0 s lapses at once
+    assert leases.claim("w3", 60.0).job_id == ids[1] and jobs.get(ids[1]).attempts == 2
+    assert not leases.save_progress(ids[1], "w2", pb.Progress(stage="embed", percent=50.0))
     done = pb.Progress(stage="done", percent=100.0)
-    assert not store.finish(ids[1], "w2", pb.DiarizationResult(job_id=ids[1]), done, "campplus", {})
-    assert store.finish(ids[1], "w3", pb.DiarizationResult(job_id=ids[1]), done, "campplus", {"S1": (vector, 4.0)})
-    assert not store.finish(ids[1], "w3", pb.DiarizationResult(job_id=ids[1]), done, "campplus", {})
-    assert pb.DiarizationResult.FromString(store.get(ids[1]).result).job_id == ids[1]
-    assert store.renew("w1", 60.0) == ({ids[0]}, set())
-    store.request_cancel(ids[0])  # from any server: w1 hears of it at its next renewal
-    assert store.renew("w1", 60.0) == ({ids[0]}, {ids[0]}) and store.claim("w4", 60.0).job_id == ids[2]
-    assert store.cancel_running(ids[0], "w1") and store.get(ids[0]).state == pb.JOB_STATE_CANCELLED
-    store.release("w4")  # a server stopping hands its jobs back
-    assert store.get(ids[2]).state == pb.JOB_STATE_QUEUED and store.cancel_queued(ids[2])
-    assert not store.cancel_queued(ids[2]) and store.queued("acme") == 0 and store.unfinished_ids() == ["f" * 32]
+    assert not leases.finish(ids[1], "w2", pb.DiarizationResult(job_id=ids[1]), done, "campplus", {"S1": (vector, 9.0)})
+    assert store.prints.get(ids[1], "S1") is None  # a dropped result's speakers are not kept either
+    assert leases.finish(ids[1], "w3", pb.DiarizationResult(job_id=ids[1]), done, "campplus", {"S1": (vector, 4.0)})
+    assert not leases.finish(ids[1], "w3", pb.DiarizationResult(job_id=ids[1]), done, "campplus", {})
+    assert pb.DiarizationResult.FromString(jobs.get(ids[1]).result).job_id == ids[1]
+    assert leases.renew("w1", 60.0) == ({ids[0]}, set())
+    jobs.request_cancel(ids[0])  # from any server: w1 hears of it at its next renewal
+    assert leases.renew("w1", 60.0) == ({ids[0]}, {ids[0]}) and leases.claim("w4", 60.0).job_id == ids[2]
+    assert leases.cancel_running(ids[0], "w1") and jobs.get(ids[0]).state == pb.JOB_STATE_CANCELLED
+    leases.release("w4")  # a server stopping hands its jobs back
+    assert jobs.get(ids[2]).state == pb.JOB_STATE_QUEUED and jobs.cancel_queued(ids[2])
+    assert not jobs.cancel_queued(ids[2]) and jobs.queued("acme") == 0 and jobs.unfinished_ids() == ["f" * 32]
     # A job's TTL counts from its end: the three that ended go 60 s after it, the queued one never.
-    assert store.expired(time.time() + 50) == [] and sorted(store.expired(time.time() + 61)) == ids
+    assert jobs.expired(time.time() + 50) == [] and sorted(jobs.expired(time.time() + 61)) == ids
 
-    store.count_audio("acme", 30.0)
-    store.count_audio("acme", 20.0)
-    assert store.audio_seconds_since("acme", 0.0) == 50.0 and store.audio_seconds_since("globex", 0.0) == 0.0
+    store.ledger.count("acme", 30.0)
+    store.ledger.count("acme", 20.0)
+    assert store.ledger.seconds_since("acme", 0.0) == 50.0 and store.ledger.seconds_since("globex", 0.0) == 0.0
 
-    engine, embedding, speech = store.job_print(ids[1], "S1")
+    engine, embedding, speech = store.prints.get(ids[1], "S1")
     assert (engine, speech) == ("campplus", 4.0) and np.allclose(embedding, vector)
-    store.enroll("acme", "Ann", "campplus", vector, 5.0)
-    store.enroll("acme", "Ann", "campplus", np.array([0.0, 0.6, 0.8]), 5.0)
-    store.enroll("acme", "Bob", "titanet", np.array([1.0, 0.0, 0.0]), 3.0)
-    ann = store.voice("acme", "Ann")
+    voices.enroll("acme", "Ann", "campplus", vector, 5.0)
+    voices.enroll("acme", "Ann", "campplus", np.array([0.0, 0.6, 0.8]), 5.0)
+    voices.enroll("acme", "Bob", "titanet", np.array([1.0, 0.0, 0.0]), 3.0)
+    ann = voices.get("acme", "Ann")
     assert (ann.enrollments, ann.speech_seconds, ann.engines) == (2, 10.0, ("campplus",))
-    [voice] = store.voiceprints("acme", "campplus")
+    [voice] = voices.voiceprints("acme", "campplus")
     assert voice.name == "Ann" and np.allclose(voice.embedding, np.array([0.6, 1.4, 0.8]) / np.linalg.norm([0.6, 1.4, 0.8]))
     with pytest.raises(NameTaken):
-        store.rename_voice("acme", "Ann", "Bob")
-    assert store.rename_voice("acme", "Ann", "Ann Lee") and not store.rename_voice("acme", "Ann", "X")
-    assert store.voice("acme", "Ann Lee").enrollments == 2  # the embeddings followed the name
-    assert store.delete_voice("acme", "Ann Lee") and store.voiceprints("acme", "campplus") == []
-    assert store.voices("globex") == []
-    assert store.delete(ids[1]) and store.job_print(ids[1], "S1") is None  # a job's prints go with it
+        voices.rename("acme", "Ann", "Bob")
+    assert voices.rename("acme", "Ann", "Ann Lee") and not voices.rename("acme", "Ann", "X")
+    assert voices.get("acme", "Ann Lee").enrollments == 2  # the embeddings followed the name
+    assert voices.delete("acme", "Ann Lee") and voices.voiceprints("acme", "campplus") == []
+    assert voices.records("globex") == []
+    assert jobs.delete(ids[1]) and store.prints.get(ids[1], "S1") is None  # a job's prints go with it
+
+
+def test_an_admission_stores_its_job_and_counts_its_audio_together_or_not_at_all(store: Store) -> None:
+    """The quota ledger and the jobs are separate aggregates over one database: a job stored
+    by an admission that then fails is rolled back with it, and its audio is not counted."""
+    quotas = Quotas(store, Tenants(None), Quota(max_queued_jobs=1, audio_seconds_per_day=100.0))
+
+    def accept_then_fail() -> None:
+        store.jobs.create("a" * 32, pb.DiarizeConfig(), 60, "acme")
+        raise RuntimeError("the wake-up after the insert failed")
+
+    with pytest.raises(RuntimeError):
+        quotas.admit("acme", 10.0, accept_then_fail)
+    assert store.jobs.get("a" * 32) is None and store.ledger.seconds_since("acme", 0.0) == 0.0
+    quotas.admit("acme", 10.0, lambda: store.jobs.create("b" * 32, pb.DiarizeConfig(), 60, "acme"))
+    assert store.jobs.queued("acme") == 1 and quotas.audio_today("acme") == 10.0
 
 
 def test_a_server_on_postgres_keeps_jobs_and_voices_beyond_its_data_dir(postgres: str, tmp_path: Path, samples,
@@ -121,18 +142,18 @@ def test_a_database_migrated_further_or_unreachable_is_refused(postgres: str, tm
 
 
 def test_the_store_waits_out_a_database_restart(cluster: Cluster, postgres: str, tmp_path: Path) -> None:
-    store = JobStore(open_database(postgres, tmp_path / "unused.sqlite3"))
+    store = Store.over(open_database(postgres, tmp_path / "unused.sqlite3"))
     try:
-        store.create("a" * 32, pb.DiarizeConfig(), 60, "")
-        store.claim("w", 60.0)
+        store.jobs.create("a" * 32, pb.DiarizeConfig(), 60, "")
+        store.leases.claim("w", 60.0)
         cluster.stop()  # as a crash would: the store's connection breaks
         comeback = threading.Timer(1.5, cluster.start)
         comeback.start()
         started = time.monotonic()
-        assert store.save_progress("a" * 32, "w", pb.Progress(stage="embed", percent=50.0))  # waits for the database
+        assert store.leases.save_progress("a" * 32, "w", pb.Progress(stage="embed", percent=50.0))  # waits for the database
         comeback.join()
         assert time.monotonic() - started >= 1.0
-        assert store.get("a" * 32).progress.percent == 50.0
+        assert store.jobs.get("a" * 32).progress.percent == 50.0
     finally:
         store.close()
 

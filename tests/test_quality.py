@@ -14,6 +14,8 @@ from open_set import write_open_set
 from speakerlink import Client, InvalidInputError
 from speakerlink.evaluation import hypothesis_of, read_rttm, read_uem, score
 
+pytestmark = pytest.mark.quality  # `pytest -m quality` runs these alone, `-m 'not quality'` all but these
+
 
 def diarize_folder(server, folder: Path):
     clips = sorted((folder / "audio").glob("*.wav"))

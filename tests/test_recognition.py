@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from speakerlink_server.engines.base import Calibration, Utterance
+from speakerlink_server.params import RecognitionParams
 from speakerlink_server.pipeline.recognize import Voice, recognize
 from speakerlink_server.pipeline.voices import MAX_MONOLOGUES, VOICE_SECONDS, voice_spans, without
 
@@ -15,11 +16,11 @@ def test_recognition_gives_each_voice_to_one_speaker_who_was_heard_enough() -> N
     ann, bob = Voice("Ann", unit(1, 0, 0), 10.0), Voice("Bob", unit(0, 1, 0), 10.0)
     calibration = Calibration(slope=66.4, offset=-29.6)
     prints = [(unit(1, 0.3, 0), 5.0), (unit(1, 0.1, 0), 5.0), (unit(0, 0, 1), 5.0), (unit(0, 1, 0.1), 1.0)]
-    matches = recognize(prints, [ann, bob], 0.6, calibration)
+    matches = recognize(prints, [ann, bob], RecognitionParams(0.65), calibration)
     # Ann goes to the closer of her two look-alikes only; a stranger and a 1 s speaker stay unnamed.
     assert [m.name if m else None for m in matches] == [None, "Ann", None, None]
     assert matches[1].score > 0.99
-    assert recognize(prints, [], 0.6, calibration) == [None] * 4
+    assert recognize(prints, [], RecognitionParams(0.65), calibration) == [None] * 4
 
 
 def test_voiceprints_come_from_the_longest_monologues() -> None:

@@ -42,7 +42,7 @@ from speakerlink_server.database import open_database
 from speakerlink_server.errors import ServiceError
 from speakerlink_server.main import RunningServer, StartupError
 from speakerlink_server.quotas import Quota, Quotas
-from speakerlink_server.store import JobStore
+from speakerlink_server.store import Store
 from test_contract import reflect
 
 
@@ -283,7 +283,7 @@ def test_a_watch_ends_when_its_token_is_revoked(pki: Pki, tmp_path: Path, long_c
                         assert not event.HasField("result"), "the stream went on after its token was revoked"
                 assert caught.value.code == "AUTH_INVALID"
             assert time.monotonic() - revoked < 5
-            assert running.store.get(job_id).state == pb.JOB_STATE_RUNNING  # the job itself goes on
+            assert running.store.jobs.get(job_id).state == pb.JOB_STATE_RUNNING  # the job itself goes on
     finally:
         running.stop(grace=0)
 
@@ -294,9 +294,9 @@ def test_a_data_dir_from_before_tenants_opens(tmp_path: Path) -> None:
                    " updated_at REAL NOT NULL, expires_at REAL NOT NULL, config BLOB NOT NULL, progress BLOB NOT NULL,"
                    " result BLOB, error BLOB)")
         db.execute("INSERT INTO jobs VALUES ('a' , 3, 1.0, 1.0, 9e9, x'', x'', NULL, NULL)")
-    store = JobStore(open_database("", tmp_path / "jobs.sqlite3"))
+    store = Store.over(open_database("", tmp_path / "jobs.sqlite3"))
     try:
-        assert [r.job_id for r in store.newest("", 10)] == ["a"] and store.newest("acme", 10) == []
+        assert [r.job_id for r in store.jobs.newest("", 10)] == ["a"] and store.jobs.newest("acme", 10) == []
     finally:
         store.close()
 
@@ -370,7 +370,7 @@ def test_enrollment_counts_its_audio_holds_its_upload_slot_and_waits_for_a_worke
             threads = [threading.Thread(target=job)]
             threads[0].start()
             deadline = time.monotonic() + 30
-            while running.store.queued_total() or not running.store.unfinished_ids():
+            while running.store.jobs.queued_total() or not running.store.jobs.unfinished_ids():
                 assert time.monotonic() < deadline, "the job never started"
                 time.sleep(0.05)  # until the worker has taken the job
             threads.append(threading.Thread(target=enroll))
@@ -427,7 +427,7 @@ def test_streams_are_shared_between_tenants_and_watchers_leave_room_for_uploads(
 def test_uploads_and_waiting_jobs_are_bounded_per_tenant(tmp_path: Path) -> None:
     tenants_file = write_tenants(tmp_path / "tenants.toml", {"acme": [TOKEN_A], "globex": [TOKEN_B]})
     tenants_file.write_text(tenants_file.read_text().replace('[tenants.globex]', 'max_uploads = 1\n[tenants.globex]'))
-    store = JobStore(open_database("", tmp_path / "jobs.sqlite3"))
+    store = Store.over(open_database("", tmp_path / "jobs.sqlite3"))
     quotas = Quotas(store, Tenants(tenants_file), Quota(max_uploads=4, max_queued_jobs=2))
     try:
         with quotas.upload("acme"):
@@ -440,13 +440,13 @@ def test_uploads_and_waiting_jobs_are_bounded_per_tenant(tmp_path: Path) -> None
         with quotas.upload("acme"):  # the slot came back
             pass
         for n in range(2):
-            quotas.admit("acme", 1.0, lambda n=n: store.create(f"{n:032x}", pb.DiarizeConfig(), 60, "acme"))
+            quotas.admit("acme", 1.0, lambda n=n: store.jobs.create(f"{n:032x}", pb.DiarizeConfig(), 60, "acme"))
         with pytest.raises(ServiceError) as queued:
             quotas.admit("acme", 1.0, lambda: pytest.fail("a third job was accepted"))
         assert queued.value.code == "TENANT_QUEUE_FULL" and queued.value.retry_after > 0
         with pytest.raises(ServiceError, match="2 jobs waiting"):
             quotas.precheck("acme")  # refused before its upload, too
-        quotas.admit("globex", 1.0, lambda: store.create("f" * 32, pb.DiarizeConfig(), 60, "globex"))
+        quotas.admit("globex", 1.0, lambda: store.jobs.create("f" * 32, pb.DiarizeConfig(), 60, "globex"))
         assert quotas.quota(ANONYMOUS) == Quota()  # a server without tenants: its own limits alone
     finally:
         store.close()

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
-from speakerlink_server.engines.base import FrameTiming, Segmentation
+from speakerlink_server.engines.base import CountBounds, FrameTiming, Segmentation
 from speakerlink_server.pipeline.activity import binarize, frame_grid, grid_runs, single_speaker_runs, speaker_count
-from speakerlink_server.pipeline.clustering import CountBounds
-from speakerlink_server.pipeline.reconstruct import TurnParams, frame_labels, label_frames, to_turns
-from speakerlink_server.pipeline.slots import UNASSIGNED, SlotParams, assign_by_frames, attach, unassigned_slots
-from speakerlink_server.pipeline.windows import WindowParams, run_windows, sample_spans
+from speakerlink_server.params import SlotParams, TurnParams, WindowParams
+from speakerlink_server.pipeline.reconstruct import frame_labels, label_frames, to_turns
+from speakerlink_server.pipeline.slots import UNASSIGNED, assign_by_frames, attach, unassigned_slots
+from speakerlink_server.pipeline.windows import run_windows, sample_spans
 from toy_embeddings import voices
 
 
@@ -55,7 +55,7 @@ def test_a_voice_heard_only_in_overlap_gets_a_speaker_never_its_windows_other_on
     a, b, c = voices(3)
 
     def attached(voice: np.ndarray, centroids: np.ndarray, most: int = 0) -> tuple[list, int]:
-        found, cents = attach(assign, slots, voice[None], centroids, activity, grid, CountBounds(max=most), 0.5,
+        found, cents = attach(assign, slots, voice[None], centroids, activity, grid, CountBounds(max_speakers=most), 0.5,
                               SlotParams())
         return found.tolist(), len(cents)
 

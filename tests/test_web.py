@@ -30,8 +30,9 @@ webdriver = pytest.importorskip("selenium.webdriver")
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support import expected_conditions as ready  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+from speakerlink.ids import JOB_ID  # noqa: E402
 from speakerlink.v1 import speakerlink_pb2 as pb  # noqa: E402
-from speakerlink.web import HEX_ID, create_app  # noqa: E402
+from speakerlink.web import create_app  # noqa: E402
 from speakerlink.web.guard import check_host  # noqa: E402
 
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
@@ -349,7 +350,7 @@ def test_an_upload_belongs_to_the_token_that_sent_it_and_expires(tenants: Tenant
         assert submit(kept, acme).status_code == 404
 
         accepted = submit(upload(acme), acme)
-        assert accepted.status_code == 200 and HEX_ID.fullmatch(accepted.json()["job_id"])
+        assert accepted.status_code == 200 and JOB_ID.fullmatch(accepted.json()["job_id"])
 
 
 def test_overlapped_speech_shows_as_bars_stacked_at_the_same_time(page: str, browser, samples, tmp_path: Path) -> None:
@@ -445,3 +446,61 @@ def test_an_unreachable_service_is_said_once_in_plain_words(browser) -> None:
         text = browser.find_element(By.TAG_NAME, "body").text
     assert "is not answering" in error.text and text.count("not answering") == 1
     assert "failed to connect" not in text.lower() and "UNAVAILABLE" not in text
+
+
+def test_following_jobs_costs_the_page_no_threads(server, client, long_clip: Path) -> None:
+    """The page awaits the service on its own event loop: each job it follows is a task there,
+    not a thread pumping events. The page runs in a process of its own, to count only its threads."""
+    import subprocess
+    import sys
+
+    import psutil
+
+    port = free_port()
+    running = subprocess.Popen([sys.executable, "-m", "speakerlink.cli", "web", "--port", str(port)],
+                               env=os.environ | {"SPEAKERLINK_SERVER": server.config.address},
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    events = client.iter_diarize([long_clip])
+    job_id = next(events).job_id
+    events.close()
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http, contextlib.ExitStack() as streams:
+            deadline = time.monotonic() + 30
+            while not _answers(http):
+                assert time.monotonic() < deadline and running.poll() is None, "the page never answered"
+                time.sleep(0.2)
+            before = psutil.Process(running.pid).num_threads()
+            for _ in range(8):
+                lines = streams.enter_context(http.stream("GET", f"/api/jobs/{job_id}/events")).iter_lines()
+                assert next(line for line in lines if line).startswith("data: ")
+            after = psutil.Process(running.pid).num_threads()
+        assert after - before <= 1, f"{after - before} more threads for 8 jobs followed"
+    finally:
+        client.cancel(job_id)
+        running.terminate()
+        running.wait(10)
+
+
+def _answers(http: httpx.Client) -> bool:
+    try:
+        return http.get("/api/info").status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def test_the_page_and_the_service_refuse_in_one_shape(page: str, samples) -> None:
+    """The page's own refusals and the service's, raised where they are found, answered alike."""
+    unknown = "0" * 32
+    with ErrorLog() as errors, httpx.Client(base_url=page, timeout=30, headers={"X-Speakerlink": "1"}) as http:
+        sent = http.post("/api/uploads", content=samples["call.mp3"].read_bytes(), headers={"X-File-Name": "call.mp3"})
+        both = {"num_speakers": 2, "min_speakers": 1}
+        answers = [http.get("/api/jobs/not-a-job/events"), http.get(f"/api/jobs/{unknown}/export/pdf"),
+                   http.get(f"/api/jobs/{unknown}/export/json"), http.post(f"/api/jobs/{unknown}/cancel"),
+                   http.post("/api/jobs", json={"uploads": [sent.json()["upload"]], "options": both}),
+                   http.post("/api/jobs", content=b"{", headers={"Content-Type": "application/json"})]
+    assert [(a.status_code, a.json()["code"]) for a in answers] == [
+        (400, "INVALID_JOB_ID"), (400, "UNKNOWN_FORMAT"), (404, "JOB_NOT_FOUND"), (404, "JOB_NOT_FOUND"),
+        (400, "INVALID_OPTIONS"), (400, "NOT_JSON")]
+    assert all(isinstance(a.json()["troubleshooting"], list) for a in answers)
+    assert "srt" in answers[1].json()["message"] and "num_speakers" in answers[4].json()["message"]
+    assert not errors.records

@@ -109,7 +109,7 @@ class AsyncClient:
     ) -> AsyncIterator[pb.JobEvent]:
         """As Client.iter_diarize: busy refusals retried within the deadline, drops reattached."""
         deadline = Deadline(timeout)
-        config = build_config(paths, diarize_options(**options))
+        config = await asyncio.to_thread(build_config, paths, diarize_options(**options))  # hashes the files
         job_id = ""
         dropped: SpeakerlinkError | None = None
         for attempt in itertools.count():
@@ -131,7 +131,7 @@ class AsyncClient:
                     await asyncio.sleep(delay)
                     continue
                 if not job_id or err.code() not in REATTACH_CODES:
-                    raise error from None
+                    raise error from err
                 dropped = error
                 break
         if not job_id:
@@ -198,7 +198,7 @@ class AsyncClient:
                     error = None
                     continue
                 if err.code() not in REATTACH_CODES:
-                    raise error from None
+                    raise error from err
 
     async def _ready(self, seconds: float) -> bool:
         """Whether the channel connects within `seconds`."""
@@ -248,7 +248,7 @@ class AsyncClient:
         try:
             return await self._stub.EnrollSpeaker(request_stream(paths, config), timeout=timeout)
         except grpc.aio.AioRpcError as err:
-            raise error_from_rpc(err) from None
+            raise error_from_rpc(err) from err
 
     async def enroll_from_job(self, name: str, job_id: str, speaker: str) -> pb.Voice:
         """Enroll `name` from a speaker (global label, e.g. "S3") of a finished job."""
@@ -270,5 +270,5 @@ class AsyncClient:
         try:
             return await method(request, timeout=self.timeout)
         except grpc.aio.AioRpcError as err:
-            raise error_from_rpc(err, job_id) from None
+            raise error_from_rpc(err, job_id) from err
 

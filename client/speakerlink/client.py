@@ -147,7 +147,7 @@ class Client:
                     time.sleep(delay)
                     continue
                 if not job_id or err.code() not in REATTACH_CODES:
-                    raise error from None
+                    raise error from err
                 dropped = error
                 break
         if not job_id:
@@ -214,7 +214,7 @@ class Client:
                     error = None
                     continue
                 if err.code() not in REATTACH_CODES:
-                    raise error from None
+                    raise error from err
 
     def _ready(self, seconds: float) -> bool:
         """Whether the channel connects within `seconds`."""
@@ -267,7 +267,7 @@ class Client:
         try:
             return self._stub.EnrollSpeaker(request_stream(paths, config), timeout=timeout)
         except grpc.RpcError as err:
-            raise error_from_rpc(err) from None
+            raise error_from_rpc(err) from err
 
     def enroll_from_job(self, name: str, job_id: str, speaker: str) -> pb.Voice:
         """Enroll `name` from a speaker (global label, e.g. "S3") of a finished job."""
@@ -289,4 +289,4 @@ class Client:
         try:
             return method(request, timeout=self.timeout)
         except grpc.RpcError as err:
-            raise error_from_rpc(err, job_id) from None
+            raise error_from_rpc(err, job_id) from err

@@ -166,25 +166,39 @@ def error_from_detail(detail: pb.ErrorDetail, job_id: str = "") -> SpeakerlinkEr
 
 
 def error_from_rpc(err: grpc.RpcError, job_id: str = "") -> SpeakerlinkError:
-    """The exception for a failed call, using the ErrorDetail packed in its status if any."""
+    """The exception for a failed call, using the ErrorDetail packed in its status if any. It
+    keeps `err` as its cause wherever it is raised, so the gRPC status and trailers stay at hand."""
+    error = _from_status(err, job_id) or _from_code(err, job_id)
+    error.__cause__ = err
+    return error
+
+
+def _from_status(err: grpc.RpcError, job_id: str) -> SpeakerlinkError | None:
+    """The error the server described in the call's rich status, or None when it sent none."""
     try:
         status = rpc_status.from_call(err) if hasattr(err, "trailing_metadata") else None
     except ValueError:  # a status that disagrees with the call's own code or message
         status = None
-    if status is not None:
-        retry_after = 0.0
-        for any_detail in status.details:
-            if any_detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
-                retry = error_details_pb2.RetryInfo()
-                any_detail.Unpack(retry)
-                retry_after = retry.retry_delay.ToTimedelta().total_seconds()
-        for any_detail in status.details:
-            if any_detail.Is(pb.ErrorDetail.DESCRIPTOR):
-                detail = pb.ErrorDetail()
-                any_detail.Unpack(detail)
-                error = error_from_detail(detail, job_id)
-                error.retry_after = retry_after
-                return error
+    if status is None:
+        return None
+    retry_after = 0.0
+    for any_detail in status.details:
+        if any_detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+            retry = error_details_pb2.RetryInfo()
+            any_detail.Unpack(retry)
+            retry_after = retry.retry_delay.ToTimedelta().total_seconds()
+    for any_detail in status.details:
+        if any_detail.Is(pb.ErrorDetail.DESCRIPTOR):
+            detail = pb.ErrorDetail()
+            any_detail.Unpack(detail)
+            error = error_from_detail(detail, job_id)
+            error.retry_after = retry_after
+            return error
+    return None
+
+
+def _from_code(err: grpc.RpcError, job_id: str) -> SpeakerlinkError:
+    """The error for a status code alone: the transport's failures, or a server without details."""
     code = err.code() if hasattr(err, "code") else grpc.StatusCode.UNKNOWN
     message = err.details() if hasattr(err, "details") else str(err)
     cls = _BY_STATUS.get(code, ServerError)

@@ -25,6 +25,7 @@ from pathlib import Path
 from pyannote.core import Annotation, Segment, Timeline
 from pyannote.metrics.diarization import DiarizationErrorRate, JaccardErrorRate
 
+from speakerlink.text import plural
 from speakerlink.v1 import speakerlink_pb2 as pb
 
 COLLAR = 0.5  # total width: 0.25 s on each side
@@ -130,9 +131,9 @@ class Report:
             f"per-clip DER (pooled)  {100 * self.clip_der:.2f}%   JER {100 * self.clip_jer:.2f}%",
             f"global DER             {100 * self.global_der:.2f}%",
             f"speakers               {self.hyp_speakers} found, {self.ref_speakers} true; exact in "
-            f"{self.exact_count_clips} of {len(self.clips)} clips, mean error {self.count_error:.2f} per clip",
+            f"{self.exact_count_clips} of {plural(len(self.clips), 'clip')}, mean error {self.count_error:.2f} per clip",
             f"linking                {100 * link.accuracy:.1f}% of {link.items} (clip, speaker) items exact; "
-            f"{link.false_merges} false merges, {link.false_splits} false splits (pairs across clips), "
+            f"{plural(link.false_merges, 'false merge')}, {plural(link.false_splits, 'false split')} (pairs across clips), "
             f"pair precision {100 * link.pair_precision:.1f}%",
         ]
         if self.audio_seconds:

@@ -104,7 +104,7 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (job_id, clip, seq)
     );
     """,
-    # A job's TTL counts from its end (store.py): when it ended, NULL while it waits or runs;
+    # A job's TTL counts from its end (store/jobs.py): when it ended, NULL while it waits or runs;
     # jobs that ended before this column took their last update as their end.
     """
     ALTER TABLE jobs ADD COLUMN finished_at {real};

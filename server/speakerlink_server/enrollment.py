@@ -12,11 +12,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-from speakerlink.v1 import speakerlink_pb2 as pb
 
 from speakerlink_server import errors
 from speakerlink_server.engines.base import Embedder, Segmenter
-from speakerlink_server.pipeline.run import ClipInput, run_pipeline
+from speakerlink_server.pipeline.clip import ClipInput
+from speakerlink_server.pipeline.run import DiarizationPipeline
 
 # CAM++ and TitaNet embeddings steady from a few seconds of speech (the linking of
 # libri-dev-linking holds with 3.3 s a side, benchmarks/QUALITY.md).
@@ -49,13 +49,13 @@ def voice_from_audio(
     chunk_seconds: float,
 ) -> tuple[np.ndarray, float]:
     """(embedding, speech seconds) of the one voice in `clips`."""
-    diarized = run_pipeline(clips, pb.DiarizeOptions(), segmenter, embedder, None, lambda *_: None, check_cancelled,
-                            chunk_seconds, MAX_AUDIO_SECONDS)
+    pipeline = DiarizationPipeline(segmenter, embedder, chunk_seconds=chunk_seconds, max_clip_seconds=MAX_AUDIO_SECONDS)
+    diarized = pipeline.run(clips, pipeline.default_request(), lambda *_: None, check_cancelled)
     prints = list(diarized.voiceprints.values())
     if not prints:
         raise errors.no_speech_to_enroll()
     vectors = np.stack([vector for vector, _ in prints])
-    if (vectors @ vectors.T).min() < embedder.link_threshold:
+    if (vectors @ vectors.T).min() < pipeline.params.linking.threshold:
         raise errors.several_voices([speech for _, speech in prints])
     # Clusters of one clip that the cross-clip bar calls one person are one voice split in two
     # (a reader's long utterance can drift apart within a clip): their speech-weighted mean.

@@ -186,11 +186,10 @@ SUBTITLES: dict[int, tuple[Subtitles, str, str]] = {
     pb.EXPORT_FORMAT_SRT: (to_srt, "application/x-subrip", "srt"),
     pb.EXPORT_FORMAT_VTT: (to_vtt, "text/vtt", "vtt"),
 }
-FORMATS = set(EXPORTERS) | set(SUBTITLES)
 
 
 def export(result: pb.DiarizationResult, fmt: int, clip_index: int | None = None) -> pb.ExportResponse:
-    """The result, or only one clip of it, in a format of FORMATS."""
+    """The result, or only one clip of it, in a format of speakerlink.options.EXPORT_FORMATS."""
     if clip_index is not None:
         result = only_clip(result, clip_index)
     response = pb.ExportResponse(job_id=result.job_id, format=fmt)

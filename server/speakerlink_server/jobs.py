@@ -2,9 +2,9 @@
 
 The database is the queue. A worker thread of any server that shares it takes the oldest
 queued job, or a running one whose lease has run out (its worker died), and the server renews
-its workers' leases every RENEW_S. A result, failure or cancel is written only under a lease
-still held, so a job taken over after a lapsed lease runs to completion once: the slow
-worker's late result is dropped, and what it had done is discarded.
+its workers' leases every fifth of --lease-seconds (at most every second). A result, failure or
+cancel is written only under a lease still held, so a job taken over after a lapsed lease runs
+to completion once: the slow worker's late result is dropped, and what it had done is discarded.
 
 A job running in this process has a _Live entry that its watchers here wait on, so they get
 every progress update as it happens; a watcher of a job queued or running elsewhere reads the
@@ -26,7 +26,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 from speakerlink.v1 import speakerlink_pb2 as pb
 
@@ -36,9 +35,11 @@ from speakerlink_server.capacity import WorkerSlots
 from speakerlink_server.config import ServerConfig
 from speakerlink_server.database import DatabaseUnavailable
 from speakerlink_server.engines.registry import Engines
-from speakerlink_server.pipeline.run import ClipInput, Report, run_pipeline
-from speakerlink_server.store import JobRecord, JobStore
-from speakerlink_server.uploads import stored_path
+from speakerlink_server.pipeline.clip import ClipInput
+from speakerlink_server.pipeline.run import DiarizationPipeline, Report
+from speakerlink_server.store import Store
+from speakerlink_server.store.jobs import JobRecord
+from speakerlink_server.uploads import job_request, stored_path
 
 log = logging.getLogger(__name__)
 WAKE_S = 1.0  # how often a waiting stream checks that its client is still there
@@ -70,7 +71,7 @@ class _Live:
 
 
 class JobManager:
-    def __init__(self, config: ServerConfig, store: JobStore, audio: AudioStore, engines: Engines, take_jobs: bool) -> None:
+    def __init__(self, config: ServerConfig, store: Store, audio: AudioStore, engines: Engines, take_jobs: bool) -> None:
         self._config = config
         self._store = store
         self._audio = audio
@@ -93,10 +94,10 @@ class JobManager:
         """Queue again what a previous run of a lone server left running, remove the files no
         unfinished job needs, then start the workers (if this server takes jobs), the lease
         keeper and the janitor."""
-        if not self._store.shared:
-            for job_id in self._store.release(None):
+        if not self._store.database.shared:
+            for job_id in self._store.leases.release(None):
                 log.info("requeueing job %s left unfinished by the previous run", job_id)
-        self._audio.sweep(self._store.unfinished_ids())
+        self._audio.sweep(self._store.jobs.unfinished_ids())
         if self._take_jobs:
             for n in range(self._config.workers):
                 self._spawn(self._work, f"speakerlink-worker-{n}")
@@ -119,7 +120,7 @@ class JobManager:
             thread.join(timeout=self._config.grace_seconds)
         if self._take_jobs:
             try:
-                self._store.release(self.owner)
+                self._store.leases.release(self.owner)
             except Exception as exc:  # the database is gone: the leases lapse instead
                 log.warning("could not hand back this server's jobs (%s); they are taken over when their leases lapse",
                             exc)
@@ -129,21 +130,18 @@ class JobManager:
         thread.start()
         self._threads.append(thread)
 
-    def job_dir(self, job_id: str) -> Path:
-        return self._audio.folder(job_id).parent
-
     # ------------------------------------------------------------------ submitting
 
     def check_room(self) -> None:
         """Raises QUEUE_FULL when max_queued_jobs jobs wait, across every server."""
-        if self._store.queued_total() >= self._config.max_queued_jobs:
+        if self._store.jobs.queued_total() >= self._config.max_queued_jobs:
             raise errors.queue_full(self._config.max_queued_jobs)
 
     def submitted(self, job_id: str) -> int:
         """Wake a worker here for the stored job; returns its queue position (0: next)."""
         with self._lock:
             self._wake.notify()
-        return self._store.queue_position(job_id)
+        return self._store.jobs.queue_position(job_id)
 
     # ------------------------------------------------------------------ watching
 
@@ -169,7 +167,7 @@ class JobManager:
                 if terminal is None or not terminal.HasField("progress"):
                     return
                 continue  # put down here and queued again: follow it wherever it runs next
-            record = self._store.get(job_id)
+            record = self._store.jobs.get(job_id)
             if record is None:
                 if first:
                     raise errors.job_not_found(job_id)
@@ -220,23 +218,23 @@ class JobManager:
     # ------------------------------------------------------------------ cancel and delete
 
     def cancel(self, job_id: str) -> pb.JobStatus:
-        """Cancel a queued job at once, a running one at its next stage (wherever it runs);
-        finished jobs stay as they are."""
-        record = self._store.get(job_id)
+        """Cancel a queued job at once, a running one at its worker's next check between batches
+        (wherever it runs); finished jobs stay as they are."""
+        record = self._store.jobs.get(job_id)
         if record is None:
             raise errors.job_not_found(job_id)
         if record.finished:
             return record.status()
-        if self._store.cancel_queued(job_id):
+        if self._store.jobs.cancel_queued(job_id):
             self._audio.drop(job_id)
         else:
-            self._store.request_cancel(job_id)
+            self._store.jobs.request_cancel(job_id)
             self._flag(job_id, "cancel_requested")
-        return self._store.get(job_id).status()
+        return self._store.jobs.get(job_id).status()
 
     def delete(self, job_id: str) -> bool:
         """Remove the job's audio and result now; its worker, wherever it runs, stops."""
-        if not self._store.delete(job_id):
+        if not self._store.jobs.delete(job_id):
             return False
         self._audio.drop(job_id)
         self._flag(job_id, "lost")
@@ -268,7 +266,7 @@ class JobManager:
     def _claim_and_run(self) -> JobRecord | None:
         """Run the next job, if there is one; returns it."""
         try:
-            record = self._store.claim(self.owner, self._config.lease_seconds)
+            record = self._store.leases.claim(self.owner, self._config.lease_seconds)
         except DatabaseUnavailable:  # said once in the log by the database
             return None
         except Exception:
@@ -324,14 +322,14 @@ class JobManager:
         try:
             if not self._audio.fetch(job_id, [clip.path for clip in clips]):
                 raise errors.job_interrupted()
-            options = record.config.options
-            embedder = self._engines.embedder(options.engine)
-            transcriber = self._engines.transcriber_for(options)
-            recognizing = not options.HasField("recognize") or options.recognize
-            diarized = run_pipeline(
-                clips, options, self._engines.segmenter, embedder, transcriber, report, check_cancelled, self._config.chunk_seconds,
-                self._config.max_clip_seconds, self._store.voiceprints(record.tenant, embedder.name) if recognizing else (),
-            )
+            request = job_request(record.config.options, self._engines)
+            embedder = self._engines.embedder(request.engine)
+            transcriber = self._engines.transcriber if request.transcriber else None
+            pipeline = DiarizationPipeline(self._engines.segmenter, embedder, transcriber=transcriber,
+                                           chunk_seconds=self._config.chunk_seconds,
+                                           max_clip_seconds=self._config.max_clip_seconds)
+            voices = self._store.voices.voiceprints(record.tenant, embedder.name) if request.recognize else ()
+            diarized = pipeline.run(clips, request, report, check_cancelled, voices)
         except DatabaseUnavailable:
             raise
         except JobCancelled:
@@ -339,7 +337,7 @@ class JobManager:
                 log.info("job %s was deleted, or taken over by another worker; its work here is dropped", job_id)
             elif self._stopping and not live.cancel_requested:
                 return False  # queued again by stop()
-            elif self._store.cancel_running(job_id, self.owner):
+            elif self._store.leases.cancel_running(job_id, self.owner):
                 metrics.job_ended(state_name(pb.JOB_STATE_CANCELLED), 0.0)
         except errors.ServiceError as exc:
             self._fail(job_id, exc)
@@ -350,7 +348,7 @@ class JobManager:
             result = diarized.result
             result.job_id = job_id
             done = pb.Progress(stage="done", percent=100.0, clip_index=-1, message="finished")
-            if self._store.finish(job_id, self.owner, result, done, embedder.name, diarized.voiceprints):
+            if self._store.leases.finish(job_id, self.owner, result, done, embedder.name, diarized.voiceprints):
                 audio_seconds = sum(clip.duration_seconds for clip in result.clips)
                 log.info("job %s succeeded: %.1f s of audio in %.1f s", job_id, audio_seconds,
                          result.summary.processing_seconds)
@@ -361,7 +359,7 @@ class JobManager:
         return True
 
     def _fail(self, job_id: str, error: errors.ServiceError) -> None:
-        if self._store.fail(job_id, self.owner, error.detail()):
+        if self._store.leases.fail(job_id, self.owner, error.detail()):
             metrics.error(error.code)
             metrics.job_ended(state_name(pb.JOB_STATE_FAILED), 0.0)
 
@@ -371,14 +369,14 @@ class JobManager:
             live.history.append(progress)
             live.cond.notify_all()
         if persist:
-            self._store.save_progress(job_id, self.owner, progress)
+            self._store.leases.save_progress(job_id, self.owner, progress)
 
     def _finish(self, job_id: str, live: _Live, ended: bool, reachable: bool) -> None:
         """Give watchers here the job's end (or, where it may run again, its place in the
         database, or its last progress where the database is away: they then read it from the
         database and hear that it is away), and drop its audio once it ended: the result is
         in the store."""
-        record = self._store.get(job_id) if reachable else None
+        record = self._store.jobs.get(job_id) if reachable else None
         if not reachable:
             terminal = pb.JobEvent(job_id=job_id, progress=live.history[-1])
         elif record is None:
@@ -401,21 +399,22 @@ class JobManager:
                 self._handed_back.add(job_id)
 
     def _keep_leases(self) -> None:
-        """Renew this server's leases every RENEW_S, and pass on what the database says of its
-        jobs: a cancel asked for at another server, or a job deleted or taken over."""
+        """Renew this server's leases every fifth of a lease (at most every second), and pass
+        on what the database says of its jobs: a cancel asked for at another server, or a job
+        deleted or taken over."""
         every = min(1.0, self._config.lease_seconds / 5)
         while not self._stopped.wait(every):
             with self._lock:
                 lives, handed_back = dict(self._live), set(self._handed_back)
             try:
                 for job_id in handed_back:  # before renewing, which would hold them for this server
-                    if self._store.hand_back(job_id, self.owner):
+                    if self._store.leases.hand_back(job_id, self.owner):
                         log.info("job %s queued again now that the database answers", job_id)
                     with self._lock:
                         self._handed_back.discard(job_id)
                 if not lives:
                     continue
-                held, cancels = self._store.renew(self.owner, self._config.lease_seconds)
+                held, cancels = self._store.leases.renew(self.owner, self._config.lease_seconds)
             except DatabaseUnavailable:
                 continue
             except Exception:
@@ -432,10 +431,10 @@ class JobManager:
         interval = min(60.0, max(1.0, self._config.job_ttl_seconds / 10))
         while not self._stopped.wait(interval):
             try:
-                for job_id in self._store.expired(time.time()):
+                for job_id in self._store.jobs.expired(time.time()):
                     log.info("job %s expired; removing it", job_id)
                     self.delete(job_id)
-                for job_id in self._store.abandoned_cancels():
+                for job_id in self._store.leases.abandoned_cancels():
                     self._audio.drop(job_id)
                 self._audio.forget_orphans()
             except DatabaseUnavailable:

@@ -34,7 +34,7 @@ from speakerlink_server.metrics import MetricsServer
 from speakerlink_server.quotas import Quota, Quotas
 from speakerlink_server.reflection import enable_reflection
 from speakerlink_server.servicer import SpeakerlinkServicer
-from speakerlink_server.store import JobStore
+from speakerlink_server.store import Store
 from speakerlink_server.uploads import MAX_MESSAGE_BYTES
 
 log = logging.getLogger("speakerlink_server")
@@ -52,7 +52,7 @@ class RunningServer:
     server: grpc.Server
     config: ServerConfig  # with the port actually bound
     jobs: JobManager
-    store: JobStore
+    store: Store
     engines: Engines
     health: health.HealthServicer
     lock: TextIO  # holds the data dir's lock while the server runs
@@ -128,7 +128,7 @@ def start_server(config: ServerConfig, engines: Engines | None = None) -> Runnin
     config.jobs_dir.mkdir(parents=True, exist_ok=True)
     lock = lock_data_dir(config.data_dir)
     try:
-        store = JobStore(_open_database(config))
+        store = Store.over(_open_database(config))
     except BaseException:
         lock.close()
         raise
@@ -156,7 +156,7 @@ def start_server(config: ServerConfig, engines: Engines | None = None) -> Runnin
         store.close()
         lock.close()
         raise
-    audio = DatabaseAudio(config.jobs_dir, store.database) if store.shared else FolderAudio(config.jobs_dir)
+    audio = DatabaseAudio(config.jobs_dir, store.database) if store.database.shared else FolderAudio(config.jobs_dir)
     jobs = JobManager(config, store, audio, engines, take_jobs=config.role != "api")
     served = [health.SERVICE_NAME]
     if config.role != "worker":  # a worker answers health checks alone
@@ -179,13 +179,13 @@ def start_server(config: ServerConfig, engines: Engines | None = None) -> Runnin
     return RunningServer(server, config, jobs, store, engines, health_servicer, lock, tenants, metrics, not lent)
 
 
-def _serve_metrics(config: ServerConfig, store: JobStore) -> MetricsServer | None:
+def _serve_metrics(config: ServerConfig, store: Store) -> MetricsServer | None:
     if not config.metrics_port:
         return None
 
     def jobs_by_state() -> dict[str, int]:
         with store.database.failing_fast():  # a scrape waits for no database
-            counts = store.count_by_state()
+            counts = store.jobs.count_by_state()
         return {state_name(state): counts.get(state, 0) for state in pb.JobState.values() if state}
 
     try:

@@ -5,7 +5,7 @@ of it. They apply to the tenants of a tenants file; the anonymous tenant of a se
 one is its only user and meets the server-wide limits alone. Audio is counted from each
 file's length (audio.length: declared, or counted from its packets where the file declares
 none) when its job is accepted, or when an enrollment starts its work, over the last 24
-hours, and the count outlives the job, its deletion and restarts (store.py keeps it). Uploads
+hours, and the count outlives the job, its deletion and restarts (store/ledger.py keeps it). Uploads
 and streams at once are counted by each front end for its own calls.
 """
 
@@ -21,7 +21,7 @@ from typing import TypeVar
 
 from speakerlink_server import errors
 from speakerlink_server.auth import ANONYMOUS, Tenants
-from speakerlink_server.store import JobStore
+from speakerlink_server.store import Store
 
 DAY_SECONDS = 24 * 3600.0
 T = TypeVar("T")
@@ -38,8 +38,9 @@ class Quota:
 
 
 class Quotas:
-    def __init__(self, store: JobStore, tenants: Tenants, defaults: Quota) -> None:
-        self._store = store
+    def __init__(self, store: Store, tenants: Tenants, defaults: Quota) -> None:
+        # One store, so that the jobs admit() creates are in the ledger's transaction.
+        self._jobs, self._ledger = store.jobs, store.ledger
         self._tenants = tenants
         self._defaults = defaults
         self._uploads: Counter[str] = Counter()
@@ -60,7 +61,7 @@ class Quotas:
 
     def _check_queue(self, tenant: str) -> None:
         limit = self.quota(tenant).max_queued_jobs
-        if limit and self._store.queued(tenant) >= limit:
+        if limit and self._jobs.queued(tenant) >= limit:
             raise errors.tenant_queue_full(limit)
 
     def _check_audio(self, tenant: str, audio_seconds: float) -> None:
@@ -69,13 +70,13 @@ class Quotas:
         if not limit:
             return
         since = time.time() - DAY_SECONDS
-        used = self._store.audio_seconds_since(tenant, since)
+        used = self._ledger.seconds_since(tenant, since)
         if used + audio_seconds > limit or (not audio_seconds and used >= limit):
-            wait = self._store.seconds_until_free(tenant, since, max(used + audio_seconds - limit, 1e-9))
+            wait = self._ledger.seconds_until_free(tenant, since, max(used + audio_seconds - limit, 1e-9))
             raise errors.tenant_audio_quota(audio_seconds, used, limit, wait)
 
     def audio_today(self, tenant: str) -> float:
-        return self._store.audio_seconds_since(tenant, time.time() - DAY_SECONDS)
+        return self._ledger.seconds_since(tenant, time.time() - DAY_SECONDS)
 
     def upload(self, tenant: str) -> contextlib.AbstractContextManager[None]:
         """One of the tenant's upload slots for as long as the upload (and an enrollment's work) runs."""
@@ -105,15 +106,15 @@ class Quotas:
         leave room, and count the audio; checked and counted under one lock, held in the
         database too, so that two uploads that end together, at one front end or two, cannot
         both take the last place."""
-        with self._lock, self._store.tenant_lock(tenant):
+        with self._lock, self._ledger.locked(tenant):
             self._check_queue(tenant)
             self._check_audio(tenant, audio_seconds)
             accepted = accept()
-            self._store.count_audio(tenant, audio_seconds)
+            self._ledger.count(tenant, audio_seconds)
             return accepted
 
     def charge(self, tenant: str, audio_seconds: float) -> None:
         """Count audio that no job holds (an enrollment's), refused as a job's would be."""
-        with self._lock, self._store.tenant_lock(tenant):
+        with self._lock, self._ledger.locked(tenant):
             self._check_audio(tenant, audio_seconds)
-            self._store.count_audio(tenant, audio_seconds)
+            self._ledger.count(tenant, audio_seconds)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
 import shutil
 import threading
 import uuid
@@ -12,6 +11,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
+from speakerlink.ids import JOB_ID, new_job_id
+from speakerlink.options import EXPORT_FORMATS
 from speakerlink.v1 import speakerlink_pb2 as pb
 from speakerlink.v1 import speakerlink_pb2_grpc as pb_grpc
 
@@ -21,12 +22,14 @@ from speakerlink_server.auth import Tenants
 from speakerlink_server.config import ServerConfig
 from speakerlink_server.engines.registry import Engines
 from speakerlink_server.enrollment import check_length, check_name, check_speech, voice_from_audio
-from speakerlink_server.exporters import FORMATS, export
+from speakerlink_server.exporters import export
 from speakerlink_server.jobs import JobManager
 from speakerlink_server.pipeline import audio
 from speakerlink_server.pipeline.run import ClipInput
 from speakerlink_server.quotas import Quotas
-from speakerlink_server.store import JobRecord, JobStore, NameTaken
+from speakerlink_server.store import Store
+from speakerlink_server.store.jobs import JobRecord
+from speakerlink_server.store.voices import NameTaken
 from speakerlink_server.uploads import (
     MAX_CHUNK_BYTES,
     MAX_SPEAKERS,
@@ -39,9 +42,6 @@ from speakerlink_server.uploads import (
 )
 
 log = logging.getLogger(__name__)
-# The form of the ids the server gives (uuid4().hex): nothing else reaches the store, the file
-# system or an error message.
-JOB_ID = re.compile(r"[0-9a-f]{32}")
 DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE = 50, 500
 # The part of max_streams that WatchJob calls may hold: the rest stays for uploads, so that
 # watchers, which cost nothing to open, never starve the calls that bring work.
@@ -50,7 +50,7 @@ WATCHERS_SHARE = 0.75
 
 class SpeakerlinkServicer(pb_grpc.SpeakerlinkServicer):
     def __init__(
-        self, config: ServerConfig, store: JobStore, jobs: JobManager, audio: AudioStore, engines: Engines,
+        self, config: ServerConfig, store: Store, jobs: JobManager, audio: AudioStore, engines: Engines,
         tenants: Tenants, quotas: Quotas,
     ) -> None:
         self._config = config
@@ -76,7 +76,7 @@ class SpeakerlinkServicer(pb_grpc.SpeakerlinkServicer):
                 max_clip_seconds=c.max_clip_seconds, max_job_seconds=c.max_job_seconds, max_speakers=MAX_SPEAKERS,
             ),
             formats=c.formats,
-            default_link_threshold=self._engines.embedder("auto").link_threshold,
+            default_link_threshold=self._engines.embedder("auto").default_parameters().linking.threshold,
             quota=self._quota(context),
         )
 
@@ -95,7 +95,7 @@ class SpeakerlinkServicer(pb_grpc.SpeakerlinkServicer):
 
     def _diarize(self, request_iterator: Iterator[pb.DiarizeRequest], context: grpc.ServicerContext) -> Iterator[pb.JobEvent]:
         tenant = self._tenants.of(context)
-        job_id = uuid.uuid4().hex
+        job_id = new_job_id()
         try:
             self._quotas.precheck(tenant)
             with self._quotas.upload(tenant):
@@ -108,7 +108,7 @@ class SpeakerlinkServicer(pb_grpc.SpeakerlinkServicer):
 
             def accept() -> int:
                 self._jobs.check_room()
-                self._store.create(job_id, config, self._config.job_ttl_seconds, tenant)
+                self._store.jobs.create(job_id, config, self._config.job_ttl_seconds, tenant)
                 return self._jobs.submitted(job_id)
 
             position = self._quotas.admit(tenant, sum(seconds), accept)
@@ -161,7 +161,7 @@ class SpeakerlinkServicer(pb_grpc.SpeakerlinkServicer):
                     embedding, speech = voice_from_audio(
                         [ClipInput(c.index, c.name, c.path, float(c.size)) for c in clips], self._engines.segmenter,
                         embedder, check_cancelled, self._config.chunk_seconds)
-            voice = self._store.enroll(tenant, name, embedder.name, embedding, speech)
+            voice = self._store.voices.enroll(tenant, name, embedder.name, embedding, speech)
         except grpc.RpcError:  # the caller went away mid-upload
             raise errors.caller_left() from None
         finally:
@@ -176,32 +176,32 @@ class SpeakerlinkServicer(pb_grpc.SpeakerlinkServicer):
             record = self._owned(request.job_id, context)
             if record.state != pb.JOB_STATE_SUCCEEDED:
                 raise errors.result_not_ready(request.job_id, record.state)
-            found = self._store.job_print(request.job_id, request.speaker)
+            found = self._store.prints.get(request.job_id, request.speaker)
             if found is None:
                 labels = [s.label for s in pb.DiarizationResult.FromString(record.result).speakers]
                 raise errors.job_speaker_not_found(request.job_id, request.speaker, labels)
             engine, embedding, speech = found
-            voice = self._store.enroll(record.tenant, name, engine, embedding, check_speech(speech))
+            voice = self._store.voices.enroll(record.tenant, name, engine, embedding, check_speech(speech))
             log.info("voice %r enrolled from speaker %s of job %s", name, request.speaker, request.job_id)
             return voice.message()
 
     def ListSpeakers(self, request: pb.ListSpeakersRequest, context: grpc.ServicerContext) -> pb.ListSpeakersResponse:
-        return pb.ListSpeakersResponse(speakers=[v.message() for v in self._store.voices(self._tenants.of(context))])
+        return pb.ListSpeakersResponse(speakers=[v.message() for v in self._store.voices.records(self._tenants.of(context))])
 
     def RenameSpeaker(self, request: pb.RenameSpeakerRequest, context: grpc.ServicerContext) -> pb.Voice:
         tenant = self._tenants.of(context)
         with _answering(context):
             new_name = check_name(request.new_name)
             try:
-                renamed = self._store.rename_voice(tenant, request.name, new_name)
+                renamed = self._store.voices.rename(tenant, request.name, new_name)
             except NameTaken:
                 raise errors.voice_exists(new_name) from None
             if not renamed:
                 raise errors.voice_not_found(request.name)
-            return self._store.voice(tenant, new_name).message()
+            return self._store.voices.get(tenant, new_name).message()
 
     def DeleteSpeaker(self, request: pb.DeleteSpeakerRequest, context: grpc.ServicerContext) -> pb.DeleteSpeakerResponse:
-        if not self._store.delete_voice(self._tenants.of(context), request.name):
+        if not self._store.voices.delete(self._tenants.of(context), request.name):
             errors.voice_not_found(request.name).abort(context)
         return pb.DeleteSpeakerResponse(name=request.name, deleted=True)
 
@@ -262,8 +262,8 @@ class SpeakerlinkServicer(pb_grpc.SpeakerlinkServicer):
         return self._result(request.job_id, context)
 
     def Export(self, request: pb.ExportRequest, context: grpc.ServicerContext) -> pb.ExportResponse:
-        if request.format not in FORMATS:
-            names = ", ".join(pb.ExportFormat.Name(f).removeprefix("EXPORT_FORMAT_") for f in sorted(FORMATS))
+        if request.format not in EXPORT_FORMATS.values():
+            names = ", ".join(pb.ExportFormat.Name(f).removeprefix("EXPORT_FORMAT_") for f in EXPORT_FORMATS.values())
             errors.invalid_request(f"unknown export format {request.format}", f"ExportRequest.format is one of {names}.",
                                    "Choose one of them, e.g. `speakerlink export JOB --format rttm`.").abort(context)
         result = self._result(request.job_id, context)
@@ -277,7 +277,7 @@ class SpeakerlinkServicer(pb_grpc.SpeakerlinkServicer):
         so that an id tells nobody else that the job exists."""
         if not JOB_ID.fullmatch(job_id):
             errors.invalid_job_id(job_id).abort(context)
-        record = self._store.get(job_id)
+        record = self._store.jobs.get(job_id)
         if record is None or record.tenant != self._tenants.of(context):
             errors.job_not_found(job_id).abort(context)
         return record
@@ -315,7 +315,7 @@ class SpeakerlinkServicer(pb_grpc.SpeakerlinkServicer):
                 errors.invalid_request("page_token is not one this server gave",
                                        "A page token is the previous answer's next_page_token, passed on unchanged.",
                                        "Start again from the newest jobs with an empty page_token.").abort(context)
-        records = self._store.newest(self._tenants.of(context), size + 1, before)
+        records = self._store.jobs.newest(self._tenants.of(context), size + 1, before)
         response = pb.ListJobsResponse(jobs=[r.status() for r in records[:size]])
         if len(records) > size:
             last = records[size - 1]

@@ -25,7 +25,9 @@ from speakerlink.v1 import speakerlink_pb2 as pb
 
 from speakerlink_server import errors
 from speakerlink_server.config import ServerConfig
+from speakerlink_server.engines.base import CountBounds
 from speakerlink_server.engines.registry import Engines
+from speakerlink_server.pipeline.request import JobRequest
 
 # The largest audio chunk a client may send: gRPC's default message limit. The SDK sends 256 KiB.
 MAX_CHUNK_BYTES = 4 * 1024 * 1024
@@ -119,10 +121,33 @@ def stored_path(audio_dir: Path, index: int, clip: pb.ClipManifest) -> Path:
     return audio_dir / f"{index:03d}.{clip_format(clip) or 'bin'}"
 
 
-def validate_config(config: pb.DiarizeConfig, limits: ServerConfig, engines: Engines) -> None:
+def validate_config(config: pb.DiarizeConfig, limits: ServerConfig, engines: Engines) -> JobRequest:
     """Everything that can be refused before any audio arrives."""
     validate_manifest(config.clips, limits)
-    _validate_options(config.options, engines)
+    return job_request(config.options, engines)
+
+
+def job_request(options: pb.DiarizeOptions, engines: Engines) -> JobRequest:
+    """The one reading of a request's options: checked, its engines chosen, its count resolved.
+
+    Admission calls it to refuse a bad request before its audio; the worker that claims the job
+    calls it again on the config stored in the job row. That config is the durable record (it
+    outlives a restart and moves with a job taken over by another worker), and the request is
+    a function of it and the server's engines alone, so a second stored copy could only ever
+    disagree with it."""
+    _validate_options(options)
+    embedder = engines.embedder(options.engine)
+    transcriber = engines.transcriber_for(options)
+    count = options.speakers
+    return JobRequest(
+        engine=embedder.name,
+        link_threshold=(options.link_threshold if options.HasField("link_threshold")
+                        else embedder.default_parameters().linking.threshold),
+        speakers=CountBounds(min_speakers=count.exact or count.min, max_speakers=count.exact or count.max),
+        transcriber=transcriber.name if transcriber else "",
+        recognize=not options.HasField("recognize") or options.recognize,
+        language=options.language,
+    )
 
 
 def validate_manifest(clips: Sequence[pb.ClipManifest], limits: ServerConfig) -> None:
@@ -159,7 +184,7 @@ def validate_manifest(clips: Sequence[pb.ClipManifest], limits: ServerConfig) ->
             raise errors.file_too_large(index, clip.name, clip.size_bytes, limits.max_file_bytes)
 
 
-def _validate_options(options: pb.DiarizeOptions, engines: Engines) -> None:
+def _validate_options(options: pb.DiarizeOptions) -> None:
     if len(options.engine) > MAX_ENGINE_CHARS:
         raise errors.invalid_config(f"the engine name is longer than {MAX_ENGINE_CHARS} characters")
     if len(options.language) > MAX_LANGUAGE_CHARS:
@@ -180,8 +205,6 @@ def _validate_options(options: pb.DiarizeOptions, engines: Engines) -> None:
     ):
         raise errors.option_out_of_range("link_threshold", "--link-threshold", f"{options.link_threshold:g}",
                                          "a cosine similarity in [-1, 1]")
-    engines.embedder(options.engine)
-    engines.transcriber_for(options)
 
 
 def check_durations(clips: list[StoredClip], seconds: list[float], limits: ServerConfig) -> None:

@@ -1,5 +1,6 @@
 import datetime
 
+from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -325,16 +326,44 @@ class Summary(_message.Message):
     def __init__(self, clips: _Optional[int] = ..., unique_speakers: _Optional[int] = ..., audio_seconds: _Optional[float] = ..., processing_seconds: _Optional[float] = ..., engines: _Optional[_Iterable[str]] = ..., link_threshold: _Optional[float] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class DiarizationResult(_message.Message):
-    __slots__ = ("job_id", "speakers", "clips", "summary")
+    __slots__ = ("job_id", "speakers", "clips", "summary", "provenance")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     SPEAKERS_FIELD_NUMBER: _ClassVar[int]
     CLIPS_FIELD_NUMBER: _ClassVar[int]
     SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    PROVENANCE_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     speakers: _containers.RepeatedCompositeFieldContainer[GlobalSpeaker]
     clips: _containers.RepeatedCompositeFieldContainer[ClipResult]
     summary: Summary
-    def __init__(self, job_id: _Optional[str] = ..., speakers: _Optional[_Iterable[_Union[GlobalSpeaker, _Mapping]]] = ..., clips: _Optional[_Iterable[_Union[ClipResult, _Mapping]]] = ..., summary: _Optional[_Union[Summary, _Mapping]] = ...) -> None: ...
+    provenance: Provenance
+    def __init__(self, job_id: _Optional[str] = ..., speakers: _Optional[_Iterable[_Union[GlobalSpeaker, _Mapping]]] = ..., clips: _Optional[_Iterable[_Union[ClipResult, _Mapping]]] = ..., summary: _Optional[_Union[Summary, _Mapping]] = ..., provenance: _Optional[_Union[Provenance, _Mapping]] = ...) -> None: ...
+
+class Provenance(_message.Message):
+    __slots__ = ("request", "parameters")
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    PARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    request: ResolvedRequest
+    parameters: _struct_pb2.Struct
+    def __init__(self, request: _Optional[_Union[ResolvedRequest, _Mapping]] = ..., parameters: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+
+class ResolvedRequest(_message.Message):
+    __slots__ = ("engine", "transcriber", "recognize", "link_threshold", "min_speakers", "max_speakers", "language")
+    ENGINE_FIELD_NUMBER: _ClassVar[int]
+    TRANSCRIBER_FIELD_NUMBER: _ClassVar[int]
+    RECOGNIZE_FIELD_NUMBER: _ClassVar[int]
+    LINK_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    MIN_SPEAKERS_FIELD_NUMBER: _ClassVar[int]
+    MAX_SPEAKERS_FIELD_NUMBER: _ClassVar[int]
+    LANGUAGE_FIELD_NUMBER: _ClassVar[int]
+    engine: str
+    transcriber: str
+    recognize: bool
+    link_threshold: float
+    min_speakers: int
+    max_speakers: int
+    language: str
+    def __init__(self, engine: _Optional[str] = ..., transcriber: _Optional[str] = ..., recognize: _Optional[bool] = ..., link_threshold: _Optional[float] = ..., min_speakers: _Optional[int] = ..., max_speakers: _Optional[int] = ..., language: _Optional[str] = ...) -> None: ...
 
 class JobStatus(_message.Message):
     __slots__ = ("job_id", "state", "progress", "created_at", "expires_at", "error", "clip_names", "cancel_requested")

@@ -1,17 +1,20 @@
 """The web page over the service (F17): upload clips, watch the job, see who spoke where.
 
 A small Starlette app, served by uvicorn (`speakerlink web`), that calls the gRPC service
-through this SDK: it is one more client, with no job system of its own. The page
-(static/index.html and app.js, plain modules, no build step) uploads each file to it with its
-own progress bar; the app streams each to its spool (spool.py), checks its size as it comes,
-and once all are in hands them to `Client.iter_diarize` until the server accepts the job.
-Progress reaches the page as Server-Sent Events from `Client.watch`, so a reload, or a server
-that went away and came back, picks the job up again from the id in the page's URL.
+through this SDK's AsyncClient, on the app's own event loop: it is one more client, with no
+job system of its own. The page (static/index.html and app.js, plain modules, no build step)
+uploads each file to it with its own progress bar; the app streams each to its spool
+(spool.py), checks its size as it comes, and once all are in hands them to
+`AsyncClient.iter_diarize` until the server accepts the job. Progress reaches the page as
+Server-Sent Events from `AsyncClient.watch`, so a reload, or a server that went away and came
+back, picks the job up again from the id in the page's URL. A refusal, the service's (a
+SpeakerlinkError) or the page's own (guard.Refusal), is raised where it is found and answered
+by one exception handler, as the JSON error app.js shows.
 
 A token typed into the page is kept in the tab's sessionStorage and sent as an
 `Authorization: Bearer` header; the app passes it on as that call's credentials over its one
-channel (`Client.with_token`), so each person sees their tenant's jobs and a flood of made-up
-tokens costs nothing. It never appears in a URL. guard.py keeps strangers out.
+channel (`AsyncClient.with_token`), so each person sees their tenant's jobs and a flood of
+made-up tokens costs nothing. It never appears in a URL. guard.py keeps strangers out.
 """
 
 from __future__ import annotations
@@ -22,33 +25,31 @@ import json
 import os
 import re
 import shutil
-import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import unquote
 
 from google.protobuf.json_format import MessageToDict
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from speakerlink.aio import AsyncClient
 from speakerlink.channel import channel_credentials
-from speakerlink.client import Client
 from speakerlink.errors import SpeakerlinkError, TLSError, TransportError
-from speakerlink.events import is_terminal
+from speakerlink.ids import JOB_ID
+from speakerlink.options import EXPORT_FORMATS
 from speakerlink.v1 import speakerlink_pb2 as pb
-from speakerlink.web.guard import Guard, check_host, error
+from speakerlink.web.guard import Guard, Refusal, check_host, error
 from speakerlink.web.spool import Spool, name_problem
 
 STATIC = Path(__file__).parent / "static"
-HEX_ID = re.compile(r"[0-9a-f]{32}")  # upload and job ids
 TOKEN = re.compile(r"[!-~]+")  # what gRPC metadata can carry
-EXPORTS = ("json", "csv", "text", "rttm", "srt", "vtt")
 UPLOAD_SECONDS = 3600.0  # an upload never submitted is deleted after this long
+QUIET_SECONDS = 15.0  # a quiet event stream gets a comment this often, so proxies keep it open
 
 
 class Service:
@@ -63,30 +64,31 @@ class Service:
         self.plaintext = channel_credentials(**connection) is None  # raises for a token on plaintext
         token = connection.get("token")
         self._default = os.environ.get("SPEAKERLINK_TOKEN", "") if token is None else token
-        self._client = Client(target, **(connection | {"token": ""}))  # tokens go with each call
+        self._connection = connection | {"token": ""}  # tokens go with each call
+        self._client: AsyncClient | None = None
+
+    @contextlib.asynccontextmanager
+    async def opened(self) -> AsyncIterator[None]:
+        """The channel, while the app serves: grpc.aio binds it to the event loop that opens it."""
+        async with AsyncClient(self.target, **self._connection) as self._client:
+            yield
 
     def token(self, request: Request) -> str:
         """The request's bearer token, else the page's own."""
         header = request.headers.get("authorization", "")
         return header[7:].strip() if header.lower().startswith("bearer ") else self._default
 
-    def client(self, token: str) -> Client:
-        """The client for a request carrying `token` (checked by `refusal` first)."""
-        return self._client.with_token(token) if token else self._client
-
-    def refusal(self, token: str) -> Response | None:
+    def client(self, token: str) -> AsyncClient:
+        """The client for a request carrying `token`; raises Refusal for one the page cannot send."""
         if not token:
-            return None
+            return self._client
         if not TOKEN.fullmatch(token):
-            return error(401, "AUTH_INVALID", "the token holds characters no token has",
-                         ["Paste the token again, without spaces or line breaks."])
+            raise Refusal(401, "AUTH_INVALID", "the token holds characters no token has",
+                          ["Paste the token again, without spaces or line breaks."])
         if self.plaintext:
-            return error(400, "TOKEN_NEEDS_TLS", "the page reaches the service without TLS, so it sends no token",
-                         ["Clear the token field, or start the page with --tls or --tls-ca."])
-        return None
-
-    def close(self) -> None:
-        self._client.close()
+            raise Refusal(400, "TOKEN_NEEDS_TLS", "the page reaches the service without TLS, so it sends no token",
+                          ["Clear the token field, or start the page with --tls or --tls-ca."])
+        return self._client.with_token(token)
 
 
 def create_app(target: str, connection: dict | None = None, *, bound: str = "127.0.0.1",
@@ -104,26 +106,34 @@ def create_app(target: str, connection: dict | None = None, *, bound: str = "127
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        sweeping = asyncio.create_task(janitor())
-        try:
-            yield
-        finally:
-            sweeping.cancel()
-            service.close()
-            spool.close()
+        async with service.opened():
+            sweeping = asyncio.create_task(janitor())
+            try:
+                yield
+            finally:
+                sweeping.cancel()
+                spool.close()
 
-    async def call(request: Request, method: Callable[[Client], object]) -> object:
-        """The SDK call's answer for this request's token, or a refusal as a JSON response."""
-        token = service.token(request)
-        return service.refusal(token) or await _call(lambda: method(service.client(token)), service.target)
+    def client(request: Request) -> AsyncClient:
+        return service.client(service.token(request))
+
+    async def refused(request: Request, err: Refusal | SpeakerlinkError) -> Response:
+        """The one exception handler: a refusal as the JSON error app.js shows. A service that
+        does not answer is said in plain words, not in gRPC's."""
+        if isinstance(err, Refusal):
+            return error(err.status, err.code, err.message, err.troubleshooting)
+        if isinstance(err, TransportError) and not isinstance(err, TLSError) and \
+                err.code in ("UNAVAILABLE", "UNREACHABLE"):
+            return error(503, "SERVICE_UNREACHABLE", f"the speakerlink service at {target} is not answering",
+                         ["Is it running? Start it with `speakerlink serve`, or give the page its address with "
+                          "--server."])
+        return error(_http_status(err), err.code, err.message, [*err.troubleshooting, *err.recovery])
 
     async def index(request: Request) -> Response:
         return FileResponse(STATIC / "index.html")
 
     async def info(request: Request) -> Response:
-        found = await call(request, lambda c: c.info())
-        if isinstance(found, Response):
-            return found
+        found = await client(request).info()
         return JSONResponse({"max_file_bytes": found.limits.max_file_bytes, "max_clips": found.limits.max_clips,
                              "formats": list(found.formats),
                              "transcription": any(e.kind == "transcriber" and e.available for e in found.engines)})
@@ -133,11 +143,8 @@ def create_app(target: str, connection: dict | None = None, *, bound: str = "127
         name = unquote(request.headers.get("x-file-name", "clip"))
         problem = name_problem(name)
         if problem:
-            return error(400, "BAD_FILE_NAME", problem, ["Rename the file and pick it again."])
-        found = await call(request, lambda c: c.info())
-        if isinstance(found, Response):
-            return found
-        limit = found.limits.max_file_bytes
+            raise Refusal(400, "BAD_FILE_NAME", problem, ["Rename the file and pick it again."])
+        limit = (await client(request).info()).limits.max_file_bytes
         upload_id, path = spool.place(name)
         size, kept = 0, False
         try:
@@ -145,8 +152,8 @@ def create_app(target: str, connection: dict | None = None, *, bound: str = "127
                 async for chunk in request.stream():
                     size += len(chunk)
                     if size > limit:
-                        return error(413, "FILE_TOO_LARGE", f"{name} is over the service's limit of "
-                                     f"{limit / 2**20:.0f} MiB a file")
+                        raise Refusal(413, "FILE_TOO_LARGE", f"{name} is over the service's limit of "
+                                      f"{limit / 2**20:.0f} MiB a file")
                     out.write(chunk)
             spool.keep(upload_id, path, service.token(request))
             kept = True
@@ -161,61 +168,43 @@ def create_app(target: str, connection: dict | None = None, *, bound: str = "127
         try:
             body = await request.json()
         except ValueError:
-            return error(400, "NOT_JSON", "the body is not JSON")
+            raise Refusal(400, "NOT_JSON", "the body is not JSON") from None
         ids = body.get("uploads") if isinstance(body, dict) else None
         if not ids or not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
-            return error(400, "NO_UPLOADS", "upload the clips first")
-        paths = spool.take(ids, service.token(request))
+            raise Refusal(400, "NO_UPLOADS", "upload the clips first")
+        token = service.token(request)
+        caller = service.client(token)
+        paths = spool.take(ids, token)
         if paths is None:
-            return error(404, "UPLOAD_NOT_FOUND", "an upload is not here: sent with another token, already "
-                         f"submitted, or older than {spool.max_age / 60:g} minutes",
-                         ["Pick the files and upload them again."])
+            raise Refusal(404, "UPLOAD_NOT_FOUND", "an upload is not here: sent with another token, already "
+                          f"submitted, or older than {spool.max_age / 60:g} minutes",
+                          ["Pick the files and upload them again."])
         options = {k: v for k, v in (body.get("options") or {}).items()
                    if k in ("num_speakers", "min_speakers", "max_speakers", "transcribe") and v not in (None, "")}
-
-        def accepted(client: Client) -> str:
-            events = client.iter_diarize(paths, **options)
-            try:
-                return next(events).job_id  # the first event is Accepted; the job goes on without us
-            finally:
-                events.close()
-
         try:
-            found = await call(request, accepted)
+            return JSONResponse({"job_id": await _accepted(caller, paths, options)})
         finally:
             for path in paths:
                 shutil.rmtree(path.parent, ignore_errors=True)
-        return found if isinstance(found, Response) else JSONResponse({"job_id": found})
 
     async def jobs(request: Request) -> Response:
-        found = await call(request, lambda c: c.list_jobs(limit=20))
-        if isinstance(found, Response):
-            return found
-        return JSONResponse([_status(status) for status in found])
+        return JSONResponse([_status(status) for status in await client(request).list_jobs(limit=20)])
 
     async def events(request: Request) -> Response:
         job_id = request.path_params["job_id"]
-        if not HEX_ID.fullmatch(job_id):
-            return error(400, "INVALID_JOB_ID", "not a job id")
-        token = service.token(request)
-        refusal = service.refusal(token)
-        if refusal is not None:
-            return refusal
-        return StreamingResponse(_sse(service.client(token), job_id, request), media_type="text/event-stream",
+        if not JOB_ID.fullmatch(job_id):
+            raise Refusal(400, "INVALID_JOB_ID", "not a job id")
+        return StreamingResponse(_sse(client(request), job_id), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache"})
 
     async def cancel(request: Request) -> Response:
-        job_id = request.path_params["job_id"]
-        found = await call(request, lambda c: c.cancel(job_id))
-        return found if isinstance(found, Response) else JSONResponse(_status(found))
+        return JSONResponse(_status(await client(request).cancel(request.path_params["job_id"])))
 
     async def export(request: Request) -> Response:
         job_id, name = request.path_params["job_id"], request.path_params["format"]
-        if name not in EXPORTS:
-            return error(400, "UNKNOWN_FORMAT", f"formats: {', '.join(EXPORTS)}")
-        found = await call(request, lambda c: c.export(job_id, name))
-        if isinstance(found, Response):
-            return found
+        if name not in EXPORT_FORMATS:
+            raise Refusal(400, "UNKNOWN_FORMAT", f"formats: {', '.join(EXPORT_FORMATS)}")
+        found = await client(request).export(job_id, name)
         return Response(found.content, media_type=found.content_type or "application/octet-stream",
                         headers={"Content-Disposition": f'attachment; filename="{found.filename}"'})
 
@@ -229,69 +218,58 @@ def create_app(target: str, connection: dict | None = None, *, bound: str = "127
         Route("/api/jobs/{job_id}/cancel", cancel, methods=["POST"]),
         Route("/api/jobs/{job_id}/export/{format}", export),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
-    ], middleware=[Middleware(Guard, bound=bound, names=names)], lifespan=lifespan)
+    ], middleware=[Middleware(Guard, bound=bound, names=names)], lifespan=lifespan,
+        exception_handlers={SpeakerlinkError: refused, Refusal: refused})
     app.state.spool = spool
     return app
 
 
-async def _call(call: Callable, target: str) -> object:
-    """The SDK call's answer, or its error as a JSON response the page shows as it is. A
-    service that does not answer is said in plain words, not in gRPC's."""
+async def _accepted(client: AsyncClient, paths: list[Path], options: dict) -> str:
+    """The id of the job the service accepted for `paths`; the job goes on without us."""
+    events = client.iter_diarize(paths, **options)
     try:
-        return await run_in_threadpool(call)
-    except TransportError as err:
-        if isinstance(err, TLSError) or err.code not in ("UNAVAILABLE", "UNREACHABLE"):
-            return _refusal(err)
-        return error(503, "SERVICE_UNREACHABLE", f"the speakerlink service at {target} is not answering",
-                     ["Is it running? Start it with `speakerlink serve`, or give the page its address with --server."])
-    except SpeakerlinkError as err:
-        return _refusal(err)
+        return (await anext(events)).job_id  # the first event is Accepted
     except ValueError as err:  # options the SDK refuses before any upload
-        return error(400, "INVALID_OPTIONS", str(err))
+        raise Refusal(400, "INVALID_OPTIONS", str(err)) from err
+    finally:
+        await events.aclose()
 
 
-def _refusal(err: SpeakerlinkError) -> Response:
-    return error(_http_status(err), err.code, err.message, [*err.troubleshooting, *err.recovery])
-
-
-async def _sse(client: Client, job_id: str, request: Request) -> AsyncIterator[str]:
-    """The job's events as Server-Sent Events, each a JSON object with a `kind`."""
-    loop = asyncio.get_running_loop()
+async def _sse(client: AsyncClient, job_id: str) -> AsyncIterator[str]:
+    """The job's events as Server-Sent Events, each a JSON object with a `kind`. The watch runs
+    as a task beside the stream, so that its waits for a service that went away are said at
+    once, and a quiet stream still gets its comment; it ends when the stream does."""
     queue: asyncio.Queue[dict | None] = asyncio.Queue()
-    stop = threading.Event()
 
     def waiting(err: SpeakerlinkError, delay: float) -> None:
-        loop.call_soon_threadsafe(queue.put_nowait, {"kind": "waiting"})
+        queue.put_nowait({"kind": "waiting"})
 
-    def pump() -> None:
+    async def follow() -> None:
         try:
-            for event in client.watch(job_id, on_retry=waiting):
-                if stop.is_set():
-                    return
-                loop.call_soon_threadsafe(queue.put_nowait, _event(event))
-                if is_terminal(event):
-                    break
+            async for event in client.watch(job_id, on_retry=waiting):
+                queue.put_nowait(_event(event))
         except TransportError:
             pass  # the service is away: the stream ends, and the page reconnects until it is back
         except SpeakerlinkError as err:
-            loop.call_soon_threadsafe(queue.put_nowait, {"kind": "error", "code": err.code, "message": err.message,
-                                                         "troubleshooting": [*err.troubleshooting, *err.recovery]})
+            queue.put_nowait({"kind": "error", "code": err.code, "message": err.message,
+                              "troubleshooting": [*err.troubleshooting, *err.recovery]})
         finally:
-            loop.call_soon_threadsafe(queue.put_nowait, None)
+            queue.put_nowait(None)
 
-    threading.Thread(target=pump, name=f"watch-{job_id[:8]}", daemon=True).start()
+    following = asyncio.create_task(follow())
     try:
         while True:
             try:
-                item = await asyncio.wait_for(queue.get(), timeout=15)
+                item = await asyncio.wait_for(queue.get(), timeout=QUIET_SECONDS)
             except TimeoutError:
-                yield ": still here\n\n"  # keeps proxies from closing a quiet stream
+                yield ": still here\n\n"
                 continue
-            if item is None or await request.is_disconnected():
+            if item is None:
+                await following  # raises what the watch raised unforeseen
                 return
             yield f"data: {json.dumps(item)}\n\n"
     finally:
-        stop.set()
+        following.cancel()
 
 
 def _event(event: pb.JobEvent) -> dict:
@@ -299,7 +277,8 @@ def _event(event: pb.JobEvent) -> dict:
         p = event.progress
         return {"kind": "progress", "stage": p.stage, "percent": p.percent, "clip": p.clip_index, "message": p.message}
     if event.HasField("result"):
-        return {"kind": "result", "result": MessageToDict(event.result, preserving_proto_field_name=True)}
+        return {"kind": "result", "result": MessageToDict(event.result, preserving_proto_field_name=True),
+                "exports": list(EXPORT_FORMATS)}
     if event.HasField("cancelled"):
         return {"kind": "cancelled"}
     if event.HasField("error"):

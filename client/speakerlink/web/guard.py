@@ -84,3 +84,12 @@ def error(status: int, code: str, message: str, troubleshooting: list[str] | Non
     """Every refusal of the page has this shape, which app.js shows as it is."""
     return JSONResponse({"code": code, "message": message, "troubleshooting": troubleshooting or []},
                         status_code=status)
+
+
+class Refusal(Exception):
+    """A request the page turns down itself, raised where it is found; the app's one exception
+    handler answers it as `error` does, as it answers the service's own refusals."""
+
+    def __init__(self, status: int, code: str, message: str, troubleshooting: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.troubleshooting = status, code, message, troubleshooting or []

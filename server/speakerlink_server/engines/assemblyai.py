@@ -181,15 +181,16 @@ class AssemblyAiTranscriber:
 
 def _transcript_request(upload_url: str, request: TranscriptionRequest) -> types.TranscriptRequest:
     """The SDK's own TranscriptionConfig, so its validation of speaker counts applies."""
+    count = request.speakers
     bounds = None
-    if not request.speakers_exact and (request.speakers_min or request.speakers_max):
+    if not count.exact and (count.min_speakers or count.max_speakers):
         bounds = aai.SpeakerOptions(
-            min_speakers_expected=request.speakers_min or None, max_speakers_expected=request.speakers_max or None
+            min_speakers_expected=count.min_speakers or None, max_speakers_expected=count.max_speakers or None
         )
     config = aai.TranscriptionConfig(
         language_code=request.language or None,
         speaker_labels=True,
-        speakers_expected=request.speakers_exact or None,
+        speakers_expected=count.exact or None,
         speaker_options=bounds,
     )
     return types.TranscriptRequest(audio_url=upload_url, **config.raw.dict(exclude_none=True))

@@ -1,8 +1,8 @@
 """The interfaces every engine implements.
 
 A segmenter scores, frame by frame, which local speakers talk in overlapping windows of a clip.
-An embedder turns stretches of a clip into unit-length speaker vectors, and carries the
-thresholds calibrated for its own cosine scale (CAM++'s and TitaNet's differ). A transcriber
+An embedder turns stretches of a clip into unit-length speaker vectors, and supplies the
+pipeline's parameters for its own cosine scale (CAM++'s and TitaNet's differ; params.py). A transcriber
 turns a clip into speaker-labelled utterances; its labels are per clip, and linking them
 across clips is the pipeline's job.
 """
@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+
+from speakerlink_server.params import PipelineParams
 
 Spans = list[tuple[int, int]]
 """One item to embed: (start, end) sample spans of a clip, joined into one stretch of speech."""
@@ -80,9 +82,11 @@ class Segmenter(Protocol):
 class Embedder(Protocol):
     name: str
     dim: int
-    cluster_threshold: float  # centroid cosine above which two within-clip clusters are one speaker
-    link_threshold: float  # raw cosine floor for a cross-clip link
     calibration: Calibration  # link confidence as a probability, from this embedder's cosines
+
+    def default_parameters(self) -> PipelineParams:
+        """The pipeline's parameters for this embedder's cosine scale (params.py)."""
+        ...
 
     def embed(self, wav: np.ndarray, items: list[Spans], hook: Hook = no_hook) -> np.ndarray:
         """One L2-normalised row per item; an item with no audio gets a zero row. Shape (len(items), dim).
@@ -115,11 +119,24 @@ class Utterance:
 
 
 @dataclass(frozen=True)
+class CountBounds:
+    """How many speakers a request allows, resolved once (uploads.job_request): an exact count
+    N is (N, N), and 0 leaves that side open. Clustering, slots, chunk joining and transcribers
+    all read this one pair."""
+
+    min_speakers: int = 0
+    max_speakers: int = 0
+
+    @property
+    def exact(self) -> int:
+        """The one count allowed, or 0 where the bounds leave a range."""
+        return self.min_speakers if self.min_speakers == self.max_speakers else 0
+
+
+@dataclass(frozen=True)
 class TranscriptionRequest:
     language: str = ""  # "" for the transcriber's default
-    speakers_exact: int = 0  # 0: not set
-    speakers_min: int = 0
-    speakers_max: int = 0
+    speakers: CountBounds = CountBounds()
 
 
 Stage = Callable[[str, str], None]

@@ -6,9 +6,10 @@ downloaded at start. Where they cannot be had, loading raises WeightsUnavailable
 place it looked, before NeMo is imported, and the server goes on with CAM++.
 
 Values taken from NVIDIA, since TitaNet's cosine scale is not CAM++'s:
-- link_threshold 0.7: the default `threshold` of EncDecSpeakerLabelModel.verify_speakers, the
-  cosine above which NeMo calls two utterances the same speaker.
-- cluster_threshold 0.7: the same decision inside a clip, between cluster centroids.
+- the link threshold 0.7: the default `threshold` of EncDecSpeakerLabelModel.verify_speakers,
+  the cosine above which NeMo calls two utterances the same speaker.
+- the clustering threshold 0.7: the same decision inside a clip, between cluster centroids.
+- the margins over them (folding, linking, recognition): CAM++'s, chosen, not measured.
 - calibration: a logistic through 0.5 at that cosine, rising from 0.18 to 0.82 over +-0.05.
   Not fitted: TitaNet's weights cannot be had here to measure its cosines on real speech.
 """
@@ -27,6 +28,7 @@ from speakerlink_server.engines.base import Calibration, Hook, Spans, no_hook, u
 from speakerlink_server.engines.batching import MicroBatcher
 from speakerlink_server.engines.precision import choose_half
 from speakerlink_server.engines.weights import WeightsUnavailable
+from speakerlink_server.params import ClusteringParams, LinkingParams, PipelineParams, RecognitionParams
 
 log = logging.getLogger(__name__)
 
@@ -68,11 +70,19 @@ def hub_cache_dir(model: str) -> Path:
     return Path(constants.HF_HUB_CACHE) / f"models--{model.replace('/', '--')}"
 
 
+PARAMETERS = PipelineParams(
+    clustering=ClusteringParams(threshold=0.7, fold_similarity=0.1),
+    linking=LinkingParams(threshold=0.7, small_job_margin=0.06, sure_margin=0.14),
+    recognition=RecognitionParams(threshold=0.75),
+)
+
+
 class TitanetEmbedder:
     name = "titanet"
-    cluster_threshold = 0.7
-    link_threshold = 0.7
     calibration = Calibration(slope=30.0, offset=-21.0)
+
+    def default_parameters(self) -> PipelineParams:
+        return PARAMETERS
 
     def __init__(self, model: str = DEFAULT_MODEL, device: str = "cpu", batch: int = 0) -> None:
         source = locate_weights(model)

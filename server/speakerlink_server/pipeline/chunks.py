@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from speakerlink_server.engines.base import Calibration, unit_rows
+from speakerlink_server.engines.base import Calibration, CountBounds, unit_rows
+from speakerlink_server.params import LinkingParams
 from speakerlink_server.pipeline.clustering import merge_to
 from speakerlink_server.pipeline.linking import LocalSpeaker, link_speakers
 from speakerlink_server.pipeline.segments import Turn
@@ -27,20 +28,23 @@ class ChunkAnalysis:
 
 
 def join_chunks(
-    clip_index: int, chunks: list[ChunkAnalysis], threshold: float, calibration: Calibration, most: int = 0
+    clip_index: int, chunks: list[ChunkAnalysis], params: LinkingParams, calibration: Calibration,
+    bounds: CountBounds,
 ) -> tuple[list[Turn], list[LocalSpeaker]]:
     """The recording's turns and speakers, numbered by first appearance across the chunks.
 
-    `most` (0: no bound) caps the recording's speakers, e.g. a requested exact count: the
-    chunks were clustered with it as their maximum only, since a chunk may hold fewer, so the
-    most similar speakers of the whole recording merge until it is met."""
+    `bounds` are the recording's count, not each chunk's: the chunks were clustered with its
+    maximum only, since a chunk may hold fewer. Linking across chunks stops at the minimum
+    (speakers of one chunk stay apart, so the minimum holds while the chunks hold that many
+    speakers between them), and past the maximum the most similar speakers of the whole
+    recording merge until it is met."""
     members = [
         LocalSpeaker(k, s.local_index, s.centroid, s.speech_seconds) for k, c in enumerate(chunks) for s in c.speakers
     ]
-    links = link_speakers(members, threshold, calibration, normalise=False)
+    links = link_speakers(members, params, calibration, normalise=False, min_speakers=bounds.min_speakers)
     of = {(m.clip_index, m.local_index): link.global_index for m, link in zip(members, links, strict=True)}
-    if most:
-        of = _cap(of, members, most)
+    if bounds.max_speakers:
+        of = _cap(of, members, bounds.max_speakers)
     count = 1 + max(of.values(), default=-1)
     sums = np.zeros((count, members[0].centroid.size if members else 0))
     speech = np.zeros(count)
@@ -62,11 +66,11 @@ def join_chunks(
     return turns, speakers
 
 
-def _cap(of: dict[tuple[int, int], int], members: list[LocalSpeaker], most: int) -> dict[tuple[int, int], int]:
-    """Merge the speakers with the most similar voiceprints until at most `most` remain,
+def _cap(of: dict[tuple[int, int], int], members: list[LocalSpeaker], max_speakers: int) -> dict[tuple[int, int], int]:
+    """Merge the speakers with the most similar voiceprints until at most `max_speakers` remain,
     numbered again by first appearance."""
     keys = [(m.clip_index, m.local_index) for m in members]  # in chunk order
     weighted = np.stack([m.speech_seconds * m.centroid for m in members])
-    merged = merge_to(weighted, np.array([of[key] for key in keys]), most).tolist()
+    merged = merge_to(weighted, np.array([of[key] for key in keys]), max_speakers).tolist()
     order = {g: i for i, g in enumerate(dict.fromkeys(merged))}
     return {key: order[g] for key, g in zip(keys, merged, strict=True)}

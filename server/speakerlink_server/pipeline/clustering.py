@@ -1,7 +1,7 @@
 """Within-clip clustering of window embeddings, with an automatic speaker count.
 
 Average-linkage agglomerative clustering on cosine distance, cut where the average cosine
-between two groups falls below the embedder's `cluster_threshold`. Then clusters of fewer
+between two groups falls below the embedder's clustering threshold. Then clusters of fewer
 than `min_cluster_windows` windows (a cough, a window across a change of speaker) are folded
 into their nearest neighbour, where it is close enough (`fold_similarity`). A count asked for that this misses is met
 by merging the most similar clusters (too many) or cutting the same tree at the count (too
@@ -15,33 +15,13 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.cluster.hierarchy import fcluster, linkage
 
-from speakerlink_server.engines.base import unit_rows
+from speakerlink_server.engines.base import CountBounds, unit_rows
+from speakerlink_server.params import ClusteringParams
 
 # Average linkage needs all pairwise distances: n^2/2 doubles, 64 MB for 4000 windows (an
 # hour of one-speaker speech at a 0.75 s hop... split in chunks of 10 minutes, so at most 800
 # a chunk). Beyond it an evenly spread subset is clustered and every window joins its nearest centroid.
 MAX_LINKAGE_WINDOWS = 4000
-
-
-@dataclass(frozen=True)
-class CountBounds:
-    exact: int = 0
-    min: int = 0
-    max: int = 0
-
-
-@dataclass(frozen=True)
-class ClusteringParams:
-    threshold: float  # average cosine above which two groups of windows are one speaker
-    # Measured on ../shared/data (benchmarks/QUALITY.md): 3 windows at a 0.75 s hop is about
-    # 3 s of speech; 5 or more drop real speakers of libri-dev-linking.
-    min_cluster_windows: int = 3
-    # A small cluster folds into its nearest neighbour only if their centroids are this similar:
-    # a few windows unlike anyone else are a short speaker of their own (a meeting's quiet
-    # member), not a stray. Against folding them all: 0.1 gives ami-train 21.7 % against
-    # 22.1 % per clip; 0.2-0.3 give 20.4 %, but one of the open set's 4-reader clips then
-    # comes out with 5. libri-dev-linking is unchanged by all of them.
-    fold_similarity: float = 0.1
 
 
 @dataclass(frozen=True)
@@ -61,14 +41,14 @@ def cluster_windows(embeddings: np.ndarray, bounds: CountBounds, params: Cluster
         labels = _renumber((embeddings @ fitted.centroids.T).argmax(axis=1))
         return Clusters(labels, centroids(embeddings, labels))
     tree = linkage(embeddings, method="average", metric="cosine")
-    lo, hi = (bounds.exact, bounds.exact) if bounds.exact else (bounds.min or 1, bounds.max or n)
+    fewest, most = bounds.min_speakers or 1, bounds.max_speakers or n
     labels = fcluster(tree, t=1.0 - params.threshold, criterion="distance")
-    labels = _fold_small(embeddings, labels, params, max(lo, 1))
+    labels = _fold_small(embeddings, labels, params, fewest)
     found = len(np.unique(labels))
-    if found > hi:
-        labels = merge_to(embeddings, labels, hi)
-    elif found < lo:
-        labels = fcluster(tree, t=lo, criterion="maxclust")
+    if found > most:
+        labels = merge_to(embeddings, labels, most)
+    elif found < fewest:
+        labels = fcluster(tree, t=fewest, criterion="maxclust")
     labels = _renumber(labels)
     return Clusters(labels, centroids(embeddings, labels))
 
@@ -125,7 +105,7 @@ def _renumber(labels: np.ndarray) -> np.ndarray:
 
 def count_warning(bounds: CountBounds, found: int) -> str:
     """What to tell the caller when `found` speakers fall short of the count asked for, or ""."""
-    wanted = bounds.exact or bounds.min
+    wanted = bounds.min_speakers
     if not wanted or found >= wanted:
         return ""
     return f"{wanted} speakers were asked for, but the audio holds speech enough to tell apart only {found}"

@@ -18,7 +18,7 @@ most similar to i, leaving out those raw cosine alone already links to i, and
 A pair links when z clears LINK_Z and its raw cosine clears `threshold` (the engine's or the
 request's cosine floor); merges go in order of z. With too small a cohort (a job of 2-3 small
 clips) the statistics are meaningless, so the raw cosine alone decides, with the stricter bar
-`threshold + SMALL_JOB_MARGIN`, because nothing else guards against a look-alike voice.
+`threshold + small_job_margin`, because nothing else guards against a look-alike voice.
 """
 
 from __future__ import annotations
@@ -28,19 +28,17 @@ from dataclasses import dataclass
 import numpy as np
 
 from speakerlink_server.engines.base import Calibration
+from speakerlink_server.params import LinkingParams
 
 TOP_COHORT = 5       # cohort size for AS-norm
 MIN_COHORT = 8       # fewest other-clip speakers (beyond the pair) for AS-norm to be used
 LINK_Z = 1.1         # AS-norm bar; libri-dev-linking is perfect for 1.0..1.25
-SMALL_JOB_MARGIN = 0.06
 FLOOR_Z_GAP = 0.5    # how far under LINK_Z a pair below the cosine floor is put
 # A voice heard in many clips fills its own AS-norm cohort with itself and is never linked
 # (nine clips of one five-person cast came out as 20 speakers). A clique of at least RECURRING speakers
-# of different clips, every pair at raw cosine threshold + SURE_MARGIN or more (0.74 for
-# CAM++), is taken as one recurring person and kept out of its own members' cohorts. CAM++
-# puts different readers of libri-dev-linking at 0.49 at most, well below.
+# of different clips, every pair at raw cosine threshold + sure_margin or more (the engine's
+# LinkingParams), is taken as one recurring person and kept out of its own members' cohorts.
 RECURRING = 3
-SURE_MARGIN = 0.14
 
 
 @dataclass(frozen=True)
@@ -57,21 +55,23 @@ class Link:
     confidence: float
 
 
-def link_speakers(speakers: list[LocalSpeaker], threshold: float, calibration: Calibration,
-                  normalise: bool = True) -> list[Link]:
+def link_speakers(speakers: list[LocalSpeaker], params: LinkingParams, calibration: Calibration,
+                  normalise: bool = True, min_speakers: int = 0) -> list[Link]:
     """A global speaker index (by first appearance) and a confidence for each local speaker.
 
     normalise=False scores by raw cosine against `threshold` alone: right for the chunks of one
     recording, where a speaker recurs in every chunk and so would fill their own AS-norm
-    cohort, and where one channel and session make raw cosines comparable.
+    cohort, and where one channel and session make raw cosines comparable. Linking stops
+    before fewer than `min_speakers` global speakers would remain (0: no floor).
     """
     if not speakers:
         return []
+    threshold = params.threshold
     vectors = np.stack([s.centroid for s in speakers])
     clips = np.array([s.clip_index for s in speakers])
     similarity = vectors @ vectors.T
     other_clip = clips[:, None] != clips[None, :]
-    cohort = other_clip & ~_surely_same(similarity, clips, threshold + SURE_MARGIN) if normalise else None
+    cohort = other_clip & ~_surely_same(similarity, clips, threshold + params.sure_margin) if normalise else None
     if cohort is None:
         score, bar = similarity, threshold
     elif int(cohort.sum(axis=1).min()) - 1 >= MIN_COHORT:
@@ -81,8 +81,8 @@ def link_speakers(speakers: list[LocalSpeaker], threshold: float, calibration: C
         # kept finite, so it still tells how sure a decision not to link is).
         score = np.where(similarity >= threshold, normalised, np.minimum(normalised, bar - FLOOR_Z_GAP))
     else:
-        score, bar = similarity, threshold + SMALL_JOB_MARGIN
-    groups = _constrained_complete_linkage(score, clips, bar)
+        score, bar = similarity, threshold + params.small_job_margin
+    groups = _constrained_complete_linkage(score, clips, bar, min_speakers)
     groups.sort(key=lambda g: min((speakers[i].clip_index, speakers[i].local_index) for i in g))
     group_of = {i: g for g, members in enumerate(groups) for i in members}
     same = calibration.same_person(similarity)
@@ -147,9 +147,9 @@ def as_norm(similarity: np.ndarray, cohort_of: np.ndarray, top: int) -> np.ndarr
     return 0.5 * ((similarity - mean) / std + (similarity - mean.T) / std.T)
 
 
-def _constrained_complete_linkage(score: np.ndarray, clips: np.ndarray, bar: float) -> list[list[int]]:
+def _constrained_complete_linkage(score: np.ndarray, clips: np.ndarray, bar: float, fewest: int = 0) -> list[list[int]]:
     """Groups of indices: merge the best pair of groups (by their worst cross score) while that
-    score clears `bar` and the groups share no clip. Vectorised over pairs: an hour-long
+    score clears `bar`, the groups share no clip, and more than `fewest` groups remain. Vectorised over pairs: an hour-long
     recording in 10-minute chunks links a few hundred chunk speakers at once."""
     n = len(score)
     groups: list[list[int]] = [[i] for i in range(n)]
@@ -163,7 +163,7 @@ def _constrained_complete_linkage(score: np.ndarray, clips: np.ndarray, bar: flo
         allowed = alive[:, None] & alive[None, :] & ~(holds.astype(np.int32) @ holds.T.astype(np.int32)).astype(bool)
         candidates = np.where(allowed, worst, -np.inf)
         a, b = np.unravel_index(int(np.argmax(candidates)), candidates.shape) if n else (0, 0)
-        if n == 0 or candidates[a, b] < bar:
+        if n == 0 or candidates[a, b] < bar or alive.sum() <= fewest:
             return [groups[i] for i in range(n) if alive[i]]
         a, b = min(a, b), max(a, b)
         groups[a] += groups[b]

@@ -3,14 +3,9 @@
 After linking, each global speaker's voiceprint is compared with every enrolled voice of the
 same embedder. One assignment (Hungarian, on cosine) gives each voice to at most one speaker
 and each speaker at most one voice, so two speakers of a job never share a name; a pair is
-kept only where its raw cosine clears the embedder's link threshold plus MARGIN, and only for
-a speaker with MIN_SPEECH_SECONDS of speech. Open set first: a voice not enrolled stays
+kept only where its raw cosine clears the embedder's recognition threshold, and only for a
+speaker with `min_speech_seconds` of speech (params.RecognitionParams). Open set first: a voice not enrolled stays
 unnamed.
-
-Measured with CAM++ on librispeech-train-clean-100, each utterance cut in two halves and each
-half diarized alone (benchmarks/recognition.py): of 62,750 pairs of different readers, 2
-reach cosine 0.6 and 1 reaches 0.7. With 2 s or more of speech on both sides, none of 53,826
-reaches 0.59, and 99.1 % of the same-reader pairs reach 0.65.
 """
 
 from __future__ import annotations
@@ -21,14 +16,12 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from speakerlink_server.engines.base import Calibration
-
-MIN_SPEECH_SECONDS = 2.0
-MARGIN = 0.05
+from speakerlink_server.params import RecognitionParams
 
 
 @dataclass(frozen=True)
 class Voice:
-    """An enrolled voice as one embedding of one embedder (store.voiceprints)."""
+    """An enrolled voice as one embedding of one embedder (VoiceLibrary.voiceprints, store/voices.py)."""
 
     name: str
     embedding: np.ndarray  # unit length
@@ -41,15 +34,15 @@ class Match:
     score: float  # the calibrated probability that the speaker is the enrolled person
 
 
-def recognize(prints: list[tuple[np.ndarray, float]], voices: list[Voice], link_threshold: float,
+def recognize(prints: list[tuple[np.ndarray, float]], voices: list[Voice], params: RecognitionParams,
               calibration: Calibration) -> list[Match | None]:
     """For each speaker's (voiceprint, speech seconds), its enrolled voice, or None."""
     matches: list[Match | None] = [None] * len(prints)
     if not prints or not voices:
         return matches
-    threshold = link_threshold + MARGIN
+    threshold = params.threshold
     similarity = np.stack([vector for vector, _ in prints]) @ np.stack([v.embedding for v in voices]).T
-    heard_enough = np.array([speech >= MIN_SPEECH_SECONDS for _, speech in prints])
+    heard_enough = np.array([speech >= params.min_speech_seconds for _, speech in prints])
     similarity[~heard_enough] = -1.0  # shape: (speakers, voices)
     rows, cols = linear_sum_assignment(np.where(similarity >= threshold, similarity, -1.0), maximize=True)
     same = calibration.same_person(similarity)

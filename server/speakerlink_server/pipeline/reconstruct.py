@@ -9,18 +9,12 @@ one turn, as people label a turn across its short pauses.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
+from speakerlink_server.params import TurnParams
 from speakerlink_server.pipeline.activity import FrameGrid
 from speakerlink_server.pipeline.segments import Turn
 from speakerlink_server.pipeline.slots import UNASSIGNED
-
-
-@dataclass(frozen=True)
-class TurnParams:
-    bridge_seconds: float = 0.5
 
 
 def frame_labels(runs: list[tuple[int, int]], window_centres: np.ndarray, labels: np.ndarray, size: int) -> np.ndarray:

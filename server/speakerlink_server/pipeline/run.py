@@ -1,46 +1,26 @@
-"""One job's clips through every stage, reporting progress and honouring cancellation.
-
-Per clip, several clips at a time, either
-- diarization: decode -> segment (local speakers per frame of sliding 10 s windows) -> binarize,
-  count speakers per frame, and find one-speaker stretches -> embed short windows of those ->
-  cluster -> give each window's local slots a speaker (pipeline.slots) -> label every frame,
-  overlapped ones with two speakers -> turns; or
-- transcription: the transcriber's speaker-labelled utterances define the local speakers ->
-  a voiceprint per speaker from their longest monologues, decoded chunk by chunk (pipeline.voices).
-Then all clips' local speakers are linked into global speakers, the result message is
-assembled with global labels S1, S2, ... by first appearance, and speakers that match an
-enrolled voice are named (pipeline.recognize).
+"""One job's clips through the pipeline, several at a time, reporting progress and honouring
+cancellation; then all clips' local speakers are linked into global speakers
+(pipeline.linking), and speakers that match an enrolled voice are named (pipeline.recognize).
+What happens within a clip is pipeline.clip; the result message, pipeline.assemble.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import math
 import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field, replace
-from pathlib import Path
-
-import numpy as np
-from speakerlink.v1 import speakerlink_pb2 as pb
+from dataclasses import replace
 
 from speakerlink_server import errors
-from speakerlink_server.audio_format import SAMPLE_RATE
 from speakerlink_server.engines.base import Embedder, Hook, Segmenter, Transcriber, TranscriptionRequest
-from speakerlink_server.pipeline import audio
-from speakerlink_server.pipeline.activity import binarize, frame_grid, grid_runs, single_speaker_runs, speaker_count
-from speakerlink_server.pipeline.chunks import ChunkAnalysis, join_chunks
-from speakerlink_server.pipeline.clustering import ClusteringParams, CountBounds, cluster_windows, count_warning
-from speakerlink_server.pipeline.linking import LocalSpeaker, global_voiceprints, link_speakers
+from speakerlink_server.params import PipelineParams
+from speakerlink_server.pipeline.assemble import Diarized, Summary, assemble
+from speakerlink_server.pipeline.clip import ClipAnalysis, ClipInput, analyse_clip, transcribe_clip
+from speakerlink_server.pipeline.linking import global_voiceprints, link_speakers
 from speakerlink_server.pipeline.recognize import Voice, recognize
-from speakerlink_server.pipeline.reconstruct import TurnParams, frame_labels, label_frames, to_turns
-from speakerlink_server.pipeline.segments import Turn, speech_seconds
-from speakerlink_server.pipeline.slots import SlotParams, assign_by_frames, attach, slot_spans, unassigned_slots
-from speakerlink_server.pipeline.voices import transcribed_speakers
-from speakerlink_server.pipeline.windows import WindowParams, centres, run_windows, sample_spans
+from speakerlink_server.pipeline.request import JobRequest
 
 # Where each stage starts within a clip's share of the progress percent; linking takes the
 # last LINK_SHARE of the job. Diarizing on a CPU (benchmarks/gpu_speed.py): decoding runs
@@ -59,101 +39,74 @@ WAIT_SLICE_S = 0.2  # how often a waiting clip checks for cancellation
 
 Report = Callable[[str, float, int, str], None]
 """report(stage, fraction of the whole job done, clip index or -1, message)."""
-# The segmenter's 10 s windows slide by this many seconds: each frame is seen by two windows.
-# Identity comes from the embedder's short windows, so a finer step buys little and costs CPU
-# time in proportion: 2.5 s scored the same, 1 s 0.7 points better on ami-train and 1 point
-# worse on libri-dev-linking (benchmarks/QUALITY.md).
-STEP_S = 5.0
-WINDOWS = WindowParams()
-TURNS = TurnParams()
-SLOTS = SlotParams()
 
 
-@dataclass(frozen=True)
-class Diarized:
-    result: pb.DiarizationResult
-    # Each global speaker's (embedding, speech seconds) by label: what enrolling them takes.
-    voiceprints: dict[str, tuple[np.ndarray, float]]
+class DiarizationPipeline:
+    """The engines a job runs on and the parameters they run with.
 
+    Jobs, enrollment and recordings longer than a chunk all go through this one object. The
+    parameters are the embedder's own (Embedder.default_parameters) unless given; a request may
+    set only its link threshold. It holds nothing of a job's, so one may serve many.
+    """
 
-@dataclass(frozen=True)
-class ClipInput:
-    index: int
-    name: str
-    path: Path
-    weight: float  # relative amount of work, e.g. file size
+    def __init__(
+        self, segmenter: Segmenter, embedder: Embedder, params: PipelineParams | None = None, *,
+        transcriber: Transcriber | None = None, chunk_seconds: float, max_clip_seconds: float,
+    ) -> None:
+        self.segmenter, self.embedder, self.transcriber = segmenter, embedder, transcriber
+        self.params = params or embedder.default_parameters()
+        self.chunk_seconds, self.max_clip_seconds = chunk_seconds, max_clip_seconds
 
+    def default_request(self) -> JobRequest:
+        """A request that asks for nothing: enrollment's, and a benchmark's."""
+        return JobRequest(engine=self.embedder.name, link_threshold=self.params.linking.threshold)
 
-@dataclass(frozen=True)
-class ClipAnalysis:
-    duration: float
-    turns: list[Turn]
-    speakers: list[LocalSpeaker]
-    warnings: list[str] = field(default_factory=list)
-
-
-def run_pipeline(
-    clips: list[ClipInput],
-    options: pb.DiarizeOptions,
-    segmenter: Segmenter,
-    embedder: Embedder,
-    transcriber: Transcriber | None,
-    report: Report,
-    check_cancelled: Callable[[], None],
-    chunk_seconds: float,
-    max_clip_seconds: float,
-    voices: Sequence[Voice] = (),
-) -> Diarized:
-    """Diarize and link the clips; speakers that match one of `voices` (enrolled with this
-    embedder) get its name."""
-    started = time.monotonic()
-    count = options.speakers
-    stages, threads = (TRANSCRIBE_STAGES, transcriber.concurrency) if transcriber else (DIARIZE_STAGES, CLIP_THREADS)
-    progress = _JobProgress(clips, stages, report, check_cancelled)
-    if transcriber is None:
-        bounds = CountBounds(count.exact, count.min, count.max)
-        analyse = functools.partial(analyse_clip, bounds=bounds, segmenter=segmenter, embedder=embedder,
-                                    chunk_seconds=chunk_seconds, max_seconds=max_clip_seconds)
-    else:
-        request = TranscriptionRequest(options.language, count.exact, count.min, count.max)
-        analyse = functools.partial(transcribe_clip, request=request, transcriber=transcriber, embedder=embedder,
-                                    chunk_seconds=chunk_seconds, max_seconds=max_clip_seconds, wait=progress.wait)
-    with ThreadPoolExecutor(max_workers=min(threads, len(clips)), thread_name_prefix="speakerlink-clip") as pool:
-        futures = [pool.submit(analyse, clip, stage=functools.partial(progress.stage, clip.index)) for clip in clips]
-        analyses = progress.gather(futures)
-    check_cancelled()
-    report("link", 1.0 - LINK_SHARE, -1, f"linking speakers across {len(clips)} clips")
-    threshold = options.link_threshold if options.HasField("link_threshold") else embedder.link_threshold
-    speakers = [s for a in analyses for s in a.speakers]
-    links = link_speakers(speakers, threshold, embedder.calibration)
-    result = assemble(clips, analyses, speakers, links)
-    if options.language and transcriber is None:
-        result.summary.warnings.append(f"language {errors.shorten(options.language)!r} was not used: "
-                                       "only transcription takes a language, and this job was not transcribed")
-    result.summary.link_threshold = threshold
-    result.summary.engines.extend([transcriber.name, embedder.name] if transcriber else [segmenter.name, embedder.name])
-    result.summary.processing_seconds = _ms(time.monotonic() - started)
-    prints = global_voiceprints(speakers, links)
-    matches = recognize(prints, list(voices), embedder.link_threshold, embedder.calibration)
-    for speaker, match in zip(result.speakers, matches, strict=True):
-        if match is not None:
-            speaker.name, speaker.name_score = match.name, match.score
-    return Diarized(result, {global_label(i): p for i, p in enumerate(prints)})
-
-
-def global_label(index: int) -> str:
-    """S1, S2, ... by first appearance."""
-    return f"S{index + 1}"
+    def run(
+        self, clips: list[ClipInput], request: JobRequest, report: Report, check_cancelled: Callable[[], None],
+        voices: Sequence[Voice] = (),
+    ) -> Diarized:
+        """Diarize and link the clips; speakers that match one of `voices` (enrolled with this
+        embedder) get its name."""
+        started = time.monotonic()
+        segmenter, embedder, transcriber, params = self.segmenter, self.embedder, self.transcriber, self.params
+        stages, threads = (TRANSCRIBE_STAGES, transcriber.concurrency) if transcriber else (DIARIZE_STAGES, CLIP_THREADS)
+        progress = _JobProgress(clips, stages, report, check_cancelled)
+        limits = {"chunk_seconds": self.chunk_seconds, "max_seconds": self.max_clip_seconds}
+        if transcriber is None:
+            analyse = functools.partial(analyse_clip, bounds=request.speakers, segmenter=segmenter, embedder=embedder,
+                                        params=params, **limits)
+        else:
+            asked = TranscriptionRequest(request.language, request.speakers)
+            analyse = functools.partial(transcribe_clip, request=asked, transcriber=transcriber, embedder=embedder,
+                                        wait=progress.wait, **limits)
+        with ThreadPoolExecutor(max_workers=min(threads, len(clips)), thread_name_prefix="speakerlink-clip") as pool:
+            futures = [pool.submit(analyse, clip, stage=functools.partial(progress.stage, clip.index)) for clip in clips]
+            analyses = progress.gather(futures)
+        check_cancelled()
+        report("link", 1.0 - LINK_SHARE, -1, f"linking speakers across {len(clips)} clips")
+        speakers = [s for a in analyses for s in a.speakers]
+        used = replace(params, linking=replace(params.linking, threshold=request.link_threshold))
+        links = link_speakers(speakers, used.linking, embedder.calibration)
+        prints = global_voiceprints(speakers, links)
+        matches = recognize(prints, list(voices), params.recognition, embedder.calibration)
+        warnings: list[str] = []
+        if request.language and transcriber is None:
+            warnings.append(f"language {errors.shorten(request.language)!r} was not used: "
+                            "only transcription takes a language, and this job was not transcribed")
+        engines = [transcriber.name, embedder.name] if transcriber else [segmenter.name, embedder.name]
+        summary = Summary(request, used, engines, warnings, time.monotonic() - started)
+        return assemble(clips, analyses, speakers, links, prints, matches, summary)
 
 
 class _Aborted(Exception):
-    """Another clip of the job failed; this one stops at its next stage."""
+    """Another clip of the job failed; this one stops at its next check, between batches."""
 
 
 class _JobProgress:
     """Job-wide progress from every clip's current stage, for clips analysed side by side.
 
-    It also stops the other clips at their next stage when one fails or the job is cancelled.
+    It also stops the other clips at their next check (each stage's start and each of its batches)
+    when one fails or the job is cancelled.
     """
 
     def __init__(
@@ -216,154 +169,3 @@ class _JobProgress:
         if failure is not None:
             raise failure
         return [future.result() for future in futures]
-
-
-def analyse_clip(
-    clip: ClipInput,
-    bounds: CountBounds,
-    segmenter: Segmenter,
-    embedder: Embedder,
-    chunk_seconds: float,
-    stage: Callable[..., Hook],
-    max_seconds: float,
-) -> ClipAnalysis:
-    """Diarize one clip; a recording longer than chunk_seconds a chunk at a time (pipeline.chunks)."""
-    info = audio.probe(clip.path, clip.index, clip.name)
-    parts = max(1, math.ceil((info.declared_seconds or 0.0) / chunk_seconds))
-    chunks: list[ChunkAnalysis] = []
-    duration = 0.0
-    stage("decode", f"decoding {clip.name}")
-    most = bounds.exact or bounds.max
-    # A chunk may hold fewer speakers than the recording: chunks get the count as a maximum only.
-    chunk_bounds = bounds if parts == 1 else CountBounds(max=most)
-    with contextlib.closing(audio.stream(clip.path, clip.index, clip.name, chunk_seconds, info, max_seconds)) as pieces:
-        for offset, wav in pieces:
-            part = functools.partial(stage, part=(min(len(chunks), parts - 1), parts))
-            end = offset + wav.size / SAMPLE_RATE
-            where = f"{clip.name} ({offset:.0f}-{end:.0f} s)" if parts > 1 else clip.name
-            chunks.append(analyse_chunk(wav, offset, where, chunk_bounds, segmenter, embedder, part))
-            duration = end
-    if len(chunks) == 1:
-        only = chunks[0]
-        return ClipAnalysis(duration, only.turns, [replace(s, clip_index=clip.index) for s in only.speakers], only.warnings)
-    turns, speakers = join_chunks(clip.index, chunks, embedder.link_threshold, embedder.calibration, most)
-    return ClipAnalysis(duration, turns, speakers, [w for c in chunks for w in c.warnings])
-
-
-def analyse_chunk(
-    wav: np.ndarray,
-    offset: float,
-    where: str,
-    bounds: CountBounds,
-    segmenter: Segmenter,
-    embedder: Embedder,
-    stage: Callable[[str, str], Hook],
-) -> ChunkAnalysis:
-    """Diarize one stretch of audio; times come out shifted by offset."""
-    hook = stage("segment", f"finding speech and overlap in {where}")
-    segmentation = segmenter.segment(wav, STEP_S, hook)
-    activity = binarize(segmentation)  # shape: (num_windows, num_frames, local_speakers)
-    grid = frame_grid(segmentation)
-    count = speaker_count(segmentation, grid)  # shape: (grid.size,)
-    runs = single_speaker_runs(activity, grid, count)
-    windows = run_windows(runs, grid, WINDOWS)
-    if not windows and (count > 0).any():  # too little speech for a window: one voice of what there is
-        windows = grid_runs(count > 0)
-        runs = windows
-    hook = stage("embed", f"embedding {len(windows)} windows of {where}")
-    embeddings = embedder.embed(wav, sample_spans(windows, grid), hook)  # shape: (num_windows, dim)
-    hook = stage("cluster", f"clustering {where}")
-    clusters = cluster_windows(embeddings, bounds, ClusteringParams(embedder.cluster_threshold))
-    frame_label = frame_labels(runs, centres(windows), clusters.labels, grid.size)
-    assign = assign_by_frames(activity, grid, frame_label, len(clusters.centroids))
-    slots = unassigned_slots(activity, grid, assign, SLOTS)
-    centroids = clusters.centroids
-    if slots:
-        slot_embeddings = embedder.embed(wav, slot_spans(activity, grid, slots), hook)
-        assign, centroids = attach(assign, slots, slot_embeddings, centroids, activity, grid, bounds,
-                                   embedder.cluster_threshold, SLOTS)
-    speaking = label_frames(frame_label, assign, activity, grid, count, len(centroids))
-    heard = speaking.any(axis=0)  # a new speaker may lose every frame to the others' votes
-    speaking, centroids = speaking[:, heard], centroids[heard]
-    turns = to_turns(speaking, grid, offset, wav.size / SAMPLE_RATE, TURNS)
-    speech = speech_seconds(turns, len(centroids))
-    speakers = [LocalSpeaker(-1, i, centroid, float(speech[i])) for i, centroid in enumerate(centroids)]
-    warning = count_warning(bounds, len(centroids))
-    warnings = [f"{where}: {warning}"] if warning else []
-    return ChunkAnalysis(turns, speakers, warnings)
-
-
-def transcribe_clip(
-    clip: ClipInput,
-    request: TranscriptionRequest,
-    transcriber: Transcriber,
-    embedder: Embedder,
-    chunk_seconds: float,
-    wait: Callable[[float], None],
-    stage: Callable[[str, str], None],
-    max_seconds: float,
-) -> ClipAnalysis:
-    try:
-        utterances = transcriber.transcribe(clip.path, request, stage, wait)
-    except errors.ServiceError as exc:
-        raise exc.about_clip(clip.index, clip.name) from None
-    found = len({u.speaker for u in utterances})
-    stage("embed", f"embedding the voices of {found} speaker{'s' if found != 1 else ''} in {clip.name}")
-    info = audio.probe(clip.path, clip.index, clip.name)
-    with contextlib.closing(audio.stream(clip.path, clip.index, clip.name, chunk_seconds, info, max_seconds)) as pieces:
-        speakers = transcribed_speakers(clip.index, pieces, info.declared_seconds or math.inf, utterances, embedder)
-    return ClipAnalysis(speakers.duration, speakers.turns, speakers.speakers)
-
-
-def _ms(seconds: float) -> float:
-    """Times in a result are kept to the millisecond: finer is noise, and long decimals in JSON."""
-    return round(seconds, 3)
-
-
-def _covered(turns: list[Turn]) -> float:
-    """Seconds in which anyone speaks: overlapped turns count once."""
-    total, reach = 0.0, -math.inf
-    for turn in sorted(turns, key=lambda t: t.start):
-        total += max(0.0, turn.end - max(turn.start, reach))
-        reach = max(reach, turn.end)
-    return total
-
-
-def assemble(
-    clips: list[ClipInput], analyses: list[ClipAnalysis], speakers: list[LocalSpeaker], links: list
-) -> pb.DiarizationResult:
-    global_of = {(s.clip_index, s.local_index): link for s, link in zip(speakers, links, strict=True)}
-    count = 1 + max((link.global_index for link in links), default=-1)
-    labels = [global_label(i) for i in range(count)]
-    result = pb.DiarizationResult()
-    totals = np.zeros(count)
-    occurs: list[list[int]] = [[] for _ in range(count)]
-    for clip, analysis in zip(clips, analyses, strict=True):
-        out = result.clips.add(index=clip.index, name=clip.name, duration_seconds=_ms(analysis.duration))
-        for speaker in analysis.speakers:
-            link = global_of[(clip.index, speaker.local_index)]
-            out.speakers.add(
-                local_label=f"L{speaker.local_index}",
-                global_label=labels[link.global_index],
-                confidence=link.confidence,
-                speech_seconds=_ms(speaker.speech_seconds),
-            )
-            totals[link.global_index] += speaker.speech_seconds
-            occurs[link.global_index].append(clip.index)
-        for turn in analysis.turns:
-            speaker = labels[global_of[(clip.index, turn.speaker)].global_index]
-            segment = out.segments.add(
-                start=_ms(turn.start), end=_ms(turn.end), speaker=speaker,
-                local_speaker=f"L{turn.speaker}", text=turn.text,
-            )
-            for word in turn.words:
-                segment.words.add(start=_ms(word.start), end=_ms(word.end), text=word.text,
-                                  speaker=speaker, confidence=word.confidence)
-        out.speech_seconds = _ms(_covered(analysis.turns))
-    for i, label in enumerate(labels):
-        result.speakers.add(label=label, speech_seconds=_ms(float(totals[i])), clip_indices=occurs[i])
-    result.summary.warnings.extend(w for a in analyses for w in a.warnings)
-    result.summary.clips = len(clips)
-    result.summary.unique_speakers = count
-    result.summary.audio_seconds = _ms(sum(a.duration for a in analyses))
-    return result

@@ -12,26 +12,16 @@ new speakers, kept where they hold `new_speaker_seconds` (benchmarks/QUALITY.md)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from speakerlink_server.engines.base import Spans, unit_rows
+from speakerlink_server.engines.base import CountBounds, Spans, unit_rows
+from speakerlink_server.params import ClusteringParams, SlotParams
 from speakerlink_server.pipeline.activity import FrameGrid, grid_runs
-from speakerlink_server.pipeline.clustering import ClusteringParams, CountBounds, cluster_windows
+from speakerlink_server.pipeline.clustering import cluster_windows
 from speakerlink_server.pipeline.windows import sample_spans
 
 UNASSIGNED = -1
-
-
-@dataclass(frozen=True)
-class SlotParams:
-    min_seconds: float = 0.5  # a slot active for less than this is too short to embed
-    # Left-over slots become a speaker only with this much speech between them: less is more
-    # often a known voice the segmenter heard twice in one window than a new person. At 1 s a
-    # 10-minute chunk of read speech gained such a speaker; 2 s costs ami-train 0.7 points.
-    new_speaker_seconds: float = 2.0
 
 
 def assign_by_frames(activity: np.ndarray, grid: FrameGrid, frame_label: np.ndarray, num_speakers: int) -> np.ndarray:
@@ -92,13 +82,14 @@ def attach(
             left.append(i)
     if not left:
         return assign, centroids
-    most = bounds.exact or bounds.max or np.inf
-    groups = cluster_windows(embeddings[left], CountBounds(), ClusteringParams(threshold, min_cluster_windows=1))
+    max_speakers = bounds.max_speakers or np.inf
+    # Every slot is a cluster of its own size: none is small, so nothing folds.
+    groups = cluster_windows(embeddings[left], CountBounds(), ClusteringParams(threshold, fold_similarity=1.0, min_cluster_windows=1))
     frames = [set() for _ in groups.centroids]
     for i, g in zip(left, groups.labels, strict=True):
         frames[g].update(_frames(activity, grid, *slots[i]).tolist())
     for g in np.argsort([-len(f) for f in frames], kind="stable"):
-        if len(centroids) >= most or len(frames[g]) * grid.step < params.new_speaker_seconds:
+        if len(centroids) >= max_speakers or len(frames[g]) * grid.step < params.new_speaker_seconds:
             continue
         centroids = np.vstack([centroids, groups.centroids[g]])
         for i in np.array(left)[groups.labels == g]:

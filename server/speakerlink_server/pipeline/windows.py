@@ -9,22 +9,12 @@ change mislabels a fraction of a second instead.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from speakerlink_server.audio_format import SAMPLE_RATE
 from speakerlink_server.engines.base import Spans
+from speakerlink_server.params import WindowParams
 from speakerlink_server.pipeline.activity import FrameGrid
-
-
-@dataclass(frozen=True)
-class WindowParams:
-    # CAM++ separates voices well from 1.5 s; on libri-dev-linking and ami-train 1.5 s windows
-    # every 0.75 s (NeMo's base scale) label turns at a fine enough grain (benchmarks/QUALITY.md).
-    seconds: float = 1.5
-    hop_seconds: float = 0.75
-    min_seconds: float = 0.5
 
 
 def run_windows(runs: list[tuple[int, int]], grid: FrameGrid, params: WindowParams) -> list[tuple[int, int]]:

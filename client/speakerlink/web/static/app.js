@@ -5,7 +5,6 @@ const $ = (id) => document.getElementById(id);
 // Okabe and Ito's palette: told apart with any common colour-vision deficiency.
 const COLOURS = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"];
 const MiB = 2 ** 20;
-const EXPORTS = ["json", "csv", "text", "rttm", "srt", "vtt"];
 let limits = { max_file_bytes: 0, max_clips: 0 };
 let picked = [];
 let shown = null; // the result on screen, drawn again when the scale changes
@@ -178,7 +177,7 @@ function handle(event) {
     return false;
   }
   $("progress-box").hidden = true;
-  if (event.kind === "result") render(event.result);
+  if (event.kind === "result") render(event.result, event.exports);
   else if (event.kind === "cancelled") show($("job-error"), { code: "CANCELLED", message: "the job was cancelled" });
   else if (event.kind === "error") show($("job-error"), event);
   return event.kind !== "accepted";
@@ -186,7 +185,7 @@ function handle(event) {
 
 // ------------------------------------------------------------------ the result
 
-function render(result) {
+function render(result, exports) {
   $("result").hidden = false;
   shown = result;
   const colour = colours(result);
@@ -201,7 +200,7 @@ function render(result) {
     li.querySelector(".hint").textContent = `${seconds(s.speech_seconds || 0)} in ${clips}`;
     return li;
   }));
-  $("exports").replaceChildren(...EXPORTS.map((format) => {
+  $("exports").replaceChildren(...exports.map((format) => {
     const button = document.createElement("button");
     button.className = "plain";
     button.textContent = `Export ${format.toUpperCase()}`;

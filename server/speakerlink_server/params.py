@@ -1,0 +1,81 @@
+"""The pipeline's parameters: one frozen dataclass per stage, gathered in PipelineParams.
+
+Each embedder supplies its own (Embedder.default_parameters): a cosine means different things
+on different embedders' scales, so every field on a cosine scale has no default here and each
+engine states its value beside the measurement behind it. Fields in seconds, frames or counts
+hold for any embedder and keep their measured defaults. A job's request may override the link
+threshold (pipeline.request); nothing else is set per job.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class SegmentationParams:
+    # The segmenter's 10 s windows slide by this many seconds: each frame is seen by two windows.
+    # Identity comes from the embedder's short windows, so a finer step buys little and costs CPU
+    # time in proportion: 2.5 s scored the same, 1 s 0.7 points better on ami-train and 1 point
+    # worse on libri-dev-linking (benchmarks/QUALITY.md).
+    step_seconds: float = 5.0
+
+
+@dataclass(frozen=True)
+class WindowParams:
+    # CAM++ separates voices well from 1.5 s; on libri-dev-linking and ami-train 1.5 s windows
+    # every 0.75 s (NeMo's base scale) label turns at a fine enough grain (benchmarks/QUALITY.md).
+    seconds: float = 1.5
+    hop_seconds: float = 0.75
+    min_seconds: float = 0.5
+
+
+@dataclass(frozen=True)
+class ClusteringParams:
+    threshold: float  # average cosine above which two groups of windows are one speaker
+    # A small cluster folds into its nearest neighbour only if their centroids are this similar
+    # (a cosine): a few windows unlike anyone else are a short speaker of their own.
+    fold_similarity: float
+    # Measured on ../shared/data (benchmarks/QUALITY.md): 3 windows at a 0.75 s hop is about
+    # 3 s of speech; 5 or more drop real speakers of libri-dev-linking.
+    min_cluster_windows: int = 3
+
+
+@dataclass(frozen=True)
+class SlotParams:
+    min_seconds: float = 0.5  # a slot active for less than this is too short to embed
+    # Left-over slots become a speaker only with this much speech between them: less is more
+    # often a known voice the segmenter heard twice in one window than a new person. At 1 s a
+    # 10-minute chunk of read speech gained such a speaker; 2 s costs ami-train 0.7 points.
+    new_speaker_seconds: float = 2.0
+
+
+@dataclass(frozen=True)
+class TurnParams:
+    bridge_seconds: float = 0.5  # runs of a speaker closer than this are one turn
+
+
+@dataclass(frozen=True)
+class LinkingParams:
+    threshold: float  # raw centroid cosine floor for a cross-clip link (a request may set its own)
+    # A job too small for AS-norm links on raw cosine alone, at threshold + this (pipeline.linking).
+    small_job_margin: float
+    # Speakers of RECURRING or more clips, every pair at threshold + this, are one recurring person.
+    sure_margin: float
+
+
+@dataclass(frozen=True)
+class RecognitionParams:
+    threshold: float  # raw cosine a speaker's voiceprint needs to an enrolled voice to take its name
+    min_speech_seconds: float = 2.0  # a speaker heard less is never named
+
+
+@dataclass(frozen=True)
+class PipelineParams:
+    clustering: ClusteringParams
+    linking: LinkingParams
+    recognition: RecognitionParams
+    segmentation: SegmentationParams = field(default_factory=SegmentationParams)
+    windows: WindowParams = field(default_factory=WindowParams)
+    slots: SlotParams = field(default_factory=SlotParams)
+    turns: TurnParams = field(default_factory=TurnParams)

@@ -1,0 +1,155 @@
+"""One clip's analysis, the algorithm itself.
+
+Either diarization: decode -> segment (local speakers per frame of sliding 10 s windows) ->
+binarize, count speakers per frame, and find one-speaker stretches -> embed short windows of
+those -> cluster -> give each window's local slots a speaker (pipeline.slots) -> label every
+frame, overlapped ones with two speakers -> turns; a recording longer than a chunk a chunk at a
+time (pipeline.chunks). Or transcription: the transcriber's speaker-labelled utterances define
+the local speakers -> a voiceprint per speaker from their longest monologues, decoded chunk by
+chunk (pipeline.voices).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from speakerlink_server import errors
+from speakerlink_server.audio_format import SAMPLE_RATE
+from speakerlink_server.engines.base import CountBounds, Embedder, Hook, Segmenter, Transcriber, TranscriptionRequest
+from speakerlink_server.params import PipelineParams
+from speakerlink_server.pipeline import audio
+from speakerlink_server.pipeline.activity import binarize, frame_grid, grid_runs, single_speaker_runs, speaker_count
+from speakerlink_server.pipeline.chunks import ChunkAnalysis, join_chunks
+from speakerlink_server.pipeline.clustering import cluster_windows, count_warning
+from speakerlink_server.pipeline.linking import LocalSpeaker
+from speakerlink_server.pipeline.reconstruct import frame_labels, label_frames, to_turns
+from speakerlink_server.pipeline.segments import Turn, speech_seconds
+from speakerlink_server.pipeline.slots import assign_by_frames, attach, slot_spans, unassigned_slots
+from speakerlink_server.pipeline.voices import transcribed_speakers
+from speakerlink_server.pipeline.windows import centres, run_windows, sample_spans
+
+
+@dataclass(frozen=True)
+class ClipInput:
+    index: int
+    name: str
+    path: Path
+    weight: float  # relative amount of work, e.g. file size
+
+
+@dataclass(frozen=True)
+class ClipAnalysis:
+    duration: float
+    turns: list[Turn]
+    speakers: list[LocalSpeaker]
+    warnings: list[str] = field(default_factory=list)
+
+
+def analyse_clip(
+    clip: ClipInput,
+    bounds: CountBounds,
+    segmenter: Segmenter,
+    embedder: Embedder,
+    chunk_seconds: float,
+    stage: Callable[..., Hook],
+    max_seconds: float,
+    params: PipelineParams,
+) -> ClipAnalysis:
+    """Diarize one clip; a recording longer than chunk_seconds a chunk at a time (pipeline.chunks)."""
+    info = audio.probe(clip.path, clip.index, clip.name)
+    parts = max(1, math.ceil((info.declared_seconds or 0.0) / chunk_seconds))
+    chunks: list[ChunkAnalysis] = []
+    duration = 0.0
+    stage("decode", f"decoding {clip.name}")
+    # A chunk may hold fewer speakers than the recording: chunks get the count as a maximum only,
+    # and the recording's count is met when they are joined.
+    chunk_bounds = bounds if parts == 1 else CountBounds(max_speakers=bounds.max_speakers)
+    with contextlib.closing(audio.stream(clip.path, clip.index, clip.name, chunk_seconds, info, max_seconds)) as pieces:
+        for offset, wav in pieces:
+            part = functools.partial(stage, part=(min(len(chunks), parts - 1), parts))
+            end = offset + wav.size / SAMPLE_RATE
+            where = f"{clip.name} ({offset:.0f}-{end:.0f} s)" if parts > 1 else clip.name
+            chunks.append(analyse_chunk(wav, offset, where, chunk_bounds, segmenter, embedder, part, params))
+            duration = end
+    if len(chunks) == 1:
+        only = chunks[0]
+        return ClipAnalysis(duration, only.turns, [replace(s, clip_index=clip.index) for s in only.speakers], only.warnings)
+    turns, speakers = join_chunks(clip.index, chunks, params.linking, embedder.calibration, bounds)
+    warnings = [w for c in chunks for w in c.warnings] + _count_warnings(clip.name, bounds, len(speakers))
+    return ClipAnalysis(duration, turns, speakers, warnings)
+
+
+def analyse_chunk(
+    wav: np.ndarray,
+    offset: float,
+    where: str,
+    bounds: CountBounds,
+    segmenter: Segmenter,
+    embedder: Embedder,
+    stage: Callable[[str, str], Hook],
+    params: PipelineParams,
+) -> ChunkAnalysis:
+    """Diarize one stretch of audio; times come out shifted by offset."""
+    hook = stage("segment", f"finding speech and overlap in {where}")
+    segmentation = segmenter.segment(wav, params.segmentation.step_seconds, hook)
+    activity = binarize(segmentation)  # shape: (num_windows, num_frames, local_speakers)
+    grid = frame_grid(segmentation)
+    count = speaker_count(segmentation, grid)  # shape: (grid.size,)
+    runs = single_speaker_runs(activity, grid, count)
+    windows = run_windows(runs, grid, params.windows)
+    if not windows and (count > 0).any():  # too little speech for a window: one voice of what there is
+        windows = grid_runs(count > 0)
+        runs = windows
+    hook = stage("embed", f"embedding {len(windows)} windows of {where}")
+    embeddings = embedder.embed(wav, sample_spans(windows, grid), hook)  # shape: (num_windows, dim)
+    hook = stage("cluster", f"clustering {where}")
+    clusters = cluster_windows(embeddings, bounds, params.clustering)
+    frame_label = frame_labels(runs, centres(windows), clusters.labels, grid.size)
+    assign = assign_by_frames(activity, grid, frame_label, len(clusters.centroids))
+    slots = unassigned_slots(activity, grid, assign, params.slots)
+    centroids = clusters.centroids
+    if slots:
+        slot_embeddings = embedder.embed(wav, slot_spans(activity, grid, slots), hook)
+        assign, centroids = attach(assign, slots, slot_embeddings, centroids, activity, grid, bounds,
+                                   params.clustering.threshold, params.slots)
+    speaking = label_frames(frame_label, assign, activity, grid, count, len(centroids))
+    heard = speaking.any(axis=0)  # a new speaker may lose every frame to the others' votes
+    speaking, centroids = speaking[:, heard], centroids[heard]
+    turns = to_turns(speaking, grid, offset, wav.size / SAMPLE_RATE, params.turns)
+    speech = speech_seconds(turns, len(centroids))
+    speakers = [LocalSpeaker(-1, i, centroid, float(speech[i])) for i, centroid in enumerate(centroids)]
+    return ChunkAnalysis(turns, speakers, _count_warnings(where, bounds, len(centroids)))
+
+
+def _count_warnings(where: str, bounds: CountBounds, found: int) -> list[str]:
+    warning = count_warning(bounds, found)
+    return [f"{where}: {warning}"] if warning else []
+
+
+def transcribe_clip(
+    clip: ClipInput,
+    request: TranscriptionRequest,
+    transcriber: Transcriber,
+    embedder: Embedder,
+    chunk_seconds: float,
+    wait: Callable[[float], None],
+    stage: Callable[[str, str], None],
+    max_seconds: float,
+) -> ClipAnalysis:
+    try:
+        utterances = transcriber.transcribe(clip.path, request, stage, wait)
+    except errors.ServiceError as exc:
+        raise exc.about_clip(clip.index, clip.name) from None
+    found = len({u.speaker for u in utterances})
+    stage("embed", f"embedding the voices of {found} speaker{'s' if found != 1 else ''} in {clip.name}")
+    info = audio.probe(clip.path, clip.index, clip.name)
+    with contextlib.closing(audio.stream(clip.path, clip.index, clip.name, chunk_seconds, info, max_seconds)) as pieces:
+        speakers = transcribed_speakers(clip.index, pieces, info.declared_seconds or math.inf, utterances, embedder)
+    return ClipAnalysis(speakers.duration, speakers.turns, speakers.speakers)

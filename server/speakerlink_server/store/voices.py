@@ -1,0 +1,92 @@
+"""Each tenant's voice library (F13): named voices, kept as the embeddings of each enrollment
+(never audio), from whichever engine embedded it."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from speakerlink.v1 import speakerlink_pb2 as pb
+
+from speakerlink_server.database import Conflict, Database
+from speakerlink_server.pipeline.recognize import Voice
+from speakerlink_server.store.encoding import blob, timestamp, vector
+
+
+class NameTaken(Exception):
+    """Another voice of the tenant already has the name."""
+
+
+@dataclass(frozen=True)
+class VoiceRecord:
+    name: str
+    created_at: float
+    updated_at: float
+    speech_seconds: float
+    enrollments: int
+    engines: tuple[str, ...]
+
+    def message(self) -> pb.Voice:
+        voice = pb.Voice(name=self.name, speech_seconds=self.speech_seconds, enrollments=self.enrollments,
+                         engines=self.engines)
+        voice.created_at.CopyFrom(timestamp(self.created_at))
+        voice.updated_at.CopyFrom(timestamp(self.updated_at))
+        return voice
+
+
+class VoiceLibrary:
+    def __init__(self, database: Database) -> None:
+        self._db = database
+
+    def enroll(self, tenant: str, name: str, engine: str, embedding: np.ndarray, speech_seconds: float) -> VoiceRecord:
+        """Add an enrollment to the voice `name`, creating it if new."""
+        now = time.time()
+        with self._db.transaction():
+            self._db.execute("INSERT INTO voices (tenant, name, created_at, updated_at) VALUES (?, ?, ?, ?)"
+                             " ON CONFLICT (tenant, name) DO UPDATE SET updated_at = excluded.updated_at",
+                             (tenant, name, now, now))
+            self._db.execute("INSERT INTO voiceprints (tenant, name, engine, embedding, speech_seconds, created_at)"
+                             " VALUES (?, ?, ?, ?, ?, ?)", (tenant, name, engine, blob(embedding), speech_seconds, now))
+        return self.get(tenant, name)
+
+    def get(self, tenant: str, name: str) -> VoiceRecord | None:
+        found = self.records(tenant, name)
+        return found[0] if found else None
+
+    def records(self, tenant: str, name: str | None = None) -> list[VoiceRecord]:
+        """The tenant's voices by name (or the one called `name`)."""
+        only = "AND v.name = ?" if name is not None else ""
+        rows = self._db.execute(
+            "SELECT v.name, v.created_at, v.updated_at, COALESCE(SUM(p.speech_seconds), 0), COUNT(p.created_at),"
+            f" {self._db.group_concat('p.engine')} FROM voices v LEFT JOIN voiceprints p"
+            " ON p.tenant = v.tenant AND p.name = v.name"
+            f" WHERE v.tenant = ? {only} GROUP BY v.tenant, v.name ORDER BY v.name",
+            (tenant, *(() if name is None else (name,))),
+        ).fetchall()
+        return [VoiceRecord(n, c, u, speech, count, tuple(sorted((engines or "").split(",")) if engines else ()))
+                for n, c, u, speech, count, engines in rows]
+
+    def voiceprints(self, tenant: str, engine: str) -> list[Voice]:
+        """Each of the tenant's voices as one embedding from `engine`: the speech-weighted mean
+        of its enrollments, so that more audio added to a name steadies its voice."""
+        rows = self._db.execute("SELECT name, embedding, speech_seconds FROM voiceprints"
+                                " WHERE tenant = ? AND engine = ? ORDER BY name", (tenant, engine)).fetchall()
+        sums: dict[str, tuple[np.ndarray, float]] = {}
+        for name, data, speech in rows:
+            total, seconds = sums.get(name, (0.0, 0.0))
+            sums[name] = (total + speech * vector(data), seconds + speech)
+        return [Voice(name, total / max(float(np.linalg.norm(total)), 1e-12), seconds)
+                for name, (total, seconds) in sums.items()]
+
+    def rename(self, tenant: str, name: str, new_name: str) -> bool:
+        """False when there is no voice `name`; raises NameTaken when `new_name` is."""
+        try:
+            return self._db.execute("UPDATE voices SET name = ?, updated_at = ? WHERE tenant = ? AND name = ?",
+                                    (new_name, time.time(), tenant, name)).rowcount > 0
+        except Conflict:
+            raise NameTaken(new_name) from None
+
+    def delete(self, tenant: str, name: str) -> bool:
+        """Removes the voice and every embedding of it."""
+        return self._db.execute("DELETE FROM voices WHERE tenant = ? AND name = ?", (tenant, name)).rowcount > 0
