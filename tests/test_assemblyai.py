@@ -26,7 +26,7 @@ from speakerlink.events import is_terminal
 from speakerlink.v1 import speakerlink_pb2 as pb
 from speakerlink_server import errors
 from speakerlink_server.engines.assemblyai import AssemblyAiTranscriber
-from speakerlink_server.engines.base import TranscriptionRequest
+from speakerlink_server.engines.base import TranscriptionRequest, noop_hook
 from speakerlink_server.engines.retry import RetryPolicy
 from speakerlink_server.main import RunningServer
 
@@ -222,7 +222,7 @@ def transcriber(fake: FakeAssemblyAI, key: str = KEY, keep_transcripts: bool = F
 
 
 def run(engine: AssemblyAiTranscriber, path: Path) -> list:
-    return engine.transcribe(path, TranscriptionRequest(), lambda stage, message: None, time.sleep)
+    return engine.transcribe(path, TranscriptionRequest(), noop_hook, time.sleep)
 
 
 def test_persistent_server_errors_give_up_after_the_bounded_attempts(fake: FakeAssemblyAI, samples: dict[str, Path]) -> None:
@@ -263,7 +263,7 @@ def test_network_errors_are_retried_then_reported(samples: dict[str, Path]) -> N
             waits.append(seconds)
 
     with pytest.raises(errors.ServiceError) as info:
-        engine.transcribe(samples["call.mp3"], TranscriptionRequest(), lambda stage, message: None, wait)
+        engine.transcribe(samples["call.mp3"], TranscriptionRequest(), noop_hook, wait)
     assert info.value.code == "TRANSCRIBER_UNAVAILABLE" and len(waits) == 2
 
 

@@ -15,7 +15,7 @@ import soundfile as sf
 import torch
 from conftest import ROOT, SharedModels, make_config
 from speakerlink_server.engines import campplus, titanet, weights
-from speakerlink_server.engines.base import CountBounds
+from speakerlink_server.engines.base import ClipPart, CountBounds, noop_hook
 from speakerlink_server.engines.campplus import CamppEmbedder
 from speakerlink_server.engines.models.fbank import kaldi_fbank
 from speakerlink_server.engines.segmentation import Segmentation3
@@ -72,8 +72,8 @@ def two_voices(overlap_s: float) -> tuple[np.ndarray, tuple[float, float]]:
 
 def test_a_mixed_stretch_of_two_voices_comes_out_with_both(engines) -> None:
     mix, (first, last) = two_voices(overlap_s=2.5)
-    noop = lambda *_: (lambda done, total: None)  # noqa: E731
-    chunk = analyse_chunk(mix, 0.0, "mix", CountBounds(), *engines, noop, engines[1].default_parameters())
+    chunk = analyse_chunk(mix, 0.0, "mix", CountBounds(), *engines, noop_hook, engines[1].default_parameters(),
+                          ClipPart(0, "mix"))
     assert len(chunk.speakers) == 2
     middle = (first + last) / 2
     speaking = {t.speaker for t in chunk.turns if t.start <= middle - 0.5 and t.end >= middle + 0.5}
@@ -86,11 +86,17 @@ def test_engines_let_a_cancel_in_about_every_second_of_work(engines) -> None:
     segmenter, embedder = engines
     wav = np.random.default_rng(0).standard_normal(16000 * 200).astype(np.float32) * 0.1
     calls: list[tuple[int, int]] = []
-    segmenter.segment(wav, 5.0, lambda done, total: calls.append((done, total)))
+
+    def hook(step: str, artifact: object = None, *, completed: int | None = None, total: int | None = None,
+             **_: object) -> None:
+        assert completed is not None and total is not None and artifact is None
+        calls.append((completed, total))
+
+    segmenter.segment(wav, 5.0, hook)
     assert len(calls) >= 39 // 16 + 1 and all(b - a <= 16 for (a, _), (b, _) in zip(calls, calls[1:], strict=False))
     calls.clear()
     windows = [[(s, s + 24000)] for s in range(0, wav.size - 24000, 12000)]  # 1.5 s every 0.75 s
-    embedder.embed(wav, windows, lambda done, total: calls.append((done, total)))
+    embedder.embed(wav, windows, hook)
     blocks = [c for c in calls if c == (0, 0)]
     assert len(blocks) == 4  # one per 60 s block of the filterbank
     progress = [done for done, total in calls if total]

@@ -9,12 +9,10 @@ taken as the one person the diarization split.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 
 from speakerlink_server import errors
-from speakerlink_server.engines.base import Embedder, Segmenter
+from speakerlink_server.engines.base import Embedder, Hook, Segmenter
 from speakerlink_server.pipeline.clip import ClipInput
 from speakerlink_server.pipeline.run import DiarizationPipeline
 
@@ -45,12 +43,12 @@ def check_length(seconds: float) -> None:
 
 
 def voice_from_audio(
-    clips: list[ClipInput], segmenter: Segmenter, embedder: Embedder, check_cancelled: Callable[[], None],
+    clips: list[ClipInput], segmenter: Segmenter, embedder: Embedder, hook: Hook,
     chunk_seconds: float,
 ) -> tuple[np.ndarray, float]:
-    """(embedding, speech seconds) of the one voice in `clips`."""
+    """(embedding, speech seconds) of the one voice in `clips`; `hook` follows the steps (and stops them)."""
     pipeline = DiarizationPipeline(segmenter, embedder, chunk_seconds=chunk_seconds, max_clip_seconds=MAX_AUDIO_SECONDS)
-    diarized = pipeline.run(clips, pipeline.default_request(), lambda *_: None, check_cancelled)
+    diarized = pipeline.run(clips, pipeline.default_request(), hook)
     prints = list(diarized.voiceprints.values())
     if not prints:
         raise errors.no_speech_to_enroll()

@@ -25,7 +25,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 from speakerlink.v1 import speakerlink_pb2 as pb
 
@@ -34,9 +34,12 @@ from speakerlink_server.audio_store import AudioStore
 from speakerlink_server.capacity import WorkerSlots
 from speakerlink_server.config import ServerConfig
 from speakerlink_server.database import DatabaseUnavailable
+from speakerlink_server.engines.base import Hook
 from speakerlink_server.engines.registry import Engines
 from speakerlink_server.pipeline.clip import ClipInput
-from speakerlink_server.pipeline.run import DiarizationPipeline, Report
+from speakerlink_server.pipeline.hooks import Hooks
+from speakerlink_server.pipeline.progress import Report
+from speakerlink_server.pipeline.run import DiarizationPipeline
 from speakerlink_server.store import Store
 from speakerlink_server.store.jobs import JobRecord
 from speakerlink_server.uploads import job_request, stored_path
@@ -71,8 +74,10 @@ class _Live:
 
 
 class JobManager:
-    def __init__(self, config: ServerConfig, store: Store, audio: AudioStore, engines: Engines, take_jobs: bool) -> None:
+    def __init__(self, config: ServerConfig, store: Store, audio: AudioStore, engines: Engines, take_jobs: bool,
+                 hooks: Sequence[Hook] = ()) -> None:
         self._config = config
+        self._hooks = tuple(hooks)  # follow every job's steps besides its progress, e.g. keeping its artifacts
         self._store = store
         self._audio = audio
         self._engines = engines
@@ -301,13 +306,14 @@ class JobManager:
             log_fields["stage"] = stage
             self._publish(job_id, live, pb.Progress(stage=stage, percent=100.0 * fraction, clip_index=clip_index, message=message))
 
-        def check_cancelled() -> None:
+        def stop_if_cancelled(step: str, artifact: object = None, **_: object) -> None:
+            """The job's first hook: every step and batch of the job asks it."""
             if live.cancel_requested or live.lost or self._stopping:
                 raise JobCancelled()
 
         ended = reachable = True
         try:
-            ended = self._attempt(record, live, clips, report, check_cancelled)
+            ended = self._attempt(record, live, clips, report, stop_if_cancelled)
         except DatabaseUnavailable:
             log.warning("job %s: the database stayed unreachable; the job goes back to the queue once it answers", job_id)
             ended = reachable = False
@@ -315,8 +321,7 @@ class JobManager:
             stages.close()
         self._finish(job_id, live, ended, reachable)
 
-    def _attempt(self, record: JobRecord, live: _Live, clips: list[ClipInput], report: Report,
-                 check_cancelled: Callable[[], None]) -> bool:
+    def _attempt(self, record: JobRecord, live: _Live, clips: list[ClipInput], report: Report, cancel: Hook) -> bool:
         """Run the job and store how it ended; False where it is to run again (queued again by stop())."""
         job_id = record.job_id
         try:
@@ -329,7 +334,8 @@ class JobManager:
                                            chunk_seconds=self._config.chunk_seconds,
                                            max_clip_seconds=self._config.max_clip_seconds)
             voices = self._store.voices.voiceprints(record.tenant, embedder.name) if request.recognize else ()
-            diarized = pipeline.run(clips, request, report, check_cancelled, voices)
+            hook = Hooks(cancel, pipeline.progress(clips, report), *self._hooks)
+            diarized = pipeline.run(clips, request, hook, voices)
         except DatabaseUnavailable:
             raise
         except JobCancelled:

@@ -27,6 +27,7 @@ from speakerlink_server.auth import AuthInterceptor, Tenants, TenantsFileError
 from speakerlink_server.boundary import BoundaryInterceptor
 from speakerlink_server.config import ServerConfig, parse_config
 from speakerlink_server.database import Database, SchemaTooNew, open_database
+from speakerlink_server.engines.base import Hook
 from speakerlink_server.engines.registry import Engines, load_engines
 from speakerlink_server.engines.weights import WeightsUnavailable
 from speakerlink_server.jobs import JobManager, state_name
@@ -118,11 +119,12 @@ def security(config: ServerConfig) -> tuple[grpc.ServerCredentials | None, Tenan
     return credentials, tenants
 
 
-def start_server(config: ServerConfig, engines: Engines | None = None) -> RunningServer:
+def start_server(config: ServerConfig, engines: Engines | None = None, hooks: Sequence[Hook] = ()) -> RunningServer:
     """Everything that can refuse to start (security settings, the data dir's lock, the
     database, the port) is checked before the models load, so a misconfigured server fails in
     a moment. `engines`: already loaded for this configuration by a caller that serves several
-    servers from one load (the tests); the caller keeps them, and stop() leaves them open."""
+    servers from one load (the tests); the caller keeps them, and stop() leaves them open.
+    `hooks` follow every job's steps besides its progress (`speakerlink eval --keep-artifacts`)."""
     torch.set_num_threads(config.torch_threads or os.cpu_count() or 1)
     credentials, tenants = security(config)
     config.jobs_dir.mkdir(parents=True, exist_ok=True)
@@ -157,7 +159,7 @@ def start_server(config: ServerConfig, engines: Engines | None = None) -> Runnin
         lock.close()
         raise
     audio = DatabaseAudio(config.jobs_dir, store.database) if store.database.shared else FolderAudio(config.jobs_dir)
-    jobs = JobManager(config, store, audio, engines, take_jobs=config.role != "api")
+    jobs = JobManager(config, store, audio, engines, take_jobs=config.role != "api", hooks=hooks)
     served = [health.SERVICE_NAME]
     if config.role != "worker":  # a worker answers health checks alone
         quotas = Quotas(store, tenants, Quota(config.tenant_max_uploads, config.tenant_max_queued_jobs,

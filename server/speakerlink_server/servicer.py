@@ -143,7 +143,7 @@ class SpeakerlinkServicer(pb_grpc.SpeakerlinkServicer):
             check_name(config.name)
             validate_manifest(config.clips, self._config)
 
-        def check_cancelled() -> None:
+        def stop_if_caller_left(step: str, artifact: object = None, **_: object) -> None:
             if not context.is_active():
                 raise errors.caller_left()
 
@@ -160,7 +160,7 @@ class SpeakerlinkServicer(pb_grpc.SpeakerlinkServicer):
                     self._quotas.charge(tenant, sum(seconds))
                     embedding, speech = voice_from_audio(
                         [ClipInput(c.index, c.name, c.path, float(c.size)) for c in clips], self._engines.segmenter,
-                        embedder, check_cancelled, self._config.chunk_seconds)
+                        embedder, stop_if_caller_left, self._config.chunk_seconds)
             voice = self._store.voices.enroll(tenant, name, embedder.name, embedding, speech)
         except grpc.RpcError:  # the caller went away mid-upload
             raise errors.caller_left() from None

@@ -31,7 +31,7 @@ import httpx
 from assemblyai import api, types
 
 from speakerlink_server import errors
-from speakerlink_server.engines.base import Stage, TranscribedWord, TranscriptionRequest, Utterance, Wait
+from speakerlink_server.engines.base import Hook, TranscribedWord, TranscriptionRequest, Utterance, Wait
 from speakerlink_server.engines.retry import RetryPolicy, call_with_retries, retry_after_seconds
 
 log = logging.getLogger(__name__)
@@ -73,14 +73,14 @@ class AssemblyAiTranscriber:
     def base_url(self) -> str:
         return self._settings.base_url
 
-    def transcribe(self, path: Path, request: TranscriptionRequest, stage: Stage, wait: Wait) -> list[Utterance]:
+    def transcribe(self, path: Path, request: TranscriptionRequest, hook: Hook, wait: Wait) -> list[Utterance]:
         client = aai.Client(settings=self._settings)
         try:
-            stage("transcribe-uploading", f"AssemblyAI: uploading {path.stat().st_size} bytes")
+            hook("transcribe-uploading", message=f"AssemblyAI: uploading {path.stat().st_size} bytes")
             upload_url = self._call(client, lambda: self._upload(client, path), wait)
             body = _transcript_request(upload_url, request)
             transcript = self._create(client, body, wait)
-            transcript = self._poll(client, transcript, stage, wait)
+            transcript = self._poll(client, transcript, hook, wait)
             if not self.keep_transcripts:
                 self._delete(client, transcript.id or "", wait)
         finally:
@@ -88,7 +88,7 @@ class AssemblyAiTranscriber:
         if transcript.status == types.TranscriptStatus.error:
             raise errors.transcription_failed(transcript.id or "", self._redact(transcript.error or "no reason given"))
         words = sum(len(u.words) for u in transcript.utterances or ())
-        stage("transcribe-completed", f"AssemblyAI: transcript {transcript.id} has {words} words")
+        hook("transcribe-completed", message=f"AssemblyAI: transcript {transcript.id} has {words} words")
         return [_utterance(u) for u in transcript.utterances or ()]
 
     def _create(self, client: aai.Client, body: types.TranscriptRequest, wait: Wait) -> types.TranscriptResponse:
@@ -119,7 +119,7 @@ class AssemblyAiTranscriber:
         with path.open("rb") as audio:  # opened per attempt: a retry sends the file from its start
             return api.upload_file(client.http_client, audio)
 
-    def _poll(self, client: aai.Client, transcript: types.TranscriptResponse, stage: Stage, wait: Wait) -> types.TranscriptResponse:
+    def _poll(self, client: aai.Client, transcript: types.TranscriptResponse, hook: Hook, wait: Wait) -> types.TranscriptResponse:
         deadline = time.monotonic() + self._timeout_seconds
         transcript_id = transcript.id or ""
         fetch = functools.partial(api.get_transcript, client.http_client, transcript_id)
@@ -127,7 +127,7 @@ class AssemblyAiTranscriber:
         while transcript.status in STAGES:
             if STAGES[transcript.status] != reported:
                 reported = STAGES[transcript.status]
-                stage(reported, f"AssemblyAI: transcript {transcript_id} is {transcript.status.value}")
+                hook(reported, message=f"AssemblyAI: transcript {transcript_id} is {transcript.status.value}")
             if time.monotonic() > deadline:
                 raise errors.transcription_timeout(transcript_id, self._timeout_seconds)
             wait(self._poll_seconds)

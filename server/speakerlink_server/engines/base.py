@@ -20,12 +20,35 @@ from speakerlink_server.params import PipelineParams
 
 Spans = list[tuple[int, int]]
 """One item to embed: (start, end) sample spans of a clip, joined into one stretch of speech."""
-Hook = Callable[[int, int], None]
-"""hook(completed, total): called after every batch; raising from it stops the work."""
 
 
-def no_hook(completed: int, total: int) -> None:
-    """The hook of a caller that does not follow progress."""
+@dataclass(frozen=True)
+class ClipPart:
+    """Which clip of a job, and which chunk of it, a hook call is about."""
+
+    index: int
+    name: str
+    chunk: int = 0
+    chunks: int = 1
+
+
+class Hook(Protocol):
+    """What follows a job's steps (decode, segment, embed, cluster, turns, link, ...).
+
+    A step calls it when it begins (`hook(step, clip=..., message=...)`), after each batch of
+    its work (`completed=`, `total=`; `total=0` where there is no amount to tell, only a chance
+    to stop), and when it ends, with what it produced (`hook(step, artifact, clip=...)`; never
+    None). `clip` is None for a step of the whole job. Raising from it stops the work: that is
+    how a cancel lands within one batch. Progress, cancel, timing and artifacts are hooks
+    (pipeline/hooks.py, pipeline/progress.py)."""
+
+    def __call__(self, step: str, artifact: object = None, *, completed: int | None = None,
+                 total: int | None = None, clip: ClipPart | None = None, message: str = "") -> None: ...
+
+
+def noop_hook(step: str, artifact: object = None, *, completed: int | None = None, total: int | None = None,
+              clip: ClipPart | None = None, message: str = "") -> None:
+    """The hook of a caller that follows nothing."""
 
 
 @dataclass(frozen=True)
@@ -70,8 +93,9 @@ class Calibration:
 class Segmenter(Protocol):
     name: str
 
-    def segment(self, wav: np.ndarray, step: float, hook: Hook = no_hook) -> Segmentation:
-        """Frame scores of local speakers in windows every `step` s over the clip; hook(done, total) per batch."""
+    def segment(self, wav: np.ndarray, step: float, hook: Hook = noop_hook) -> Segmentation:
+        """Frame scores of local speakers in windows every `step` s over the clip; hook("segment",
+        completed=, total=) per batch."""
         ...
 
     def describe(self) -> str: ...
@@ -88,8 +112,10 @@ class Embedder(Protocol):
         """The pipeline's parameters for this embedder's cosine scale (params.py)."""
         ...
 
-    def embed(self, wav: np.ndarray, items: list[Spans], hook: Hook = no_hook) -> np.ndarray:
+    def embed(self, wav: np.ndarray, items: list[Spans], hook: Hook = noop_hook, step: str = "embed") -> np.ndarray:
         """One L2-normalised row per item; an item with no audio gets a zero row. Shape (len(items), dim).
+        hook(step, completed=, total=) per batch: `step` is the caller's (embedding a clip's
+        stray slots is part of its "cluster" step).
 
         Safe to call from several threads: calls share the embedder's device batches."""
         ...
@@ -139,8 +165,6 @@ class TranscriptionRequest:
     speakers: CountBounds = CountBounds()
 
 
-Stage = Callable[[str, str], None]
-"""stage(name, message): a transcription stage of the clip has begun ("transcribe-queued", ...)."""
 Wait = Callable[[float], None]
 """wait(seconds): sleep, raising instead if the job is cancelled meanwhile."""
 
@@ -149,9 +173,10 @@ class Transcriber(Protocol):
     name: str
     concurrency: int  # clips of one job to transcribe at once
 
-    def transcribe(self, path: Path, request: TranscriptionRequest, stage: Stage, wait: Wait) -> list[Utterance]:
-        """The clip's utterances in time order. All waiting goes through `wait`, so a
-        cancelled job stops polling at once. Failures raise ServiceError."""
+    def transcribe(self, path: Path, request: TranscriptionRequest, hook: Hook, wait: Wait) -> list[Utterance]:
+        """The clip's utterances in time order. Each stage of the service's begins with
+        hook("transcribe-queued", message=...) and the like. All waiting goes through `wait`,
+        so a cancelled job stops polling at once. Failures raise ServiceError."""
         ...
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from speakerlink_server.engines.base import Hook, no_hook
+from speakerlink_server.engines.base import Hook, noop_hook
 
 
 @dataclass(eq=False)
@@ -65,14 +65,16 @@ class MicroBatcher:
         assert request.out is not None
         return request.out
 
-    def run_ragged(self, items: list[np.ndarray], unit: int, group: int, width: int, hook: Hook = no_hook) -> np.ndarray:
+    def run_ragged(
+        self, items: list[np.ndarray], unit: int, group: int, width: int, hook: Hook = noop_hook, step: str = "embed",
+    ) -> np.ndarray:
         """Output rows of shape (len(items), width) for items of different lengths (first axis).
 
         Items are grouped by their length rounded up to a multiple of `unit`, and each is
         repeated cyclically to that length, so a group stacks into one batch: speaker encoders
         pool mean and spread over time, which repetition leaves almost as they were and zero
         padding would not. At most `group` items go to the batcher at a time, to bound memory;
-        hook(done, total) follows them. An empty item gets a zero row."""
+        hook(step, completed=, total=) follows them. An empty item gets a zero row."""
         out = np.zeros((len(items), width), dtype=np.float32)
         buckets: dict[int, list[int]] = {}
         for i, item in enumerate(items):
@@ -84,7 +86,7 @@ class MicroBatcher:
                 picked = members[first : first + group]
                 out[picked] = self.run(np.stack([items[i][np.arange(length) % len(items[i])] for i in picked]))
                 done += len(picked)
-                hook(done, len(items))
+                hook(step, completed=done, total=len(items))
         return out
 
     def close(self) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from speakerlink_server.engines.base import Calibration, Hook, Spans, no_hook, unit_rows
+from speakerlink_server.engines.base import Calibration, Hook, Spans, noop_hook, unit_rows
 from speakerlink_server.engines.batching import MicroBatcher
 from speakerlink_server.engines.graphs import device_forward
 from speakerlink_server.engines.models.campplus import CamPlusPlus
@@ -102,12 +102,12 @@ class CamppEmbedder:
         with torch.inference_mode(), torch.autocast(features.device.type, dtype=torch.float16, enabled=half):
             return self._model(features).float()
 
-    def features(self, wav: np.ndarray, hook: Hook = no_hook) -> np.ndarray:
+    def features(self, wav: np.ndarray, hook: Hook = noop_hook, step: str = "embed") -> np.ndarray:
         """Log-fbank frames of the whole clip, shape (frames, 80); frame j covers samples j*160 .. j*160+400.
 
         Computed a block of frames at a time: each frame depends on its own 400 samples only,
         so blocks give the same frames as one pass, and a 10-minute chunk's spectra never sit
-        in memory at once (they would take some 400 MB). hook(0, 0) after each block lets a
+        in memory at once (they would take some 400 MB). hook(step, completed=0, total=0) after each block lets a
         cancel stop it."""
         frames = max(0, (wav.size - FRAME) // SHIFT + 1)
         out = np.zeros((frames, 80), dtype=np.float32)
@@ -116,13 +116,13 @@ class CamppEmbedder:
                 last = min(frames, first + BLOCK_FRAMES)
                 piece = torch.from_numpy(wav[first * SHIFT : (last - 1) * SHIFT + FRAME]).to(self.device)
                 out[first:last] = kaldi_fbank(piece).cpu().numpy()
-                hook(0, 0)
+                hook(step, completed=0, total=0)
         return out
 
-    def embed(self, wav: np.ndarray, items: list[Spans], hook: Hook = no_hook) -> np.ndarray:
-        feats = self.features(wav, hook)
+    def embed(self, wav: np.ndarray, items: list[Spans], hook: Hook = noop_hook, step: str = "embed") -> np.ndarray:
+        feats = self.features(wav, hook, step)
         rows = [_frames(feats, spans) for spans in items]
-        return unit_rows(self._batcher.run_ragged(rows, BUCKET_FRAMES, self._group, self.dim, hook))
+        return unit_rows(self._batcher.run_ragged(rows, BUCKET_FRAMES, self._group, self.dim, hook, step))
 
 
 def _frames(feats: np.ndarray, spans: Spans) -> np.ndarray:

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from speakerlink_server.audio_format import SAMPLE_RATE
-from speakerlink_server.engines.base import FrameTiming, Hook, Segmentation, no_hook
+from speakerlink_server.engines.base import FrameTiming, Hook, Segmentation, noop_hook
 from speakerlink_server.engines.batching import MicroBatcher
 from speakerlink_server.engines.graphs import device_forward
 from speakerlink_server.engines.models.pyannet import PyanNet, powerset_mapping
@@ -65,11 +65,11 @@ class Segmentation3:
             starts = np.append(starts, last)
         return starts
 
-    def segment(self, wav: np.ndarray, step: float, hook: Hook = no_hook) -> Segmentation:
+    def segment(self, wav: np.ndarray, step: float, hook: Hook = noop_hook) -> Segmentation:
         """Frame log-probabilities of windows every `step` seconds over the whole of `wav`."""
         starts = self.window_starts(wav.size / SAMPLE_RATE, step)
         out = np.zeros((len(starts), self.timing.count, self._powerset.shape[0]), dtype=np.float32)
-        hook(0, len(starts))
+        hook("segment", completed=0, total=len(starts))
         for first in range(0, len(starts), self._group):
             picked = starts[first : first + self._group]
             windows = np.zeros((len(picked), 1, self._window), dtype=np.float32)  # zeros pad short audio
@@ -78,7 +78,7 @@ class Segmentation3:
                 piece = wav[begin : begin + self._window]
                 windows[row, 0, : piece.size] = piece
             out[first : first + len(picked)] = self._batcher.run(windows)
-            hook(first + len(picked), len(starts))
+            hook("segment", completed=first + len(picked), total=len(starts))
         return Segmentation(out, starts, self.timing, self._powerset, wav.size / SAMPLE_RATE)
 
     def _infer(self, windows: torch.Tensor, half: bool) -> torch.Tensor:

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from speakerlink_server.audio_format import SAMPLE_RATE
-from speakerlink_server.engines.base import Calibration, Hook, Spans, no_hook, unit_rows
+from speakerlink_server.engines.base import Calibration, Hook, Spans, noop_hook, unit_rows
 from speakerlink_server.engines.batching import MicroBatcher
 from speakerlink_server.engines.precision import choose_half
 from speakerlink_server.engines.weights import WeightsUnavailable
@@ -126,6 +126,6 @@ class TitanetEmbedder:
             _, embeddings = self._model.forward(input_signal=audio, input_signal_length=lengths)
         return embeddings.float().cpu()
 
-    def embed(self, wav: np.ndarray, items: list[Spans], hook: Hook = no_hook) -> np.ndarray:
+    def embed(self, wav: np.ndarray, items: list[Spans], hook: Hook = noop_hook, step: str = "embed") -> np.ndarray:
         pieces = [np.concatenate([wav[a:b] for a, b in spans]) if spans else wav[:0] for spans in items]
-        return unit_rows(self._batcher.run_ragged(pieces, BUCKET_SAMPLES, GROUP_ROWS, self.dim, hook))
+        return unit_rows(self._batcher.run_ragged(pieces, BUCKET_SAMPLES, GROUP_ROWS, self.dim, hook, step))

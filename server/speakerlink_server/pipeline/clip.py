@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -22,12 +23,14 @@ import numpy as np
 
 from speakerlink_server import errors
 from speakerlink_server.audio_format import SAMPLE_RATE
-from speakerlink_server.engines.base import CountBounds, Embedder, Hook, Segmenter, Transcriber, TranscriptionRequest
+from speakerlink_server.engines.base import (
+    ClipPart, CountBounds, Embedder, Hook, Segmenter, Transcriber, TranscriptionRequest,
+)
 from speakerlink_server.params import PipelineParams
 from speakerlink_server.pipeline import audio
 from speakerlink_server.pipeline.activity import binarize, frame_grid, grid_runs, single_speaker_runs, speaker_count
 from speakerlink_server.pipeline.chunks import ChunkAnalysis, join_chunks
-from speakerlink_server.pipeline.clustering import cluster_windows, count_warning
+from speakerlink_server.pipeline.clustering import Clusters, cluster_windows, count_warning
 from speakerlink_server.pipeline.linking import LocalSpeaker
 from speakerlink_server.pipeline.reconstruct import frame_labels, label_frames, to_turns
 from speakerlink_server.pipeline.segments import Turn, speech_seconds
@@ -58,7 +61,7 @@ def analyse_clip(
     segmenter: Segmenter,
     embedder: Embedder,
     chunk_seconds: float,
-    stage: Callable[..., Hook],
+    hook: Hook,
     max_seconds: float,
     params: PipelineParams,
 ) -> ClipAnalysis:
@@ -67,16 +70,14 @@ def analyse_clip(
     parts = max(1, math.ceil((info.declared_seconds or 0.0) / chunk_seconds))
     chunks: list[ChunkAnalysis] = []
     duration = 0.0
-    stage("decode", f"decoding {clip.name}")
     # A chunk may hold fewer speakers than the recording: chunks get the count as a maximum only,
     # and the recording's count is met when they are joined.
     chunk_bounds = bounds if parts == 1 else CountBounds(max_speakers=bounds.max_speakers)
     with contextlib.closing(audio.stream(clip.path, clip.index, clip.name, chunk_seconds, info, max_seconds)) as pieces:
-        for offset, wav in pieces:
-            part = functools.partial(stage, part=(min(len(chunks), parts - 1), parts))
+        for part, offset, wav in _decoded(clip, parts, pieces, hook):
             end = offset + wav.size / SAMPLE_RATE
             where = f"{clip.name} ({offset:.0f}-{end:.0f} s)" if parts > 1 else clip.name
-            chunks.append(analyse_chunk(wav, offset, where, chunk_bounds, segmenter, embedder, part, params))
+            chunks.append(analyse_chunk(wav, offset, where, chunk_bounds, segmenter, embedder, hook, params, part))
             duration = end
     if len(chunks) == 1:
         only = chunks[0]
@@ -86,6 +87,24 @@ def analyse_clip(
     return ClipAnalysis(duration, turns, speakers, warnings)
 
 
+def _decoded(
+    clip: ClipInput, parts: int, pieces: Iterator[tuple[float, np.ndarray]], hook: Hook,
+) -> Iterator[tuple[ClipPart, float, np.ndarray]]:
+    """(part, offset seconds, samples) of each chunk as it is decoded, each one a decode step
+    for the hook (of the `parts` chunks the container declares: a chunk past them has none)."""
+    for chunk in itertools.count():
+        part = ClipPart(clip.index, clip.name, min(chunk, parts - 1), parts)
+        if chunk < parts:
+            which = f", chunk {chunk + 1} of {parts}" if parts > 1 else ""
+            hook("decode", clip=part, message=f"decoding {clip.name}{which}")
+        piece = next(pieces, None)
+        if piece is None:
+            return
+        offset, wav = piece
+        hook("decode", wav, clip=part)  # shape: (samples,)
+        yield part, offset, wav
+
+
 def analyse_chunk(
     wav: np.ndarray,
     offset: float,
@@ -93,12 +112,16 @@ def analyse_chunk(
     bounds: CountBounds,
     segmenter: Segmenter,
     embedder: Embedder,
-    stage: Callable[[str, str], Hook],
+    hook: Hook,
     params: PipelineParams,
+    part: ClipPart,
 ) -> ChunkAnalysis:
-    """Diarize one stretch of audio; times come out shifted by offset."""
-    hook = stage("segment", f"finding speech and overlap in {where}")
+    """Diarize one stretch of audio; times come out shifted by offset. Each step begins and
+    ends with a hook call about `part`, the end with what the step produced."""
+    hook = functools.partial(hook, clip=part)
+    hook("segment", message=f"finding speech and overlap in {where}")
     segmentation = segmenter.segment(wav, params.segmentation.step_seconds, hook)
+    hook("segment", segmentation)  # log_probs shape: (num_windows, num_frames, num_classes)
     activity = binarize(segmentation)  # shape: (num_windows, num_frames, local_speakers)
     grid = frame_grid(segmentation)
     count = speaker_count(segmentation, grid)  # shape: (grid.size,)
@@ -107,22 +130,26 @@ def analyse_chunk(
     if not windows and (count > 0).any():  # too little speech for a window: one voice of what there is
         windows = grid_runs(count > 0)
         runs = windows
-    hook = stage("embed", f"embedding {len(windows)} windows of {where}")
+    hook("embed", message=f"embedding {len(windows)} windows of {where}")
     embeddings = embedder.embed(wav, sample_spans(windows, grid), hook)  # shape: (num_windows, dim)
-    hook = stage("cluster", f"clustering {where}")
+    hook("embed", embeddings)
+    hook("cluster", message=f"clustering {where}")
     clusters = cluster_windows(embeddings, bounds, params.clustering)
     frame_label = frame_labels(runs, centres(windows), clusters.labels, grid.size)
     assign = assign_by_frames(activity, grid, frame_label, len(clusters.centroids))
     slots = unassigned_slots(activity, grid, assign, params.slots)
     centroids = clusters.centroids
     if slots:
-        slot_embeddings = embedder.embed(wav, slot_spans(activity, grid, slots), hook)
+        slot_embeddings = embedder.embed(wav, slot_spans(activity, grid, slots), hook, step="cluster")
         assign, centroids = attach(assign, slots, slot_embeddings, centroids, activity, grid, bounds,
                                    params.clustering.threshold, params.slots)
+    hook("cluster", Clusters(clusters.labels, centroids))  # labels shape: (num_windows,); centroids (speakers, dim)
+    hook("turns", message=f"labelling the frames of {where}")
     speaking = label_frames(frame_label, assign, activity, grid, count, len(centroids))
     heard = speaking.any(axis=0)  # a new speaker may lose every frame to the others' votes
     speaking, centroids = speaking[:, heard], centroids[heard]
     turns = to_turns(speaking, grid, offset, wav.size / SAMPLE_RATE, params.turns)
+    hook("turns", turns)
     speech = speech_seconds(turns, len(centroids))
     speakers = [LocalSpeaker(-1, i, centroid, float(speech[i])) for i, centroid in enumerate(centroids)]
     return ChunkAnalysis(turns, speakers, _count_warnings(where, bounds, len(centroids)))
@@ -139,17 +166,20 @@ def transcribe_clip(
     transcriber: Transcriber,
     embedder: Embedder,
     chunk_seconds: float,
-    wait: Callable[[float], None],
-    stage: Callable[[str, str], None],
+    wait: Callable[[float, ClipPart], None],
+    hook: Hook,
     max_seconds: float,
 ) -> ClipAnalysis:
+    part = ClipPart(clip.index, clip.name)
+    hook = functools.partial(hook, clip=part)
     try:
-        utterances = transcriber.transcribe(clip.path, request, stage, wait)
+        utterances = transcriber.transcribe(clip.path, request, hook, functools.partial(wait, clip=part))
     except errors.ServiceError as exc:
         raise exc.about_clip(clip.index, clip.name) from None
     found = len({u.speaker for u in utterances})
-    stage("embed", f"embedding the voices of {found} speaker{'s' if found != 1 else ''} in {clip.name}")
+    hook("embed", message=f"embedding the voices of {found} speaker{'s' if found != 1 else ''} in {clip.name}")
     info = audio.probe(clip.path, clip.index, clip.name)
     with contextlib.closing(audio.stream(clip.path, clip.index, clip.name, chunk_seconds, info, max_seconds)) as pieces:
         speakers = transcribed_speakers(clip.index, pieces, info.declared_seconds or math.inf, utterances, embedder)
+    hook("embed", np.stack([s.centroid for s in speakers.speakers]) if speakers.speakers else np.zeros((0, embedder.dim)))
     return ClipAnalysis(speakers.duration, speakers.turns, speakers.speakers)
