@@ -126,11 +126,12 @@ def test_eval_scores_clips_against_a_reference(server, samples) -> None:
     assert report["global_der"] <= 0.05 and 0 < report["real_time_factor"] < 1
 
 
-def test_eval_in_process_prints_a_table(samples) -> None:
+def test_eval_in_process_prints_a_table_and_keeps_each_step_s_results(samples, tmp_path: Path) -> None:
     env = os.environ | {"SPEAKERLINK_TITANET_MODEL": ""}
+    kept = tmp_path / "artifacts"
     proc = subprocess.run(
         [sys.executable, "-m", "speakerlink.cli", "--server", "127.0.0.1:9", "eval", str(samples["call.mp3"]),
-         "-r", str(samples["reference.rttm"]), "--in-process", "--no-progress"],
+         "-r", str(samples["reference.rttm"]), "--in-process", "--no-progress", "--keep-artifacts", str(kept)],
         capture_output=True, text=True, env=env, timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
@@ -138,6 +139,16 @@ def test_eval_in_process_prints_a_table(samples) -> None:
     assert lines[0].split() == ["clip", "ref", "hyp", "DER", "JER"] and lines[1].split()[:3] == ["call", "2", "2"]
     assert any(line.startswith("global DER") for line in lines) and any(line.startswith("real-time factor") for line in lines)
     assert "exact in 1 of 1 clip," in proc.stdout and "0 false merges, 0 false splits" in proc.stdout
+    assert sorted(p.name for p in (kept / "call.mp3").iterdir()) == ["cluster.npz", "embed.npz", "segment.npz", "turns.npz"]
+    assert len(np.load(kept / "call.mp3" / "turns.npz")["speaker"]) > 0
+    assert np.load(kept / "link.npz")["speaker"].tolist() == [0, 1]  # the clip's two speakers
+
+
+def test_eval_keeps_artifacts_only_in_process(server, samples, tmp_path: Path) -> None:
+    proc = cli(server, "eval", str(samples["call.mp3"]), "-r", str(samples["reference.rttm"]),
+               "--keep-artifacts", str(tmp_path / "kept"), check=False)
+    assert proc.returncode == 2 and "--keep-artifacts needs --in-process" in proc.stderr
+    assert not (tmp_path / "kept").exists()
 
 
 def test_eval_refuses_clips_the_reference_does_not_cover(server, samples, tmp_path: Path) -> None:

@@ -213,6 +213,9 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--uem", type=Path, help="scored span of each clip (default: the whole clip)")
     v.add_argument("--in-process", action="store_true",
                    help="run a server inside this command (needs the [server] extra) instead of using --server")
+    v.add_argument("--keep-artifacts", type=Path, metavar="DIR",
+                   help="with --in-process: keep what each step produced, as DIR/<clip>/{segment,embed,cluster,turns}.npz "
+                        "and DIR/link.npz, to see where a clip went wrong")
     v.add_argument("--json", action="store_true", help="print the scores as JSON instead of a table")
     _add_diarize_options(v)
     v.set_defaults(run=_eval)
@@ -359,6 +362,10 @@ def _watch(client: Client, args: argparse.Namespace) -> int:
 
 
 def _eval(client: Client, args: argparse.Namespace) -> int:
+    if args.keep_artifacts and not args.in_process:
+        print("error: --keep-artifacts needs --in-process: only a server inside this command can write each step's results here",
+              file=sys.stderr)
+        return 2
     try:
         from speakerlink import evaluation
     except ImportError as err:
@@ -372,7 +379,8 @@ def _eval(client: Client, args: argparse.Namespace) -> int:
                          f"(its file ids: {', '.join(sorted(reference)) or 'none'}); give a --uem to score silent clips")
     with contextlib.ExitStack() as stack:
         if args.in_process:
-            client = stack.enter_context(Client(stack.enter_context(_local_server(args.files)), tls=False, token=""))
+            local = _local_server(args.files, args.keep_artifacts)
+            client = stack.enter_context(Client(stack.enter_context(local), tls=False, token=""))
         started = time.monotonic()
         result = _run_diarize(client, args)
         wall = time.monotonic() - started
@@ -381,15 +389,20 @@ def _eval(client: Client, args: argparse.Namespace) -> int:
     report.audio_seconds, report.processing_seconds = result.summary.audio_seconds, result.summary.processing_seconds
     report.wall_seconds = wall
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.table())
+    if args.keep_artifacts:
+        print(f"each step's results: {args.keep_artifacts}/<clip>/<step>.npz and {args.keep_artifacts}/link.npz",
+              file=sys.stderr)
     return 0
 
 
 @contextlib.contextmanager
-def _local_server(files: list[Path]) -> Iterator[str]:
-    """A server on a free loopback port for this command alone; yields its address."""
+def _local_server(files: list[Path], artifacts: Path | None = None) -> Iterator[str]:
+    """A server on a free loopback port for this command alone; yields its address. With
+    `artifacts`, its jobs keep what each step produced there (pipeline.hooks.ArtifactHook)."""
     try:
         from speakerlink_server.config import load_config
         from speakerlink_server.main import start_server
+        from speakerlink_server.pipeline.hooks import ArtifactHook
     except ImportError as err:
         raise ValueError(f"--in-process needs the server ({err}); run: pip install 'speakerlink[server]'") from None
     with tempfile.TemporaryDirectory(prefix="speakerlink-eval-") as data:
@@ -399,7 +412,7 @@ def _local_server(files: list[Path]) -> Iterator[str]:
             max_file_bytes=max([base.max_file_bytes, *(p.stat().st_size for p in files)]),
             tls_cert="", tls_key="", tls_client_ca="", tenants_file="", database="",  # for this command alone
         )
-        running = start_server(config)
+        running = start_server(config, hooks=[ArtifactHook(artifacts)] if artifacts else ())
         try:
             yield running.config.address
         finally:
