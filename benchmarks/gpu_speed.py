@@ -3,7 +3,7 @@
 Runs the embedded default (segmentation-3.0 + CAM++) in-process on one hour of real speech
 (../shared/data laid end to end, or a prepared `--audio` file of any format ffmpeg reads, or an
 .npz of 16 kHz int16 samples, tiled to an hour), as one job of one file: decode (ffmpeg) -> segmentation -> CAM++ -> clustering ->
-linking of the 10-minute chunks. Prints the time of each stage and the whole job, as seconds
+linking of the 10-minute chunks. Prints the time of each step (pipeline.hooks.TimingHook) and the whole job, as seconds
 per hour of audio, with torch's peak allocated GPU memory. Where ffmpeg is missing (a bare
 GPU box), the audio is handed over decoded and the figure says that decoding is left out.
 Also prints how close fp16 stays to fp32 on real speech for both models and, on a GPU, what
@@ -23,7 +23,6 @@ import sys
 import tempfile
 import time
 import wave
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -33,13 +32,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "server"), str(ROOT / "client")]
 from speakerlink_server.audio_format import SAMPLE_RATE  # noqa: E402
 from speakerlink_server.engines import weights  # noqa: E402
-from speakerlink_server.engines.base import CountBounds  # noqa: E402
+from speakerlink_server.engines.base import ClipPart, CountBounds  # noqa: E402
 from speakerlink_server.engines.campplus import CamppEmbedder  # noqa: E402
 from speakerlink_server.engines.models.fbank import kaldi_fbank  # noqa: E402
 from speakerlink_server.engines.segmentation import Segmentation3  # noqa: E402
 from speakerlink_server.pipeline import clip, run  # noqa: E402
 from speakerlink_server.pipeline.audio import decode  # noqa: E402
 from speakerlink_server.pipeline.chunks import join_chunks  # noqa: E402
+from speakerlink_server.pipeline.hooks import TimingHook  # noqa: E402
 
 
 def real_speech(audio: str | None) -> np.ndarray:
@@ -54,52 +54,34 @@ def real_speech(audio: str | None) -> np.ndarray:
     return np.concatenate([sf.read(f, dtype="float32")[0] for f in files])
 
 
-class StageClock:
-    """Seconds from each stage's first report to the next stage's, summed over the job."""
-
-    def __init__(self) -> None:
-        self.spent: dict[str, float] = defaultdict(float)
-        self._stage, self._since = "", time.perf_counter()
-
-    def report(self, stage: str, *_: object) -> None:
-        now = time.perf_counter()
-        if stage != self._stage:
-            if self._stage:
-                self.spent[self._stage] += now - self._since
-            self._stage, self._since = stage, now
-
-    def close(self) -> None:
-        self.report("")
-
-
-def whole_job(path: Path, segmenter, embedder) -> tuple[float, StageClock]:
-    clock = StageClock()
+def whole_job(path: Path, segmenter, embedder) -> tuple[float, TimingHook]:
+    timing = TimingHook()
     started = time.perf_counter()
     pipeline = run.DiarizationPipeline(segmenter, embedder, chunk_seconds=600.0, max_clip_seconds=math.inf)
-    pipeline.run([clip.ClipInput(0, path.name, path, 1.0)], pipeline.default_request(), clock.report, lambda: None)
+    pipeline.run([clip.ClipInput(0, path.name, path, 1.0)], pipeline.default_request(), timing)
     if torch.cuda.is_available():
         torch.cuda.synchronize()
-    clock.close()
-    return time.perf_counter() - started, clock
+    return time.perf_counter() - started, timing
 
 
-def decoded_job(audio: np.ndarray, segmenter, embedder) -> tuple[float, StageClock]:
-    """The same stages from samples already in memory, chunk by chunk as the server does."""
-    clock = StageClock()
+def decoded_job(audio: np.ndarray, segmenter, embedder) -> tuple[float, TimingHook]:
+    """The same steps from samples already in memory, chunk by chunk as the server does."""
+    timing = TimingHook()
     started = time.perf_counter()
     chunk = 600 * SAMPLE_RATE
     chunks = []
     params = embedder.default_parameters()
+    parts = -(-audio.size // chunk)
     for first in range(0, audio.size, chunk):
-        stage = lambda name, message, part=(0, 1): (clock.report(name), lambda done, total: None)[1]  # noqa: E731
+        part = ClipPart(0, "hour", first // chunk, parts)
         chunks.append(clip.analyse_chunk(audio[first : first + chunk], first / SAMPLE_RATE, "hour", CountBounds(),
-                                        segmenter, embedder, stage, params))
-    clock.report("link")
-    join_chunks(0, chunks, params.linking, embedder.calibration, CountBounds())
+                                        segmenter, embedder, timing, params, part))
+    timing("link")
+    joined = join_chunks(0, chunks, params.linking, embedder.calibration, CountBounds())
     if torch.cuda.is_available():
         torch.cuda.synchronize()
-    clock.close()
-    return time.perf_counter() - started, clock
+    timing("link", joined)
+    return time.perf_counter() - started, timing
 
 
 def fp16_agreement(audio: np.ndarray, segmenter, embedder) -> None:
@@ -179,12 +161,12 @@ def main() -> None:
             for attempt in range(2):
                 if device == "cuda":
                     torch.cuda.reset_peak_memory_stats()
-                seconds, clock = job()
+                seconds, timing = job()
                 peak = torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else float("nan")
-                stages = ", ".join(f"{k} {v / hours:.2f}" for k, v in clock.spent.items())
+                stages = ", ".join(f"{k} {v / hours:.2f}" for k, v in timing.seconds.items())
                 print(f"groups {segmenter._group}:{embedder._group}, run {attempt + 1}: "
                       f"{what}: {seconds:.2f} s for {args.seconds} s of audio = {seconds / hours:.2f} s per hour "
-                      f"(RTF {seconds / args.seconds:.5f}); per hour by stage: {stages}; "
+                      f"(RTF {seconds / args.seconds:.5f}); per hour by step: {stages}; "
                       f"peak GPU memory allocated {peak:.0f} MiB", flush=True)
         if args.profile:
             import cProfile

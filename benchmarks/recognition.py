@@ -38,7 +38,7 @@ ENROLLED = 120
 def voiceprint(path: Path, segmenter: Segmentation3, embedder: CamppEmbedder) -> tuple[np.ndarray, float] | None:
     """The main speaker's (voiceprint, speech seconds) of a one-clip job, or None without speech."""
     pipeline = run.DiarizationPipeline(segmenter, embedder, chunk_seconds=600.0, max_clip_seconds=3600.0)
-    diarized = pipeline.run([ClipInput(0, path.name, path, 1.0)], pipeline.default_request(), lambda *_: None, lambda: None)
+    diarized = pipeline.run([ClipInput(0, path.name, path, 1.0)], pipeline.default_request())
     return max(diarized.voiceprints.values(), key=lambda p: p[1], default=None)
 
 
