@@ -15,6 +15,7 @@ room delays are taken out, to within a sample), and the output is 16 kHz mono 16
 from __future__ import annotations
 
 import argparse
+import functools
 import random
 import shutil
 import subprocess
@@ -111,10 +112,11 @@ def write_wav(path: Path, audio: Audio, rate: int = RATE) -> None:
         out.writeframes(pcm.tobytes())
 
 
-def encoders() -> set[str]:
+@functools.cache
+def encoders() -> frozenset[str]:
     """The audio encoders of the ffmpeg on PATH."""
     listing = subprocess.run(["ffmpeg", "-hide_banner", "-encoders"], capture_output=True, text=True, check=True).stdout
-    return {line.split()[1] for line in listing.splitlines() if line.startswith(" A")}
+    return frozenset(line.split()[1] for line in listing.splitlines() if line.startswith(" A"))
 
 
 # --- rooms -------------------------------------------------------------------------------
@@ -265,6 +267,9 @@ def _mp3(audio: Audio, params: dict[str, float], rng: np.random.Generator, conte
 
 def _codec(audio: npt.NDArray[np.floating], rate: int, encode: list[str]) -> npt.NDArray[np.float32]:
     """Encoded and decoded again by ffmpeg, at `rate`."""
+    codec = encode[encode.index("-c:a") + 1]
+    if codec not in encoders():
+        raise ValueError(f"this ffmpeg has no {codec} encoder (`ffmpeg -encoders` lists what it has)")
     pcm = (np.clip(audio, -1.0, 1.0) * 32767).round().astype("<i2").tobytes()
     raw = ["-f", "s16le", "-ar", str(rate), "-ac", "1", "-i", "pipe:0"]
     encoded = subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", *raw, *encode, "pipe:1"],
