@@ -59,6 +59,7 @@ PART_SPEECH_S = 2.5  # each of their two conversation parts (as in libri-dev-lin
 CUT_PAUSE_S = 0.12  # utterances are cut into parts and turns at silences this long
 PAUSE_S = 0.3  # in the reference, shorter silences count as speech (as in libri-dev-linking)
 BABBLE_READERS = 30  # the readers babble is made of: in no set
+Turn = tuple[float, float, str]  # (start s, end s, reader) in a clip
 
 
 @dataclass
@@ -173,7 +174,9 @@ def _write_open(folder: Path, classes: dict[str, str], per_class: int, voices: l
 
 def _write_folder(folder: Path, plan: dict[str, tuple[str, list[Part]]], classes: dict[str, str],
                   babble: list[np.ndarray], seed: int, rng: random.Random) -> None:
-    rttm, uem, truth, sources = [], [], ["clip\tclass\tcondition\tspeakers"], ["clip\tspeaker_id\tutt_id\tsrc_start_s\tsrc_end_s\tclip_start_s"]
+    rttm, uem = [], []
+    truth = ["clip\tclass\tcondition\tspeakers"]
+    sources = ["clip\tspeaker_id\tutt_id\tsrc_start_s\tsrc_end_s\tclip_start_s"]
     (folder / "audio").mkdir(parents=True, exist_ok=True)
     for clip, (cls, parts) in sorted(plan.items()):
         audio, turns, placed = _conversation(parts, rng, overlap=rng.random() < 0.5)
@@ -188,7 +191,7 @@ def _write_folder(folder: Path, plan: dict[str, tuple[str, list[Part]]], classes
         (folder / name).write_text("\n".join(lines) + "\n")
 
 
-def _conversation(parts: list[Part], rng: random.Random, overlap: bool) -> tuple[np.ndarray, list[tuple[float, float, str]], list[tuple[Part, float]]]:
+def _conversation(parts: list[Part], rng: random.Random, overlap: bool) -> tuple[np.ndarray, list[Turn], list[tuple[Part, float]]]:
     """The parts cut into turns at their pauses and interleaved, 0.2-0.8 s apart; with `overlap`,
     a quarter of the turns start 0.3-1.5 s before the previous one ends (at most half of either).
     Each reader at their own level, -30 to -22 dBFS, over white noise at -66 dBFS."""
