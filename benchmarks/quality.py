@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from speakerlink import Client  # noqa: E402
-from speakerlink.evaluation import Report, hypothesis_of, read_rttm, read_uem, score  # noqa: E402
+from speakerlink.evaluation import Turns, hypothesis_of, read_rttm, read_uem, score  # noqa: E402
 
 from benchmarks._server import ROOT, server_process  # noqa: E402
 
@@ -27,26 +27,29 @@ def main(folders: list[Path]) -> None:
             clips = sorted((folder / "audio").glob("*.wav"))
             started = time.monotonic()
             result = client.diarize(clips, timeout=3600)
-            report = score(read_rttm(folder / "all.rttm"), hypothesis_of(result), read_uem(folder / "all.uem"))
+            reference, hypothesis, uem = read_rttm(folder / "all.rttm"), hypothesis_of(result), read_uem(folder / "all.uem")
+            report = score(reference, hypothesis, uem)
             report.audio_seconds = result.summary.audio_seconds
             report.processing_seconds = result.summary.processing_seconds
             report.wall_seconds = time.monotonic() - started
             print(f"== {folder.name}: {len(clips)} clips")
             print(report.table())
             if (folder / "truth.tsv").is_file():
-                print(by_class(report, folder / "truth.tsv"))
+                print(by_class(reference, hypothesis, uem, folder / "truth.tsv"))
 
 
-def by_class(report: Report, truth: Path) -> str:
-    """Mean per-clip DER and exact speaker counts for each condition class of truth.tsv."""
-    classes = {row["clip"]: row["class"] for row in csv.DictReader(truth.open(), delimiter="\t")}
-    groups = defaultdict(list)
-    for clip in report.clips:
-        groups[classes.get(clip.clip, "?")].append(clip)
-    rows = [f"{'class':<12}  clips  mean DER  exact count"]
-    rows += [f"{cls:<12}  {len(clips):>5}  {100 * sum(c.der for c in clips) / len(clips):7.1f}%  "
-             f"{sum(c.ref_speakers == c.hyp_speakers for c in clips)} of {len(clips)}"
-             for cls, clips in groups.items()]
+def by_class(reference: Turns, hypothesis: Turns, uem: dict[str, tuple[float, float]], truth: Path) -> str:
+    """Each condition class of truth.tsv scored on its own clips: pooled and mean per-clip DER,
+    exact speaker counts."""
+    classes = defaultdict(dict)
+    for row in csv.DictReader(truth.open(), delimiter="\t"):
+        classes[row["class"]][row["clip"]] = uem[row["clip"]]
+    rows = [f"{'class':<12}  clips  per-clip DER (pooled, mean)  exact count"]
+    for cls, spans in classes.items():
+        report = score(reference, hypothesis, spans)
+        mean = sum(c.der for c in report.clips) / len(report.clips)
+        rows.append(f"{cls:<12}  {len(spans):>5}  {100 * report.clip_der:12.1f}% {100 * mean:7.1f}%       "
+                    f"{report.exact_count_clips} of {len(spans)}")
     return "\n".join(rows)
 
 
