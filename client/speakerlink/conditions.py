@@ -103,12 +103,13 @@ def load(path: Path) -> Audio:
     return _ffmpeg(["-i", str(path)], b"", "f32le", "-ar", str(RATE), "-ac", "1")
 
 
-def write_wav(path: Path, audio: Audio, rate: int = RATE) -> None:
+def write_wav(path: Path, audio: Audio) -> None:
+    """16 kHz mono 16-bit PCM, what the conditions output."""
     pcm = (np.clip(audio, -1.0, 1.0) * 32767).round().astype("<i2")
     with wave.open(str(path), "wb") as out:
         out.setnchannels(1)
         out.setsampwidth(2)
-        out.setframerate(rate)
+        out.setframerate(RATE)
         out.writeframes(pcm.tobytes())
 
 
