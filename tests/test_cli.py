@@ -158,6 +158,17 @@ def test_eval_refuses_clips_the_reference_does_not_cover(server, samples, tmp_pa
     assert proc.returncode == 2 and "no turns for other.wav" in proc.stderr
 
 
+def test_eval_through_a_condition(server, samples) -> None:
+    clip, rttm = str(samples["call.mp3"]), str(samples["reference.rttm"])
+    proc = cli(server, "eval", clip, "-r", rttm, "--condition", "far-room+phone-gsm", "--condition-seed", "3", "--json")
+    assert "conditioning 1 clip: far-room+phone-gsm (seed 3)" in proc.stderr
+    report = json.loads(proc.stdout)
+    assert [c["clip"] for c in report["clips"]] == ["call"] and report["ref_speakers"] == 2
+    assert report["clips"][0]["der"] < 0.5  # the reference still fits the conditioned clip's timing
+    bad = cli(server, "eval", clip, "-r", rttm, "--condition", "far-room+fax", check=False)
+    assert bad.returncode == 2 and "condition 'fax'" in bad.stderr and "known conditions: clean" in bad.stderr
+
+
 def test_server_after_the_command_version_and_help_for_every_flag(server) -> None:
     env = os.environ | {"SPEAKERLINK_SERVER": "127.0.0.1:9"}  # nothing listens there
     after = subprocess.run([sys.executable, "-m", "speakerlink.cli", "info", "--server", server.config.address],

@@ -21,7 +21,7 @@ try:  # a Ctrl-C while the command starts up has interrupted nothing: no traceba
 
     from google.protobuf import json_format
 
-    from speakerlink import __version__
+    from speakerlink import __version__, condition_spec
     from speakerlink.client import DEFAULT_TARGET, Client
     from speakerlink.errors import DeadlineExceededError, SpeakerlinkError, TransportError
     from speakerlink.events import RECONNECT_SECONDS, is_terminal, terminal_outcome
@@ -217,6 +217,11 @@ def _parser() -> argparse.ArgumentParser:
                    help="with --in-process: keep what each step produced, as DIR/<clip>/{segment,embed,cluster,turns}.npz "
                         "and DIR/link.npz, to see where a clip went wrong")
     v.add_argument("--json", action="store_true", help="print the scores as JSON instead of a table")
+    v.add_argument("--condition", metavar="SPEC",
+                   help="pass each clip through a recording condition first, e.g. far-room, phone-gsm, "
+                        "noise-babble:snr=5..15+mp3 (python -m speakerlink.conditions --help; needs ffmpeg)")
+    v.add_argument("--condition-seed", type=int, default=0, metavar="N",
+                   help="seed of the condition's draws: the same seed gives the same audio (default 0)")
     _add_diarize_options(v)
     v.set_defaults(run=_eval)
 
@@ -371,6 +376,7 @@ def _eval(client: Client, args: argparse.Namespace) -> int:
     except ImportError as err:
         print(f"error: scoring needs pyannote.metrics ({err}); run: pip install 'speakerlink[eval]'", file=sys.stderr)
         return 2
+    chain = condition_spec.parse(args.condition) if args.condition else None
     reference = evaluation.read_rttm(args.reference)
     uem = evaluation.read_uem(args.uem) if args.uem else {}
     missing = [p.name for p in args.files if evaluation.clip_id(p.name) not in reference.keys() | uem.keys()]
@@ -378,6 +384,9 @@ def _eval(client: Client, args: argparse.Namespace) -> int:
         raise ValueError(f"{args.reference} has no turns for {', '.join(missing)} "
                          f"(its file ids: {', '.join(sorted(reference)) or 'none'}); give a --uem to score silent clips")
     with contextlib.ExitStack() as stack:
+        if chain is not None:
+            args.files = _conditioned(chain, args, reference, Path(stack.enter_context(
+                tempfile.TemporaryDirectory(prefix="speakerlink-condition-"))))
         if args.in_process:
             local = _local_server(args.files, args.keep_artifacts)
             client = stack.enter_context(Client(stack.enter_context(local), tls=False, token=""))
@@ -393,6 +402,18 @@ def _eval(client: Client, args: argparse.Namespace) -> int:
         print(f"each step's results: {args.keep_artifacts}/<clip>/<step>.npz and {args.keep_artifacts}/link.npz",
               file=sys.stderr)
     return 0
+
+
+def _conditioned(chain: condition_spec.Chain, args: argparse.Namespace, reference: dict, folder: Path) -> list[Path]:
+    """The clips through the --condition, written into `folder` under their own clip ids."""
+    try:
+        from speakerlink import conditions
+    except ImportError as err:
+        raise ValueError(f"--condition needs numpy, scipy and pyroomacoustics ({err}); "
+                         "run: pip install 'speakerlink[eval]'") from None
+    if not args.no_progress:
+        print(f"conditioning {plural(len(args.files), 'clip')}: {chain.spec} (seed {args.condition_seed})", file=sys.stderr)
+    return conditions.condition_files(chain, args.files, folder, seed=args.condition_seed, reference=reference)
 
 
 @contextlib.contextmanager

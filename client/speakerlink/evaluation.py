@@ -178,7 +178,8 @@ def score(reference: Turns, hypothesis: Turns, uem: dict[str, tuple[float, float
     )
 
 
-def linking(reference: Turns, hypothesis: Turns) -> Linking:
+def main_labels(reference: Turns, hypothesis: Turns) -> dict[tuple[str, str], str | None]:
+    """Each reference (clip, speaker) item's hypothesis label: the one over most of its speech."""
     label: dict[tuple[str, str], str | None] = {}
     for clip, turns in reference.items():
         for who in {w for *_, w in turns}:
@@ -189,6 +190,11 @@ def linking(reference: Turns, hypothesis: Turns) -> Linking:
                         overlap[hw] += max(0.0, min(re_, he) - max(rs, hs))
             best = max(overlap, key=overlap.get) if overlap and max(overlap.values()) > 0 else None
             label[(clip, who)] = best
+    return label
+
+
+def linking(reference: Turns, hypothesis: Turns) -> Linking:
+    label = main_labels(reference, hypothesis)
     exact = 0
     for (_, who), found in label.items():
         same_person = {item for item in label if item[1] == who}
