@@ -87,6 +87,19 @@ def test_phone_lines_remove_what_is_above_4_khz(name: str, talk) -> None:
     assert above_4k(run(name, talk)) < 1e-4
 
 
+def test_a_phone_line_passes_the_band_it_is_given(talk) -> None:
+    def share(audio: np.ndarray, low: float, high: float) -> float:
+        power = np.abs(np.fft.rfft(audio)) ** 2
+        freqs = np.fft.rfftfreq(len(audio), 1 / RATE)
+        return float(power[(freqs > low) & (freqs < high)].sum() / power.sum())
+
+    standard, open_line = run("phone-ulaw", talk), run("phone-ulaw:low=100,high=3900", talk)
+    assert share(open_line, 3600, 3800) > 2 * share(standard, 3600, 3800)
+    assert share(open_line, 100, 250) > 10 * share(standard, 100, 250)
+    with pytest.raises(ValueError, match="band must lie within 0-4000 Hz"):
+        run("phone-gsm:high=4500", talk)
+
+
 @pytest.mark.parametrize("name", ["noise-babble", "noise-white", "noise-pink", "noise-brown"])
 @pytest.mark.parametrize("snr", [0, 12, 30])
 def test_noise_is_added_at_the_snr_asked(name: str, snr: int, talk) -> None:

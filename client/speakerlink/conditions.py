@@ -239,10 +239,14 @@ def _coloured(exponent: float) -> Callable:
 
 
 def _phone(codec: str, fmt: str) -> Callable:
-    """A narrowband phone line: 300-3400 Hz, 8 kHz, then the codec, back at 16 kHz."""
+    """A narrowband phone line: its pass band (300-3400 Hz unless drawn otherwise), 8 kHz, then
+    the codec, back at 16 kHz."""
 
     def condition(audio: Audio, params: dict[str, float], rng: np.random.Generator, context: Context) -> Audio:
-        band = signal.sosfiltfilt(signal.butter(4, [300, 3400], btype="bandpass", fs=RATE, output="sos"), audio)
+        if not 0 < params["low"] < params["high"] < PHONE_RATE / 2:
+            raise ValueError(f"a phone line's band must lie within 0-{PHONE_RATE // 2} Hz, low below high: "
+                             f"got low={params['low']:.0f}, high={params['high']:.0f}")
+        band = signal.sosfiltfilt(signal.butter(4, [params["low"], params["high"]], btype="bandpass", fs=RATE, output="sos"), audio)
         narrow = signal.resample_poly(band, 1, 2)
         extra = []
         if codec == "libopencore_amrnb":
