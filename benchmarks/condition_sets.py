@@ -100,28 +100,45 @@ def build(data: Path, out: Path, seed: int, classes: dict[str, str] = CLASSES, c
     rng = random.Random(seed)
     if out.exists():
         shutil.rmtree(out)
+    readers = draw_readers(data, rng, len(classes), clips_per_class, open_per_class, babble_readers)
+    _write_linking(out / "linking", classes, clips_per_class, readers.linked, readers.babble, seed, rng)
+    _write_open(out / "open", classes, open_per_class, readers.one_time, readers.babble, seed, rng)
+    _write_ami(data / "ami-train", out / "ami", classes, readers.babble, seed, ami_clips)
+
+
+@dataclass
+class Readers:
+    linked: list[list[Part]]  # each linked reader's three parts
+    one_time: list[Utterance]
+    babble: list[np.ndarray]
+    unused: list[dict[str, str]]  # the utterances.tsv rows of the readers in no set
+
+
+def draw_readers(data: Path, rng: random.Random, classes: int, clips_per_class: int = 3, open_per_class: int = 2,
+                 babble_readers: int = BABBLE_READERS) -> Readers:
+    """The librispeech-train-clean-100 readers of each set, never one of libri-dev-linking's;
+    the readers left over are apart from every dev set (benchmarks/narrowband_shift.py)."""
     libri = data / "librispeech-train-clean-100"
     taken = {w for turns in read_rttm(data / "libri-dev-linking" / "all.rttm").values() for *_, w in turns}
     table = sorted(csv.DictReader((libri / "utterances.tsv").open(), delimiter="\t"), key=lambda r: r["utt_id"])
-    readers = [r for r in table if r["speaker_id"] not in taken]
-    rng.shuffle(readers)
-    utterances = (Utterance(r["speaker_id"], r["utt_id"], audio, _speech(audio))
-                  for r in readers for audio in [conditions.load(libri / r["path"])])
-    linked, one_time, babble = [], [], []
-    need_linked = len(classes) * clips_per_class * 3 // 2  # three readers to a clip on average
-    need_open = len(classes) * open_per_class * 3
-    for utt in utterances:
-        if len(linked) < need_linked and (parts := _three_parts(utt)):
-            linked.append(parts)
-        elif len(one_time) < need_open and _total(utt.speech) >= 4.0:
-            one_time.append(utt)
-        elif len(babble) < babble_readers:
-            babble.append(utt.audio)
-        if len(linked) == need_linked and len(one_time) == need_open and len(babble) == babble_readers:
+    rows = [r for r in table if r["speaker_id"] not in taken]
+    rng.shuffle(rows)
+    drawn = Readers([], [], [], [])
+    need_linked = classes * clips_per_class * 3 // 2  # three readers to a clip on average
+    need_open = classes * open_per_class * 3
+    for used, row in enumerate(rows, start=1):
+        audio = conditions.load(libri / row["path"])
+        utt = Utterance(row["speaker_id"], row["utt_id"], audio, _speech(audio))
+        if len(drawn.linked) < need_linked and (parts := _three_parts(utt)):
+            drawn.linked.append(parts)
+        elif len(drawn.one_time) < need_open and _total(utt.speech) >= 4.0:
+            drawn.one_time.append(utt)
+        elif len(drawn.babble) < babble_readers:
+            drawn.babble.append(utt.audio)
+        if len(drawn.linked) == need_linked and len(drawn.one_time) == need_open and len(drawn.babble) == babble_readers:
+            drawn.unused = rows[used:]
             break
-    _write_linking(out / "linking", classes, clips_per_class, linked, babble, seed, rng)
-    _write_open(out / "open", classes, open_per_class, one_time, babble, seed, rng)
-    _write_ami(data / "ami-train", out / "ami", classes, babble, seed, ami_clips)
+    return drawn
 
 
 # --- LibriSpeech conversations -------------------------------------------------------------

@@ -6,7 +6,8 @@ scored); for a folder with a truth.tsv (benchmarks/condition_sets.py), also per 
 With --enroll, the voices of each folder's enrollment.tsv are enrolled before it is diarized
 (they stay for the folders after it), and every folder's naming is counted: people named
 right, and people given a name that is not theirs (in an open set, any name).
-Usage: python benchmarks/quality.py [--enroll] [FOLDER ...] (default: libri-dev-linking, ami-train).
+--link-threshold sets the request's cosine floor for cross-clip links (default: the engine's).
+Usage: python benchmarks/quality.py [--enroll] [--link-threshold C] [FOLDER ...] (default: libri-dev-linking, ami-train).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from speakerlink.v1 import speakerlink_pb2 as pb  # noqa: E402
 from benchmarks._server import ROOT, server_process  # noqa: E402
 
 
-def main(folders: list[Path], enroll: bool) -> None:
+def main(folders: list[Path], enroll: bool, link_threshold: float | None = None) -> None:
     enrolled: set[str] = set()
     with server_process("--max-clips", "64") as (_, address), Client(address) as client:
         for folder in folders:
@@ -36,7 +37,8 @@ def main(folders: list[Path], enroll: bool) -> None:
                     enrolled.add(row["reader"])
             clips = sorted((folder / "audio").glob("*.wav"))
             started = time.monotonic()
-            result = client.diarize(clips, timeout=3600)
+            options = {} if link_threshold is None else {"link_threshold": link_threshold}
+            result = client.diarize(clips, timeout=3600, **options)
             reference, hypothesis, uem = read_rttm(folder / "all.rttm"), hypothesis_of(result), read_uem(folder / "all.uem")
             report = score(reference, hypothesis, uem)
             report.audio_seconds = result.summary.audio_seconds
@@ -81,6 +83,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("folders", nargs="*", type=Path, help="folders with audio/, all.rttm and all.uem")
     parser.add_argument("--enroll", action="store_true", help="enroll each folder's enrollment.tsv and count naming")
+    parser.add_argument("--link-threshold", type=float, help="the requests' link cosine floor (default: the engine's)")
     args = parser.parse_args()
     shared = ROOT.parent / "shared" / "data"
-    main(args.folders or [shared / "libri-dev-linking", shared / "ami-train"], args.enroll)
+    main(args.folders or [shared / "libri-dev-linking", shared / "ami-train"], args.enroll, args.link_threshold)
