@@ -117,7 +117,7 @@ class Readers:
 def draw_readers(data: Path, rng: random.Random, classes: int, clips_per_class: int = 3, open_per_class: int = 2,
                  babble_readers: int = BABBLE_READERS) -> Readers:
     """The librispeech-train-clean-100 readers of each set, never one of libri-dev-linking's;
-    the readers left over are apart from every dev set (benchmarks/narrowband_shift.py)."""
+    the readers left over are apart from every dev set (benchmarks/narrowband_compensation.py)."""
     libri = data / "librispeech-train-clean-100"
     taken = {w for turns in read_rttm(data / "libri-dev-linking" / "all.rttm").values() for *_, w in turns}
     table = sorted(csv.DictReader((libri / "utterances.tsv").open(), delimiter="\t"), key=lambda r: r["utt_id"])

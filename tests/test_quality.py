@@ -11,7 +11,8 @@ import soundfile
 from conftest import make_config, shared_folder, start_server
 from fake_assemblyai import FakeAssemblyAI, labelled_utterances
 from open_set import write_open_set
-from speakerlink import Client, InvalidInputError
+from speakerlink import Client, InvalidInputError, conditions
+from speakerlink.condition_spec import parse
 from speakerlink.evaluation import hypothesis_of, read_rttm, read_uem, score
 
 pytestmark = pytest.mark.quality  # `pytest -m quality` runs these alone, `-m 'not quality'` all but these
@@ -38,6 +39,22 @@ def test_libri_dev_linking(quality_server) -> None:
     assert scores.hyp_speakers == scores.ref_speakers == 32
     assert scores.linking.accuracy == 1.0 and scores.linking.false_merges == 0
     assert scores.global_der <= 0.015 and scores.exact_count_clips == 16
+
+
+def test_a_phone_line_merges_no_one(quality_server, tmp_path) -> None:
+    """libri-dev-linking with every other clip through a GSM phone line (pipeline.channel).
+    Uncompensated, GSM merged readers: 18.8 % per clip, 32.0 % global, 9 of 16 exact counts.
+    Most linked readers are then heard once in full band and once through the phone; linking
+    them all is not reached yet (12 of 24 pairs split), this guards today's level."""
+    folder = shared_folder("libri-dev-linking")
+    clips = sorted((folder / "audio").glob("*.wav"))
+    phoned = conditions.condition_files(parse("phone-gsm"), clips[1::2], tmp_path, seed=1)
+    with Client(quality_server.config.address) as client:
+        result = client.diarize(sorted(clips[::2] + phoned, key=lambda p: p.name), timeout=900)
+    scores = score(read_rttm(folder / "all.rttm"), hypothesis_of(result), read_uem(folder / "all.uem"))
+    print("\n".join(["libri-dev-linking, every other clip through phone-gsm:", scores.table()]))
+    assert scores.clip_der <= 0.03 and scores.exact_count_clips >= 15
+    assert scores.global_der <= 0.20 and scores.linking.false_merges <= 1
 
 
 def test_voices_heard_once_stay_apart(quality_server, tmp_path) -> None:

@@ -90,6 +90,27 @@ class Calibration:
         return 1.0 / (1.0 + np.exp(-np.clip(self.slope * cosine + self.offset, -50.0, 50.0)))
 
 
+@dataclass(frozen=True)
+class ChannelCompensation:
+    """What a narrowband channel does to an embedder's unit embeddings, measured once per
+    embedder (benchmarks/narrowband_compensation.py) and taken away by pipeline.channel.
+
+    `shift` is the mean narrowband embedding less the mean full-band one; `nuisance` holds the
+    directions in which narrowband channels (pass bands, codecs) differ from one another, to be
+    projected out (nuisance attribute projection)."""
+
+    shift: np.ndarray  # shape: (dim,)
+    nuisance: np.ndarray  # shape: (directions, dim), orthonormal rows
+
+    @classmethod
+    def load(cls, path: Path) -> ChannelCompensation:
+        with np.load(path, allow_pickle=False) as saved:
+            return cls(saved["shift"], saved["nuisance"])
+
+    def save(self, path: Path) -> None:
+        np.savez(path, shift=self.shift.astype(np.float32), nuisance=self.nuisance.astype(np.float32))
+
+
 class Segmenter(Protocol):
     name: str
 
@@ -107,6 +128,9 @@ class Embedder(Protocol):
     name: str
     dim: int
     calibration: Calibration  # link confidence as a probability, from this embedder's cosines
+    # What a narrowband channel does to this embedder's embeddings (pipeline.channel), or None
+    # where it was not measured: then nothing is taken away.
+    narrowband: ChannelCompensation | None
 
     def default_parameters(self) -> PipelineParams:
         """The pipeline's parameters for this embedder's cosine scale (params.py)."""

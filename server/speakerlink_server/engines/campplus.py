@@ -13,10 +13,12 @@ repeating its own frames to fill the rest (MicroBatcher.run_ragged).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 
-from speakerlink_server.engines.base import Calibration, Hook, Spans, noop_hook, unit_rows
+from speakerlink_server.engines.base import Calibration, ChannelCompensation, Hook, Spans, noop_hook, unit_rows
 from speakerlink_server.engines.batching import MicroBatcher
 from speakerlink_server.engines.graphs import device_forward
 from speakerlink_server.engines.models.campplus import CamPlusPlus
@@ -35,6 +37,9 @@ BATCH = {"cuda": 1024, "cpu": 8}
 # Items one call hands to the batcher at a time; progress and cancellation are checked between
 # groups, so on a CPU a group is about a second of work.
 GROUP = {"cuda": 256, "cpu": 32}
+# What a narrowband channel does to these weights' embeddings, measured on LibriSpeech readers
+# apart from every dev set by benchmarks/narrowband_compensation.py, which writes the file.
+NARROWBAND_FILE = Path(__file__).with_name("campplus_narrowband.npz")
 # Calibrated on ../shared/data (benchmarks/QUALITY.md).
 PARAMETERS = PipelineParams(
     clustering=ClusteringParams(
@@ -71,6 +76,7 @@ class CamppEmbedder:
     # 0.817) and 32,866 different-person pairs (those folders and librispeech-train-clean-100:
     # mean 0.073); pooled standard deviation 0.106. P = 0.5 at cosine 0.445, 0.97 at 0.5.
     calibration = Calibration(slope=66.4, offset=-29.6)
+    narrowband = ChannelCompensation.load(NARROWBAND_FILE)
 
     def default_parameters(self) -> PipelineParams:
         return PARAMETERS

@@ -80,6 +80,7 @@ PARAMETERS = PipelineParams(
 class TitanetEmbedder:
     name = "titanet"
     calibration = Calibration(slope=30.0, offset=-21.0)
+    narrowband = None  # not measured: no TitaNet weights to measure with
 
     def default_parameters(self) -> PipelineParams:
         return PARAMETERS

@@ -27,7 +27,7 @@ from speakerlink_server.engines.base import (
     ClipPart, CountBounds, Embedder, Hook, Segmenter, Transcriber, TranscriptionRequest,
 )
 from speakerlink_server.params import PipelineParams
-from speakerlink_server.pipeline import audio
+from speakerlink_server.pipeline import audio, channel
 from speakerlink_server.pipeline.activity import binarize, frame_grid, grid_runs, single_speaker_runs, speaker_count
 from speakerlink_server.pipeline.chunks import ChunkAnalysis, join_chunks
 from speakerlink_server.pipeline.clustering import Clusters, cluster_windows, count_warning
@@ -130,8 +130,9 @@ def analyse_chunk(
     if not windows and (count > 0).any():  # too little speech for a window: one voice of what there is
         windows = grid_runs(count > 0)
         runs = windows
-    hook("embed", message=f"embedding {len(windows)} windows of {where}")
-    embeddings = embedder.embed(wav, sample_spans(windows, grid), hook)  # shape: (num_windows, dim)
+    narrowband = channel.is_narrowband(wav)
+    hook("embed", message=f"embedding {len(windows)} windows of {where}{' (narrowband)' if narrowband else ''}")
+    embeddings = channel.embed(embedder, wav, sample_spans(windows, grid), narrowband, hook)  # shape: (num_windows, dim)
     hook("embed", embeddings)
     hook("cluster", message=f"clustering {where}")
     clusters = cluster_windows(embeddings, bounds, params.clustering)
@@ -140,7 +141,7 @@ def analyse_chunk(
     slots = unassigned_slots(activity, grid, assign, params.slots)
     centroids = clusters.centroids
     if slots:
-        slot_embeddings = embedder.embed(wav, slot_spans(activity, grid, slots), hook, step="cluster")
+        slot_embeddings = channel.embed(embedder, wav, slot_spans(activity, grid, slots), narrowband, hook, step="cluster")
         assign, centroids = attach(assign, slots, slot_embeddings, centroids, activity, grid, bounds,
                                    params.clustering.threshold, params.slots)
     hook("cluster", Clusters(clusters.labels, centroids))  # labels shape: (num_windows,); centroids (speakers, dim)

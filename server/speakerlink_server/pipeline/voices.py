@@ -29,6 +29,7 @@ import numpy as np
 
 from speakerlink_server.audio_format import SAMPLE_RATE
 from speakerlink_server.engines.base import Embedder, Utterance, unit_rows
+from speakerlink_server.pipeline import channel
 from speakerlink_server.pipeline.linking import LocalSpeaker
 from speakerlink_server.pipeline.segments import Turn, speech_seconds
 
@@ -113,7 +114,8 @@ def transcribed_speakers(
                 owners.append(i)
         if items:  # a speaker's speech cut by a piece boundary is embedded per piece, weighed by length
             lengths = np.array([sum(b - a for a, b in item) for item in items], dtype=np.float64)
-            np.add.at(sums, owners, lengths[:, None] * embedder.embed(wav, items))
+            embeddings = channel.embed(embedder, wav, items, channel.is_narrowband(wav))
+            np.add.at(sums, owners, lengths[:, None] * embeddings)
     prints = unit_rows(sums)
     turns = [Turn(u.start, u.end, local[u.speaker], u.text, u.words) for u in utterances]
     speech = speech_seconds(turns, len(labels))
