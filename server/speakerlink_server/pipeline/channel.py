@@ -5,8 +5,8 @@ A telephone line (G.711, GSM) or a codec at a bitrate too low to keep the upper 
 nothing above about 4 kHz, wherever the audio was recorded. An embedder trained mostly on full
 band hears that loss as part of every voice: through such a channel, embeddings of different
 people crowd toward one direction (CAM++: the mean of unit window embeddings has length 0.25 in
-full band, 0.43-0.51 through GSM, G.711 and Opus 8k), so a codec merges people within a clip and
-keeps the same person apart across a phone call and a full-band recording. Subtracting the
+full band, 0.42-0.61 through G.711, GSM and Opus at 6-8 kbps), so a codec merges people within
+a clip and keeps the same person apart across a phone call and a full-band recording. Subtracting the
 embedder's mean narrowband-minus-full-band difference and projecting out the few directions in
 which narrowband channels differ among themselves, both measured on readers apart from every
 dev set (benchmarks/narrowband_compensation.py), takes most of that pull away, whatever the
@@ -16,9 +16,9 @@ The detector compares, frame by frame, the energy in 5-7.5 kHz with that in the 
 (1-3.4 kHz): fricatives put full-band speech's upper band level with or above the telephone
 band's, while a narrowband channel leaves only its filters' leakage there. At the 97th percentile
 of the loud frames, full band measures -27 dB or more (LibriSpeech and AMI, clean, through rooms,
-noise, Opus at 12-16 kbps and MP3 at 24 kbps and up), G.711, GSM and Opus at 6-8 kbps -36 dB or
-less. The telephone band is the reference, not the whole spectrum, because hum and rumble below it
-would make a full-band recording look narrow. MP3 at 16 kbps is low-passed by its encoder and
+noise, Opus at 12-16 kbps and MP3 at 24 kbps and up), G.711, GSM and Opus at 6-8 kbps -35.6 dB
+or less. The telephone band is the reference, not the whole spectrum, because hum and rumble
+below it would make a full-band recording look narrow. MP3 at 16 kbps is low-passed by its encoder and
 measures anything from -74 to +35 dB: it is full band or not as its encoder left it.
 """
 
