@@ -62,12 +62,12 @@ def main(argv: list[str] | None = None) -> int:
     libri = args.data / "librispeech-train-clean-100"
     embedder = CamppEmbedder(weights.load_state(weights.CAMPPLUS)[0], "cpu")
     windows: dict[str, list[np.ndarray]] = {spec: [] for spec in (FULL_BAND, *NARROWBAND)}
+    step = int(WindowParams.seconds * conditions.RATE)
     try:
         for row in readers:
             heard = _heard(row["utt_id"], conditions.load(libri / row["path"]))
             if heard is None:
                 continue
-            step = int(WindowParams.seconds * conditions.RATE)
             items = [[(start, start + step)] for start in range(0, heard[FULL_BAND].size - step + 1, step)]
             for spec, audio in heard.items():
                 if items:
