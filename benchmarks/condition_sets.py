@@ -10,8 +10,10 @@ product's own condition simulator (speakerlink.conditions), seeded and from ../s
   `enrollment.tsv`), the other two go to two conversations of DIFFERENT condition classes.
 - `open/`: conversations of one-time voices (each reader in exactly one clip, none of them a
   linked reader), spread over the classes: links or names here are false.
-- `ami/<class>/`: the ami-train clips through each class, and `ami/mixed/`, each clip through
-  another class, so its cross-meeting links cross conditions too.
+- `ami/<class>/` and `libri/<class>/`: the ami-train and libri-dev-linking clips through each
+  class, and `ami/mixed/` and `libri/mixed/`, each clip through another class, so their
+  cross-clip links cross conditions too (libri-dev-linking's people speak 5-15 s a clip, longer
+  than the parts of `linking/`).
 
 Every folder has audio/*.wav (16 kHz), all.rttm, all.uem and truth.tsv (clip, class, what the
 clip went through, its speakers); the LibriSpeech folders also sources.tsv (which span of which
@@ -95,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def build(data: Path, out: Path, seed: int, classes: dict[str, str] = CLASSES, clips_per_class: int = 3,
-          open_per_class: int = 2, ami_clips: int | None = None, babble_readers: int = BABBLE_READERS) -> None:
+          open_per_class: int = 2, real_clips: int | None = None, babble_readers: int = BABBLE_READERS) -> None:
     """All the sets into `out` (replaced)."""
     rng = random.Random(seed)
     if out.exists():
@@ -103,7 +105,8 @@ def build(data: Path, out: Path, seed: int, classes: dict[str, str] = CLASSES, c
     readers = draw_readers(data, rng, len(classes), clips_per_class, open_per_class, babble_readers)
     _write_linking(out / "linking", classes, clips_per_class, readers.linked, readers.babble, seed, rng)
     _write_open(out / "open", classes, open_per_class, readers.one_time, readers.babble, seed, rng)
-    _write_ami(data / "ami-train", out / "ami", classes, readers.babble, seed, ami_clips)
+    _write_through(data / "ami-train", out / "ami", classes, readers.babble, seed, real_clips)
+    _write_through(data / "libri-dev-linking", out / "libri", classes, readers.babble, seed, real_clips)
 
 
 @dataclass
@@ -318,9 +321,9 @@ def _total(spans: list[tuple[float, float]]) -> float:
 # --- AMI -----------------------------------------------------------------------------------
 
 
-def _write_ami(source: Path, out: Path, classes: dict[str, str], babble: list[np.ndarray], seed: int,
-               limit: int | None) -> None:
-    """ami-train through each class, and `mixed`: clip i through class i (mod the classes)."""
+def _write_through(source: Path, out: Path, classes: dict[str, str], babble: list[np.ndarray], seed: int,
+                   limit: int | None) -> None:
+    """A real folder's clips through each class, and `mixed`: clip i through class i (mod the classes)."""
     reference = read_rttm(source / "all.rttm")
     clips = sorted((source / "audio").glob("*.wav"))[:limit]
     audio = {p.stem: conditions.load(p) for p in clips}

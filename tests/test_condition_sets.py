@@ -14,7 +14,7 @@ from speakerlink.evaluation import read_rttm, read_uem
 from benchmarks import condition_sets
 
 CLASSES = {"clean": "clean", "phone-gsm": "phone-gsm"}
-TINY = {"classes": CLASSES, "clips_per_class": 1, "open_per_class": 1, "ami_clips": 1, "babble_readers": 2}
+TINY = {"classes": CLASSES, "clips_per_class": 1, "open_per_class": 1, "real_clips": 1, "babble_readers": 2}
 
 
 @pytest.fixture(scope="module")
@@ -62,12 +62,13 @@ def test_open_voices_are_one_time_and_nobody_else(built: Path) -> None:
     check_folder(built / "open")
 
 
-def test_ami_through_each_class_keeps_its_reference(built: Path) -> None:
-    assert sorted(p.name for p in (built / "ami").iterdir()) == sorted([*CLASSES, "mixed"])
-    source = read_rttm(SHARED_DATA / "ami-train" / "all.rttm")
-    for folder in (built / "ami").iterdir():
+@pytest.mark.parametrize(("name", "source", "clip"), [("ami", "ami-train", "trn00"), ("libri", "libri-dev-linking", "dlk00")])
+def test_real_folders_through_each_class_keep_their_reference(built: Path, name: str, source: str, clip: str) -> None:
+    assert sorted(p.name for p in (built / name).iterdir()) == sorted([*CLASSES, "mixed"])
+    original = read_rttm(SHARED_DATA / source / "all.rttm")
+    for folder in (built / name).iterdir():
         reference = read_rttm(folder / "all.rttm")
-        assert list(reference) == ["trn00"] and reference["trn00"] == source["trn00"]
+        assert list(reference) == [clip] and reference[clip] == original[clip]
         check_folder(folder)
 
 
