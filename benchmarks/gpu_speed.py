@@ -36,6 +36,7 @@ from speakerlink_server.engines.base import ClipPart, CountBounds  # noqa: E402
 from speakerlink_server.engines.campplus import CamppEmbedder  # noqa: E402
 from speakerlink_server.engines.models.fbank import kaldi_fbank  # noqa: E402
 from speakerlink_server.engines.segmentation import Segmentation3  # noqa: E402
+from speakerlink_server.engines.silero import SileroSpeech  # noqa: E402
 from speakerlink_server.pipeline import clip, run  # noqa: E402
 from speakerlink_server.pipeline.audio import decode  # noqa: E402
 from speakerlink_server.pipeline.chunks import join_chunks  # noqa: E402
@@ -54,17 +55,17 @@ def real_speech(audio: str | None) -> np.ndarray:
     return np.concatenate([sf.read(f, dtype="float32")[0] for f in files])
 
 
-def whole_job(path: Path, segmenter, embedder) -> tuple[float, TimingHook]:
+def whole_job(path: Path, segmenter, detector, embedder) -> tuple[float, TimingHook]:
     timing = TimingHook()
     started = time.perf_counter()
-    pipeline = run.DiarizationPipeline(segmenter, embedder, chunk_seconds=600.0, max_clip_seconds=math.inf)
+    pipeline = run.DiarizationPipeline(segmenter, detector, embedder, chunk_seconds=600.0, max_clip_seconds=math.inf)
     pipeline.run([clip.ClipInput(0, path.name, path, 1.0)], pipeline.default_request(), timing)
     if torch.cuda.is_available():
         torch.cuda.synchronize()
     return time.perf_counter() - started, timing
 
 
-def decoded_job(audio: np.ndarray, segmenter, embedder) -> tuple[float, TimingHook]:
+def decoded_job(audio: np.ndarray, segmenter, detector, embedder) -> tuple[float, TimingHook]:
     """The same steps from samples already in memory, chunk by chunk as the server does."""
     timing = TimingHook()
     started = time.perf_counter()
@@ -75,7 +76,7 @@ def decoded_job(audio: np.ndarray, segmenter, embedder) -> tuple[float, TimingHo
     for first in range(0, audio.size, chunk):
         part = ClipPart(0, "hour", first // chunk, parts)
         chunks.append(clip.analyse_chunk(audio[first : first + chunk], first / SAMPLE_RATE, "hour", CountBounds(),
-                                        segmenter, embedder, timing, params, part))
+                                        segmenter, detector, embedder, timing, params, part))
     timing("link")
     joined = join_chunks(0, chunks, params.linking, embedder.calibration, CountBounds())
     if torch.cuda.is_available():
@@ -138,6 +139,7 @@ def main() -> None:
     started = time.perf_counter()
     segmenter = Segmentation3(weights.load_state(weights.SEGMENTATION, _configured("SEGMENTATION"))[0], device)
     embedder = CamppEmbedder(weights.load_state(weights.CAMPPLUS, _configured("CAMPPLUS"))[0], device)
+    detector = SileroSpeech()
     print(f"device: {torch.cuda.get_device_name(0) if device == 'cuda' else 'cpu'}; models loaded and warmed in "
           f"{time.perf_counter() - started:.1f} s; segmenter {segmenter.describe()}; CAM++ {embedder.describe()}")
     fp16_agreement(speech, segmenter, embedder)
@@ -151,13 +153,13 @@ def main() -> None:
             out.setframerate(SAMPLE_RATE)
             out.writeframes((np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes())
         if shutil.which("ffmpeg") and shutil.which("ffprobe"):
-            job, what = (lambda: whole_job(path, segmenter, embedder)), "whole job from a 16-bit WAV, decoding included"
+            job, what = (lambda: whole_job(path, segmenter, detector, embedder)), "whole job from a 16-bit WAV, decoding included"
         else:
-            job, what = (lambda: decoded_job(audio, segmenter, embedder)), "whole job from decoded samples (no ffmpeg here)"
+            job, what = (lambda: decoded_job(audio, segmenter, detector, embedder)), "whole job from decoded samples (no ffmpeg here)"
         groups = [(segmenter._group, embedder._group)]
         groups += [tuple(int(n) for n in pair.split(":")) for pair in args.groups.split(",") if pair]
         for segmenter._group, embedder._group in groups:
-            decoded_job(speech[: 60 * SAMPLE_RATE], segmenter, embedder)  # warm-up: kernels, cudnn plans, allocator
+            decoded_job(speech[: 60 * SAMPLE_RATE], segmenter, detector, embedder)  # warm-up: kernels, cudnn plans, allocator
             for attempt in range(2):
                 if device == "cuda":
                     torch.cuda.reset_peak_memory_stats()
@@ -173,7 +175,7 @@ def main() -> None:
             import pstats
 
             profile = cProfile.Profile()
-            profile.runcall(decoded_job, audio, segmenter, embedder)  # from Python 3.12 it sees every thread
+            profile.runcall(decoded_job, audio, segmenter, detector, embedder)  # from Python 3.12 it sees every thread
             pstats.Stats(profile).sort_stats("tottime").print_stats(25)
 
 

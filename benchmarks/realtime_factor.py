@@ -59,7 +59,7 @@ def step_seconds(path: Path) -> dict[str, float]:
     config = load_config()  # the SPEAKERLINK_* environment applies, as for the server above
     engines = load_engines(config)
     try:
-        pipeline = DiarizationPipeline(engines.segmenter, engines.embedder("auto"), chunk_seconds=config.chunk_seconds,
+        pipeline = DiarizationPipeline(engines.segmenter, engines.speech, engines.embedder("auto"), chunk_seconds=config.chunk_seconds,
                                        max_clip_seconds=config.max_clip_seconds)
         clips = [ClipInput(0, path.name, path, 1.0)]
         pipeline.run(clips, pipeline.default_request())  # warm-up, as for the server

@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 from speakerlink_server.engines import weights  # noqa: E402
 from speakerlink_server.engines.campplus import CamppEmbedder  # noqa: E402
 from speakerlink_server.engines.segmentation import Segmentation3  # noqa: E402
+from speakerlink_server.engines.silero import SileroSpeech  # noqa: E402
 from speakerlink_server.pipeline import run  # noqa: E402
 from speakerlink_server.pipeline.clip import ClipInput  # noqa: E402
 
@@ -35,14 +36,13 @@ DATA = ROOT.parent / "shared" / "data"
 ENROLLED = 120
 
 
-def voiceprint(path: Path, segmenter: Segmentation3, embedder: CamppEmbedder) -> tuple[np.ndarray, float] | None:
+def voiceprint(path: Path, pipeline: run.DiarizationPipeline) -> tuple[np.ndarray, float] | None:
     """The main speaker's (voiceprint, speech seconds) of a one-clip job, or None without speech."""
-    pipeline = run.DiarizationPipeline(segmenter, embedder, chunk_seconds=600.0, max_clip_seconds=3600.0)
     diarized = pipeline.run([ClipInput(0, path.name, path, 1.0)], pipeline.default_request())
     return max(diarized.voiceprints.values(), key=lambda p: p[1], default=None)
 
 
-def halves(folder: Path, segmenter: Segmentation3, embedder: CamppEmbedder) -> dict[str, tuple]:
+def halves(folder: Path, pipeline: run.DiarizationPipeline) -> dict[str, tuple]:
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
         for flac in sorted(folder.glob("*.flac")):
@@ -51,7 +51,7 @@ def halves(folder: Path, segmenter: Segmentation3, embedder: CamppEmbedder) -> d
             for k, half in enumerate((audio[: audio.size // 2], audio[audio.size // 2 :])):
                 path = Path(tmp) / f"half{k}.wav"
                 sf.write(path, half, rate)
-                parts.append(voiceprint(path, segmenter, embedder))
+                parts.append(voiceprint(path, pipeline))
             if all(parts):
                 out[flac.name.split("-")[0]] = tuple(parts)
     return out
@@ -62,8 +62,9 @@ def main(bars: list[float]) -> None:
     segmenter = Segmentation3(weights.load_state(weights.SEGMENTATION, "")[0], "cpu")
     embedder = CamppEmbedder(weights.load_state(weights.CAMPPLUS, "")[0], "cpu")
     least = embedder.default_parameters().recognition.min_speech_seconds
+    pipeline = run.DiarizationPipeline(segmenter, SileroSpeech(), embedder, chunk_seconds=600.0, max_clip_seconds=3600.0)
     started = time.monotonic()
-    found = halves(DATA / "librispeech-train-clean-100", segmenter, embedder)
+    found = halves(DATA / "librispeech-train-clean-100", pipeline)
     readers = sorted(found)
     first = np.stack([found[r][0][0] for r in readers])
     second = np.stack([found[r][1][0] for r in readers])

@@ -147,7 +147,8 @@ def test_the_result_says_what_produced_it(client: Client, finished) -> None:
     params = json_format.MessageToDict(result.provenance.parameters)
     assert params["clustering"] == {"threshold": 0.35, "fold_similarity": 0.1, "min_cluster_windows": 3}
     assert params["linking"]["threshold"] == 0.6 and params["segmentation"] == {"step_seconds": 5.0}
-    assert set(params) == {"segmentation", "windows", "clustering", "slots", "turns", "linking", "recognition"}
+    assert params["missed_speech"] == {"min_seconds": 0.5, "within_db": 12.0}
+    assert set(params) == {"segmentation", "missed_speech", "windows", "clustering", "slots", "turns", "linking", "recognition"}
     exported = json.loads(client.export(result.job_id, "json").content)["provenance"]
     assert exported["request"]["engine"] == "campplus" and exported["parameters"] == params
 
@@ -229,6 +230,7 @@ def test_info(client: Client) -> None:
     embedders = [e for e in info.engines if e.kind == "embedder"]
     assert any(e.name == "campplus" and e.active and "sha256 checked" in e.reason for e in embedders)
     assert any(e.kind == "segmenter" and e.name == "segmentation-3.0" and e.active for e in info.engines)
+    assert any(e.kind == "speech detector" and e.name == "silero-vad" and e.active for e in info.engines)
     assert {"wav", "mp3", "m4a", "flac"} <= set(info.formats)
     assert info.limits.max_clips == 4 and info.device.startswith(("cpu", "cuda"))
     assert info.limits.max_streams == 32 and info.limits.upload_idle_seconds == 60.0

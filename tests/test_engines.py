@@ -15,7 +15,7 @@ import soundfile as sf
 import torch
 from conftest import ROOT, SharedModels, make_config
 from speakerlink_server.engines import campplus, titanet, weights
-from speakerlink_server.engines.base import ClipPart, CountBounds, noop_hook
+from speakerlink_server.engines.base import ClipPart, CountBounds, SpeechDetector, noop_hook
 from speakerlink_server.engines.campplus import CamppEmbedder
 from speakerlink_server.engines.models.fbank import kaldi_fbank
 from speakerlink_server.engines.segmentation import Segmentation3
@@ -25,10 +25,10 @@ from speakerlink_server.pipeline.clip import analyse_chunk
 
 
 @pytest.fixture(scope="module")
-def engines(shared_models: SharedModels) -> tuple[Segmentation3, CamppEmbedder]:
+def engines(shared_models: SharedModels) -> tuple[Segmentation3, SpeechDetector, CamppEmbedder]:
     """The run's shared models: these tests run them directly, without a server."""
     loaded = shared_models.for_config(make_config(Path()))
-    return loaded.segmenter, loaded.embedders["campplus"]
+    return loaded.segmenter, loaded.speech, loaded.embedders["campplus"]
 
 
 def test_weights_with_a_wrong_sha256_are_refused(tmp_path) -> None:
@@ -72,7 +72,7 @@ def two_voices(overlap_s: float) -> tuple[np.ndarray, tuple[float, float]]:
 
 def test_a_mixed_stretch_of_two_voices_comes_out_with_both(engines) -> None:
     mix, (first, last) = two_voices(overlap_s=2.5)
-    chunk = analyse_chunk(mix, 0.0, "mix", CountBounds(), *engines, noop_hook, engines[1].default_parameters(),
+    chunk = analyse_chunk(mix, 0.0, "mix", CountBounds(), *engines, noop_hook, engines[2].default_parameters(),
                           ClipPart(0, "mix"))
     assert len(chunk.speakers) == 2
     middle = (first + last) / 2
@@ -83,7 +83,7 @@ def test_a_mixed_stretch_of_two_voices_comes_out_with_both(engines) -> None:
 def test_engines_let_a_cancel_in_about_every_second_of_work(engines) -> None:
     """The job's hook checks for a cancel: the engines call it after every small group of work,
     not once per 10-minute chunk (a cancel took up to 4.7 s in embedding, 2.5 s in segmentation)."""
-    segmenter, embedder = engines
+    segmenter, _, embedder = engines
     wav = np.random.default_rng(0).standard_normal(16000 * 200).astype(np.float32) * 0.1
     calls: list[tuple[int, int]] = []
 

@@ -31,7 +31,7 @@ class Recorder:
 @pytest.fixture(scope="module")
 def pipeline(shared_models: SharedModels) -> DiarizationPipeline:
     engines = shared_models.for_config(make_config(Path()))
-    return DiarizationPipeline(engines.segmenter, engines.embedder("auto"), chunk_seconds=600.0, max_clip_seconds=600.0)
+    return DiarizationPipeline(engines.segmenter, engines.speech, engines.embedder("auto"), chunk_seconds=600.0, max_clip_seconds=600.0)
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from speakerlink_server import errors
-from speakerlink_server.engines.base import Embedder, Hook, Segmenter
+from speakerlink_server.engines.base import Embedder, Hook, Segmenter, SpeechDetector
 from speakerlink_server.pipeline.clip import ClipInput
 from speakerlink_server.pipeline.run import DiarizationPipeline
 
@@ -43,11 +43,11 @@ def check_length(seconds: float) -> None:
 
 
 def voice_from_audio(
-    clips: list[ClipInput], segmenter: Segmenter, embedder: Embedder, hook: Hook,
+    clips: list[ClipInput], segmenter: Segmenter, speech: SpeechDetector, embedder: Embedder, hook: Hook,
     chunk_seconds: float,
 ) -> tuple[np.ndarray, float]:
     """(embedding, speech seconds) of the one voice in `clips`; `hook` follows the steps (and stops them)."""
-    pipeline = DiarizationPipeline(segmenter, embedder, chunk_seconds=chunk_seconds, max_clip_seconds=MAX_AUDIO_SECONDS)
+    pipeline = DiarizationPipeline(segmenter, speech, embedder, chunk_seconds=chunk_seconds, max_clip_seconds=MAX_AUDIO_SECONDS)
     diarized = pipeline.run(clips, pipeline.default_request(), hook)
     prints = list(diarized.voiceprints.values())
     if not prints:

@@ -330,7 +330,7 @@ class JobManager:
             request = job_request(record.config.options, self._engines)
             embedder = self._engines.embedder(request.engine)
             transcriber = self._engines.transcriber if request.transcriber else None
-            pipeline = DiarizationPipeline(self._engines.segmenter, embedder, transcriber=transcriber,
+            pipeline = DiarizationPipeline(self._engines.segmenter, self._engines.speech, embedder, transcriber=transcriber,
                                            chunk_seconds=self._config.chunk_seconds,
                                            max_clip_seconds=self._config.max_clip_seconds)
             voices = self._store.voices.voiceprints(record.tenant, embedder.name) if request.recognize else ()

@@ -22,6 +22,17 @@ class SegmentationParams:
 
 
 @dataclass(frozen=True)
+class MissedSpeechParams:
+    # Frames the segmenter calls silent and the speech detector does not become one-speaker
+    # frames (pipeline.missed_speech) in pieces of at least min_seconds whose loud end is at
+    # most within_db under the loud end of the clip's speech. Measured over every condition class
+    # of benchmarks/condition_sets.py: at 18 dB a crowd's babble got in (libri-dev-linking
+    # through babble lost 0.6 points), and pieces of 0.2 s mislabelled ami-train (benchmarks/QUALITY.md).
+    min_seconds: float = 0.5
+    within_db: float = 12.0
+
+
+@dataclass(frozen=True)
 class WindowParams:
     # CAM++ separates voices well from 1.5 s; on libri-dev-linking and ami-train 1.5 s windows
     # every 0.75 s (NeMo's base scale) label turns at a fine enough grain (benchmarks/QUALITY.md).
@@ -76,6 +87,7 @@ class PipelineParams:
     linking: LinkingParams
     recognition: RecognitionParams
     segmentation: SegmentationParams = field(default_factory=SegmentationParams)
+    missed_speech: MissedSpeechParams = field(default_factory=MissedSpeechParams)
     windows: WindowParams = field(default_factory=WindowParams)
     slots: SlotParams = field(default_factory=SlotParams)
     turns: TurnParams = field(default_factory=TurnParams)

@@ -160,7 +160,7 @@ class SpeakerlinkServicer(pb_grpc.SpeakerlinkServicer):
                     self._quotas.charge(tenant, sum(seconds))
                     embedding, speech = voice_from_audio(
                         [ClipInput(c.index, c.name, c.path, float(c.size)) for c in clips], self._engines.segmenter,
-                        embedder, stop_if_caller_left, self._config.chunk_seconds)
+                        self._engines.speech, embedder, stop_if_caller_left, self._config.chunk_seconds)
             voice = self._store.voices.enroll(tenant, name, embedder.name, embedding, speech)
         except grpc.RpcError:  # the caller went away mid-upload
             raise errors.caller_left() from None

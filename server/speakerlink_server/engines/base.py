@@ -111,6 +111,22 @@ class ChannelCompensation:
         np.savez(path, shift=self.shift.astype(np.float32), nuisance=self.nuisance.astype(np.float32))
 
 
+class SpeechDetector(Protocol):
+    """Where there is speech, and nothing about who: a second opinion where the segmenter hears
+    none (pipeline.missed_speech)."""
+
+    name: str
+
+    def speech(self, wav: np.ndarray) -> list[tuple[float, float]]:
+        """(start, end) seconds of each stretch of speech in 16 kHz mono samples. Safe to call
+        from several threads."""
+        ...
+
+    def describe(self) -> str: ...
+
+    def close(self) -> None: ...
+
+
 class Segmenter(Protocol):
     name: str
 

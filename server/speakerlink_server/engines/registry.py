@@ -1,7 +1,8 @@
 """Load every engine once at server start and say which is active and why.
 
 The segmenter (pyannote segmentation-3.0) is needed by every diarization: without its weights
-the server does not start, and the error names the fix. Adding an embedder means one module
+the server does not start, and the error names the fix. The speech detector (Silero VAD) comes
+with its package. Adding an embedder means one module
 implementing engines.base.Embedder and one entry in EMBEDDERS; `auto` makes the first one in
 EMBEDDERS that loads the active one. All that load stay resident, so a request may choose any
 of them. The transcriber (AssemblyAI) is there when the configuration has an API key; requests
@@ -21,9 +22,10 @@ from speakerlink_server import errors
 from speakerlink_server.config import ServerConfig
 from speakerlink_server.engines import weights
 from speakerlink_server.engines.assemblyai import AssemblyAiTranscriber
-from speakerlink_server.engines.base import Embedder, Segmenter, Transcriber
+from speakerlink_server.engines.base import Embedder, Segmenter, SpeechDetector, Transcriber
 from speakerlink_server.engines.campplus import CamppEmbedder
 from speakerlink_server.engines.segmentation import Segmentation3
+from speakerlink_server.engines.silero import SileroSpeech
 from speakerlink_server.engines.titanet import TitanetEmbedder
 from speakerlink_server.engines.weights import WeightsUnavailable
 
@@ -56,9 +58,16 @@ def _segmenter(config: ServerConfig, device: str) -> tuple[Segmenter, pb.EngineI
     return segmenter, pb.EngineInfo(name=segmenter.name, kind="segmenter", available=True, active=True, reason=reason)
 
 
+def _speech_detector() -> tuple[SpeechDetector, pb.EngineInfo]:
+    speech = SileroSpeech()
+    reason = f"{speech.describe()}: listens where the segmenter hears no one"
+    return speech, pb.EngineInfo(name=speech.name, kind="speech detector", available=True, active=True, reason=reason)
+
+
 @dataclass
 class Engines:
     segmenter: Segmenter
+    speech: SpeechDetector
     embedders: dict[str, Embedder]
     active: str
     device: str
@@ -67,6 +76,7 @@ class Engines:
 
     def close(self) -> None:
         self.segmenter.close()
+        self.speech.close()
         for embedder in self.embedders.values():
             embedder.close()
 
@@ -118,7 +128,8 @@ def load_engines(config: ServerConfig) -> Engines:
         raise ValueError(f"unknown engine {choice!r}; known: auto, {', '.join(EMBEDDERS)}")
     device = "cuda" if torch.cuda.is_available() else "cpu"
     segmenter, info = _segmenter(config, device)
-    infos = [info]
+    speech, speech_info = _speech_detector()
+    infos = [info, speech_info]
     loaded: dict[str, Embedder] = {}
     reasons: dict[str, str] = {}
     for name, factory in EMBEDDERS.items():
@@ -134,6 +145,7 @@ def load_engines(config: ServerConfig) -> Engines:
             reasons[name] = f"failed to load: {type(exc).__name__}: {exc}"
     if not loaded:
         segmenter.close()
+        speech.close()
         raise WeightsUnavailable("no embedder could be loaded: " + "; ".join(f"{k}: {v}" for k, v in reasons.items()))
     active = next(iter(loaded))
     for name in EMBEDDERS:
@@ -148,4 +160,4 @@ def load_engines(config: ServerConfig) -> Engines:
     transcriber, info = load_transcriber(config)
     log.info("transcriber %s: %s", info.name, info.reason)
     infos.append(info)
-    return Engines(segmenter=segmenter, embedders=loaded, active=active, device=describe_device(), transcriber=transcriber, infos=infos)
+    return Engines(segmenter=segmenter, speech=speech, embedders=loaded, active=active, device=describe_device(), transcriber=transcriber, infos=infos)

@@ -1,7 +1,8 @@
 """One clip's analysis, the algorithm itself.
 
 Either diarization: decode -> segment (local speakers per frame of sliding 10 s windows) ->
-binarize, count speakers per frame, and find one-speaker stretches -> embed short windows of
+binarize, count speakers per frame (a second opinion where it hears no one: pipeline.missed_speech),
+and find one-speaker stretches -> embed short windows of
 those -> cluster -> give each window's local slots a speaker (pipeline.slots) -> label every
 frame, overlapped ones with two speakers -> turns; a recording longer than a chunk a chunk at a
 time (pipeline.chunks). Or transcription: the transcriber's speaker-labelled utterances define
@@ -24,10 +25,10 @@ import numpy as np
 from speakerlink_server import errors
 from speakerlink_server.audio_format import SAMPLE_RATE
 from speakerlink_server.engines.base import (
-    ClipPart, CountBounds, Embedder, Hook, Segmenter, Transcriber, TranscriptionRequest,
+    ClipPart, CountBounds, Embedder, Hook, Segmenter, SpeechDetector, Transcriber, TranscriptionRequest,
 )
 from speakerlink_server.params import PipelineParams
-from speakerlink_server.pipeline import audio, channel
+from speakerlink_server.pipeline import audio, channel, missed_speech
 from speakerlink_server.pipeline.activity import binarize, frame_grid, grid_runs, single_speaker_runs, speaker_count
 from speakerlink_server.pipeline.chunks import ChunkAnalysis, join_chunks
 from speakerlink_server.pipeline.clustering import Clusters, cluster_windows, count_warning
@@ -59,6 +60,7 @@ def analyse_clip(
     clip: ClipInput,
     bounds: CountBounds,
     segmenter: Segmenter,
+    speech: SpeechDetector,
     embedder: Embedder,
     chunk_seconds: float,
     hook: Hook,
@@ -77,7 +79,7 @@ def analyse_clip(
         for part, offset, wav in _decoded(clip, parts, pieces, hook):
             end = offset + wav.size / SAMPLE_RATE
             where = f"{clip.name} ({offset:.0f}-{end:.0f} s)" if parts > 1 else clip.name
-            chunks.append(analyse_chunk(wav, offset, where, chunk_bounds, segmenter, embedder, hook, params, part))
+            chunks.append(analyse_chunk(wav, offset, where, chunk_bounds, segmenter, speech, embedder, hook, params, part))
             duration = end
     if len(chunks) == 1:
         only = chunks[0]
@@ -111,6 +113,7 @@ def analyse_chunk(
     where: str,
     bounds: CountBounds,
     segmenter: Segmenter,
+    speech: SpeechDetector,
     embedder: Embedder,
     hook: Hook,
     params: PipelineParams,
@@ -124,7 +127,7 @@ def analyse_chunk(
     hook("segment", segmentation)  # log_probs shape: (num_windows, num_frames, num_classes)
     activity = binarize(segmentation)  # shape: (num_windows, num_frames, local_speakers)
     grid = frame_grid(segmentation)
-    count = speaker_count(segmentation, grid)  # shape: (grid.size,)
+    count = missed_speech.fill(wav, grid, speaker_count(segmentation, grid), speech, params.missed_speech)  # shape: (grid.size,)
     runs = single_speaker_runs(activity, grid, count)
     windows = run_windows(runs, grid, params.windows)
     if not windows and (count > 0).any():  # too little speech for a window: one voice of what there is

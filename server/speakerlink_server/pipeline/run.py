@@ -16,7 +16,9 @@ from dataclasses import replace
 import numpy as np
 
 from speakerlink_server import errors
-from speakerlink_server.engines.base import Embedder, Hook, Segmenter, Transcriber, TranscriptionRequest, noop_hook
+from speakerlink_server.engines.base import (
+    Embedder, Hook, Segmenter, SpeechDetector, Transcriber, TranscriptionRequest, noop_hook,
+)
 from speakerlink_server.params import PipelineParams
 from speakerlink_server.pipeline.assemble import Diarized, Summary, assemble
 from speakerlink_server.pipeline.clip import ClipInput, analyse_clip, transcribe_clip
@@ -39,10 +41,10 @@ class DiarizationPipeline:
     """
 
     def __init__(
-        self, segmenter: Segmenter, embedder: Embedder, params: PipelineParams | None = None, *,
+        self, segmenter: Segmenter, speech: SpeechDetector, embedder: Embedder, params: PipelineParams | None = None, *,
         transcriber: Transcriber | None = None, chunk_seconds: float, max_clip_seconds: float,
     ) -> None:
-        self.segmenter, self.embedder, self.transcriber = segmenter, embedder, transcriber
+        self.segmenter, self.speech, self.embedder, self.transcriber = segmenter, speech, embedder, transcriber
         self.params = params or embedder.default_parameters()
         self.chunk_seconds, self.max_clip_seconds = chunk_seconds, max_clip_seconds
 
@@ -64,8 +66,8 @@ class DiarizationPipeline:
         guard = ClipGuard(hook)
         limits = {"chunk_seconds": self.chunk_seconds, "max_seconds": self.max_clip_seconds}
         if transcriber is None:
-            analyse = functools.partial(analyse_clip, bounds=request.speakers, segmenter=segmenter, embedder=embedder,
-                                        params=params, **limits)
+            analyse = functools.partial(analyse_clip, bounds=request.speakers, segmenter=segmenter, speech=self.speech,
+                                        embedder=embedder, params=params, **limits)
             threads = CLIP_THREADS
         else:
             asked = TranscriptionRequest(request.language, request.speakers)
