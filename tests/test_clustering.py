@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from speakerlink_server.engines.base import CountBounds
-from speakerlink_server.params import ClusteringParams
-from speakerlink_server.pipeline.clustering import cluster_windows, count_warning
+from speakerlink_server.params import ClusteringParams, SpreadParams
+from speakerlink_server.pipeline.clustering import cluster_windows, count_warning, spread_threshold
 from toy_embeddings import noisy, voices
 
 
@@ -47,3 +48,26 @@ def test_long_clips_cluster_in_bounded_memory(monkeypatch) -> None:
     a, b = voices(2)
     windows = np.vstack([noisy(a, 150, 0.05, 1), noisy(b, 100, 0.05, 2), noisy(a, 50, 0.05, 3)])
     assert labels_of(windows) == [0] * 150 + [1] * 100 + [0] * 50
+
+
+def pairs_at(cosine: float, count: int, seed: int = 0) -> np.ndarray:
+    """Windows in pairs of one stretch whose cosine is exactly `cosine`. Shape: (2 * count, 32)."""
+    rows = []
+    for a, b in zip(voices(count, seed=seed), voices(count, seed=seed + 1), strict=True):
+        other = b - (b @ a) * a
+        rows += [a, cosine * a + np.sqrt(1 - cosine**2) * other / np.linalg.norm(other)]
+    return np.array(rows)
+
+
+SPREAD = SpreadParams(reference=0.70, slope=1.5, lowest=0.20)
+
+
+def test_the_bar_drops_for_a_clip_whose_voices_are_spread() -> None:
+    stretch = np.tile([True, False], 8)[:-1]  # windows 0-1, 2-3, ... are of one stretch each
+    assert spread_threshold(pairs_at(0.80, 8), stretch, 0.35, SPREAD) == 0.35  # clean: the bar stays
+    assert spread_threshold(pairs_at(0.64, 8), stretch, 0.35, SPREAD) == pytest.approx(0.35 - 1.5 * 0.06)
+    assert spread_threshold(pairs_at(0.40, 8), stretch, 0.35, SPREAD) == 0.20  # never under `lowest`
+    assert spread_threshold(pairs_at(0.40, 8), stretch, 0.35, SpreadParams(0.70, 0.0, 0.20)) == 0.35
+    few = np.zeros(15, dtype=bool)
+    few[[0, 2, 4, 6]] = True  # four pairs are too few to judge by
+    assert spread_threshold(pairs_at(0.40, 8), few, 0.35, SPREAD) == 0.35

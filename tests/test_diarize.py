@@ -148,7 +148,9 @@ def test_the_result_says_what_produced_it(client: Client, finished) -> None:
     assert params["clustering"] == {"threshold": 0.35, "fold_similarity": 0.1, "min_cluster_windows": 3}
     assert params["linking"]["threshold"] == 0.6 and params["segmentation"] == {"step_seconds": 5.0}
     assert params["missed_speech"] == {"min_seconds": 0.5, "within_db": 12.0}
-    assert set(params) == {"segmentation", "missed_speech", "windows", "clustering", "slots", "turns", "linking", "recognition"}
+    assert params["spread"] == {"reference": 0.7, "slope": 1.5, "lowest": 0.25}
+    assert set(params) == {"segmentation", "missed_speech", "windows", "clustering", "slots", "turns", "linking",
+                           "recognition", "spread"}
     exported = json.loads(client.export(result.job_id, "json").content)["provenance"]
     assert exported["request"]["engine"] == "campplus" and exported["parameters"] == params
 

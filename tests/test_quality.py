@@ -59,15 +59,16 @@ def test_a_phone_line_merges_no_one(quality_server, tmp_path) -> None:
 
 def test_a_far_room_hides_no_one(quality_server, tmp_path) -> None:
     """libri-dev-linking through a reverberant room at 2.5-4 m (RT60 0.6-1.0 s). There the
-    segmenter misses much of some voices (pipeline.missed_speech): without a second opinion,
-    14.4 % per clip, 17.8 % global, 3 false merges, 67.9 % of items linked."""
+    segmenter misses much of some voices (pipeline.missed_speech) and a fixed clustering bar
+    splits the rest (pipeline.clustering.spread_threshold): with neither, 14.4 % per clip,
+    17.8 % global, 11 of 16 exact counts, 3 false merges, 67.9 % of items linked."""
     folder = shared_folder("libri-dev-linking")
     clips = conditions.condition_files(parse("far-room"), sorted((folder / "audio").glob("*.wav")), tmp_path, seed=1)
     with Client(quality_server.config.address) as client:
         result = client.diarize(clips, timeout=900)
     scores = score(read_rttm(folder / "all.rttm"), hypothesis_of(result), read_uem(folder / "all.uem"))
     print("\n".join(["libri-dev-linking through far-room:", scores.table()]))
-    assert scores.clip_der <= 0.12 and scores.global_der <= 0.16
+    assert scores.clip_der <= 0.11 and scores.global_der <= 0.15 and scores.exact_count_clips >= 13
     assert scores.linking.accuracy >= 0.75 and scores.linking.false_merges <= 1
 
 

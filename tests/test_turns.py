@@ -8,7 +8,7 @@ from speakerlink_server.pipeline.activity import binarize, frame_grid, grid_runs
 from speakerlink_server.params import SlotParams, TurnParams, WindowParams
 from speakerlink_server.pipeline.reconstruct import frame_labels, label_frames, to_turns
 from speakerlink_server.pipeline.slots import UNASSIGNED, assign_by_frames, attach, unassigned_slots
-from speakerlink_server.pipeline.windows import run_windows, sample_spans
+from speakerlink_server.pipeline.windows import run_windows, same_stretch, sample_spans
 from toy_embeddings import voices
 
 
@@ -94,4 +94,6 @@ def test_windows_cover_one_speaker_stretches() -> None:
     assert (50, 52) not in windows  # 0.2 s is too short to embed
     assert (25, 40) in windows  # the tail window ends with its stretch
     assert sample_spans([(0, 15)], grid) == [[(0, 24000)]]
+    neighbours = same_stretch(windows)  # within (0, 40) they overlap; (25, 40) and (60, 68) do not
+    assert neighbours.size == len(windows) - 1 and neighbours[:-1].all() and not neighbours[-1]
     assert grid_runs(np.array([True, True, False, True])) == [(0, 2), (3, 4)]

@@ -53,6 +53,18 @@ class ClusteringParams:
 
 
 @dataclass(frozen=True)
+class SpreadParams:
+    """How the clustering threshold follows how far apart one voice's windows lie in a clip
+    (pipeline.clustering.spread_threshold). Reverberation spreads a voice: windows of one
+    stretch agree at a median cosine of 0.60-0.76 through a far room, 0.76-0.85 in clean
+    read speech, while different people stay where they were (benchmarks/QUALITY.md)."""
+
+    reference: float  # median cosine of neighbouring windows of one stretch, below which the bar drops
+    slope: float  # how much the bar drops per unit of cosine under `reference` (0: it never moves)
+    lowest: float  # the bar never drops below this
+
+
+@dataclass(frozen=True)
 class SlotParams:
     min_seconds: float = 0.5  # a slot active for less than this is too short to embed
     # Left-over slots become a speaker only with this much speech between them: less is more
@@ -86,6 +98,7 @@ class PipelineParams:
     clustering: ClusteringParams
     linking: LinkingParams
     recognition: RecognitionParams
+    spread: SpreadParams
     segmentation: SegmentationParams = field(default_factory=SegmentationParams)
     missed_speech: MissedSpeechParams = field(default_factory=MissedSpeechParams)
     windows: WindowParams = field(default_factory=WindowParams)

@@ -31,13 +31,13 @@ from speakerlink_server.params import PipelineParams
 from speakerlink_server.pipeline import audio, channel, missed_speech
 from speakerlink_server.pipeline.activity import binarize, frame_grid, grid_runs, single_speaker_runs, speaker_count
 from speakerlink_server.pipeline.chunks import ChunkAnalysis, join_chunks
-from speakerlink_server.pipeline.clustering import Clusters, cluster_windows, count_warning
+from speakerlink_server.pipeline.clustering import Clusters, cluster_windows, count_warning, spread_threshold
 from speakerlink_server.pipeline.linking import LocalSpeaker
 from speakerlink_server.pipeline.reconstruct import frame_labels, label_frames, to_turns
 from speakerlink_server.pipeline.segments import Turn, speech_seconds
 from speakerlink_server.pipeline.slots import assign_by_frames, attach, slot_spans, unassigned_slots
 from speakerlink_server.pipeline.voices import transcribed_speakers
-from speakerlink_server.pipeline.windows import centres, run_windows, sample_spans
+from speakerlink_server.pipeline.windows import centres, run_windows, same_stretch, sample_spans
 
 
 @dataclass(frozen=True)
@@ -137,8 +137,10 @@ def analyse_chunk(
     hook("embed", message=f"embedding {len(windows)} windows of {where}{' (narrowband)' if narrowband else ''}")
     embeddings = channel.embed(embedder, wav, sample_spans(windows, grid), narrowband, hook)  # shape: (num_windows, dim)
     hook("embed", embeddings)
-    hook("cluster", message=f"clustering {where}")
-    clusters = cluster_windows(embeddings, bounds, params.clustering)
+    threshold = spread_threshold(embeddings, same_stretch(windows), params.clustering.threshold, params.spread)
+    spread = f" (threshold {threshold:.2f}: its voices are spread)" if threshold != params.clustering.threshold else ""
+    hook("cluster", message=f"clustering {where}{spread}")
+    clusters = cluster_windows(embeddings, bounds, replace(params.clustering, threshold=threshold))
     frame_label = frame_labels(runs, centres(windows), clusters.labels, grid.size)
     assign = assign_by_frames(activity, grid, frame_label, len(clusters.centroids))
     slots = unassigned_slots(activity, grid, assign, params.slots)

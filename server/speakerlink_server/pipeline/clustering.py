@@ -1,7 +1,8 @@
 """Within-clip clustering of window embeddings, with an automatic speaker count.
 
 Average-linkage agglomerative clustering on cosine distance, cut where the average cosine
-between two groups falls below the embedder's clustering threshold. Then clusters of fewer
+between two groups falls below the embedder's clustering threshold, lowered for a clip whose
+voices a room has spread (spread_threshold). Then clusters of fewer
 than `min_cluster_windows` windows (a cough, a window across a change of speaker) are folded
 into their nearest neighbour, where it is close enough (`fold_similarity`). A count asked for that this misses is met
 by merging the most similar clusters (too many) or cutting the same tree at the count (too
@@ -16,7 +17,10 @@ import numpy as np
 from scipy.cluster.hierarchy import fcluster, linkage
 
 from speakerlink_server.engines.base import CountBounds, unit_rows
-from speakerlink_server.params import ClusteringParams
+from speakerlink_server.params import ClusteringParams, SpreadParams
+
+# Fewest pairs of neighbouring windows of one stretch to judge a clip's spread by.
+MIN_SPREAD_PAIRS = 5
 
 # Average linkage needs all pairwise distances: n^2/2 doubles, 64 MB for 4000 windows (an
 # hour of one-speaker speech at a 0.75 s hop... split in chunks of 10 minutes, so at most 800
@@ -51,6 +55,18 @@ def cluster_windows(embeddings: np.ndarray, bounds: CountBounds, params: Cluster
         labels = fcluster(tree, t=fewest, criterion="maxclust")
     labels = _renumber(labels)
     return Clusters(labels, centroids(embeddings, labels))
+
+
+def spread_threshold(embeddings: np.ndarray, same_stretch: np.ndarray, threshold: float, spread: SpreadParams) -> float:
+    """The clustering threshold for this clip: lowered where neighbouring windows of one
+    stretch, almost always one person, agree less than they do in clean audio. A reverberant
+    room spreads each voice's windows while different people stay apart, so a fixed bar splits
+    voices there. same_stretch[i]: windows i and i + 1 are of one stretch."""
+    pairs = np.flatnonzero(same_stretch)
+    if pairs.size < MIN_SPREAD_PAIRS:
+        return threshold
+    agreement = float(np.median(np.einsum("ij,ij->i", embeddings[pairs], embeddings[pairs + 1])))
+    return max(spread.lowest, threshold - spread.slope * max(0.0, spread.reference - agreement))
 
 
 def merge_to(rows: np.ndarray, labels: np.ndarray, count: int) -> np.ndarray:

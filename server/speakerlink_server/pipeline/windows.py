@@ -35,6 +35,12 @@ def run_windows(runs: list[tuple[int, int]], grid: FrameGrid, params: WindowPara
     return windows
 
 
+def same_stretch(frames: list[tuple[int, int]]) -> np.ndarray:
+    """For each window but the last, whether the next is of the same stretch: windows of one
+    stretch overlap (a hop shorter than a window), stretches do not. Shape: (len(frames) - 1,)."""
+    return np.array([b[0] < a[1] for a, b in zip(frames, frames[1:])], dtype=bool)
+
+
 def sample_spans(frames: list[tuple[int, int]], grid: FrameGrid) -> list[Spans]:
     """Each (first, end) of grid frames as a one-span item to embed."""
     def sample(g: int) -> int:
