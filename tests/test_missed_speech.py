@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -44,6 +46,14 @@ def grid_for(wav: np.ndarray) -> FrameGrid:
 
 def frames(grid: FrameGrid, start: float, end: float) -> slice:
     return slice(int(start / grid.step), int(end / grid.step))
+
+
+def test_the_detector_leaves_torch_its_threads() -> None:
+    """silero_vad sets torch to one thread when imported; the engine puts the count back."""
+    code = ("import torch; torch.set_num_threads(2); import speakerlink_server.engines.silero; "
+            "print(torch.get_num_threads())")
+    ran = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert ran.stdout.strip() == "2"
 
 
 def test_the_detector_hears_a_voice_and_not_the_silence_around_it(detector: SileroSpeech, voices: dict[str, Path]) -> None:
