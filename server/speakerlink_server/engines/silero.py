@@ -3,8 +3,8 @@
 segmentation-3.0 was trained on close and meeting microphones; through a reverberant room at a
 few metres it can hear almost nothing of a voice that is still loud (one far-room
 libri-dev-linking clip: 4 % of its speech), where Silero's small recurrent model still finds
-94-100 % (benchmarks/QUALITY.md). The pipeline asks it only about what the segmenter left
-silent (pipeline.missed_speech).
+94-100 % (benchmarks/QUALITY.md). The pipeline keeps what it hears only where the segmenter
+heard no one (pipeline.missed_speech).
 
 Silero reads 32 ms chunks one after another, carrying its state; one chunk per call costs
 0.3 ms on a CPU thread, so 10 minutes take 6-7 s. Audio of BATCHED_SECONDS or more is therefore
@@ -12,8 +12,8 @@ read as STREAMS parallel stretches in one batch (32 chunks cost 1.3 ms a call; 3
 0.7 ms, so fewer streams gain little), each preceded by LEAD_CHUNKS of the audio before it so
 that its state has settled where its own chunks begin: with a lead of 1 s it had not, in
 reverberant rooms (a far-room clip's speech agreed with one sequential pass in 71 % of 10 ms
-frames); with 10 s every clip measured agreed in 99.4 % or more, and 10 minutes take about
-1.5 s. Shorter audio is read in one pass. Silero's own post-processing
+frames); with 10 s the far-room clips measured agreed in 99.5-100 %, and 10 minutes take
+1.4-2 s. Shorter audio is read in one pass. Silero's own post-processing
 (get_speech_timestamps_from_probs) then turns the probabilities into stretches of speech.
 
 The model keeps its state between calls, so one model serves one call at a time: calls take a

@@ -124,10 +124,10 @@ def analyse_chunk(
     hook = functools.partial(hook, clip=part)
     hook("segment", message=f"finding speech and overlap in {where}")
     segmentation = segmenter.segment(wav, params.segmentation.step_seconds, hook)
-    hook("segment", segmentation)  # log_probs shape: (num_windows, num_frames, num_classes)
     activity = binarize(segmentation)  # shape: (num_windows, num_frames, local_speakers)
     grid = frame_grid(segmentation)
     count = missed_speech.fill(wav, grid, speaker_count(segmentation, grid), speech, params.missed_speech)  # shape: (grid.size,)
+    hook("segment", segmentation)  # log_probs shape: (num_windows, num_frames, num_classes)
     runs = single_speaker_runs(activity, grid, count)
     windows = run_windows(runs, grid, params.windows)
     if not windows and (count > 0).any():  # too little speech for a window: one voice of what there is
