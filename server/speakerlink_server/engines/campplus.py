@@ -61,7 +61,8 @@ PARAMETERS = PipelineParams(
         sure_margin=0.14,
     ),
     # libri-dev-linking through a far room: one voice's neighbouring windows agree at a median
-    # cosine of 0.60-0.76, different people's windows stay at 0.05-0.15 (0.80 and 0.07 clean).
+    # cosine of 0.60-0.76 per clip, different people's windows stay at medians of 0.04-0.15
+    # (clean: 0.76-0.85 and 0.02-0.16).
     # Below 0.70 the bar drops 1.5 times as much, to 0.25 at least: that far room 10.60 -> 8.47 %
     # per clip, the open set 2.67 -> 1.66 % with 18 of 18 counts, ami-train through a far room
     # 35.80 -> 31.81 %, and no folder of benchmarks/condition_sets.py worse. At 0.20 at least,
