@@ -78,7 +78,7 @@ def decoded_job(audio: np.ndarray, segmenter, detector, embedder) -> tuple[float
         chunks.append(clip.analyse_chunk(audio[first : first + chunk], first / SAMPLE_RATE, "hour", CountBounds(),
                                         segmenter, detector, embedder, timing, params, part))
     timing("link")
-    joined = join_chunks(0, chunks, params.linking, embedder.calibration, CountBounds())
+    joined = join_chunks(0, chunks, params.linking, embedder.calibration, embedder.space, CountBounds())
     if torch.cuda.is_available():
         torch.cuda.synchronize()
     timing("link", joined)

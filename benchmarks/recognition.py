@@ -2,7 +2,8 @@
 
 Every utterance of ../shared/data/librispeech-train-clean-100 is cut in two halves, and each
 half goes through the embedded default's whole pipeline alone, as a one-clip job would; the
-half's main speaker gives a voiceprint. Prints, for the CAM++ cosine between halves:
+half's main speaker gives a voiceprint. Prints, for the cosine between halves in CAM++'s score
+space (engines.base.ScoreSpace, where the server compares voices):
 - same-reader pairs (the two halves of one utterance) and different-reader pairs, how many
   reach each bar, with every half and with only halves of 2 s of speech or more;
 - an open set: the first halves of 120 readers (not libri-dev-linking's) enrolled, the second
@@ -26,6 +27,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from speakerlink_server.engines import weights  # noqa: E402
+from speakerlink_server.engines.base import compared  # noqa: E402
 from speakerlink_server.engines.campplus import CamppEmbedder  # noqa: E402
 from speakerlink_server.engines.segmentation import Segmentation3  # noqa: E402
 from speakerlink_server.engines.silero import SileroSpeech  # noqa: E402
@@ -66,8 +68,8 @@ def main(bars: list[float]) -> None:
     started = time.monotonic()
     found = halves(DATA / "librispeech-train-clean-100", pipeline)
     readers = sorted(found)
-    first = np.stack([found[r][0][0] for r in readers])
-    second = np.stack([found[r][1][0] for r in readers])
+    first = compared(np.stack([found[r][0][0] for r in readers]), embedder.space)
+    second = compared(np.stack([found[r][1][0] for r in readers]), embedder.space)
     speech = np.array([[found[r][0][1], found[r][1][1]] for r in readers])
     cosine = first @ second.T
     print(f"{len(readers)} readers with speech in both halves ({time.monotonic() - started:.0f} s)")

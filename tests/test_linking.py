@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from speakerlink_server.engines.base import Calibration
+from speakerlink_server.engines.base import Calibration, ScoreSpace
+from speakerlink_server.engines.campplus import CamppEmbedder
 from speakerlink_server.params import LinkingParams
 from speakerlink_server.pipeline.linking import LocalSpeaker, link_speakers
 from toy_embeddings import voices
@@ -23,7 +24,7 @@ def speaker(clip: int, local: int, vector: np.ndarray) -> LocalSpeaker:
 def test_linking_joins_the_same_voice_and_keeps_new_voices_apart() -> None:
     a, b, c, d = voices(4)
     speakers = [speaker(0, 0, a), speaker(0, 1, b), speaker(1, 0, a + 0.05 * c), speaker(1, 1, d)]
-    links = link_speakers(speakers, linking(0.7), CALIBRATION)
+    links = link_speakers(speakers, linking(0.7), CALIBRATION, None)
     assert [link.global_index for link in links] == [0, 1, 0, 2]
     assert all(0.5 < link.confidence <= 1.0 for link in links)
     # The confidence is the calibrated probability: of one person for a link, of two for no link.
@@ -34,10 +35,45 @@ def test_linking_joins_the_same_voice_and_keeps_new_voices_apart() -> None:
 def test_cannot_link_two_speakers_of_one_clip() -> None:
     a = voices(1)[0]
     speakers = [speaker(0, 0, a), speaker(0, 1, a), speaker(1, 0, a)]
-    links = link_speakers(speakers, linking(-1.0), CALIBRATION)
+    links = link_speakers(speakers, linking(-1.0), CALIBRATION, None)
     assert links[0].global_index != links[1].global_index
     assert len({link.global_index for link in links}) == 2
 
 
 def test_linking_nothing() -> None:
-    assert link_speakers([], linking(0.5), CALIBRATION) == []
+    assert link_speakers([], linking(0.5), CALIBRATION, None) == []
+
+
+def channel_space(channel: np.ndarray) -> ScoreSpace:
+    """A score space that all but ignores one direction, as one measured where a phone line
+    moves every voice along it would."""
+    channel = channel / np.linalg.norm(channel)
+    return ScoreSpace(np.zeros(channel.size), np.eye(channel.size) - 0.95 * np.outer(channel, channel))
+
+
+def test_voices_are_linked_in_the_embedders_score_space() -> None:
+    """One person heard through a channel that pulls the embedding far along one direction: in
+    raw cosine they are two people; in a space that discounts that direction they are one, and a
+    different voice stays apart in both."""
+    a, b, channel = voices(3)
+    speakers = [speaker(0, 0, a), speaker(0, 1, b), speaker(1, 0, a + 1.2 * channel)]
+    assert float(speakers[0].centroid @ speakers[2].centroid) < 0.7
+    assert [link.global_index for link in link_speakers(speakers, linking(0.7), CALIBRATION, None)] == [0, 1, 2]
+    linked = link_speakers(speakers, linking(0.7), CALIBRATION, channel_space(channel))
+    assert [link.global_index for link in linked] == [0, 1, 0]
+
+
+def test_a_score_space_keeps_its_measurement(tmp_path) -> None:
+    space = channel_space(voices(1)[0])
+    space.save(tmp_path / "space.npz")
+    loaded = ScoreSpace.load(tmp_path / "space.npz")
+    rows = voices(5, seed=1)
+    assert np.allclose(loaded.project(rows), space.project(rows), atol=1e-5)
+    assert np.allclose(np.linalg.norm(loaded.project(rows), axis=1), 1.0)
+
+
+def test_campplus_ships_a_whitening_of_its_own_dimension() -> None:
+    space = CamppEmbedder.space
+    assert space.mean.shape == (CamppEmbedder.dim,) and space.whitening.shape == (CamppEmbedder.dim,) * 2
+    assert np.allclose(space.whitening, space.whitening.T, atol=1e-4)
+    assert np.linalg.eigvalsh(space.whitening.astype(np.float64)).min() > 0

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from speakerlink_server.engines.base import Calibration, Utterance
+from speakerlink_server.engines.base import Calibration, ScoreSpace, Utterance
 from speakerlink_server.params import RecognitionParams
 from speakerlink_server.pipeline.recognize import Voice, recognize
 from speakerlink_server.pipeline.voices import MAX_MONOLOGUES, VOICE_SECONDS, voice_spans, without
@@ -16,11 +16,23 @@ def test_recognition_gives_each_voice_to_one_speaker_who_was_heard_enough() -> N
     ann, bob = Voice("Ann", unit(1, 0, 0), 10.0), Voice("Bob", unit(0, 1, 0), 10.0)
     calibration = Calibration(slope=66.4, offset=-29.6)
     prints = [(unit(1, 0.3, 0), 5.0), (unit(1, 0.1, 0), 5.0), (unit(0, 0, 1), 5.0), (unit(0, 1, 0.1), 1.0)]
-    matches = recognize(prints, [ann, bob], RecognitionParams(0.65), calibration)
+    matches = recognize(prints, [ann, bob], RecognitionParams(0.65), calibration, None)
     # Ann goes to the closer of her two look-alikes only; a stranger and a 1 s speaker stay unnamed.
     assert [m.name if m else None for m in matches] == [None, "Ann", None, None]
     assert matches[1].score > 0.99
-    assert recognize(prints, [], RecognitionParams(0.65), calibration) == [None] * 4
+    assert recognize(prints, [], RecognitionParams(0.65), calibration, None) == [None] * 4
+
+
+def test_a_voice_is_recognised_in_the_embedders_score_space() -> None:
+    """Enrolled in one condition, heard in another that pulls the voiceprint along the third
+    axis: named only where the score space discounts that axis."""
+    ann = Voice("Ann", np.array([1.0, 0.0, 0.0]), 10.0)
+    heard = np.array([1.0, 0.1, 1.5]) / np.linalg.norm([1.0, 0.1, 1.5])
+    calibration = Calibration(slope=66.4, offset=-29.6)
+    space = ScoreSpace(np.zeros(3), np.diag([1.0, 1.0, 0.05]))
+    assert recognize([(heard, 5.0)], [ann], RecognitionParams(0.65), calibration, None) == [None]
+    [match] = recognize([(heard, 5.0)], [ann], RecognitionParams(0.65), calibration, space)
+    assert match is not None and match.name == "Ann"
 
 
 def test_voiceprints_come_from_the_longest_monologues() -> None:

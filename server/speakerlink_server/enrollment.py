@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from speakerlink_server import errors
-from speakerlink_server.engines.base import Embedder, Hook, Segmenter, SpeechDetector
+from speakerlink_server.engines.base import Embedder, Hook, Segmenter, SpeechDetector, compared
 from speakerlink_server.pipeline.clip import ClipInput
 from speakerlink_server.pipeline.run import DiarizationPipeline
 
@@ -52,7 +52,7 @@ def voice_from_audio(
     prints = list(diarized.voiceprints.values())
     if not prints:
         raise errors.no_speech_to_enroll()
-    vectors = np.stack([vector for vector, _ in prints])
+    vectors = compared(np.stack([vector for vector, _ in prints]), embedder.space)
     if (vectors @ vectors.T).min() < pipeline.params.linking.threshold:
         raise errors.several_voices([speech for _, speech in prints])
     # Clusters of one clip that the cross-clip bar calls one person are one voice split in two

@@ -80,8 +80,8 @@ class TurnParams:
 
 @dataclass(frozen=True)
 class LinkingParams:
-    threshold: float  # raw centroid cosine floor for a cross-clip link (a request may set its own)
-    # A job too small for AS-norm links on raw cosine alone, at threshold + this (pipeline.linking).
+    threshold: float  # centroid cosine floor (in the embedder's score space) for a cross-clip link (a request may set its own)
+    # A job too small for AS-norm links on cosine alone, at threshold + this (pipeline.linking).
     small_job_margin: float
     # Speakers of RECURRING or more clips, every pair at threshold + this, are one recurring person.
     sure_margin: float
@@ -89,7 +89,7 @@ class LinkingParams:
 
 @dataclass(frozen=True)
 class RecognitionParams:
-    threshold: float  # raw cosine a speaker's voiceprint needs to an enrolled voice to take its name
+    threshold: float  # cosine (in the embedder's score space) a speaker's voiceprint needs to an enrolled voice to take its name
     min_speech_seconds: float = 2.0  # a speaker heard less is never named
 
 

@@ -76,7 +76,8 @@ class Segmentation:
 
 @dataclass(frozen=True)
 class Calibration:
-    """P(one person | raw centroid cosine s) = 1 / (1 + exp(-(slope * s + offset))), at even odds.
+    """P(one person | centroid cosine s in the embedder's score space)
+    = 1 / (1 + exp(-(slope * s + offset))), at even odds.
 
     Each embedder has its own (engines/*.py), fitted on same-person and different-person
     pairs of real recordings. A link's confidence is that probability for its least similar
@@ -111,6 +112,39 @@ class ChannelCompensation:
         np.savez(path, shift=self.shift.astype(np.float32), nuisance=self.nuisance.astype(np.float32))
 
 
+@dataclass(frozen=True)
+class ScoreSpace:
+    """Where an embedder's voiceprints are compared across recordings (linking, naming):
+    centred on the mean voice, then whitened against how one person's voiceprint moves from
+    one piece of speech and recording condition to another (within-class covariance
+    normalisation, WCCN), then unit length. Measured once per embedder on readers heard
+    through many simulated rooms, lines and codecs (benchmarks/score_space.py): directions in
+    which a room or a codec moves everyone count less than those in which people differ.
+
+    Voiceprints are stored as the embedder gives them; the space applies when two are scored,
+    so a new measurement needs no migration of enrolled voices."""
+
+    mean: np.ndarray  # shape: (dim,)
+    whitening: np.ndarray  # shape: (dim, dim), symmetric
+
+    def project(self, vectors: np.ndarray) -> np.ndarray:
+        return unit_rows(unit_rows(unit_rows(vectors) - self.mean) @ self.whitening)
+
+    @classmethod
+    def load(cls, path: Path) -> ScoreSpace:
+        with np.load(path, allow_pickle=False) as saved:
+            return cls(saved["mean"], saved["whitening"])
+
+    def save(self, path: Path) -> None:
+        np.savez(path, mean=self.mean.astype(np.float32), whitening=self.whitening.astype(np.float32))
+
+
+def compared(vectors: np.ndarray, space: ScoreSpace | None) -> np.ndarray:
+    """Voiceprints (rows) as unit rows of the space they are scored in: the embedder's score
+    space, or the embedding space itself where none was measured."""
+    return unit_rows(vectors) if space is None else space.project(vectors)
+
+
 class SpeechDetector(Protocol):
     """Where there is speech, and nothing about who: a second opinion where the segmenter hears
     none (pipeline.missed_speech)."""
@@ -143,7 +177,10 @@ class Segmenter(Protocol):
 class Embedder(Protocol):
     name: str
     dim: int
-    calibration: Calibration  # link confidence as a probability, from this embedder's cosines
+    calibration: Calibration  # link confidence as a probability, from cosines in `space`
+    # Where voiceprints are compared across recordings (linking, naming), or None where it was
+    # not measured: then raw cosines.
+    space: ScoreSpace | None
     # What a narrowband channel does to this embedder's embeddings (pipeline.channel), or None
     # where it was not measured: then nothing is taken away.
     narrowband: ChannelCompensation | None

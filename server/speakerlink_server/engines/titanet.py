@@ -82,6 +82,7 @@ class TitanetEmbedder:
     name = "titanet"
     calibration = Calibration(slope=30.0, offset=-21.0)
     narrowband = None  # not measured: no TitaNet weights to measure with
+    space = None  # likewise: raw cosines
 
     def default_parameters(self) -> PipelineParams:
         return PARAMETERS

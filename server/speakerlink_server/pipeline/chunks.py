@@ -3,8 +3,8 @@
 A recording longer than a chunk is decoded, embedded and clustered a chunk at a time, so
 memory stays bounded by the chunk, not the file. Each chunk's local speakers are then linked
 across chunks with the same constrained linking that links clips (two speakers of one chunk
-are never one person), scored by raw cosine (see link_speakers), and every speaker keeps one
-label across the whole recording.
+are never one person), scored by cosine without AS-norm (see link_speakers), and every
+speaker keeps one label across the whole recording.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from speakerlink_server.engines.base import Calibration, CountBounds, unit_rows
+from speakerlink_server.engines.base import Calibration, CountBounds, ScoreSpace, unit_rows
 from speakerlink_server.params import LinkingParams
 from speakerlink_server.pipeline.clustering import merge_to
 from speakerlink_server.pipeline.linking import LocalSpeaker, link_speakers
@@ -29,7 +29,7 @@ class ChunkAnalysis:
 
 def join_chunks(
     clip_index: int, chunks: list[ChunkAnalysis], params: LinkingParams, calibration: Calibration,
-    bounds: CountBounds,
+    space: ScoreSpace | None, bounds: CountBounds,
 ) -> tuple[list[Turn], list[LocalSpeaker]]:
     """The recording's turns and speakers, numbered by first appearance across the chunks.
 
@@ -41,7 +41,7 @@ def join_chunks(
     members = [
         LocalSpeaker(k, s.local_index, s.centroid, s.speech_seconds) for k, c in enumerate(chunks) for s in c.speakers
     ]
-    links = link_speakers(members, params, calibration, normalise=False, min_speakers=bounds.min_speakers)
+    links = link_speakers(members, params, calibration, space, normalise=False, min_speakers=bounds.min_speakers)
     of = {(m.clip_index, m.local_index): link.global_index for m, link in zip(members, links, strict=True)}
     if bounds.max_speakers:
         of = _cap(of, members, bounds.max_speakers)

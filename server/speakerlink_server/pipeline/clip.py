@@ -84,7 +84,7 @@ def analyse_clip(
     if len(chunks) == 1:
         only = chunks[0]
         return ClipAnalysis(duration, only.turns, [replace(s, clip_index=clip.index) for s in only.speakers], only.warnings)
-    turns, speakers = join_chunks(clip.index, chunks, params.linking, embedder.calibration, bounds)
+    turns, speakers = join_chunks(clip.index, chunks, params.linking, embedder.calibration, embedder.space, bounds)
     warnings = [w for c in chunks for w in c.warnings] + _count_warnings(clip.name, bounds, len(speakers))
     return ClipAnalysis(duration, turns, speakers, warnings)
 

@@ -7,17 +7,20 @@ only stays its own global speaker, however many there are. Complete rather than 
 linkage, so a third voice that resembles one member of a linked pair cannot ride on the
 pair's average (on libri-dev-linking a distractor joined a true pair that way).
 
-Scores. A raw centroid cosine means different things for different voices: some voices sit
-close to many others. When the job has enough speakers, each pair is therefore also scored
-with adaptive symmetric score normalisation (AS-norm) against a cohort taken from the job
-itself: for the pair (i, j), i's cohort is the TOP_COHORT speakers of other clips (j left out)
-most similar to i, leaving out those raw cosine alone already links to i, and
+Scores. Centroids are compared in the embedder's score space (engines.base.ScoreSpace):
+centred and whitened against what a room, a phone line or a codec does to one voice, so a
+person heard through two conditions scores closer to how they score through one. Even there a
+cosine means different things for different voices: some voices sit close to many others.
+When the job has enough speakers, each pair is therefore also scored with adaptive symmetric
+score normalisation (AS-norm) against a cohort taken from the job itself: for the pair (i, j),
+i's cohort is the TOP_COHORT speakers of other clips (j left out) most similar to i, leaving
+out those cosine alone already links to i, and
 
     z(i, j) = ((s - mean_i) / std_i + (s - mean_j) / std_j) / 2.
 
-A pair links when z clears LINK_Z and its raw cosine clears `threshold` (the engine's or the
+A pair links when z clears LINK_Z and its cosine clears `threshold` (the engine's or the
 request's cosine floor); merges go in order of z. With too small a cohort (a job of 2-3 small
-clips) the statistics are meaningless, so the raw cosine alone decides, with the stricter bar
+clips) the statistics are meaningless, so the cosine alone decides, with the stricter bar
 `threshold + small_job_margin`, because nothing else guards against a look-alike voice.
 """
 
@@ -27,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from speakerlink_server.engines.base import Calibration
+from speakerlink_server.engines.base import Calibration, ScoreSpace, compared
 from speakerlink_server.params import LinkingParams
 
 TOP_COHORT = 5       # cohort size for AS-norm
@@ -36,7 +39,7 @@ LINK_Z = 1.1         # AS-norm bar; libri-dev-linking is perfect for 1.0..1.25
 FLOOR_Z_GAP = 0.5    # how far under LINK_Z a pair below the cosine floor is put
 # A voice heard in many clips fills its own AS-norm cohort with itself and is never linked
 # (nine clips of one five-person cast came out as 20 speakers). A clique of at least RECURRING speakers
-# of different clips, every pair at raw cosine threshold + sure_margin or more (the engine's
+# of different clips, every pair at cosine threshold + sure_margin or more (the engine's
 # LinkingParams), is taken as one recurring person and kept out of its own members' cohorts.
 RECURRING = 3
 
@@ -56,18 +59,18 @@ class Link:
 
 
 def link_speakers(speakers: list[LocalSpeaker], params: LinkingParams, calibration: Calibration,
-                  normalise: bool = True, min_speakers: int = 0) -> list[Link]:
+                  space: ScoreSpace | None, normalise: bool = True, min_speakers: int = 0) -> list[Link]:
     """A global speaker index (by first appearance) and a confidence for each local speaker.
 
-    normalise=False scores by raw cosine against `threshold` alone: right for the chunks of one
+    normalise=False scores by cosine against `threshold` alone: right for the chunks of one
     recording, where a speaker recurs in every chunk and so would fill their own AS-norm
-    cohort, and where one channel and session make raw cosines comparable. Linking stops
+    cohort, and where one channel and session make cosines comparable. Linking stops
     before fewer than `min_speakers` global speakers would remain (0: no floor).
     """
     if not speakers:
         return []
     threshold = params.threshold
-    vectors = np.stack([s.centroid for s in speakers])
+    vectors = compared(np.stack([s.centroid for s in speakers]), space)
     clips = np.array([s.clip_index for s in speakers])
     similarity = vectors @ vectors.T
     other_clip = clips[:, None] != clips[None, :]

@@ -3,9 +3,9 @@
 After linking, each global speaker's voiceprint is compared with every enrolled voice of the
 same embedder. One assignment (Hungarian, on cosine) gives each voice to at most one speaker
 and each speaker at most one voice, so two speakers of a job never share a name; a pair is
-kept only where its raw cosine clears the embedder's recognition threshold, and only for a
-speaker with `min_speech_seconds` of speech (params.RecognitionParams). Open set first: a voice not enrolled stays
-unnamed.
+kept only where its cosine in the embedder's score space (engines.base.ScoreSpace) clears the
+embedder's recognition threshold, and only for a speaker with `min_speech_seconds` of speech
+(params.RecognitionParams). Open set first: a voice not enrolled stays unnamed.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from speakerlink_server.engines.base import Calibration
+from speakerlink_server.engines.base import Calibration, ScoreSpace, compared
 from speakerlink_server.params import RecognitionParams
 
 
@@ -35,13 +35,13 @@ class Match:
 
 
 def recognize(prints: list[tuple[np.ndarray, float]], voices: list[Voice], params: RecognitionParams,
-              calibration: Calibration) -> list[Match | None]:
+              calibration: Calibration, space: ScoreSpace | None) -> list[Match | None]:
     """For each speaker's (voiceprint, speech seconds), its enrolled voice, or None."""
     matches: list[Match | None] = [None] * len(prints)
     if not prints or not voices:
         return matches
     threshold = params.threshold
-    similarity = np.stack([vector for vector, _ in prints]) @ np.stack([v.embedding for v in voices]).T
+    similarity = compared(np.stack([vector for vector, _ in prints]), space) @ compared(np.stack([v.embedding for v in voices]), space).T
     heard_enough = np.array([speech >= params.min_speech_seconds for _, speech in prints])
     similarity[~heard_enough] = -1.0  # shape: (speakers, voices)
     rows, cols = linear_sum_assignment(np.where(similarity >= threshold, similarity, -1.0), maximize=True)

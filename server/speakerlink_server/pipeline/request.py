@@ -15,7 +15,7 @@ from speakerlink_server.engines.base import CountBounds
 @dataclass(frozen=True)
 class JobRequest:
     engine: str  # the embedder's name ("auto" already resolved)
-    link_threshold: float  # raw cosine floor for a cross-clip link: the request's, else the embedder's
+    link_threshold: float  # cosine floor (embedder score space) for a cross-clip link: the request's, else the embedder's
     speakers: CountBounds = CountBounds()
     transcriber: str = ""  # the transcriber's name; "" diarizes with the segmenter
     recognize: bool = True  # name speakers that match an enrolled voice

@@ -80,7 +80,7 @@ class DiarizationPipeline:
         hook("link", message=f"linking speakers across {len(clips)} clips")
         speakers = [s for a in analyses for s in a.speakers]
         used = replace(params, linking=replace(params.linking, threshold=request.link_threshold))
-        links = link_speakers(speakers, used.linking, embedder.calibration)
+        links = link_speakers(speakers, used.linking, embedder.calibration, embedder.space)
         hook("link", {  # one row per local speaker, in clip order
             "clip_index": np.array([s.clip_index for s in speakers], dtype=np.int64),
             "local_index": np.array([s.local_index for s in speakers], dtype=np.int64),
@@ -88,7 +88,7 @@ class DiarizationPipeline:
             "confidence": np.array([link.confidence for link in links], dtype=np.float64),
         })
         prints = global_voiceprints(speakers, links)
-        matches = recognize(prints, list(voices), params.recognition, embedder.calibration)
+        matches = recognize(prints, list(voices), params.recognition, embedder.calibration, embedder.space)
         warnings: list[str] = []
         if request.language and transcriber is None:
             warnings.append(f"language {errors.shorten(request.language)!r} was not used: "
