@@ -10,9 +10,9 @@ across clips is the pipeline's job.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, Self
 
 import numpy as np
 
@@ -91,8 +91,21 @@ class Calibration:
         return 1.0 / (1.0 + np.exp(-np.clip(self.slope * cosine + self.offset, -50.0, 50.0)))
 
 
+class Measured:
+    """A measurement of an embedder, shipped beside its weights as the float32 arrays of its
+    dataclass fields (.npz) and written by the benchmark that measures it."""
+
+    @classmethod
+    def load(cls, path: Path) -> Self:
+        with np.load(path, allow_pickle=False) as saved:
+            return cls(**{field.name: saved[field.name] for field in fields(cls)})
+
+    def save(self, path: Path) -> None:
+        np.savez(path, **{field.name: getattr(self, field.name).astype(np.float32) for field in fields(self)})
+
+
 @dataclass(frozen=True)
-class ChannelCompensation:
+class ChannelCompensation(Measured):
     """What a narrowband channel does to an embedder's unit embeddings, measured once per
     embedder (benchmarks/narrowband_compensation.py) and taken away by pipeline.channel.
 
@@ -103,17 +116,9 @@ class ChannelCompensation:
     shift: np.ndarray  # shape: (dim,)
     nuisance: np.ndarray  # shape: (directions, dim), orthonormal rows
 
-    @classmethod
-    def load(cls, path: Path) -> ChannelCompensation:
-        with np.load(path, allow_pickle=False) as saved:
-            return cls(saved["shift"], saved["nuisance"])
-
-    def save(self, path: Path) -> None:
-        np.savez(path, shift=self.shift.astype(np.float32), nuisance=self.nuisance.astype(np.float32))
-
 
 @dataclass(frozen=True)
-class ScoreSpace:
+class ScoreSpace(Measured):
     """Where an embedder's voiceprints are compared across recordings (linking, naming):
     centred on the mean voice, then whitened against how one person's voiceprint moves from
     one piece of speech and recording condition to another (within-class covariance
@@ -129,14 +134,6 @@ class ScoreSpace:
 
     def project(self, vectors: np.ndarray) -> np.ndarray:
         return unit_rows(unit_rows(unit_rows(vectors) - self.mean) @ self.whitening)
-
-    @classmethod
-    def load(cls, path: Path) -> ScoreSpace:
-        with np.load(path, allow_pickle=False) as saved:
-            return cls(saved["mean"], saved["whitening"])
-
-    def save(self, path: Path) -> None:
-        np.savez(path, mean=self.mean.astype(np.float32), whitening=self.whitening.astype(np.float32))
 
 
 def compared(vectors: np.ndarray, space: ScoreSpace | None) -> np.ndarray:
