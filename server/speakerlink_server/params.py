@@ -80,7 +80,9 @@ class TurnParams:
 
 @dataclass(frozen=True)
 class LinkingParams:
-    threshold: float  # centroid cosine floor (in the embedder's score space) for a cross-clip link (a request may set its own)
+    # Centroid cosine floor, in the embedder's score space, for a cross-clip link (a request may
+    # set its own).
+    threshold: float
     # A job too small for AS-norm links on cosine alone, at threshold + this (pipeline.linking).
     small_job_margin: float
     # Speakers of RECURRING or more clips, every pair at threshold + this, are one recurring person.
@@ -89,7 +91,9 @@ class LinkingParams:
 
 @dataclass(frozen=True)
 class RecognitionParams:
-    threshold: float  # cosine (in the embedder's score space) a speaker's voiceprint needs to an enrolled voice to take its name
+    # Cosine, in the embedder's score space, a speaker's voiceprint needs to an enrolled voice to
+    # take its name.
+    threshold: float
     min_speech_seconds: float = 2.0  # a speaker heard less is never named
 
 
