@@ -13,8 +13,8 @@ from toy_embeddings import voices
 CALIBRATION = Calibration(slope=30.0, offset=-21.0)
 
 
-def linking(threshold: float) -> LinkingParams:
-    return LinkingParams(threshold, small_job_margin=0.06, sure_margin=0.14)
+def linking(threshold: float, raw_margin: float = 0.0) -> LinkingParams:
+    return LinkingParams(threshold, small_job_margin=0.06, sure_margin=0.14, raw_margin=raw_margin)
 
 
 def speaker(clip: int, local: int, vector: np.ndarray) -> LocalSpeaker:
@@ -61,6 +61,19 @@ def test_voices_are_linked_in_the_embedders_score_space() -> None:
     assert [link.global_index for link in link_speakers(speakers, linking(0.7), CALIBRATION, None)] == [0, 1, 2]
     linked = link_speakers(speakers, linking(0.7), CALIBRATION, channel_space(channel))
     assert [link.global_index for link in linked] == [0, 1, 0]
+
+
+def test_a_pair_the_space_pulls_apart_still_links_on_its_raw_cosine() -> None:
+    """Heard twice through one condition, a voice can lose in the score space what it keeps in
+    raw cosine: the raw cosine, less raw_margin, is the other expert."""
+    a, b, c = voices(3)
+    speakers = [speaker(0, 0, a), speaker(0, 1, b), speaker(1, 0, a + 0.3 * c)]
+    space = channel_space(a)  # discounts the very direction the two share
+    assert float(space.project(speakers[0].centroid[None])[0] @ space.project(speakers[2].centroid[None])[0]) < 0.7
+    linked = link_speakers(speakers, linking(0.7, raw_margin=0.1), CALIBRATION, space)
+    assert [link.global_index for link in linked] == [0, 1, 0]
+    apart = link_speakers(speakers, linking(0.7, raw_margin=0.5), CALIBRATION, space)
+    assert [link.global_index for link in apart] == [0, 1, 2]
 
 
 def test_a_score_space_keeps_its_measurement(tmp_path) -> None:

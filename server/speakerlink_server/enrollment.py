@@ -12,8 +12,9 @@ from __future__ import annotations
 import numpy as np
 
 from speakerlink_server import errors
-from speakerlink_server.engines.base import Embedder, Hook, Segmenter, SpeechDetector, compared
+from speakerlink_server.engines.base import Embedder, Hook, Segmenter, SpeechDetector
 from speakerlink_server.pipeline.clip import ClipInput
+from speakerlink_server.pipeline.linking import scores
 from speakerlink_server.pipeline.run import DiarizationPipeline
 
 # CAM++ and TitaNet embeddings steady from a few seconds of speech (the linking of
@@ -52,8 +53,9 @@ def voice_from_audio(
     prints = list(diarized.voiceprints.values())
     if not prints:
         raise errors.no_speech_to_enroll()
-    vectors = compared(np.stack([vector for vector, _ in prints]), embedder.space)
-    if (vectors @ vectors.T).min() < pipeline.params.linking.threshold:
+    vectors = np.stack([vector for vector, _ in prints])
+    linking = pipeline.params.linking
+    if scores(vectors, vectors, embedder.space, linking.raw_margin).min() < linking.threshold:
         raise errors.several_voices([speech for _, speech in prints])
     # Clusters of one clip that the cross-clip bar calls one person are one voice split in two
     # (a reader's long utterance can drift apart within a clip): their speech-weighted mean.

@@ -87,6 +87,9 @@ class LinkingParams:
     small_job_margin: float
     # Speakers of RECURRING or more clips, every pair at threshold + this, are one recurring person.
     sure_margin: float
+    # A pair also scores its raw cosine less this, where that is higher than its score-space
+    # cosine (pipeline.linking.scores).
+    raw_margin: float
 
 
 @dataclass(frozen=True)

@@ -76,7 +76,7 @@ class Segmentation:
 
 @dataclass(frozen=True)
 class Calibration:
-    """P(one person | centroid cosine s in the embedder's score space)
+    """P(one person | the score s linking gives a pair of voiceprints, pipeline.linking.scores)
     = 1 / (1 + exp(-(slope * s + offset))), at even odds.
 
     Each embedder has its own (engines/*.py), fitted on same-person and different-person
@@ -174,7 +174,7 @@ class Segmenter(Protocol):
 class Embedder(Protocol):
     name: str
     dim: int
-    calibration: Calibration  # link confidence as a probability, from cosines in `space`
+    calibration: Calibration  # link confidence as a probability, from linking's scores
     # Where voiceprints are compared across recordings (linking, naming), or None where it was
     # not measured: then raw cosines.
     space: ScoreSpace | None

@@ -9,8 +9,10 @@ pair's average (on libri-dev-linking a distractor joined a true pair that way).
 
 Scores. Centroids are compared in the embedder's score space (engines.base.ScoreSpace):
 centred and whitened against what a room, a phone line or a codec does to one voice, so a
-person heard through two conditions scores closer to how they score through one. Even there a
-cosine means different things for different voices: some voices sit close to many others.
+person heard through two conditions scores closer to how they score through one; a pair heard
+through one condition keeps its raw cosine, less `raw_margin`, where that is higher (see
+`scores`). Even so a cosine means different things for different voices: some voices sit
+close to many others.
 When the job has enough speakers, each pair is therefore also scored with adaptive symmetric
 score normalisation (AS-norm) against a cohort taken from the job itself: for the pair (i, j),
 i's cohort is the TOP_COHORT speakers of other clips (j left out) most similar to i, leaving
@@ -30,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from speakerlink_server.engines.base import Calibration, ScoreSpace, compared
+from speakerlink_server.engines.base import Calibration, ScoreSpace, compared, unit_rows
 from speakerlink_server.params import LinkingParams
 
 TOP_COHORT = 5       # cohort size for AS-norm
@@ -70,9 +72,9 @@ def link_speakers(speakers: list[LocalSpeaker], params: LinkingParams, calibrati
     if not speakers:
         return []
     threshold = params.threshold
-    vectors = compared(np.stack([s.centroid for s in speakers]), space)
+    vectors = np.stack([s.centroid for s in speakers])
     clips = np.array([s.clip_index for s in speakers])
-    similarity = vectors @ vectors.T
+    similarity = scores(vectors, vectors, space, params.raw_margin)
     other_clip = clips[:, None] != clips[None, :]
     cohort = other_clip & ~_surely_same(similarity, clips, threshold + params.sure_margin) if normalise else None
     if cohort is None:
@@ -99,6 +101,14 @@ def link_speakers(speakers: list[LocalSpeaker], params: LinkingParams, calibrati
             confidence = 1.0 - (float(same[i, others].max()) if others.size else 0.0)
         links.append(Link(group_of[i], confidence))
     return links
+
+
+def scores(a: np.ndarray, b: np.ndarray, space: ScoreSpace | None, raw_margin: float) -> np.ndarray:
+    """Each row of a against each row of b as linking scores them: the score-space cosine, or
+    the raw cosine less raw_margin where that is higher. Two experts: the space for a voice
+    heard through two conditions, raw cosines for one heard twice through the same, where the
+    space can pull a pair apart. Shape: (len(a), len(b))."""
+    return np.maximum(compared(a, space) @ compared(b, space).T, unit_rows(a) @ unit_rows(b).T - raw_margin)
 
 
 def global_voiceprints(speakers: list[LocalSpeaker], links: list[Link]) -> list[tuple[np.ndarray, float]]:
