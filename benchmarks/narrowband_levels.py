@@ -12,7 +12,6 @@ highest level per source and how many the bar calls narrowband, and the detector
 from __future__ import annotations
 
 import argparse
-import random
 import sys
 import time
 from pathlib import Path
@@ -27,7 +26,7 @@ from speakerlink_server.pipeline import channel  # noqa: E402
 FULL_BAND = ("clean", "near-room", "far-room", "noise-pink:snr=5", "voip-opus:kbps=12", "voip-opus:kbps=16",
              "mp3:kbps=24", "mp3:kbps=16")
 NARROWBAND = ("phone-ulaw", "phone-alaw", "phone-gsm", "voip-opus:kbps=6", "voip-opus:kbps=8")
-SEED = 20261206
+SEED = condition_sets.SEED  # the channels' draws
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     args = parser.parse_args(argv)
     libri = args.data / "librispeech-train-clean-100"
-    readers = condition_sets.draw_readers(args.data, random.Random(SEED), len(condition_sets.CLASSES)).unused
+    readers = condition_sets.default_readers(args.data).unused
     sources = {
         "librispeech": [(r["utt_id"], conditions.load(libri / r["path"])) for r in readers],
         "ami-train": [(p.stem, conditions.load(p)) for p in sorted((args.data / "ami-train" / "audio").glob("*.wav"))],

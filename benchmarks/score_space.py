@@ -2,8 +2,7 @@
 write it where the server reads it: server/speakerlink_server/engines/campplus_space.npz.
 
 The readers are apart from every dev set: librispeech-train-clean-100 readers that are neither
-in libri-dev-linking nor drawn into any condition set (benchmarks/condition_sets.draw_readers,
-its default seed), as for benchmarks/narrowband_compensation.py. Each reader's utterance is cut
+in libri-dev-linking nor drawn into any condition set (benchmarks/condition_sets.default_readers), as for benchmarks/narrowband_compensation.py. Each reader's utterance is cut
 at pauses into up to three pieces, each piece goes through every condition class of the dev
 sets (benchmarks/condition_sets.CLASSES, with a seed of its own, so no room or codec draw is
 shared with a dev set) and then through the embedded default's whole pipeline as a one-clip
@@ -23,7 +22,6 @@ conditions sit above different readers, in cosine and in the new space.
 from __future__ import annotations
 
 import argparse
-import random
 import sys
 import tempfile
 import time
@@ -45,7 +43,6 @@ from speakerlink_server.engines.segmentation import Segmentation3  # noqa: E402
 from speakerlink_server.engines.silero import SileroSpeech  # noqa: E402
 from speakerlink_server.pipeline import run  # noqa: E402
 
-READERS_SEED = 20261206  # condition_sets' default: its readers are the ones left out here
 SEED = 4242  # the conditions' draws, apart from the dev sets'
 PIECE_SPEECH_S = 3.0  # a piece per this much speech, up to three
 SHORTEST_PIECE_S = 2.0
@@ -63,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     started = time.monotonic()
     torch.set_num_threads(2)
-    drawn = condition_sets.draw_readers(args.data, random.Random(READERS_SEED), len(condition_sets.CLASSES))
+    drawn = condition_sets.default_readers(args.data)
     libri = args.data / "librispeech-train-clean-100"
     segmenter = Segmentation3(weights.load_state(weights.SEGMENTATION, "")[0], "cpu")
     embedder = CamppEmbedder(weights.load_state(weights.CAMPPLUS, "")[0], "cpu")
