@@ -68,3 +68,10 @@ def test_the_shipped_compensation_fits_the_embedder(tmp_path: Path) -> None:
     shipped.save(tmp_path / "again.npz")
     again = ChannelCompensation.load(tmp_path / "again.npz")
     assert np.array_equal(again.shift, shipped.shift) and np.array_equal(again.nuisance, shipped.nuisance)
+
+
+def test_full_band_through_a_phone_line_is_narrowband_and_as_long(speech: np.ndarray) -> None:
+    """What pipeline.matched_band passes a full-band speaker's speech through."""
+    line = channel.phone_line(speech)
+    assert line.dtype == np.float32 and line.size == speech.size
+    assert not channel.is_narrowband(speech) and channel.is_narrowband(line)

@@ -14,7 +14,8 @@ from conftest import make_config, start_server
 from google.protobuf import json_format
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from speakerlink import Client, NotFoundError
+from speakerlink import Client, NotFoundError, conditions
+from speakerlink.condition_spec import parse
 from speakerlink.v1 import speakerlink_pb2 as pb
 
 CLIPS = ("meeting.wav", "call.mp3", "interview.flac")
@@ -51,6 +52,20 @@ def test_events_are_accepted_then_progress_then_one_result(finished) -> None:
 
 def test_speakers_are_found_and_linked_across_clips(finished, samples) -> None:
     result, _ = finished
+    assert_linked_as_cast(result, samples)
+
+
+def test_a_cast_heard_on_a_phone_line_in_one_clip_is_linked_to_its_full_band_voices(client: Client, samples, tmp_path) -> None:
+    """The call through a GSM line, the other clips in full band: the job mixes bands, so its
+    full-band voices are heard again through a phone line (pipeline.matched_band)."""
+    phoned = conditions.condition_files(parse("phone-gsm"), [samples["call.mp3"]], tmp_path, seed=1)
+    events = list(client.iter_diarize([samples["meeting.wav"], *phoned, samples["interview.flac"]], timeout=300))
+    assert any("through a phone line" in e.progress.message for e in events if e.HasField("progress"))
+    assert_linked_as_cast(events[-1].result, samples)
+
+
+def assert_linked_as_cast(result: pb.DiarizationResult, samples: dict[str, Path]) -> None:
+    """Each clip holds its cast, and each global label is one person of the cast, none twice."""
     cast = reference_cast(samples)
     people = set().union(*cast.values())
     assert result.summary.unique_speakers == len(people)

@@ -148,7 +148,7 @@ def test_each_embedder_states_every_parameter_on_its_cosine_scale() -> None:
     """A cosine means different things on CAM++'s scale and TitaNet's: no such parameter has a
     default one engine could inherit from another's measurements."""
     cosine_fields = {"ClusteringParams": {"threshold", "fold_similarity"},
-                     "LinkingParams": {"threshold", "small_job_margin", "sure_margin", "raw_margin"},
+                     "LinkingParams": {"threshold", "small_job_margin", "sure_margin", "raw_margin", "phone_margin"},
                      "RecognitionParams": {"threshold"}}
     for params in (ClusteringParams, LinkingParams, RecognitionParams):
         required = {f.name for f in dataclasses.fields(params) if f.default is dataclasses.MISSING}

@@ -13,12 +13,12 @@ from toy_embeddings import voices
 CALIBRATION = Calibration(slope=30.0, offset=-21.0)
 
 
-def linking(threshold: float, raw_margin: float = 0.0) -> LinkingParams:
-    return LinkingParams(threshold, small_job_margin=0.06, sure_margin=0.14, raw_margin=raw_margin)
+def linking(threshold: float, raw_margin: float = 0.0, phone_margin: float = 0.0) -> LinkingParams:
+    return LinkingParams(threshold, small_job_margin=0.06, sure_margin=0.14, raw_margin=raw_margin, phone_margin=phone_margin)
 
 
-def speaker(clip: int, local: int, vector: np.ndarray) -> LocalSpeaker:
-    return LocalSpeaker(clip, local, vector / np.linalg.norm(vector), 5.0)
+def speaker(clip: int, local: int, vector: np.ndarray, narrowband: bool = False) -> LocalSpeaker:
+    return LocalSpeaker(clip, local, vector / np.linalg.norm(vector), 5.0, narrowband)
 
 
 def test_linking_joins_the_same_voice_and_keeps_new_voices_apart() -> None:
@@ -74,6 +74,26 @@ def test_a_pair_the_space_pulls_apart_still_links_on_its_raw_cosine() -> None:
     assert [link.global_index for link in linked] == [0, 1, 0]
     apart = link_speakers(speakers, linking(0.7, raw_margin=0.5), CALIBRATION, space)
     assert [link.global_index for link in apart] == [0, 1, 2]
+
+
+def test_a_pair_across_bands_also_links_on_its_phone_prints() -> None:
+    """A voice heard through a phone line in one clip and in full band in another: its
+    full-band voiceprint holds what the line removed, its phone print (pipeline.matched_band)
+    does not. Only pairs across bands are scored on phone prints, less phone_margin."""
+    a, b, upper, c = voices(4)
+    wide, narrow = a + 1.2 * upper, a  # what the full band adds, and the phone line lost
+    speakers = [speaker(0, 0, wide), speaker(0, 1, b), speaker(1, 0, narrow, narrowband=True), speaker(2, 0, c)]
+    phone = np.stack([unit(a), unit(b), unit(a), unit(b)])  # clips 0 and 2 are both full band: b and c stay two
+    assert float(speakers[0].centroid @ speakers[2].centroid) < 0.7
+    assert [link.global_index for link in link_speakers(speakers, linking(0.7), CALIBRATION, None)] == [0, 1, 2, 3]
+    linked = link_speakers(speakers, linking(0.7, phone_margin=0.05), CALIBRATION, None, phone=phone)
+    assert [link.global_index for link in linked] == [0, 1, 0, 2]
+    apart = link_speakers(speakers, linking(0.7, phone_margin=0.5), CALIBRATION, None, phone=phone)
+    assert [link.global_index for link in apart] == [0, 1, 2, 3]
+
+
+def unit(vector: np.ndarray) -> np.ndarray:
+    return vector / np.linalg.norm(vector)
 
 
 def test_a_score_space_keeps_its_measurement(tmp_path) -> None:

@@ -90,6 +90,9 @@ class LinkingParams:
     # A pair also scores its raw cosine less this, where that is higher than its score-space
     # cosine (pipeline.linking.scores).
     raw_margin: float
+    # A pair across bands also scores its phone prints' score less this, where that is higher
+    # (pipeline.matched_band).
+    phone_margin: float
 
 
 @dataclass(frozen=True)

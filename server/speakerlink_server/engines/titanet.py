@@ -72,8 +72,9 @@ def hub_cache_dir(model: str) -> Path:
 
 PARAMETERS = PipelineParams(
     clustering=ClusteringParams(threshold=0.7, fold_similarity=0.1),
-    # raw_margin: without a score space, the raw cosine is the score already.
-    linking=LinkingParams(threshold=0.7, small_job_margin=0.06, sure_margin=0.14, raw_margin=0.0),
+    # raw_margin: without a score space, the raw cosine is the score already. phone_margin: with
+    # no narrowband compensation measured, no phone prints are taken (pipeline.matched_band).
+    linking=LinkingParams(threshold=0.7, small_job_margin=0.06, sure_margin=0.14, raw_margin=0.0, phone_margin=0.0),
     recognition=RecognitionParams(threshold=0.75),
     spread=SpreadParams(reference=0.0, slope=0.0, lowest=0.7),  # not measured for TitaNet: the bar stays
 )

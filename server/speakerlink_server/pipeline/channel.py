@@ -26,7 +26,7 @@ under the bar, at 24 kbps 1 does; those are narrowband as far as the embedder ca
 from __future__ import annotations
 
 import numpy as np
-from scipy import fft
+from scipy import fft, signal
 
 from speakerlink_server.audio_format import SAMPLE_RATE
 from speakerlink_server.engines.base import ChannelCompensation, Embedder, Hook, Spans, noop_hook
@@ -41,6 +41,8 @@ LOUD_DB = 10.0
 # shows, and most frames are vowels.
 LEVEL_PERCENTILE = 97.0
 NARROWBAND_BELOW_DB = -31.0  # halfway, in dB, between the two groups above
+# A telephone line's pass band, at its 8 kHz rate (pipeline.matched_band).
+PHONE_LINE = signal.butter(8, (300.0, 3400.0), btype="bandpass", fs=SAMPLE_RATE // 2, output="sos")
 
 
 def upper_band_level(wav: np.ndarray) -> float | None:
@@ -87,3 +89,9 @@ def compensate(embeddings: np.ndarray, compensation: ChannelCompensation | None)
     out = embeddings.copy()
     out[heard] = moved / np.linalg.norm(moved, axis=1, keepdims=True)
     return out
+
+
+def phone_line(wav: np.ndarray) -> np.ndarray:
+    """16 kHz audio as a telephone line would pass it: down to 8 kHz, 300-3400 Hz, and back."""
+    narrow = signal.sosfilt(PHONE_LINE, signal.resample_poly(wav, 1, 2))
+    return signal.resample_poly(narrow, 2, 1)[: wav.size].astype(np.float32)

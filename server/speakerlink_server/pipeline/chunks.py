@@ -9,7 +9,7 @@ speaker keeps one label across the whole recording.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -39,7 +39,7 @@ def join_chunks(
     speakers between them), and past the maximum the most similar speakers of the whole
     recording merge until it is met."""
     members = [
-        LocalSpeaker(k, s.local_index, s.centroid, s.speech_seconds) for k, c in enumerate(chunks) for s in c.speakers
+        replace(s, clip_index=k) for k, c in enumerate(chunks) for s in c.speakers
     ]
     links = link_speakers(members, params, calibration, space, normalise=False, min_speakers=bounds.min_speakers)
     of = {(m.clip_index, m.local_index): link.global_index for m, link in zip(members, links, strict=True)}
@@ -48,9 +48,11 @@ def join_chunks(
     count = 1 + max(of.values(), default=-1)
     sums = np.zeros((count, members[0].centroid.size if members else 0))
     speech = np.zeros(count)
+    narrow = np.zeros(count)  # seconds heard through a narrowband channel
     for m in members:  # a speaker's voiceprint weighs each chunk by how much they spoke in it
         sums[of[(m.clip_index, m.local_index)]] += m.speech_seconds * m.centroid
         speech[of[(m.clip_index, m.local_index)]] += m.speech_seconds
+        narrow[of[(m.clip_index, m.local_index)]] += m.speech_seconds * m.narrowband
     turns: list[Turn] = []
     latest: dict[int, int] = {}  # speaker -> index of their latest turn
     for k, chunk in enumerate(chunks):
@@ -62,7 +64,8 @@ def join_chunks(
             else:
                 latest[who] = len(turns)
                 turns.append(Turn(turn.start, turn.end, who))
-    speakers = [LocalSpeaker(clip_index, g, vector, float(speech[g])) for g, vector in enumerate(unit_rows(sums))]
+    speakers = [LocalSpeaker(clip_index, g, vector, float(speech[g]), bool(narrow[g] > speech[g] / 2))
+                for g, vector in enumerate(unit_rows(sums))]
     return turns, speakers
 
 

@@ -157,7 +157,7 @@ def analyse_chunk(
     turns = to_turns(speaking, grid, offset, wav.size / SAMPLE_RATE, params.turns)
     hook("turns", turns)
     speech = speech_seconds(turns, len(centroids))
-    speakers = [LocalSpeaker(-1, i, centroid, float(speech[i])) for i, centroid in enumerate(centroids)]
+    speakers = [LocalSpeaker(-1, i, centroid, float(speech[i]), narrowband) for i, centroid in enumerate(centroids)]
     return ChunkAnalysis(turns, speakers, _count_warnings(where, bounds, len(centroids)))
 
 

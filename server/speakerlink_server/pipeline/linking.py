@@ -11,7 +11,8 @@ Scores. Centroids are compared in the embedder's score space (engines.base.Score
 centred and whitened against what a room, a phone line or a codec does to one voice, so a
 person heard through two conditions scores closer to how they score through one; a pair heard
 through one condition keeps its raw cosine, less `raw_margin`, where that is higher (see
-`scores`). Even so a cosine means different things for different voices: some voices sit
+`scores`); a pair heard through a phone line on one side only is also compared as the line
+would carry both (pipeline.matched_band). Even so a cosine means different things for different voices: some voices sit
 close to many others.
 When the job has enough speakers, each pair is therefore also scored with adaptive symmetric
 score normalisation (AS-norm) against a cohort taken from the job itself: for the pair (i, j),
@@ -52,6 +53,7 @@ class LocalSpeaker:
     local_index: int
     centroid: np.ndarray
     speech_seconds: float
+    narrowband: bool = False  # heard through a narrowband channel (pipeline.channel)
 
 
 @dataclass(frozen=True)
@@ -61,13 +63,16 @@ class Link:
 
 
 def link_speakers(speakers: list[LocalSpeaker], params: LinkingParams, calibration: Calibration,
-                  space: ScoreSpace | None, normalise: bool = True, min_speakers: int = 0) -> list[Link]:
+                  space: ScoreSpace | None, normalise: bool = True, min_speakers: int = 0,
+                  phone: np.ndarray | None = None) -> list[Link]:
     """A global speaker index (by first appearance) and a confidence for each local speaker.
 
     normalise=False scores by cosine against `threshold` alone: right for the chunks of one
     recording, where a speaker recurs in every chunk and so would fill their own AS-norm
     cohort, and where one channel and session make cosines comparable. Linking stops
-    before fewer than `min_speakers` global speakers would remain (0: no floor).
+    before fewer than `min_speakers` global speakers would remain (0: no floor). `phone`, where
+    the job mixes bands, holds each speaker's phone print (pipeline.matched_band): a pair across
+    bands also scores its phone prints' score less `phone_margin`, where that is higher.
     """
     if not speakers:
         return []
@@ -75,6 +80,10 @@ def link_speakers(speakers: list[LocalSpeaker], params: LinkingParams, calibrati
     vectors = np.stack([s.centroid for s in speakers])
     clips = np.array([s.clip_index for s in speakers])
     similarity = scores(vectors, vectors, space, params.raw_margin)
+    if phone is not None:
+        narrow = np.array([s.narrowband for s in speakers])
+        matched = scores(phone, phone, space, params.raw_margin) - params.phone_margin
+        similarity = np.where(narrow[:, None] != narrow[None, :], np.maximum(similarity, matched), similarity)
     other_clip = clips[:, None] != clips[None, :]
     cohort = other_clip & ~_surely_same(similarity, clips, threshold + params.sure_margin) if normalise else None
     if cohort is None:

@@ -1,7 +1,8 @@
 """One job's clips through the pipeline, several at a time, each step followed by the job's
 hook (progress, cancel, timing, artifacts: engines.base.Hook); then all clips' local speakers
-are linked into global speakers (pipeline.linking), and speakers that match an enrolled voice
-are named (pipeline.recognize). What happens within a clip is pipeline.clip; the result
+are linked into global speakers (pipeline.linking; in a job that mixes phone lines and full
+band, after a second look at its full-band clips: pipeline.matched_band), and speakers that
+match an enrolled voice are named (pipeline.recognize). What happens within a clip is pipeline.clip; the result
 message, pipeline.assemble.
 """
 
@@ -23,6 +24,7 @@ from speakerlink_server.params import PipelineParams
 from speakerlink_server.pipeline.assemble import Diarized, Summary, assemble
 from speakerlink_server.pipeline.clip import ClipInput, analyse_clip, transcribe_clip
 from speakerlink_server.pipeline.linking import global_voiceprints, link_speakers
+from speakerlink_server.pipeline.matched_band import phone_prints, worth_a_phone_print
 from speakerlink_server.pipeline.progress import DIARIZE_STEPS, TRANSCRIBE_STEPS, ClipGuard, JobProgress, Report
 from speakerlink_server.pipeline.recognize import Voice, recognize
 from speakerlink_server.pipeline.request import JobRequest
@@ -77,10 +79,17 @@ class DiarizationPipeline:
         with ThreadPoolExecutor(max_workers=min(threads, len(clips)), thread_name_prefix="speakerlink-clip") as pool:
             futures = [pool.submit(analyse, clip, hook=guard) for clip in clips]
             analyses = guard.gather(futures)
-        hook("link", message=f"linking speakers across {len(clips)} clips")
-        speakers = [s for a in analyses for s in a.speakers]
-        used = replace(params, linking=replace(params.linking, threshold=request.link_threshold))
-        links = link_speakers(speakers, used.linking, embedder.calibration, embedder.space)
+            hook("link", message=f"linking speakers across {len(clips)} clips")
+            speakers = [s for a in analyses for s in a.speakers]
+            used = replace(params, linking=replace(params.linking, threshold=request.link_threshold))
+            wanted = worth_a_phone_print(speakers, used.linking, embedder.space)
+            phone = None
+            if wanted.any() and embedder.narrowband is not None:
+                hook("link", message=f"hearing {int(wanted.sum())} full-band voices again through a phone line")
+                look = functools.partial(phone_prints, embedder=embedder, windows=params.windows, hook=hook, **limits)
+                per_clip = np.split(wanted, np.cumsum([len(a.speakers) for a in analyses])[:-1])
+                phone = np.concatenate(list(pool.map(look, clips, analyses, per_clip)))
+        links = link_speakers(speakers, used.linking, embedder.calibration, embedder.space, phone=phone)
         hook("link", {  # one row per local speaker, in clip order
             "clip_index": np.array([s.clip_index for s in speakers], dtype=np.int64),
             "local_index": np.array([s.local_index for s in speakers], dtype=np.int64),

@@ -101,9 +101,11 @@ def transcribed_speakers(
     # A speaker with no audio at all (only in a clip shorter than their span) keeps a zero
     # voiceprint: cosine 0 with everyone, so they are never linked.
     sums = np.zeros((len(labels), embedder.dim))
-    decoded = 0.0
+    decoded = narrow = 0.0  # seconds decoded, and of them heard through a narrowband channel
     for offset, wav in pieces:
         decoded = offset + wav.size / SAMPLE_RATE
+        narrowband = channel.is_narrowband(wav)
+        narrow += narrowband * wav.size / SAMPLE_RATE
         items, owners = [], []
         for i, spans in enumerate(wanted):
             inside = [(max(0, round((a - offset) * SAMPLE_RATE)), min(wav.size, round((b - offset) * SAMPLE_RATE)))
@@ -114,10 +116,10 @@ def transcribed_speakers(
                 owners.append(i)
         if items:  # a speaker's speech cut by a piece boundary is embedded per piece, weighed by length
             lengths = np.array([sum(b - a for a, b in item) for item in items], dtype=np.float64)
-            embeddings = channel.embed(embedder, wav, items, channel.is_narrowband(wav))
+            embeddings = channel.embed(embedder, wav, items, narrowband)
             np.add.at(sums, owners, lengths[:, None] * embeddings)
     prints = unit_rows(sums)
     turns = [Turn(u.start, u.end, local[u.speaker], u.text, u.words) for u in utterances]
     speech = speech_seconds(turns, len(labels))
-    speakers = [LocalSpeaker(clip_index, i, prints[i], float(speech[i])) for i in range(len(labels))]
+    speakers = [LocalSpeaker(clip_index, i, prints[i], float(speech[i]), narrow > decoded / 2) for i in range(len(labels))]
     return TranscribedSpeakers(speakers, turns, decoded)
