@@ -6,9 +6,11 @@ of the project's own espeak-ng voices. The server runs as its own process; RTF c
 server's processing time (decode, segmentation, embeddings, clustering, linking), and the wall time of
 the whole call, upload included, is printed beside it. `--seconds` also runs the same recording
 through the pipeline in this process, with the server's settings, and prints the seconds of each
-step (pipeline.hooks.TimingHook).
+step (pipeline.hooks.TimingHook). `--mixed-bands` cuts the same 10 minutes into 10 clips of a minute
+and passes every other one through a GSM phone line, so the job mixes bands and its "link" step
+includes hearing the full-band voices again through a phone line (pipeline.matched_band).
 
-    python benchmarks/realtime_factor.py [--seconds]
+    python benchmarks/realtime_factor.py [--seconds] [--mixed-bands]
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from benchmarks._server import ROOT, server_process  # noqa: E402
 
 SECONDS = 600
 RATE = 16000
+MIXED_CLIPS = 10  # the most a job takes by default
 
 
 def ten_minutes() -> tuple[np.ndarray, str]:
@@ -48,7 +51,24 @@ def ten_minutes() -> tuple[np.ndarray, str]:
     return np.tile(audio, reps)[: SECONDS * RATE], source
 
 
-def step_seconds(path: Path) -> dict[str, float]:
+def clips_of(audio: np.ndarray, folder: Path, mixed_bands: bool) -> list[Path]:
+    """The recording as one clip, or as MIXED_CLIPS clips with every other one through a GSM line."""
+    if not mixed_bands:
+        path = folder / "ten-minutes.flac"
+        sf.write(path, audio, RATE)
+        return [path]
+    from speakerlink import conditions
+    from speakerlink.condition_spec import parse
+
+    paths = []
+    for k, piece in enumerate(np.array_split(audio, MIXED_CLIPS)):
+        paths.append(folder / f"part{k:02d}.flac")
+        heard = conditions.apply(parse("phone-gsm"), piece, clip=paths[-1].stem, seed=1).audio if k % 2 else piece
+        sf.write(paths[-1], heard, RATE)
+    return paths
+
+
+def step_seconds(paths: list[Path]) -> dict[str, float]:
     """Seconds per step of one in-process run of the recording, after a warm-up run."""
     from speakerlink_server.config import load_config
     from speakerlink_server.engines.registry import load_engines
@@ -61,7 +81,7 @@ def step_seconds(path: Path) -> dict[str, float]:
     try:
         pipeline = DiarizationPipeline(engines.segmenter, engines.speech, engines.embedder("auto"), chunk_seconds=config.chunk_seconds,
                                        max_clip_seconds=config.max_clip_seconds)
-        clips = [ClipInput(0, path.name, path, 1.0)]
+        clips = [ClipInput(k, path.name, path, 1.0) for k, path in enumerate(paths)]
         pipeline.run(clips, pipeline.default_request())  # warm-up, as for the server
         timing = TimingHook()
         pipeline.run(clips, pipeline.default_request(), timing)
@@ -73,19 +93,20 @@ def step_seconds(path: Path) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", action="store_true", help="also print the seconds of each step, run in-process")
+    parser.add_argument("--mixed-bands", action="store_true", help="10 clips of a minute, every other one through a GSM line")
     args = parser.parse_args()
     audio, source = ten_minutes()
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "ten-minutes.flac"
-        sf.write(path, audio, RATE)
+        paths = clips_of(audio, Path(tmp), args.mixed_bands)
         with server_process() as (_, address), Client(address) as client:
-            client.diarize([path])  # warm-up: first-call allocations and caches
+            client.diarize(paths)  # warm-up: first-call allocations and caches
             started = time.monotonic()
-            result = client.diarize([path], timeout=3600)
+            result = client.diarize(paths, timeout=3600)
             wall = time.monotonic() - started
-        steps = step_seconds(path) if args.seconds else {}
+        steps = step_seconds(paths) if args.seconds else {}
     s = result.summary
-    print(f"input: {s.audio_seconds:.0f} s, {source}")
+    shape = f", as {MIXED_CLIPS} clips, every other one through a GSM line" if args.mixed_bands else ""
+    print(f"input: {s.audio_seconds:.0f} s, {source}{shape}")
     print(f"speakers found: {s.unique_speakers}")
     print(f"processing: {s.processing_seconds:.2f} s  -> real-time factor {s.processing_seconds / s.audio_seconds:.4f}")
     print(f"whole call (upload + queue + processing): {wall:.2f} s -> {wall / s.audio_seconds:.4f}")
