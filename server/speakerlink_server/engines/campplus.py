@@ -72,10 +72,11 @@ PARAMETERS = PipelineParams(
         # 0.60 raw, 0.50 and 0.49 in the space), and no folder of benchmarks/QUALITY.md merges
         # two people at either floor.
         raw_margin=0.08,
-        # Phone prints (pipeline.matched_band) at 0.55 link a pair across bands: on the mixed-band
-        # dev sets (linking/, libri/mixed, ami/mixed, open/ and libri-dev-linking with every
-        # other clip through GSM) same-person pairs linked 64 -> 72 of 91 at 0.02-0.03, with
-        # no false merge; at 0 two one-time voices of open/ merge (benchmarks/QUALITY.md).
+        # A pair across bands also links on its phone prints (pipeline.matched_band) at the floor
+        # plus this, 0.55 by default: on the mixed-band dev sets (linking/, libri/mixed,
+        # ami/mixed, open/ and libri-dev-linking with every other clip through GSM) same-person
+        # pairs linked 64 -> 72 of 91 at 0.02-0.03, with no false merge; at 0 two one-time
+        # voices of open/ merge (benchmarks/QUALITY.md).
         phone_margin=0.03,
     ),
     # libri-dev-linking through a far room: one voice's neighbouring windows agree at a median

@@ -12,8 +12,8 @@ centred and whitened against what a room, a phone line or a codec does to one vo
 person heard through two conditions scores closer to how they score through one; a pair heard
 through one condition keeps its raw cosine, less `raw_margin`, where that is higher (see
 `scores`); a pair heard through a phone line on one side only is also compared as the line
-would carry both (pipeline.matched_band). Even so a cosine means different things for different voices: some voices sit
-close to many others.
+would carry both (pipeline.matched_band). Even so a cosine means different things for
+different voices: some voices sit close to many others.
 When the job has enough speakers, each pair is therefore also scored with adaptive symmetric
 score normalisation (AS-norm) against a cohort taken from the job itself: for the pair (i, j),
 i's cohort is the TOP_COHORT speakers of other clips (j left out) most similar to i, leaving

@@ -63,13 +63,13 @@ def phone_prints(
     wide = np.flatnonzero(wanted).tolist()
     if not wide:
         return prints
-    wanted = {i: own_windows(analysis.turns, analysis.speakers[i].local_index, windows) for i in wide}
+    spans_of = {i: own_windows(analysis.turns, analysis.speakers[i].local_index, windows) for i in wide}
     sums = np.zeros((len(prints), prints.shape[1]))
     with contextlib.closing(audio.stream(clip.path, clip.index, clip.name, chunk_seconds, None, max_seconds)) as pieces:
         for offset, wav in pieces:
             end = offset + wav.size / SAMPLE_RATE
             items, owners = [], []
-            for i, spans in wanted.items():
+            for i, spans in spans_of.items():
                 for start, stop in spans:
                     if start >= offset and stop <= end:
                         items.append([(round((start - offset) * SAMPLE_RATE), round((stop - offset) * SAMPLE_RATE))])
