@@ -17,8 +17,12 @@ def linking(threshold: float, raw_margin: float = 0.0, phone_margin: float = 0.0
     return LinkingParams(threshold, small_job_margin=0.06, sure_margin=0.14, raw_margin=raw_margin, phone_margin=phone_margin)
 
 
+def unit(vector: np.ndarray) -> np.ndarray:
+    return vector / np.linalg.norm(vector)
+
+
 def speaker(clip: int, local: int, vector: np.ndarray, narrowband: bool = False) -> LocalSpeaker:
-    return LocalSpeaker(clip, local, vector / np.linalg.norm(vector), 5.0, narrowband)
+    return LocalSpeaker(clip, local, unit(vector), 5.0, narrowband)
 
 
 def test_linking_joins_the_same_voice_and_keeps_new_voices_apart() -> None:
@@ -90,10 +94,6 @@ def test_a_pair_across_bands_also_links_on_its_phone_prints() -> None:
     assert [link.global_index for link in linked] == [0, 1, 0, 2]
     apart = link_speakers(speakers, linking(0.7, phone_margin=0.5), CALIBRATION, None, phone=phone)
     assert [link.global_index for link in apart] == [0, 1, 2, 3]
-
-
-def unit(vector: np.ndarray) -> np.ndarray:
-    return vector / np.linalg.norm(vector)
 
 
 def test_a_score_space_keeps_its_measurement(tmp_path) -> None:
