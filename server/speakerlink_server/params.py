@@ -104,6 +104,25 @@ class RecognitionParams:
 
 
 @dataclass(frozen=True)
+class LiveParams:
+    """How a live stream clusters its windows (pipeline.live, pipeline.tracking)."""
+
+    # A new voice's first frames are decided when it has about two windows: a cluster of two
+    # is a speaker (offline: three), folded into its nearest neighbour only above this cosine
+    # (offline: the engine's fold_similarity). 0.2-0.4 are alike at 2 s on libri-dev-linking
+    # and ami-train; with three windows, a new voice's first second goes to the one before
+    # (benchmarks/QUALITY.md).
+    min_cluster_windows: int = 2
+    fold_similarity: float = 0.3
+    # Two speakers who both have decided speech become one again only where their voiceprints
+    # are this alike (pipeline.tracking).
+    merge_similarity: float = 0.6
+    # The windows a stream keeps for clustering, and the fewest each speaker keeps past that.
+    max_windows: int = 600
+    anchors: int = 40
+
+
+@dataclass(frozen=True)
 class PipelineParams:
     clustering: ClusteringParams
     linking: LinkingParams
@@ -114,3 +133,4 @@ class PipelineParams:
     windows: WindowParams = field(default_factory=WindowParams)
     slots: SlotParams = field(default_factory=SlotParams)
     turns: TurnParams = field(default_factory=TurnParams)
+    live: LiveParams = field(default_factory=LiveParams)
