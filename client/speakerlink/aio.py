@@ -6,7 +6,7 @@ import asyncio
 import copy
 import itertools
 import os
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
 
 import grpc
 import grpc.aio
@@ -27,7 +27,8 @@ from speakerlink.events import (
     terminal_outcome,
     unreachable,
 )
-from speakerlink.options import diarize_options, export_request
+from speakerlink.live import live_requests_async
+from speakerlink.options import diarize_options, export_request, live_config
 from speakerlink.upload import UploadCallback, build_config, manifest, request_stream
 from speakerlink.v1 import speakerlink_pb2 as pb
 from speakerlink.v1 import speakerlink_pb2_grpc as pb_grpc
@@ -138,6 +139,33 @@ class AsyncClient:
             raise stream_lost("")
         async for event in self._reattach(job_id, deadline, on_retry, dropped or stream_lost(job_id)):
             yield event
+
+    # ------------------------------------------------------------------ live
+
+    async def live(
+        self,
+        frames: Iterable[bytes] | AsyncIterable[bytes],
+        *,
+        sample_rate: int = 16000,
+        channels: int = 1,
+        latency: float = 2.0,
+        max_speakers: int | None = None,
+        recognize: bool = True,
+        engine: str = "",
+        name: str = "",
+        timeout: float | None = None,
+    ) -> AsyncIterator[pb.StreamEvent]:
+        """As Client.live; `frames` may also be an async iterable (a web socket's messages, a
+        telephony bridge's media), read as the server takes them."""
+        config = live_config(sample_rate=sample_rate, channels=channels, latency=latency, max_speakers=max_speakers,
+                             recognize=recognize, engine=engine, name=name)
+        job_id = ""
+        try:
+            async for event in self._stub.StreamDiarize(live_requests_async(config, frames), timeout=timeout):
+                job_id = event.job_id
+                yield event
+        except grpc.aio.AioRpcError as err:
+            raise error_from_rpc(err, job_id) from err
 
     async def watch(
         self, job_id: str, *, timeout: float | None = None, on_retry: RetryCallback | None = None

@@ -22,6 +22,7 @@ try:  # a Ctrl-C while the command starts up has interrupted nothing: no traceba
     from google.protobuf import json_format
 
     from speakerlink import __version__, condition_spec
+    from speakerlink import live as live_audio
     from speakerlink.client import DEFAULT_TARGET, Client
     from speakerlink.errors import DeadlineExceededError, SpeakerlinkError, TransportError
     from speakerlink.events import RECONNECT_SECONDS, is_terminal, terminal_outcome
@@ -225,6 +226,26 @@ def _parser() -> argparse.ArgumentParser:
     _add_diarize_options(v)
     v.set_defaults(run=_eval)
 
+    live = command("live", "diarize as audio comes: a file at its own pace, or the microphone; turns are printed "
+                           "as they are decided, and the stream is kept as a job")
+    source = live.add_mutually_exclusive_group(required=True)
+    source.add_argument("file", nargs="?", type=Path, help="audio file to stream (any format ffmpeg reads)")
+    source.add_argument("--mic", action="store_true", help="capture the default input device through ffmpeg instead")
+    live.add_argument("--latency", type=float, default=2.0,
+                      help="seconds of audio between a word and its final speaker, 0.5-5 (default 2)")
+    live.add_argument("--speed", type=float, default=1.0,
+                      help="pace of a file: 1 its real pace (default), 4 four times faster, 0 as fast as possible")
+    live.add_argument("--max-speakers", type=int, help="at most this many speakers in the stream")
+    live.add_argument("--engine", default="", help="embedder to use (see `speakerlink info`)")
+    live.add_argument("--name", default="", help="name of the stream in the job (default: the file's name, or 'microphone')")
+    live.add_argument("--no-recognize", dest="recognize", action="store_false",
+                      help="leave speakers unnamed even where they match an enrolled voice")
+    live.add_argument("--format", choices=list(EXPORT_FORMATS),
+                      help="at the end, print the stored result in this format (the turns then go to stderr as they come)")
+    live.add_argument("-o", "--output", type=Path, help="write the result here at the end, in --format (default json)")
+    live.add_argument("--no-progress", action="store_true", help="print no provisional status line")
+    live.set_defaults(run=_live)
+
     i = command("info", "engines, device, limits and formats of the server")
     i.add_argument("--json", action="store_true", help="print the server's answer as JSON")
     i.set_defaults(run=_info)
@@ -364,6 +385,85 @@ def _watch(client: Client, args: argparse.Namespace) -> int:
     result = _follow(client.watch(args.job_id, timeout=args.timeout, on_retry=_retry_note(display)), display, args.job)
     _write(client.export(result.job_id, args.format), args.output)
     return 0
+
+
+def _live(client: Client, args: argparse.Namespace) -> int:
+    """Stream a file or the microphone; the first Ctrl-C ends the stream (what was heard is
+    kept and printed), a second one stops at once."""
+    if args.speed < 0:
+        raise ValueError("--speed must be 0 (as fast as possible) or more")
+    if args.mic:
+        source, name = live_audio.microphone_source(), args.name or "microphone"
+    else:
+        source, name = live_audio.file_source(args.file), args.name or args.file.name
+    if args.format is None and args.output is not None:
+        args.format = "json"
+    stop = threading.Event()
+
+    def on_interrupt(signum: int, frame: object) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        print("\nending the stream; Ctrl-C again to stop at once", file=sys.stderr)
+
+    speed = 1.0 if args.mic else args.speed
+    frames = live_audio.paced(source.frames, source.sample_rate * source.channels * 2, speed, stop)
+    turns_out = sys.stderr if args.format else sys.stdout
+    status = None if args.no_progress or not sys.stderr.isatty() else ProgressDisplay()
+    result, ended = None, None
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        events = client.live(frames, sample_rate=source.sample_rate, channels=source.channels, latency=args.latency,
+                             max_speakers=args.max_speakers, recognize=args.recognize, engine=args.engine, name=name)
+        for event in events:
+            kind = event.WhichOneof("event")
+            if kind == "accepted":
+                args.job.accepted(event.job_id)
+                print(f"live stream {event.job_id}: {'listening' if args.mic else 'streaming ' + name}"
+                      f" (latency {args.latency:g} s; Ctrl-C ends it)", file=sys.stderr)
+            elif kind == "update":
+                if status is not None:
+                    status.clear()
+                for turn in event.update.final_turns:
+                    print(_live_line(turn), file=turns_out, flush=True)
+                if status is not None:
+                    status.status(_live_status(event.update))
+            elif kind == "result":
+                result = event.result
+    except SpeakerlinkError as err:
+        if result is None:
+            raise
+        ended = err
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        source.frames.close()
+        if status is not None:
+            status.clear()
+    if ended is not None:
+        print(_for_cli(ended.describe()), file=sys.stderr)
+    speakers = ", ".join(s.label + (f" ({printable(s.name)})" if s.name else "") for s in result.speakers)
+    print(f"job {result.job_id}: {result.summary.audio_seconds:.1f} s heard, {plural(len(result.speakers), 'speaker')}"
+          f"{': ' + speakers if speakers else ''}; kept for `speakerlink export {result.job_id}`", file=sys.stderr)
+    if args.format:
+        _write(client.export(result.job_id, args.format), args.output)
+    return 1 if ended is not None else 0
+
+
+def _live_line(turn: pb.LiveTurn) -> str:
+    who = f"{turn.speaker} ({printable(turn.name)})" if turn.name else turn.speaker
+    return f"{_clock(turn.start)} - {_clock(turn.end)}  {who}"
+
+
+def _live_status(update: pb.StreamUpdate) -> str:
+    """Who is speaking at the newest audio, as it stands (it may still change)."""
+    now = [t for t in update.provisional_turns if t.end >= update.heard_seconds - 0.5]
+    who = ", ".join(t.speaker + (f" ({printable(t.name)})" if t.name else "") for t in now) or "silence"
+    return f"{_clock(update.heard_seconds)} heard, decided to {_clock(update.decided_until)}; now: {who}"
+
+
+def _clock(seconds: float) -> str:
+    minutes, rest = divmod(max(seconds, 0.0), 60)
+    return f"{int(minutes):02d}:{rest:05.2f}"
 
 
 def _eval(client: Client, args: argparse.Namespace) -> int:

@@ -6,7 +6,7 @@ import copy
 import itertools
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import grpc
 
@@ -25,7 +25,8 @@ from speakerlink.events import (
     terminal_outcome,
     unreachable,
 )
-from speakerlink.options import diarize_options, export_request
+from speakerlink.live import live_requests
+from speakerlink.options import diarize_options, export_request, live_config
 from speakerlink.upload import UploadCallback, build_config, manifest, request_stream
 from speakerlink.v1 import speakerlink_pb2 as pb
 from speakerlink.v1 import speakerlink_pb2_grpc as pb_grpc
@@ -153,6 +154,36 @@ class Client:
         if not job_id:
             raise stream_lost("")
         yield from self._reattach(job_id, deadline, on_retry, dropped or stream_lost(job_id))
+
+    # ------------------------------------------------------------------ live
+
+    def live(
+        self,
+        frames: Iterable[bytes],
+        *,
+        sample_rate: int = 16000,
+        channels: int = 1,
+        latency: float = 2.0,
+        max_speakers: int | None = None,
+        recognize: bool = True,
+        engine: str = "",
+        name: str = "",
+        timeout: float | None = None,
+    ) -> Iterator[pb.StreamEvent]:
+        """Stream 16-bit PCM `frames` (bytes, channels interleaved) as they are captured and
+        yield the server's events: accepted, an update per step of audio (final turns and
+        provisional ones), then the result, stored as a job. End `frames` to end the stream.
+        A limit that ends the stream (AUDIO_TOO_LONG, AUDIO_QUOTA, UPLOAD_STALLED) raises after
+        the result; the job keeps what was heard."""
+        config = live_config(sample_rate=sample_rate, channels=channels, latency=latency, max_speakers=max_speakers,
+                             recognize=recognize, engine=engine, name=name)
+        job_id = ""
+        try:
+            for event in self._stub.StreamDiarize(live_requests(config, frames), timeout=timeout):
+                job_id = event.job_id
+                yield event
+        except grpc.RpcError as err:
+            raise error_from_rpc(err, job_id) from err
 
     # ------------------------------------------------------------------ jobs
 

@@ -1,4 +1,4 @@
-"""Keyword options of diarize() turned into the DiarizeOptions message, checked early."""
+"""Keyword options of diarize() and live() turned into their messages, checked early."""
 
 from __future__ import annotations
 
@@ -39,6 +39,34 @@ def diarize_options(
     if link_threshold is not None:
         options.link_threshold = link_threshold
     return options
+
+
+def live_config(
+    *,
+    sample_rate: int = 16000,
+    channels: int = 1,
+    latency: float = 2.0,
+    max_speakers: int | None = None,
+    recognize: bool = True,
+    engine: str = "",
+    name: str = "",
+) -> pb.StreamConfig:
+    """The StreamConfig of a live stream of 16-bit PCM; the server checks it again."""
+    if not 0.5 <= latency <= 5.0:
+        raise ValueError(f"latency must be 0.5-5 seconds, got {latency}")
+    if not 8000 <= sample_rate <= 48000:
+        raise ValueError(f"sample_rate must be 8000-48000 Hz, got {sample_rate}")
+    if not 1 <= channels <= 8:
+        raise ValueError(f"channels must be 1-8, got {channels}")
+    if max_speakers is not None and max_speakers < 1:
+        raise ValueError(f"max_speakers must be at least 1, got {max_speakers}")
+    config = pb.StreamConfig(
+        latency_seconds=latency, speakers=pb.SpeakerCount(max=max_speakers or 0), engine=engine,
+        encoding=pb.AUDIO_ENCODING_PCM_S16LE, sample_rate=sample_rate, channels=channels, name=name,
+    )
+    if not recognize:
+        config.recognize = False
+    return config
 
 
 EXPORT_FORMATS: dict[str, int] = {

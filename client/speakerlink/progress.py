@@ -50,6 +50,21 @@ class ProgressDisplay:
         self._out.write(text + "\n")
         self._out.flush()
 
+    def status(self, text: str) -> None:
+        """One line redrawn in place on a terminal (a live stream's state), nothing elsewhere."""
+        if self._tty:
+            line = text[: shutil.get_terminal_size((80, 20)).columns - 1]
+            self._out.write("\r" + line + " " * max(0, len(self._last_line) - len(line)))
+            self._out.flush()
+            self._last_line = line
+
+    def clear(self) -> None:
+        """Take the redrawn line away, so that lines printed next start clean."""
+        if self._tty and self._last_line:
+            self._out.write("\r" + " " * len(self._last_line) + "\r")
+            self._out.flush()
+        self._last_line = ""
+
     def close(self) -> None:
         if self._tty and self._last_line:
             self._out.write("\n")

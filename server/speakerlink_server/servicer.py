@@ -24,6 +24,7 @@ from speakerlink_server.engines.registry import Engines
 from speakerlink_server.enrollment import check_length, check_name, check_speech, voice_from_audio
 from speakerlink_server.exporters import export
 from speakerlink_server.jobs import JobManager
+from speakerlink_server.live_stream import LiveStreams
 from speakerlink_server.pipeline import audio
 from speakerlink_server.pipeline.run import ClipInput
 from speakerlink_server.quotas import Quotas
@@ -62,6 +63,7 @@ class SpeakerlinkServicer(pb_grpc.SpeakerlinkServicer):
         self._engines = engines
         self._streams = threading.BoundedSemaphore(config.max_streams)
         self._watchers = threading.BoundedSemaphore(max(1, int(config.max_streams * WATCHERS_SHARE)))
+        self._live = LiveStreams(config, store, engines, tenants, quotas)
 
     def GetInfo(self, request: pb.GetInfoRequest, context: grpc.ServicerContext) -> pb.ServiceInfo:
         c = self._config
@@ -127,6 +129,10 @@ class SpeakerlinkServicer(pb_grpc.SpeakerlinkServicer):
                  extra={"job_id": job_id, "tenant": tenant})
         yield pb.JobEvent(job_id=job_id, accepted=pb.Accepted(job_id=job_id, queue_position=position))
         yield from self._watch(job_id, context)
+
+    def StreamDiarize(self, request_iterator: Iterator[pb.StreamRequest], context: grpc.ServicerContext) -> Iterator[pb.StreamEvent]:
+        with self._stream_slot(context):
+            yield from self._live.serve(request_iterator, context)
 
     # ------------------------------------------------------------------ voice library
 

@@ -11,6 +11,11 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class AudioEncoding(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    AUDIO_ENCODING_UNSPECIFIED: _ClassVar[AudioEncoding]
+    AUDIO_ENCODING_PCM_S16LE: _ClassVar[AudioEncoding]
+
 class JobState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     JOB_STATE_UNSPECIFIED: _ClassVar[JobState]
@@ -29,6 +34,8 @@ class ExportFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     EXPORT_FORMAT_RTTM: _ClassVar[ExportFormat]
     EXPORT_FORMAT_SRT: _ClassVar[ExportFormat]
     EXPORT_FORMAT_VTT: _ClassVar[ExportFormat]
+AUDIO_ENCODING_UNSPECIFIED: AudioEncoding
+AUDIO_ENCODING_PCM_S16LE: AudioEncoding
 JOB_STATE_UNSPECIFIED: JobState
 JOB_STATE_QUEUED: JobState
 JOB_STATE_RUNNING: JobState
@@ -180,6 +187,70 @@ class DiarizeRequest(_message.Message):
     config: DiarizeConfig
     chunk: AudioChunk
     def __init__(self, config: _Optional[_Union[DiarizeConfig, _Mapping]] = ..., chunk: _Optional[_Union[AudioChunk, _Mapping]] = ...) -> None: ...
+
+class StreamConfig(_message.Message):
+    __slots__ = ("latency_seconds", "speakers", "recognize", "engine", "encoding", "sample_rate", "channels", "name")
+    LATENCY_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    SPEAKERS_FIELD_NUMBER: _ClassVar[int]
+    RECOGNIZE_FIELD_NUMBER: _ClassVar[int]
+    ENGINE_FIELD_NUMBER: _ClassVar[int]
+    ENCODING_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_RATE_FIELD_NUMBER: _ClassVar[int]
+    CHANNELS_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    latency_seconds: float
+    speakers: SpeakerCount
+    recognize: bool
+    engine: str
+    encoding: AudioEncoding
+    sample_rate: int
+    channels: int
+    name: str
+    def __init__(self, latency_seconds: _Optional[float] = ..., speakers: _Optional[_Union[SpeakerCount, _Mapping]] = ..., recognize: _Optional[bool] = ..., engine: _Optional[str] = ..., encoding: _Optional[_Union[AudioEncoding, str]] = ..., sample_rate: _Optional[int] = ..., channels: _Optional[int] = ..., name: _Optional[str] = ...) -> None: ...
+
+class StreamRequest(_message.Message):
+    __slots__ = ("config", "audio")
+    CONFIG_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_FIELD_NUMBER: _ClassVar[int]
+    config: StreamConfig
+    audio: bytes
+    def __init__(self, config: _Optional[_Union[StreamConfig, _Mapping]] = ..., audio: _Optional[bytes] = ...) -> None: ...
+
+class LiveTurn(_message.Message):
+    __slots__ = ("start", "end", "speaker", "name")
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    SPEAKER_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    start: float
+    end: float
+    speaker: str
+    name: str
+    def __init__(self, start: _Optional[float] = ..., end: _Optional[float] = ..., speaker: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+
+class StreamUpdate(_message.Message):
+    __slots__ = ("decided_until", "heard_seconds", "final_turns", "provisional_turns")
+    DECIDED_UNTIL_FIELD_NUMBER: _ClassVar[int]
+    HEARD_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    FINAL_TURNS_FIELD_NUMBER: _ClassVar[int]
+    PROVISIONAL_TURNS_FIELD_NUMBER: _ClassVar[int]
+    decided_until: float
+    heard_seconds: float
+    final_turns: _containers.RepeatedCompositeFieldContainer[LiveTurn]
+    provisional_turns: _containers.RepeatedCompositeFieldContainer[LiveTurn]
+    def __init__(self, decided_until: _Optional[float] = ..., heard_seconds: _Optional[float] = ..., final_turns: _Optional[_Iterable[_Union[LiveTurn, _Mapping]]] = ..., provisional_turns: _Optional[_Iterable[_Union[LiveTurn, _Mapping]]] = ...) -> None: ...
+
+class StreamEvent(_message.Message):
+    __slots__ = ("job_id", "accepted", "update", "result")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    accepted: Accepted
+    update: StreamUpdate
+    result: DiarizationResult
+    def __init__(self, job_id: _Optional[str] = ..., accepted: _Optional[_Union[Accepted, _Mapping]] = ..., update: _Optional[_Union[StreamUpdate, _Mapping]] = ..., result: _Optional[_Union[DiarizationResult, _Mapping]] = ...) -> None: ...
 
 class Accepted(_message.Message):
     __slots__ = ("job_id", "queue_position")

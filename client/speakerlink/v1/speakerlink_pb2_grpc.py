@@ -44,6 +44,11 @@ class SpeakerlinkStub:
                 request_serializer=speakerlink_dot_v1_dot_speakerlink__pb2.DiarizeRequest.SerializeToString,
                 response_deserializer=speakerlink_dot_v1_dot_speakerlink__pb2.JobEvent.FromString,
                 _registered_method=True)
+        self.StreamDiarize = channel.stream_stream(
+                '/speakerlink.v1.Speakerlink/StreamDiarize',
+                request_serializer=speakerlink_dot_v1_dot_speakerlink__pb2.StreamRequest.SerializeToString,
+                response_deserializer=speakerlink_dot_v1_dot_speakerlink__pb2.StreamEvent.FromString,
+                _registered_method=True)
         self.WatchJob = channel.unary_stream(
                 '/speakerlink.v1.Speakerlink/WatchJob',
                 request_serializer=speakerlink_dot_v1_dot_speakerlink__pb2.WatchJobRequest.SerializeToString,
@@ -127,6 +132,26 @@ class SpeakerlinkServicer:
         audio's declared length must be within the limits.
         Events: accepted{job_id}, progress..., then exactly one terminal event (result, error or
         cancelled). Upload-time problems end the call with a status and rich details (see Errors).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StreamDiarize(self, request_iterator, context):
+        """Live diarization: who speaks now, within a latency the caller chooses.
+        1. The first request is the config (StreamConfig): it is checked before any audio is
+        taken (INVALID_CONFIG, ...).
+        2. Then audio frames as they are captured, in the config's encoding, each at most
+        Limits.max_chunk_bytes. A pause longer than Limits.upload_idle_seconds ends the
+        stream with UPLOAD_STALLED, as more audio than Limits.max_clip_seconds ends it with
+        AUDIO_TOO_LONG and the tenant's daily audio running out with AUDIO_QUOTA.
+        3. The client half-closes its stream when the audio ends.
+        Events: accepted{job_id} at once; an update each time a step of audio (half the latency,
+        0.25-1 s) has been analysed; then the result. The result is stored as a finished job of
+        one clip, so GetResult, Export, WatchJob and EnrollFromJob work on it. The stream counts
+        as an upload, and its audio against the tenant's daily quota as it is heard. However the
+        stream ends (half-close, a limit, a client that goes away), what was heard is kept: the
+        result event comes before the error status that a limit ends the call with.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -224,6 +249,11 @@ def add_SpeakerlinkServicer_to_server(servicer, server):
                     servicer.Diarize,
                     request_deserializer=speakerlink_dot_v1_dot_speakerlink__pb2.DiarizeRequest.FromString,
                     response_serializer=speakerlink_dot_v1_dot_speakerlink__pb2.JobEvent.SerializeToString,
+            ),
+            'StreamDiarize': grpc.stream_stream_rpc_method_handler(
+                    servicer.StreamDiarize,
+                    request_deserializer=speakerlink_dot_v1_dot_speakerlink__pb2.StreamRequest.FromString,
+                    response_serializer=speakerlink_dot_v1_dot_speakerlink__pb2.StreamEvent.SerializeToString,
             ),
             'WatchJob': grpc.unary_stream_rpc_method_handler(
                     servicer.WatchJob,
@@ -335,6 +365,33 @@ class Speakerlink:
             '/speakerlink.v1.Speakerlink/Diarize',
             speakerlink_dot_v1_dot_speakerlink__pb2.DiarizeRequest.SerializeToString,
             speakerlink_dot_v1_dot_speakerlink__pb2.JobEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamDiarize(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/speakerlink.v1.Speakerlink/StreamDiarize',
+            speakerlink_dot_v1_dot_speakerlink__pb2.StreamRequest.SerializeToString,
+            speakerlink_dot_v1_dot_speakerlink__pb2.StreamEvent.FromString,
             options,
             channel_credentials,
             insecure,

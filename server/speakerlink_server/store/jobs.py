@@ -71,6 +71,18 @@ class Jobs:
         )
         return JobRecord(job_id, pb.JOB_STATE_QUEUED, now, now + ttl_seconds, config, QUEUED, None, None, tenant)
 
+    def add_finished(self, job_id: str, config: pb.DiarizeConfig, ttl_seconds: float, tenant: str,
+                     created_at: float, result: pb.DiarizationResult, progress: pb.Progress) -> None:
+        """A job that ran outside the queue (a live stream) and ended with `result`: its TTL
+        counts from now, as an ended job's does."""
+        now = time.time()
+        self._db.execute(
+            "INSERT INTO jobs (id, state, created_at, updated_at, finished_at, expires_at, config, progress, result,"
+            " tenant, attempts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
+            (job_id, pb.JOB_STATE_SUCCEEDED, created_at, now, now, now + ttl_seconds, config.SerializeToString(),
+             progress.SerializeToString(), result.SerializeToString(), tenant),
+        )
+
     def get(self, job_id: str) -> JobRecord | None:
         row = self._db.execute(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return None if row is None else _record(row)

@@ -1,0 +1,237 @@
+"""StreamDiarize (F18): one live stream, from its config to the job it leaves.
+
+The config is checked before any audio is taken. Frames are decoded as they come
+(pipeline.live_audio) and fed to the live diarizer (pipeline.live), whose updates go back at
+once. The stream holds one of the tenant's upload slots while it runs, and its audio counts
+against the tenant's daily quota as it is heard, a block at a time. However it ends (the client
+half-closes, a limit is met, the client goes away), what was heard becomes a finished job of one
+clip, stored with its speakers' voiceprints like any job's; a limit's error comes after the result.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from speakerlink.ids import new_job_id
+from speakerlink.v1 import speakerlink_pb2 as pb
+
+from speakerlink_server import errors
+from speakerlink_server.auth import Tenants
+from speakerlink_server.config import ServerConfig
+from speakerlink_server.engines.base import CountBounds
+from speakerlink_server.engines.registry import Engines
+from speakerlink_server.pipeline.assemble import Diarized, Summary, assemble, global_label
+from speakerlink_server.pipeline.clip import ClipAnalysis, ClipInput
+from speakerlink_server.pipeline.linking import Link, LocalSpeaker
+from speakerlink_server.pipeline.live import MAX_LATENCY, MIN_LATENCY, LiveDiarizer, LiveUpdate
+from speakerlink_server.pipeline.live_audio import PcmFrames
+from speakerlink_server.pipeline.request import JobRequest
+from speakerlink_server.pipeline.segments import Turn
+from speakerlink_server.quotas import Quotas
+from speakerlink_server.store import Store
+from speakerlink_server.uploads import (
+    MAX_CHUNK_BYTES,
+    MAX_ENGINE_CHARS,
+    MAX_NAME_CHARS,
+    MAX_SPEAKERS,
+    IdleLimitedStream,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LATENCY = 2.0
+LOWEST_RATE, HIGHEST_RATE = 8000, 48000
+MAX_CHANNELS = 8
+# The stream's audio is charged to the tenant's daily quota in blocks of this many seconds.
+QUOTA_BLOCK_SECONDS = 10.0
+DEFAULT_NAME = "live"
+
+
+@dataclass(frozen=True)
+class LiveRequest:
+    """A StreamConfig, checked and resolved once."""
+
+    latency: float
+    speakers: CountBounds
+    recognize: bool
+    engine: str  # the embedder's name, "auto" resolved
+    sample_rate: int
+    channels: int
+    name: str
+
+
+def live_request(config: pb.StreamConfig, engines: Engines) -> LiveRequest:
+    latency = config.latency_seconds or DEFAULT_LATENCY
+    if not MIN_LATENCY <= latency <= MAX_LATENCY:
+        raise errors.option_out_of_range("latency_seconds", "--latency", config.latency_seconds,
+                                         f"{MIN_LATENCY:g}-{MAX_LATENCY:g} seconds")
+    if config.encoding != pb.AUDIO_ENCODING_PCM_S16LE:
+        raise errors.invalid_config(f"encoding {pb.AudioEncoding.Name(config.encoding) if config.encoding in pb.AudioEncoding.values() else config.encoding}"
+                                    " is not one this server streams; send AUDIO_ENCODING_PCM_S16LE")
+    if not LOWEST_RATE <= config.sample_rate <= HIGHEST_RATE:
+        raise errors.option_out_of_range("sample_rate", "--sample-rate", config.sample_rate,
+                                         f"{LOWEST_RATE}-{HIGHEST_RATE} Hz")
+    if not 0 <= config.channels <= MAX_CHANNELS:
+        raise errors.option_out_of_range("channels", "--channels", config.channels, f"1-{MAX_CHANNELS}")
+    if len(config.name) > MAX_NAME_CHARS:
+        raise errors.invalid_config(f"the stream's name has {len(config.name)} characters; at most {MAX_NAME_CHARS}")
+    if len(config.engine) > MAX_ENGINE_CHARS:
+        raise errors.invalid_config(f"the engine name is longer than {MAX_ENGINE_CHARS} characters")
+    count = config.speakers
+    most = count.exact or count.max
+    if count.exact < 0 or count.max < 0 or most > MAX_SPEAKERS:
+        raise errors.option_out_of_range("speakers.max", "--max-speakers", count.exact or count.max, f"1-{MAX_SPEAKERS}")
+    embedder = engines.embedder(config.engine)
+    return LiveRequest(
+        latency=latency, speakers=CountBounds(max_speakers=most), engine=embedder.name,
+        recognize=not config.HasField("recognize") or config.recognize,
+        sample_rate=config.sample_rate, channels=config.channels or 1,
+        name=config.name.strip() or DEFAULT_NAME,
+    )
+
+
+class LiveStreams:
+    def __init__(self, config: ServerConfig, store: Store, engines: Engines, tenants: Tenants, quotas: Quotas) -> None:
+        self._config, self._store, self._engines, self._tenants, self._quotas = config, store, engines, tenants, quotas
+
+    def serve(self, requests: Iterator[pb.StreamRequest], context: grpc.ServicerContext) -> Iterator[pb.StreamEvent]:
+        tenant = self._tenants.of(context)
+        job_id = new_job_id()
+        try:
+            self._quotas.precheck(tenant, job=False)
+            with self._quotas.upload(tenant), IdleLimitedStream(requests, self._config.upload_idle_seconds) as frames:
+                first = next(frames, None)
+                if first is None or first.WhichOneof("payload") != "config":
+                    raise errors.out_of_order("the first message must be the config")
+                request = live_request(first.config, self._engines)
+                session = _Session(job_id, tenant, request, self._config, self._store, self._engines, self._quotas)
+                yield pb.StreamEvent(job_id=job_id, accepted=pb.Accepted(job_id=job_id))
+                log.info("live stream %s started at %d Hz, latency %g s", job_id, request.sample_rate, request.latency,
+                         extra={"job_id": job_id, "tenant": tenant})
+                yield from session.run(frames, context)
+        except errors.ServiceError as exc:
+            log.info("live stream %s ended: %s %s", job_id, exc.code, exc)
+            exc.abort(context)
+
+
+class _Session:
+    """One accepted stream: its decoder, diarizer and the job it becomes."""
+
+    def __init__(self, job_id: str, tenant: str, request: LiveRequest, config: ServerConfig, store: Store,
+                 engines: Engines, quotas: Quotas) -> None:
+        self.job_id, self.tenant, self.request = job_id, tenant, request
+        self._config, self._store, self._quotas = config, store, quotas
+        self._embedder = engines.embedder(request.engine)
+        self._params = self._embedder.default_parameters()
+        voices = store.voices.voiceprints(tenant, self._embedder.name) if request.recognize else []
+        self.diarizer = LiveDiarizer(engines.segmenter, self._embedder, self._params, request.latency,
+                                     request.speakers.max_speakers or MAX_SPEAKERS, list(voices))
+        self._decoder = PcmFrames(request.sample_rate, request.channels)
+        self._bytes = 0
+        self._charged = 0.0
+        self._started, self._clock = time.time(), time.monotonic()
+        self._kept: pb.DiarizationResult | None = None
+
+    def run(self, frames: Iterator[pb.StreamRequest], context: grpc.ServicerContext) -> Iterator[pb.StreamEvent]:
+        """Updates while audio comes, then the result, then the error a limit ended it with.
+        The job is kept even where the generator is closed at a yield (the caller went away)."""
+        ended: errors.ServiceError | None = None
+        try:
+            try:
+                for message in frames:
+                    for update in self._take(message):
+                        yield self._event(update)
+            except errors.ServiceError as exc:
+                ended = exc
+            except grpc.RpcError:  # the caller went away: keep what was heard
+                ended = errors.caller_left()
+            tail = self.diarizer.feed(self._decoder.flush())
+            tail.append(self.diarizer.finish())
+            result = self._keep()
+            if context.is_active():
+                for update in tail:
+                    yield self._event(update)
+                yield pb.StreamEvent(job_id=self.job_id, result=result)
+        finally:
+            self._keep()
+        if ended is not None:
+            raise ended
+
+    def _take(self, message: pb.StreamRequest) -> list[LiveUpdate]:
+        if message.WhichOneof("payload") != "audio":
+            raise errors.out_of_order("after the config, a stream sends only audio")
+        if len(message.audio) > MAX_CHUNK_BYTES:
+            raise errors.chunk_too_large(0, self.request.name, len(message.audio), MAX_CHUNK_BYTES)
+        self._bytes += len(message.audio)
+        samples = self._decoder.decode(message.audio)
+        heard = self._decoder.seconds
+        if heard > self._config.max_clip_seconds:
+            raise errors.audio_too_long(0, self.request.name, heard, self._config.max_clip_seconds)
+        while heard - self._charged >= QUOTA_BLOCK_SECONDS:
+            self._quotas.charge(self.tenant, QUOTA_BLOCK_SECONDS)
+            self._charged += QUOTA_BLOCK_SECONDS
+        return self.diarizer.feed(samples)
+
+    def _event(self, update: LiveUpdate) -> pb.StreamEvent:
+        return pb.StreamEvent(job_id=self.job_id, update=pb.StreamUpdate(
+            decided_until=round(update.decided_until, 3), heard_seconds=round(update.heard_seconds, 3),
+            final_turns=[self._turn(t) for t in update.final],
+            provisional_turns=[self._turn(t) for t in update.provisional],
+        ))
+
+    def _turn(self, turn: Turn) -> pb.LiveTurn:
+        """A turn on the wire, with its speaker's name where one is known by now."""
+        order = self.diarizer.order
+        match = self.diarizer.names.get(order[turn.speaker]) if turn.speaker < len(order) else None
+        return pb.LiveTurn(start=round(turn.start, 3), end=round(turn.end, 3), speaker=global_label(turn.speaker),
+                           name=match.name if match else "")
+
+    def _keep(self) -> pb.DiarizationResult:
+        """Store the stream as a finished job, once, and count the audio the quota has not yet."""
+        if self._kept is not None:
+            return self._kept
+        diarized = self._diarized()
+        result = diarized.result
+        result.job_id = self.job_id
+        clip = pb.ClipManifest(name=self.request.name, size_bytes=self._bytes, format="pcm")
+        config = pb.DiarizeConfig(options=pb.DiarizeOptions(
+            speakers=pb.SpeakerCount(max=self.request.speakers.max_speakers), engine=self.request.engine,
+            recognize=self.request.recognize), clips=[clip])
+        done = pb.Progress(stage="done", percent=100.0, clip_index=-1, message="finished")
+        with self._store.database.transaction():
+            self._store.jobs.add_finished(self.job_id, config, self._config.job_ttl_seconds, self.tenant, self._started,
+                                          result, done)
+            self._store.prints.save(self.job_id, self._embedder.name, diarized.voiceprints)
+        self._kept = result
+        try:
+            self._quotas.charge(self.tenant, max(0.0, self._decoder.seconds - self._charged))
+        except errors.ServiceError:
+            pass  # the last block's audio was heard and kept; the next stream is refused at its start
+        log.info("live stream %s stored: %.1f s of audio, %d speakers", self.job_id, self._decoder.seconds,
+                 len(result.speakers), extra={"job_id": self.job_id, "tenant": self.tenant})
+        return result
+
+    def _diarized(self) -> Diarized:
+        """The stream's final turns as the result of a one-clip job, labelled as they were sent."""
+        diarizer = self.diarizer
+        rank = {speaker: n for n, speaker in enumerate(diarizer.order)}
+        prints = diarizer.voiceprints()
+        speech = [0.0] * len(rank)
+        for turn in diarizer.turns:
+            speech[rank[turn.speaker]] += turn.end - turn.start
+        speakers = [LocalSpeaker(0, n, prints[s], speech[n], bool(diarizer.narrowband)) for s, n in rank.items()]
+        turns = [Turn(t.start, t.end, rank[t.speaker]) for t in diarizer.turns]
+        clip = ClipInput(0, self.request.name, Path(self.request.name), 1.0)  # no file: the stream's name
+        analysis = ClipAnalysis(diarizer.heard_seconds, turns, speakers)
+        request = JobRequest(engine=self._embedder.name, link_threshold=self._params.linking.threshold,
+                             speakers=self.request.speakers, recognize=self.request.recognize)
+        summary = Summary(request, self._params, [diarizer.segmenter.name, self._embedder.name], [],
+                          time.monotonic() - self._clock)
+        matches = [diarizer.names.get(s) for s in diarizer.order]
+        return assemble([clip], [analysis], speakers, [Link(n, 1.0) for n in range(len(speakers))],
+                        [(s.centroid, s.speech_seconds) for s in speakers], matches, summary)
