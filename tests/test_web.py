@@ -30,6 +30,7 @@ webdriver = pytest.importorskip("selenium.webdriver")
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support import expected_conditions as ready  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+from speakerlink import Client  # noqa: E402
 from speakerlink.ids import JOB_ID  # noqa: E402
 from speakerlink.v1 import speakerlink_pb2 as pb  # noqa: E402
 from speakerlink.web import create_app  # noqa: E402
@@ -504,3 +505,51 @@ def test_the_page_and_the_service_refuse_in_one_shape(page: str, samples) -> Non
     assert all(isinstance(a.json()["troubleshooting"], list) for a in answers)
     assert "srt" in answers[1].json()["message"] and "num_speakers" in answers[4].json()["message"]
     assert not errors.records
+
+
+def test_the_live_tab_draws_the_microphone_as_people_talk_and_keeps_the_stream(page: str, samples, server,
+                                                                             tmp_path: Path) -> None:
+    """Chromium's fake microphone plays the sample meeting; the Live tab draws it as it is
+    decided, and Stop leaves a job the page then shows."""
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1000",
+                 "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                 f"--use-file-for-fake-audio-capture={samples['meeting.wav']}", "--autoplay-policy=no-user-gesture-required"):
+        options.add_argument(flag)
+    browser = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=DRIVER))
+    try:
+        browser.get(page + "/?live")
+        WebDriverWait(browser, 10).until(ready.element_to_be_clickable((By.ID, "live-start"))).click()
+        WebDriverWait(browser, 20).until(lambda b: "listening" in b.find_element(By.ID, "live-status").text
+                                         or b.find_element(By.ID, "live-error").is_displayed())
+        assert not browser.find_element(By.ID, "live-error").is_displayed(), browser.find_element(By.ID, "live-error").text
+        WebDriverWait(browser, 60).until(lambda b: len(b.find_elements(By.CSS_SELECTOR, "#live-legend li")) >= 3)
+        bars = browser.find_elements(By.CSS_SELECTOR, "#live-timeline rect")
+        speakers = {b.get_attribute("data-speaker") for b in bars}
+        assert speakers == {"S1", "S2", "S3"}
+        browser.find_element(By.ID, "live-stop").click()
+        WebDriverWait(browser, 60).until(lambda b: b.find_elements(By.CSS_SELECTOR, "#legend li"))
+        job_id = browser.current_url.split("?job=")[1]
+        rows = browser.find_elements(By.CSS_SELECTOR, "#timeline svg[data-clip]")
+        assert [r.get_attribute("data-clip") for r in rows] == ["microphone"]
+    finally:
+        browser.quit()
+    with Client(server.config.address) as client:
+        result = client.get_result(job_id)
+    assert result.clips[0].name == "microphone" and 6 < result.summary.audio_seconds < 60
+
+
+def test_a_live_socket_opens_only_for_the_page_itself(page: str) -> None:
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect
+
+    socket = page.replace("http://", "ws://") + "/api/live"
+    with pytest.raises(InvalidStatus) as refused:
+        connect(socket, origin="http://evil.example")
+    assert refused.value.response.status_code == 403
+    with connect(socket, origin=page) as ws:  # the page's own origin: a bad config is answered, not dropped
+        ws.send(json.dumps({"sample_rate": 4000}))
+        ws.send("end")
+        answer = json.loads(ws.recv(timeout=30))
+    assert answer["kind"] == "error" and "sample_rate" in answer["message"]

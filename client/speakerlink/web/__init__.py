@@ -7,7 +7,9 @@ uploads each file to it with its own progress bar; the app streams each to its s
 (spool.py), checks its size as it comes, and once all are in hands them to
 `AsyncClient.iter_diarize` until the server accepts the job. Progress reaches the page as
 Server-Sent Events from `AsyncClient.watch`, so a reload, or a server that went away and came
-back, picks the job up again from the id in the page's URL. A refusal, the service's (a
+back, picks the job up again from the id in the page's URL. The Live tab sends the
+microphone's 16-bit PCM over a WebSocket, which the app hands to `AsyncClient.live` as it
+comes, sending back each update of the stream (F18). A refusal, the service's (a
 SpeakerlinkError) or the page's own (guard.Refusal), is raised where it is found and answered
 by one exception handler, as the JSON error app.js shows.
 
@@ -32,10 +34,11 @@ from urllib.parse import unquote
 from google.protobuf.json_format import MessageToDict
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import ClientDisconnect, HTTPConnection, Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
-from starlette.routing import Mount, Route
+from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from speakerlink.aio import AsyncClient
 from speakerlink.channel import channel_credentials
@@ -73,7 +76,7 @@ class Service:
         async with AsyncClient(self.target, **self._connection) as self._client:
             yield
 
-    def token(self, request: Request) -> str:
+    def token(self, request: HTTPConnection) -> str:
         """The request's bearer token, else the page's own."""
         header = request.headers.get("authorization", "")
         return header[7:].strip() if header.lower().startswith("bearer ") else self._default
@@ -208,6 +211,25 @@ def create_app(target: str, connection: dict | None = None, *, bound: str = "127
         return Response(found.content, media_type=found.content_type or "application/octet-stream",
                         headers={"Content-Disposition": f'attachment; filename="{found.filename}"'})
 
+    async def live(websocket: WebSocket) -> None:
+        """A live stream: a JSON config first (sample_rate, latency, token), then binary PCM
+        frames, then the text "end"; each of the stream's events goes back as JSON, the last
+        the stored result. A page that goes away ends the stream, which is kept as a job."""
+        await websocket.accept()
+        try:
+            config = await websocket.receive_json()
+            if not isinstance(config, dict):
+                raise Refusal(400, "NOT_JSON", "the first message is the stream's config, a JSON object")
+            caller = service.client(str(config.get("token") or "").strip() or service.token(websocket))
+            options = {k: config[k] for k in ("sample_rate", "latency", "max_speakers") if config.get(k)}
+            async for event in caller.live(_frames(websocket), name=str(config.get("name") or "microphone"), **options):
+                await websocket.send_json(_live_event(event))
+        except WebSocketDisconnect:
+            return
+        except (Refusal, SpeakerlinkError, ValueError) as err:
+            await websocket.send_json(_live_error(err))
+        await websocket.close()
+
     app = Starlette(routes=[
         Route("/", index),
         Route("/api/info", info),
@@ -217,6 +239,7 @@ def create_app(target: str, connection: dict | None = None, *, bound: str = "127
         Route("/api/jobs/{job_id}/events", events),
         Route("/api/jobs/{job_id}/cancel", cancel, methods=["POST"]),
         Route("/api/jobs/{job_id}/export/{format}", export),
+        WebSocketRoute("/api/live", live),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ], middleware=[Middleware(Guard, bound=bound, names=names)], lifespan=lifespan,
         exception_handlers={SpeakerlinkError: refused, Refusal: refused})
@@ -285,6 +308,38 @@ def _event(event: pb.JobEvent) -> dict:
         return {"kind": "error", "code": event.error.code, "message": event.error.message,
                 "troubleshooting": list(event.error.troubleshooting)}
     return {"kind": "accepted"}
+
+
+async def _frames(websocket: WebSocket) -> AsyncIterator[bytes]:
+    """The page's PCM frames until it says "end" or goes away."""
+    while True:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect" or message.get("text") == "end":
+            return
+        if message.get("bytes"):
+            yield message["bytes"]
+
+
+def _live_event(event: pb.StreamEvent) -> dict:
+    def turns(found) -> list[dict]:
+        return [{"start": t.start, "end": t.end, "speaker": t.speaker, "name": t.name} for t in found]
+
+    if event.HasField("update"):
+        u = event.update
+        return {"kind": "update", "decided_until": u.decided_until, "heard_seconds": u.heard_seconds,
+                "final": turns(u.final_turns), "provisional": turns(u.provisional_turns)}
+    if event.HasField("result"):
+        return {"kind": "result", "job_id": event.job_id}
+    return {"kind": "accepted", "job_id": event.job_id}
+
+
+def _live_error(err: Exception) -> dict:
+    if isinstance(err, Refusal):
+        return {"kind": "error", "code": err.code, "message": err.message, "troubleshooting": err.troubleshooting}
+    if isinstance(err, SpeakerlinkError):
+        return {"kind": "error", "code": err.code, "message": err.message,
+                "troubleshooting": [*err.troubleshooting, *err.recovery]}
+    return {"kind": "error", "code": "INVALID_OPTIONS", "message": str(err), "troubleshooting": []}
 
 
 def _status(status: pb.JobStatus) -> dict:

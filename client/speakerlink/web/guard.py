@@ -5,7 +5,9 @@ acting for strangers: it listens on loopback unless told the network is trusted;
 only requests that name it (the Host header), so a web site whose name an attacker points at
 127.0.0.1 (DNS rebinding) gets nothing; and it changes state (upload, submit, cancel) only for
 requests a browser sends from the page itself: same origin, with a header no cross-site form
-can send without a CORS preflight, which the page never approves.
+can send without a CORS preflight, which the page never approves. A WebSocket (the Live tab)
+carries no such header, so it is opened only for the page's own origin: browsers always send
+an Origin with one.
 """
 
 from __future__ import annotations
@@ -59,7 +61,16 @@ class Guard:
             if refusal is not None:
                 await refusal(scope, receive, send)
                 return
+        if scope["type"] == "websocket" and not self.own_socket(Headers(scope=scope)):
+            await receive()  # the connect: refused with 403 before any accept
+            await send({"type": "websocket.close", "code": 1008})
+            return
         await self.app(scope, receive, send)
+
+    def own_socket(self, headers: Headers) -> bool:
+        """A WebSocket for one of the page's names, opened by the page itself."""
+        host, origin = headers.get("host", ""), headers.get("origin")
+        return _hostname(host) in self.hosts and origin is not None and urlsplit(origin).netloc.lower() == host.lower()
 
     def refusal(self, headers: Headers, method: str) -> JSONResponse | None:
         host = headers.get("host", "")

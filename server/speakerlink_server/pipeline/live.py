@@ -136,11 +136,8 @@ class LiveDiarizer:
         return self._end / SAMPLE_RATE
 
     def label(self, speaker: int) -> int:
-        """The stream's number for a speaker: its place among first final frames, or where it
-        would come if it were decided now."""
-        if speaker in self.order:
-            return self.order.index(speaker)
-        return len(self.order) + sorted(set(range(self.memory.count)) - set(self.order)).index(speaker)
+        """The stream's number for a speaker with final speech: its place among first final frames."""
+        return self.order.index(speaker)
 
     def voiceprints(self) -> np.ndarray:
         """Each stream speaker's unit voiceprint. Shape: (speakers, dim)."""
@@ -275,8 +272,13 @@ class LiveDiarizer:
         self.turns += closed
         provisional = self._provisional(upto, heard)
         self._forget()
-        return LiveUpdate(decided_until, [self._labelled(t) for t in closed],
-                          [self._labelled(t) for t in provisional], heard)
+        # A speaker heard only in provisional turns so far is numbered after the final ones, by
+        # where its speech starts: what it will be if it is decided as it stands.
+        waiting = sorted({t.speaker for t in provisional} - set(self.order),
+                         key=lambda s: min(t.start for t in provisional if t.speaker == s))
+        number = {s: n for n, s in enumerate([*self.order, *waiting])}
+        return LiveUpdate(decided_until, [Turn(t.start, t.end, number[t.speaker]) for t in closed],
+                          [Turn(t.start, t.end, number[t.speaker]) for t in provisional], heard)
 
     def _speaking(self, lo: int, hi: int) -> np.ndarray:
         """Who speaks in grid frames lo..hi, as the last step labelled them. Shape: (hi - lo, speakers)."""
@@ -334,9 +336,6 @@ class LiveDiarizer:
         keep_from = min(int(round(self._windows[0].start * SAMPLE_RATE)), max(0, self._end + self._step - self._window))
         self._audio = self._audio[max(0, keep_from - self._audio_start) :]
         self._audio_start = max(keep_from, self._audio_start)
-
-    def _labelled(self, turn: Turn) -> Turn:
-        return Turn(turn.start, turn.end, self.label(turn.speaker))
 
     def _frame_at(self, seconds: float) -> int:
         """The first grid frame whose centre is at or after `seconds`."""

@@ -306,6 +306,107 @@ async function download(jobId, format) {
   }
 }
 
+// ------------------------------------------------------------------ live
+
+let live = null; // the stream under way: its capture, socket and turns
+
+async function startLive() {
+  $("live-error").hidden = true;
+  $("live-start").disabled = true;
+  try {
+    const stream = await navigator.mediaDevices.getUserMedia({
+      audio: { channelCount: 1, echoCancellation: false, noiseSuppression: false, autoGainControl: false },
+    });
+    const context = new AudioContext();
+    await context.audioWorklet.addModule("/static/capture.js");
+    const source = context.createMediaStreamSource(stream);
+    const node = new AudioWorkletNode(context, "pcm-capture");
+    const socket = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/api/live`);
+    live = { stream, context, node, socket, final: [], provisional: [], heard: 0, capturing: true };
+    socket.onopen = () => {
+      const max = $("live-max").value ? Number($("live-max").value) : null;
+      socket.send(JSON.stringify({
+        sample_rate: context.sampleRate, latency: Number($("live-latency").value), max_speakers: max,
+        token: sessionStorage.getItem("speakerlink-token") || "",
+      }));
+      node.port.onmessage = (e) => socket.readyState === WebSocket.OPEN && live.capturing && socket.send(e.data);
+      source.connect(node).connect(context.destination); // the node writes silence: nothing is heard
+    };
+    socket.onmessage = (e) => liveEvent(JSON.parse(e.data));
+    socket.onclose = () => {
+      stopCapture();
+      $("live-start").disabled = false;
+      $("live-stop").hidden = true;
+    };
+    $("live-stop").hidden = false;
+    $("live-status").textContent = "connecting…";
+  } catch (error) {
+    show($("live-error"), {
+      code: "NO_MICROPHONE", message: `the page cannot hear a microphone (${error.message || error})`,
+      troubleshooting: ["Plug one in, and allow this page to use it."],
+    });
+    $("live-start").disabled = false;
+  }
+}
+
+function stopLive() {
+  if (live && live.socket.readyState === WebSocket.OPEN) live.socket.send("end");
+  stopCapture();
+  $("live-stop").hidden = true;
+  $("live-status").textContent = "ending the stream…";
+}
+
+function stopCapture() {
+  if (!live || !live.capturing) return;
+  live.capturing = false;
+  live.stream.getTracks().forEach((track) => track.stop());
+  live.context.close();
+}
+
+function liveEvent(event) {
+  if (event.kind === "accepted") {
+    $("live-status").textContent = `listening · job ${event.job_id}`;
+  } else if (event.kind === "update") {
+    live.final.push(...event.final);
+    live.provisional = event.provisional;
+    live.heard = event.heard_seconds;
+    drawLive();
+  } else if (event.kind === "result") {
+    history.pushState({}, "", `/?job=${event.job_id}`);
+    $("live-view").hidden = true;
+    openJob(event.job_id);
+  } else if (event.kind === "error") {
+    show($("live-error"), event);
+  }
+}
+
+// One row that grows with the stream, in steps of 30 s; a lane per speaker, as a clip's row.
+function drawLive() {
+  const turns = [...live.final, ...live.provisional.map((t) => ({ ...t, provisional: true }))];
+  const speakers = [...new Set(turns.map((t) => t.speaker))].sort((a, b) => a.localeCompare(b, "en", { numeric: true }));
+  const colour = Object.fromEntries(speakers.map((s, i) => [s, COLOURS[i % COLOURS.length]]));
+  const span = Math.max(30, Math.ceil(live.heard / 30) * 30);
+  const row = timeline({ name: "microphone", duration_seconds: live.heard, segments: turns }, colour, span, true);
+  row.querySelectorAll("rect").forEach((bar, i) => turns[i].provisional && bar.setAttribute("fill-opacity", "0.4"));
+  $("live-timeline").replaceChildren(row);
+  const names = Object.fromEntries(turns.filter((t) => t.name).map((t) => [t.speaker, t.name]));
+  $("live-legend").replaceChildren(...speakers.map((speaker) => {
+    const li = document.createElement("li");
+    li.dataset.speaker = speaker;
+    li.innerHTML = `<span class="swatch"></span><strong></strong>`;
+    li.querySelector(".swatch").style.background = colour[speaker];
+    li.querySelector("strong").textContent = names[speaker] ? `${names[speaker]} (${speaker})` : speaker;
+    return li;
+  }));
+}
+
+function openLive() {
+  $("upload-view").hidden = true;
+  $("live-view").hidden = false;
+  $("live-start").onclick = startLive;
+  $("live-stop").onclick = stopLive;
+}
+
 // ------------------------------------------------------------------ start
 
 async function main() {
@@ -315,8 +416,9 @@ async function main() {
     location.reload();
   };
   $("fit").onchange = () => shown && drawTimeline();
-  const jobId = new URLSearchParams(location.search).get("job");
-  if (jobId) return openJob(jobId);
+  const query = new URLSearchParams(location.search);
+  if (query.get("job")) return openJob(query.get("job"));
+  if (query.has("live")) return openLive();
   $("files").onchange = (e) => pick(e.target.files);
   const drop = $("drop");
   drop.ondragover = (e) => { e.preventDefault(); drop.classList.add("over"); };
