@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -478,3 +479,41 @@ def test_voices_belong_to_their_tenant(secure: RunningServer, pki: Pki, samples,
             globex.enroll_from_job("Alice", job.job_id, job.speakers[0].label)
         assert foreign.value.code == "JOB_NOT_FOUND"
         assert acme.delete_speaker("Alice")
+
+
+def test_a_live_stream_is_a_tenants_upload_its_audio_counts_and_its_job_is_theirs(pki: Pki, tmp_path: Path,
+                                                                                  samples) -> None:
+    wav, _ = sf.read(samples["meeting.wav"], dtype="float32")
+    pcm = (wav * 32767).astype("<i2").tobytes()
+    frames = [pcm[i : i + 3200] for i in range(0, len(pcm), 3200)]  # 36.5 s in frames of 0.1 s
+    running = tenants_server(pki, tmp_path, {"acme": "max_uploads = 1\naudio_seconds_per_day = 25"})
+    try:
+        with connect(running, pki, TOKEN_A) as acme, connect(running, pki, TOKEN_B) as globex:
+            gate = threading.Event()
+
+            def held() -> Iterator[bytes]:  # a stream that waits after its first frames
+                yield from frames[:10]
+                gate.wait(30)
+
+            first = acme.live(held())
+            assert next(first).HasField("accepted")
+            with pytest.raises(LimitExceededError) as caught:  # the stream holds acme's one upload slot
+                list(acme.live(frames[:10]))
+            assert caught.value.code == "TENANT_UPLOADS"
+            gate.set()
+            assert list(first)[-1].HasField("result")
+
+            events = []
+            with pytest.raises(LimitExceededError) as caught:  # 1 s heard, 24 s left of the day's 25
+                for event in acme.live(frames):
+                    events.append(event)
+            assert caught.value.code == "AUDIO_QUOTA"
+            result = events[-1].result  # what was heard before the quota is a job all the same
+            assert result.summary.audio_seconds == pytest.approx(24.0, abs=0.15)
+            assert acme.info().quota.audio_seconds_used == pytest.approx(25.0, abs=0.15)
+            assert acme.get_result(result.job_id) == result
+            with pytest.raises(NotFoundError):
+                globex.get_result(result.job_id)  # another tenant's job is not there for globex
+            assert result.job_id not in {j.job_id for j in globex.list_jobs()}
+    finally:
+        running.stop(grace=0)

@@ -29,7 +29,7 @@ from speakerlink_server.pipeline.assemble import Diarized, Summary, assemble, gl
 from speakerlink_server.pipeline.clip import ClipAnalysis, ClipInput
 from speakerlink_server.pipeline.linking import Link, LocalSpeaker
 from speakerlink_server.pipeline.live import MAX_LATENCY, MIN_LATENCY, LiveDiarizer, LiveUpdate
-from speakerlink_server.pipeline.live_audio import PcmFrames
+from speakerlink_server.pipeline.live_audio import BYTES_PER_SAMPLE, PcmFrames
 from speakerlink_server.pipeline.request import JobRequest
 from speakerlink_server.pipeline.segments import Turn
 from speakerlink_server.quotas import Quotas
@@ -47,7 +47,8 @@ log = logging.getLogger(__name__)
 DEFAULT_LATENCY = 2.0
 LOWEST_RATE, HIGHEST_RATE = 8000, 48000
 MAX_CHANNELS = 8
-# The stream's audio is charged to the tenant's daily quota in blocks of this many seconds.
+# The stream's audio is charged to the tenant's daily quota in blocks of this many seconds, the
+# last one when it ends; it ends where the day's audio runs out.
 QUOTA_BLOCK_SECONDS = 10.0
 DEFAULT_NAME = "live"
 
@@ -133,7 +134,8 @@ class _Session:
                                      request.speakers.max_speakers or MAX_SPEAKERS, list(voices))
         self._decoder = PcmFrames(request.sample_rate, request.channels)
         self._bytes = 0
-        self._charged = 0.0
+        self._charged = 0.0  # seconds counted against the tenant's daily audio so far
+        self._cap = quotas.audio_left(tenant)  # the stream ends before it hears more than this
         self._started, self._clock = time.time(), time.monotonic()
         self._kept: pb.DiarizationResult | None = None
 
@@ -167,14 +169,18 @@ class _Session:
             raise errors.out_of_order("after the config, a stream sends only audio")
         if len(message.audio) > MAX_CHUNK_BYTES:
             raise errors.chunk_too_large(0, self.request.name, len(message.audio), MAX_CHUNK_BYTES)
-        self._bytes += len(message.audio)
-        samples = self._decoder.decode(message.audio)
-        heard = self._decoder.seconds
+        # Limits are checked before the frame is heard: what the job keeps stays within them.
+        heard = self._decoder.seconds + len(message.audio) / (BYTES_PER_SAMPLE * self.request.channels
+                                                              * self.request.sample_rate)
         if heard > self._config.max_clip_seconds:
             raise errors.audio_too_long(0, self.request.name, heard, self._config.max_clip_seconds)
-        while heard - self._charged >= QUOTA_BLOCK_SECONDS:
-            self._quotas.charge(self.tenant, QUOTA_BLOCK_SECONDS)
-            self._charged += QUOTA_BLOCK_SECONDS
+        while heard - self._charged >= QUOTA_BLOCK_SECONDS or heard > self._cap:
+            block = QUOTA_BLOCK_SECONDS if heard <= self._cap else heard - self._charged
+            self._quotas.charge(self.tenant, block)  # past the day's audio: AUDIO_QUOTA
+            self._charged += block
+            self._cap = self._charged + self._quotas.audio_left(self.tenant)
+        self._bytes += len(message.audio)
+        samples = self._decoder.decode(message.audio)
         return self.diarizer.feed(samples)
 
     def _event(self, update: LiveUpdate) -> pb.StreamEvent:
@@ -210,8 +216,9 @@ class _Session:
         self._kept = result
         try:
             self._quotas.charge(self.tenant, max(0.0, self._decoder.seconds - self._charged))
-        except errors.ServiceError:
-            pass  # the last block's audio was heard and kept; the next stream is refused at its start
+        except errors.ServiceError:  # another stream of the tenant's took the rest of the day meanwhile
+            log.warning("live stream %s: its last %.1f s were heard past the tenant's daily audio", self.job_id,
+                        self._decoder.seconds - self._charged, extra={"job_id": self.job_id, "tenant": self.tenant})
         log.info("live stream %s stored: %.1f s of audio, %d speakers", self.job_id, self._decoder.seconds,
                  len(result.speakers), extra={"job_id": self.job_id, "tenant": self.tenant})
         return result

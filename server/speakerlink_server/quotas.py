@@ -12,6 +12,7 @@ and streams at once are counted by each front end for its own calls.
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 import time
 from collections import Counter
@@ -77,6 +78,11 @@ class Quotas:
 
     def audio_today(self, tenant: str) -> float:
         return self._ledger.seconds_since(tenant, time.time() - DAY_SECONDS)
+
+    def audio_left(self, tenant: str) -> float:
+        """Seconds of audio the tenant may still send in the last 24 hours (inf: no limit)."""
+        limit = self.quota(tenant).audio_seconds_per_day
+        return max(0.0, limit - self.audio_today(tenant)) if limit else math.inf
 
     def upload(self, tenant: str) -> contextlib.AbstractContextManager[None]:
         """One of the tenant's upload slots for as long as the upload (and an enrollment's work) runs."""
