@@ -18,7 +18,7 @@ import soundfile as sf
 import soxr
 from conftest import make_config, start_server
 from speakerlink import AsyncClient, Client
-from speakerlink.errors import LimitExceededError
+from speakerlink.errors import InvalidInputError, LimitExceededError
 from speakerlink.evaluation import read_rttm, score
 from speakerlink.v1 import speakerlink_pb2 as pb
 from speakerlink.v1 import speakerlink_pb2_grpc as pb_grpc
@@ -82,6 +82,26 @@ def test_labels_stay_with_their_people_at_any_rate_and_channel_count(client: Cli
         assert speakers == {"S1", "S2", "S3"}
     durations = [e[-1].result.summary.audio_seconds for e in (mono, stereo)]
     assert durations[0] == pytest.approx(durations[1], abs=0.05)
+
+
+@pytest.mark.parametrize(("encoding", "codec"), [("container", ["-c:a", "libopus", "-b:a", "24k", "-f", "ogg"]),
+                                                 ("mulaw", ["-ar", "8000", "-f", "mulaw"])])
+def test_encoded_streams_are_decoded_as_they_come(client: Client, samples, encoding: str, codec: list[str]) -> None:
+    """An Ogg Opus stream as a browser's recorder writes it, and G.711 from a telephony bridge."""
+    encoded = subprocess.run(["ffmpeg", "-v", "error", "-i", str(samples["interview.flac"]), "-ac", "1", *codec, "pipe:1"],
+                             capture_output=True, check=True).stdout
+    frames = [encoded[i : i + 800] for i in range(0, len(encoded), 800)]
+    events = list(client.live(frames, encoding=encoding, sample_rate=8000, latency=1.0))
+    result = events[-1].result
+    assert result.summary.audio_seconds == pytest.approx(38.7, abs=0.3)
+    assert {s.label for s in result.speakers} == {"S1", "S2", "S3"}
+    assert result.clips[0].segments
+
+
+def test_a_stream_that_is_not_audio_ends_with_not_audio(client: Client) -> None:
+    with pytest.raises(InvalidInputError) as caught:
+        list(client.live([b"minutes of the meeting, not a recording of it\n" * 200] * 5, encoding="container"))
+    assert caught.value.code == "NOT_AUDIO"
 
 
 def test_enrolled_voices_are_named_as_the_stream_goes(server, voices, samples) -> None:

@@ -146,6 +146,7 @@ class AsyncClient:
         self,
         frames: Iterable[bytes] | AsyncIterable[bytes],
         *,
+        encoding: str = "pcm_s16le",
         sample_rate: int = 16000,
         channels: int = 1,
         latency: float = 2.0,
@@ -157,8 +158,8 @@ class AsyncClient:
     ) -> AsyncIterator[pb.StreamEvent]:
         """As Client.live; `frames` may also be an async iterable (a web socket's messages, a
         telephony bridge's media), read as the server takes them."""
-        config = live_config(sample_rate=sample_rate, channels=channels, latency=latency, max_speakers=max_speakers,
-                             recognize=recognize, engine=engine, name=name)
+        config = live_config(encoding=encoding, sample_rate=sample_rate, channels=channels, latency=latency,
+                             max_speakers=max_speakers, recognize=recognize, engine=engine, name=name)
         job_id = ""
         try:
             async for event in self._stub.StreamDiarize(live_requests_async(config, frames), timeout=timeout):

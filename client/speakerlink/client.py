@@ -161,6 +161,7 @@ class Client:
         self,
         frames: Iterable[bytes],
         *,
+        encoding: str = "pcm_s16le",
         sample_rate: int = 16000,
         channels: int = 1,
         latency: float = 2.0,
@@ -170,13 +171,16 @@ class Client:
         name: str = "",
         timeout: float | None = None,
     ) -> Iterator[pb.StreamEvent]:
-        """Stream 16-bit PCM `frames` (bytes, channels interleaved) as they are captured and
-        yield the server's events: accepted, an update per step of audio (final turns and
-        provisional ones), then the result, stored as a job. End `frames` to end the stream.
+        """Stream audio `frames` (bytes) as they are captured and yield the server's events:
+        accepted, an update per step of audio (final turns and provisional ones), then the
+        result, stored as a job. End `frames` to end the stream. `encoding`: "pcm_s16le"
+        (16-bit PCM, channels interleaved), "mulaw" or "alaw" (G.711, a telephony bridge's),
+        or "container" (the bytes of an Ogg or WebM Opus, MP3, FLAC or WAV stream as it is
+        written; its header gives rate and channels).
         A limit that ends the stream (AUDIO_TOO_LONG, AUDIO_QUOTA, UPLOAD_STALLED) raises after
         the result; the job keeps what was heard."""
-        config = live_config(sample_rate=sample_rate, channels=channels, latency=latency, max_speakers=max_speakers,
-                             recognize=recognize, engine=engine, name=name)
+        config = live_config(encoding=encoding, sample_rate=sample_rate, channels=channels, latency=latency,
+                             max_speakers=max_speakers, recognize=recognize, engine=engine, name=name)
         job_id = ""
         try:
             for event in self._stub.StreamDiarize(live_requests(config, frames), timeout=timeout):

@@ -41,8 +41,17 @@ def diarize_options(
     return options
 
 
+ENCODINGS: dict[str, int] = {
+    "pcm_s16le": pb.AUDIO_ENCODING_PCM_S16LE,
+    "mulaw": pb.AUDIO_ENCODING_MULAW,
+    "alaw": pb.AUDIO_ENCODING_ALAW,
+    "container": pb.AUDIO_ENCODING_CONTAINER,
+}
+
+
 def live_config(
     *,
+    encoding: str = "pcm_s16le",
     sample_rate: int = 16000,
     channels: int = 1,
     latency: float = 2.0,
@@ -51,10 +60,12 @@ def live_config(
     engine: str = "",
     name: str = "",
 ) -> pb.StreamConfig:
-    """The StreamConfig of a live stream of 16-bit PCM; the server checks it again."""
+    """The StreamConfig of a live stream; the server checks it again."""
+    if encoding not in ENCODINGS:
+        raise ValueError(f"encoding must be one of {', '.join(ENCODINGS)}, got {encoding!r}")
     if not 0.5 <= latency <= 5.0:
         raise ValueError(f"latency must be 0.5-5 seconds, got {latency}")
-    if not 8000 <= sample_rate <= 48000:
+    if encoding != "container" and not 8000 <= sample_rate <= 48000:
         raise ValueError(f"sample_rate must be 8000-48000 Hz, got {sample_rate}")
     if not 1 <= channels <= 8:
         raise ValueError(f"channels must be 1-8, got {channels}")
@@ -62,7 +73,8 @@ def live_config(
         raise ValueError(f"max_speakers must be at least 1, got {max_speakers}")
     config = pb.StreamConfig(
         latency_seconds=latency, speakers=pb.SpeakerCount(max=max_speakers or 0), engine=engine,
-        encoding=pb.AUDIO_ENCODING_PCM_S16LE, sample_rate=sample_rate, channels=channels, name=name,
+        encoding=ENCODINGS[encoding], sample_rate=0 if encoding == "container" else sample_rate,
+        channels=0 if encoding == "container" else channels, name=name,
     )
     if not recognize:
         config.recognize = False

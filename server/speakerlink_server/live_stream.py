@@ -17,10 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+import numpy as np
 from speakerlink.ids import new_job_id
 from speakerlink.v1 import speakerlink_pb2 as pb
 
 from speakerlink_server import errors
+from speakerlink_server.audio_format import SAMPLE_RATE
 from speakerlink_server.auth import Tenants
 from speakerlink_server.config import ServerConfig
 from speakerlink_server.engines.base import CountBounds
@@ -29,7 +31,7 @@ from speakerlink_server.pipeline.assemble import Diarized, Summary, assemble, gl
 from speakerlink_server.pipeline.clip import ClipAnalysis, ClipInput
 from speakerlink_server.pipeline.linking import Link, LocalSpeaker
 from speakerlink_server.pipeline.live import MAX_LATENCY, MIN_LATENCY, LiveDiarizer, LiveUpdate
-from speakerlink_server.pipeline.live_audio import BYTES_PER_SAMPLE, PcmFrames
+from speakerlink_server.pipeline.live_audio import live_decoder
 from speakerlink_server.pipeline.request import JobRequest
 from speakerlink_server.pipeline.segments import Turn
 from speakerlink_server.quotas import Quotas
@@ -51,6 +53,8 @@ MAX_CHANNELS = 8
 # last one when it ends; it ends where the day's audio runs out.
 QUOTA_BLOCK_SECONDS = 10.0
 DEFAULT_NAME = "live"
+ENCODINGS = {pb.AUDIO_ENCODING_PCM_S16LE: "pcm_s16le", pb.AUDIO_ENCODING_MULAW: "mulaw",
+             pb.AUDIO_ENCODING_ALAW: "alaw", pb.AUDIO_ENCODING_CONTAINER: "container"}
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,7 @@ class LiveRequest:
     speakers: CountBounds
     recognize: bool
     engine: str  # the embedder's name, "auto" resolved
+    encoding: str  # pipeline.live_audio's name for it
     sample_rate: int
     channels: int
     name: str
@@ -71,10 +76,11 @@ def live_request(config: pb.StreamConfig, engines: Engines) -> LiveRequest:
     if not MIN_LATENCY <= latency <= MAX_LATENCY:
         raise errors.option_out_of_range("latency_seconds", "--latency", config.latency_seconds,
                                          f"{MIN_LATENCY:g}-{MAX_LATENCY:g} seconds")
-    if config.encoding != pb.AUDIO_ENCODING_PCM_S16LE:
-        raise errors.invalid_config(f"encoding {pb.AudioEncoding.Name(config.encoding) if config.encoding in pb.AudioEncoding.values() else config.encoding}"
-                                    " is not one this server streams; send AUDIO_ENCODING_PCM_S16LE")
-    if not LOWEST_RATE <= config.sample_rate <= HIGHEST_RATE:
+    if config.encoding not in ENCODINGS:
+        known = ", ".join(pb.AudioEncoding.Name(e) for e in ENCODINGS)
+        raise errors.invalid_config(f"encoding {config.encoding} is not one this server streams; send one of {known}")
+    container = config.encoding == pb.AUDIO_ENCODING_CONTAINER
+    if not container and not LOWEST_RATE <= config.sample_rate <= HIGHEST_RATE:
         raise errors.option_out_of_range("sample_rate", "--sample-rate", config.sample_rate,
                                          f"{LOWEST_RATE}-{HIGHEST_RATE} Hz")
     if not 0 <= config.channels <= MAX_CHANNELS:
@@ -91,7 +97,7 @@ def live_request(config: pb.StreamConfig, engines: Engines) -> LiveRequest:
     return LiveRequest(
         latency=latency, speakers=CountBounds(max_speakers=most), engine=embedder.name,
         recognize=not config.HasField("recognize") or config.recognize,
-        sample_rate=config.sample_rate, channels=config.channels or 1,
+        encoding=ENCODINGS[config.encoding], sample_rate=config.sample_rate, channels=config.channels or 1,
         name=config.name.strip() or DEFAULT_NAME,
     )
 
@@ -132,8 +138,9 @@ class _Session:
         voices = store.voices.voiceprints(tenant, self._embedder.name) if request.recognize else []
         self.diarizer = LiveDiarizer(engines.segmenter, self._embedder, self._params, request.latency,
                                      request.speakers.max_speakers or MAX_SPEAKERS, list(voices))
-        self._decoder = PcmFrames(request.sample_rate, request.channels)
+        self._decoder = live_decoder(request.encoding, request.sample_rate, request.channels, request.name)
         self._bytes = 0
+        self._heard = 0  # samples given to the diarizer
         self._charged = 0.0  # seconds counted against the tenant's daily audio so far
         self._cap = quotas.audio_left(tenant)  # the stream ends before it hears more than this
         self._started, self._clock = time.time(), time.monotonic()
@@ -143,16 +150,17 @@ class _Session:
         """Updates while audio comes, then the result, then the error a limit ended it with.
         The job is kept even where the generator is closed at a yield (the caller went away)."""
         ended: errors.ServiceError | None = None
+        tail: list[LiveUpdate] = []
         try:
             try:
                 for message in frames:
-                    for update in self._take(message):
+                    for update in self._take(message, tail):
                         yield self._event(update)
+                tail += self._hear(self._decoder.flush(), tail)
             except errors.ServiceError as exc:
                 ended = exc
             except grpc.RpcError:  # the caller went away: keep what was heard
                 ended = errors.caller_left()
-            tail = self.diarizer.feed(self._decoder.flush())
             tail.append(self.diarizer.finish())
             result = self._keep()
             if context.is_active():
@@ -160,27 +168,45 @@ class _Session:
                     yield self._event(update)
                 yield pb.StreamEvent(job_id=self.job_id, result=result)
         finally:
+            self._decoder.close()
             self._keep()
         if ended is not None:
             raise ended
 
-    def _take(self, message: pb.StreamRequest) -> list[LiveUpdate]:
+    def _take(self, message: pb.StreamRequest, tail: list[LiveUpdate]) -> list[LiveUpdate]:
+        """The updates a frame brings; where it passes a limit, the part within it goes to
+        `tail` and the limit's error is raised."""
         if message.WhichOneof("payload") != "audio":
             raise errors.out_of_order("after the config, a stream sends only audio")
         if len(message.audio) > MAX_CHUNK_BYTES:
             raise errors.chunk_too_large(0, self.request.name, len(message.audio), MAX_CHUNK_BYTES)
-        # Limits are checked before the frame is heard: what the job keeps stays within them.
-        heard = self._decoder.seconds + len(message.audio) / (BYTES_PER_SAMPLE * self.request.channels
-                                                              * self.request.sample_rate)
-        if heard > self._config.max_clip_seconds:
-            raise errors.audio_too_long(0, self.request.name, heard, self._config.max_clip_seconds)
-        while heard - self._charged >= QUOTA_BLOCK_SECONDS or heard > self._cap:
-            block = QUOTA_BLOCK_SECONDS if heard <= self._cap else heard - self._charged
-            self._quotas.charge(self.tenant, block)  # past the day's audio: AUDIO_QUOTA
-            self._charged += block
-            self._cap = self._charged + self._quotas.audio_left(self.tenant)
         self._bytes += len(message.audio)
-        samples = self._decoder.decode(message.audio)
+        return self._hear(self._decoder.decode(message.audio), tail)
+
+    def _hear(self, samples: np.ndarray, tail: list[LiveUpdate]) -> list[LiveUpdate]:
+        """Feed decoded samples to the diarizer, within the clip length and the tenant's day.
+        Where they pass a limit, the part within it goes to `tail` and the limit is raised."""
+        heard = (self._heard + samples.size) / SAMPLE_RATE
+        limit = min(self._config.max_clip_seconds, self._cap)
+        if heard > limit:
+            cut = max(0, int(limit * SAMPLE_RATE) - self._heard)
+            within = self._hear(samples[:cut], tail)
+            try:
+                if heard > self._config.max_clip_seconds:
+                    raise errors.audio_too_long(0, self.request.name, heard, self._config.max_clip_seconds)
+                self._quotas.charge(self.tenant, heard - self._charged)  # AUDIO_QUOTA, unless the day freed some
+            except errors.ServiceError:
+                tail += within
+                raise
+            self._charged = heard
+            self._cap = heard + self._quotas.audio_left(self.tenant)
+            self._heard += samples.size - cut
+            return within + self.diarizer.feed(samples[cut:])
+        while heard - self._charged >= QUOTA_BLOCK_SECONDS:
+            self._quotas.charge(self.tenant, QUOTA_BLOCK_SECONDS)
+            self._charged += QUOTA_BLOCK_SECONDS
+            self._cap = self._charged + self._quotas.audio_left(self.tenant)
+        self._heard += samples.size
         return self.diarizer.feed(samples)
 
     def _event(self, update: LiveUpdate) -> pb.StreamEvent:
@@ -204,7 +230,7 @@ class _Session:
         diarized = self._diarized()
         result = diarized.result
         result.job_id = self.job_id
-        clip = pb.ClipManifest(name=self.request.name, size_bytes=self._bytes, format="pcm")
+        clip = pb.ClipManifest(name=self.request.name, size_bytes=self._bytes, format=self.request.encoding)
         config = pb.DiarizeConfig(options=pb.DiarizeOptions(
             speakers=pb.SpeakerCount(max=self.request.speakers.max_speakers), engine=self.request.engine,
             recognize=self.request.recognize), clips=[clip])
@@ -215,11 +241,11 @@ class _Session:
             self._store.prints.save(self.job_id, self._embedder.name, diarized.voiceprints)
         self._kept = result
         try:
-            self._quotas.charge(self.tenant, max(0.0, self._decoder.seconds - self._charged))
+            self._quotas.charge(self.tenant, max(0.0, self._heard / SAMPLE_RATE - self._charged))
         except errors.ServiceError:  # another stream of the tenant's took the rest of the day meanwhile
             log.warning("live stream %s: its last %.1f s were heard past the tenant's daily audio", self.job_id,
-                        self._decoder.seconds - self._charged, extra={"job_id": self.job_id, "tenant": self.tenant})
-        log.info("live stream %s stored: %.1f s of audio, %d speakers", self.job_id, self._decoder.seconds,
+                        self._heard / SAMPLE_RATE - self._charged, extra={"job_id": self.job_id, "tenant": self.tenant})
+        log.info("live stream %s stored: %.1f s of audio, %d speakers", self.job_id, self._heard / SAMPLE_RATE,
                  len(result.speakers), extra={"job_id": self.job_id, "tenant": self.tenant})
         return result
 
