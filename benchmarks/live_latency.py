@@ -3,7 +3,9 @@
 Each clip of a folder is streamed on its own, in-process, as fast as it can go (the latency is
 counted in audio time, so the pace does not change a decision), in frames of 20 ms. The
 result is the stream's final turns. Per-clip DER (collar 0.25 s, overlap scored), as
-`speakerlink eval` prints it; offline is one job of the folder's clips.
+`speakerlink eval` prints it; offline is one job of the folder's clips. The streams run on one
+torch thread, so that the CPU seconds per audio second are a stream's own cost, as when many
+streams share the cores.
 
     python benchmarks/live_latency.py ../shared/data/ami-train ../shared/data/libri-dev-linking
 """
@@ -16,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+import torch
 from speakerlink.evaluation import clip_id, hypothesis_of, read_rttm, read_uem, score
 from speakerlink_server.config import load_config
 from speakerlink_server.engines.registry import load_engines
@@ -40,6 +43,7 @@ def main() -> None:
     parser.add_argument("folders", nargs="+", type=Path, help="folders with audio/*.wav, all.rttm and all.uem")
     parser.add_argument("--latency", type=float, action="append", help="latencies to measure (default: 0.5 1 2 5)")
     args = parser.parse_args()
+    torch.set_num_threads(1)
     config = load_config()
     engines = load_engines(config)
     embedder = engines.embedder("auto")

@@ -171,7 +171,8 @@ class LiveDiarizer:
         activity = binarize(segmentation) * grid.valid[:, :, None]  # shape: (num_windows, num_frames, local_speakers)
         count = speaker_count(segmentation, grid)
         runs = single_speaker_runs(activity, grid, count)
-        fresh = self._fresh(run_windows(runs, grid, self.params.windows), origin)  # shape: (n, 2), grid frames
+        hop = round(self.params.windows.hop_seconds / self._frame)
+        fresh = self._fresh(_closed_tails(run_windows(runs, grid, self.params.windows), runs, grid.size, hop), origin)
         self._embed(fresh, grid, origin)
         before = np.array([self._prior(a, b) for a, b in fresh], dtype=np.int64)
         settle = final | (fresh[:, 1] <= upto)
@@ -199,8 +200,18 @@ class LiveDiarizer:
         return np.array(fresh, dtype=np.int64).reshape(len(fresh), 2)
 
     def _embed(self, windows: np.ndarray, grid: FrameGrid, origin: int) -> None:
-        """Embeddings of the windows not embedded at an earlier step, into the cache."""
-        missing = [(int(a), int(b)) for a, b in windows if (a, b) not in self._cache]
+        """Embeddings of the windows not embedded at an earlier step, into the cache; a window
+        cut again less than half a hop away from one that was takes its embedding."""
+        shift = self.params.windows.hop_seconds / self._frame / 2
+        missing = []
+        for a, b in windows.tolist():
+            if (a, b) in self._cache:
+                continue
+            near = [key for key in self._cache if abs(key[0] - a) < shift and abs(key[1] - b) < shift]
+            if near:
+                self._cache[(a, b)] = self._cache[near[0]]
+            else:
+                missing.append((a, b))
         if not missing:
             return
         spans = [[(a - self._audio_start, b - self._audio_start) for a, b in span]
@@ -354,3 +365,12 @@ def _overlaps(first: int, end: int, frames: np.ndarray, hop: float) -> bool:
         return False
     shared = np.minimum(frames[:, 1], end) - np.maximum(frames[:, 0], first)
     return bool((shared > (end - first) - hop).any())
+
+
+def _closed_tails(windows: list[tuple[int, int]], runs: list[tuple[int, int]], size: int,
+                  hop: int) -> list[tuple[int, int]]:
+    """The windows without the tail window of a stretch still going on at the newest audio: it
+    moves with every step until the stretch ends (its frames take the last window before it)."""
+    open_runs = [(a, b) for a, b in runs if b >= size - 1 and b - a > hop]
+    return [(a, b) for a, b in windows
+            if not any(first <= a and b == end and (a - first) % hop for first, end in open_runs)]
