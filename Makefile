@@ -24,6 +24,8 @@ bench: .venv/.installed-dev
 	.venv/bin/python benchmarks/quality.py
 	.venv/bin/python benchmarks/recognition.py
 	.venv/bin/python benchmarks/long_recording.py
+	.venv/bin/python benchmarks/live_latency.py ../shared/data/libri-dev-linking ../shared/data/ami-train
+	.venv/bin/python benchmarks/live_keepup.py
 	.venv/bin/python benchmarks/titanet_speed.py
 	.venv/bin/python benchmarks/gpu_speed.py
 

@@ -67,6 +67,8 @@ def test_a_stream_sends_turns_as_they_are_decided_and_leaves_a_job(client: Clien
     assert result.clips[0].name == "standup" and result.summary.audio_seconds == pytest.approx(36.5, abs=0.1)
     assert client.list_jobs()[0].job_id == job_id
     assert client.export(job_id, "rttm").content.decode().startswith("SPEAKER standup 1 ")
+    voice = client.enroll_from_job("Standup S1", job_id, "S1")  # its voiceprints were kept, as a job's are
+    assert voice.speech_seconds > 5 and client.delete_speaker("Standup S1")
     # The three people, each turn theirs: as close to the reference as offline (0.35 % at 2 s).
     reference = read_rttm(samples["reference.rttm"])
     hypothesis = {"meeting": [(s.start, s.end, s.speaker) for s in result.clips[0].segments]}
@@ -75,8 +77,8 @@ def test_a_stream_sends_turns_as_they_are_decided_and_leaves_a_job(client: Clien
 
 
 def test_labels_stay_with_their_people_at_any_rate_and_channel_count(client: Client, samples) -> None:
-    mono = list(client.live(clip_frames(samples["interview.flac"]), latency=1.0))
-    stereo = list(client.live(clip_frames(samples["interview.flac"], 44100, 2), sample_rate=44100, channels=2, latency=1.0))
+    mono = list(client.live(clip_frames(samples["interview.flac"])))
+    stereo = list(client.live(clip_frames(samples["interview.flac"], 44100, 2), sample_rate=44100, channels=2))
     for events in (mono, stereo):
         speakers = {s.label for s in events[-1].result.speakers}
         assert speakers == {"S1", "S2", "S3"}
@@ -91,7 +93,7 @@ def test_encoded_streams_are_decoded_as_they_come(client: Client, samples, encod
     encoded = subprocess.run(["ffmpeg", "-v", "error", "-i", str(samples["interview.flac"]), "-ac", "1", *codec, "pipe:1"],
                              capture_output=True, check=True).stdout
     frames = [encoded[i : i + 800] for i in range(0, len(encoded), 800)]
-    events = list(client.live(frames, encoding=encoding, sample_rate=8000, latency=1.0))
+    events = list(client.live(frames, encoding=encoding, sample_rate=8000))
     result = events[-1].result
     assert result.summary.audio_seconds == pytest.approx(38.7, abs=0.3)
     assert {s.label for s in result.speakers} == {"S1", "S2", "S3"}
@@ -217,14 +219,12 @@ def cli(server, *args: str, **env: str) -> subprocess.Popen:
 
 
 def test_cli_prints_turns_as_decided_then_the_format(server, samples, tmp_path: Path) -> None:
-    proc = cli(server, str(samples["call.mp3"]), "--speed", "0", "--format", "rttm", "--latency", "1")
+    proc = cli(server, str(samples["call.mp3"]), "--speed", "0", "--format", "rttm", "-o", str(tmp_path / "call.rttm"))
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
-    assert all(line.startswith("SPEAKER call 1 ") for line in out.splitlines()) and out
-    assert "live stream " in err and " - " in err and "2 speakers" in err
-    proc = cli(server, str(samples["call.mp3"]), "--speed", "0", "-o", str(tmp_path / "call.json"))
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 0 and (tmp_path / "call.json").read_text().startswith("{"), err
+    lines = (tmp_path / "call.rttm").read_text().splitlines()
+    assert lines and all(line.startswith("SPEAKER call 1 ") for line in lines) and not out
+    assert "live stream " in err and "00:0" in err and "2 speakers" in err  # the turns went to stderr as they came
 
 
 def test_cli_ctrl_c_ends_the_stream_and_keeps_what_was_heard(server, samples) -> None:
@@ -250,7 +250,7 @@ def test_cli_says_plainly_when_there_is_no_file_or_microphone(server, tmp_path: 
 
 
 def test_memory_stays_bounded_and_people_stay_known_over_a_long_stream(samples) -> None:
-    """Three rounds of the same three people, with room for few windows: what the diarizer holds
+    """Two rounds of the same three people, with room for few windows: what the diarizer holds
     does not grow with the stream, and the people of the last round are those of the first."""
     from dataclasses import replace
 
@@ -262,7 +262,7 @@ def test_memory_stays_bounded_and_people_stay_known_over_a_long_stream(samples) 
     params = embedder.default_parameters()
     params = replace(params, live=replace(params.live, max_windows=30, anchors=6))
     diarizer = LiveDiarizer(engines.segmenter, embedder, params, latency=2.0, max_speakers=20)
-    wav = np.tile(sf.read(samples["meeting.wav"], dtype="float32")[0], 3)
+    wav = np.tile(sf.read(samples["meeting.wav"], dtype="float32")[0], 2)
     held = []
     for start in range(0, wav.size, 1600):
         diarizer.feed(wav[start : start + 1600])
@@ -270,5 +270,5 @@ def test_memory_stays_bounded_and_people_stay_known_over_a_long_stream(samples) 
     diarizer.finish()
     most = np.max(held, axis=0)
     assert most[0] <= 16000 * 13 and most[1] <= 13 and most[2] <= 30 + 3 and most[3] <= 13 / 0.016
-    late = {t.speaker for t in diarizer.turns if t.start > 2 * 36.5}
+    late = {t.speaker for t in diarizer.turns if t.start > 36.5}
     assert len(diarizer.order) == 3 and late == set(diarizer.order)
