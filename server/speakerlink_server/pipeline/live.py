@@ -102,6 +102,10 @@ class LiveDiarizer:
         self._windows: list[_Window] = []  # the segmenter windows that still cover undecided audio
         self._cache: dict[tuple[int, int], np.ndarray] = {}  # embeddings of windows not yet settled, by grid frames
         self._last: dict[tuple[int, int], int] = {}  # their speakers, as the last step gave them
+        self._embedded: set[tuple[int, int]] = set()  # the cached windows embedded for themselves
+        # Whether a frame is decided a hop or more after it is heard: a stretch then has its next
+        # window before its newest frames are decided, and its windows have settled when cut.
+        self._ahead = self.latency - self.step >= self.params.windows.hop_seconds
         self._who = np.zeros((0, 0), dtype=bool)  # who speaks in the chunk's frames, as it stands
         self._origin = 0  # grid frame of self._who's first row
         self._powerset = np.zeros((0, 0))
@@ -172,7 +176,10 @@ class LiveDiarizer:
         count = speaker_count(segmentation, grid)
         runs = single_speaker_runs(activity, grid, count)
         hop = round(self.params.windows.hop_seconds / self._frame)
-        fresh = self._fresh(_closed_tails(run_windows(runs, grid, self.params.windows), runs, grid.size, hop), origin)
+        windows = run_windows(runs, grid, self.params.windows)
+        if self._ahead:
+            windows = _closed_tails(windows, runs, grid.size, hop)
+        fresh = self._fresh(windows, origin)
         self._embed(fresh, grid, origin)
         before = np.array([self._prior(a, b) for a, b in fresh], dtype=np.int64)
         settle = final | (fresh[:, 1] <= upto)
@@ -180,6 +187,7 @@ class LiveDiarizer:
         speakers = self.memory.update(embeddings, fresh, before, settle)
         current = [(int(a), int(b)) for a, b in fresh[~settle]]
         self._cache = {key: self._cache[key] for key in current}
+        self._embedded &= set(current)
         self._last = dict(zip(current, speakers[~settle].tolist(), strict=True))
         inside = self.memory.frames[:, 1] > origin
         frames = np.vstack([self.memory.frames[inside], fresh[~settle]]) - origin
@@ -200,14 +208,16 @@ class LiveDiarizer:
         return np.array(fresh, dtype=np.int64).reshape(len(fresh), 2)
 
     def _embed(self, windows: np.ndarray, grid: FrameGrid, origin: int) -> None:
-        """Embeddings of the windows not embedded at an earlier step, into the cache; a window
-        cut again less than half a hop away from one that was takes its embedding."""
-        shift = self.params.windows.hop_seconds / self._frame / 2
+        """Embeddings of the windows not embedded at an earlier step, into the cache. Where the
+        latency leaves a hop ahead, a window of the same length as one embedded for itself, cut
+        again less than half a hop away (its stretch's start moved as more segmenter windows
+        saw it), takes that one's embedding (benchmarks/QUALITY.md)."""
+        shift = self.params.windows.hop_seconds / self._frame / 2 if self._ahead else 0
         missing = []
         for a, b in windows.tolist():
             if (a, b) in self._cache:
                 continue
-            near = [key for key in self._cache if abs(key[0] - a) < shift and abs(key[1] - b) < shift]
+            near = [k for k in self._embedded if abs(k[0] - a) < shift and abs((k[1] - k[0]) - (b - a)) <= 2]
             if near:
                 self._cache[(a, b)] = self._cache[near[0]]
             else:
@@ -218,6 +228,7 @@ class LiveDiarizer:
                  for span in sample_spans([(a - origin, b - origin) for a, b in missing], grid)]
         embeddings = channel.embed(self.embedder, self._audio, spans, bool(self.narrowband))
         self._cache.update(zip(missing, embeddings, strict=True))
+        self._embedded.update(missing)
 
     def _prior(self, first: int, end: int) -> int:
         """The speaker of the last step's window that shares most of these grid frames (the
@@ -370,7 +381,8 @@ def _overlaps(first: int, end: int, frames: np.ndarray, hop: float) -> bool:
 def _closed_tails(windows: list[tuple[int, int]], runs: list[tuple[int, int]], size: int,
                   hop: int) -> list[tuple[int, int]]:
     """The windows without the tail window of a stretch still going on at the newest audio: it
-    moves with every step until the stretch ends (its frames take the last window before it)."""
+    moves with every step until the stretch ends, and where the stretch's next window comes
+    before its frames are decided, embedding it at every step is waste."""
     open_runs = [(a, b) for a, b in runs if b >= size - 1 and b - a > hop]
     return [(a, b) for a, b in windows
             if not any(first <= a and b == end and (a - first) % hop for first, end in open_runs)]
