@@ -179,7 +179,7 @@ class LiveDiarizer:
         windows = run_windows(runs, grid, self.params.windows)
         if self._ahead:
             windows = _closed_tails(windows, runs, grid.size, hop)
-        fresh = self._fresh(windows, origin)
+        fresh = self._fresh(windows, origin, hop)
         self._embed(fresh, grid, origin)
         before = np.array([self._prior(a, b) for a, b in fresh], dtype=np.int64)
         settle = final | (fresh[:, 1] <= upto)
@@ -198,11 +198,10 @@ class LiveDiarizer:
         self._who = label_frames(frame_label, assign, activity, grid, count, self.memory.count)
         self._origin = origin
 
-    def _fresh(self, windows: list[tuple[int, int]], origin: int) -> np.ndarray:
+    def _fresh(self, windows: list[tuple[int, int]], origin: int, hop: int) -> np.ndarray:
         """The chunk's windows that reach undecided frames and are not kept already (nor the
         same speech cut again a frame or two away), in grid frames. Shape: (n, 2)."""
         kept = self.memory.frames[self.memory.frames[:, 1] > origin]
-        hop = self.params.windows.hop_seconds / self._frame
         fresh = [(a + origin, b + origin) for a, b in windows
                  if b + origin > self._decided and not _overlaps(a + origin, b + origin, kept, hop)]
         return np.array(fresh, dtype=np.int64).reshape(len(fresh), 2)
@@ -212,7 +211,7 @@ class LiveDiarizer:
         latency leaves a hop ahead, a window of the same length as one embedded for itself, cut
         again less than half a hop away (its stretch's start moved as more segmenter windows
         saw it), takes that one's embedding (benchmarks/QUALITY.md)."""
-        shift = self.params.windows.hop_seconds / self._frame / 2 if self._ahead else 0
+        shift = self.params.windows.hop_seconds / self._frame / 2 if self._ahead else 0.0
         missing = []
         for a, b in windows.tolist():
             if (a, b) in self._cache:
