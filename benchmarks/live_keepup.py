@@ -3,14 +3,14 @@
 The server runs as its own process. For each number of streams, that many clients stream
 real speech (benchmarks/realtime_factor.py's recording, each from its own place in it) at
 its real pace, side by side, at one latency; their starts are spread over one second, as
-streams that people start are (started in the same instant, every stream would ask for its
-windows in the same instant, every second). The delay of an update is how long after the
+streams that people start are (`--together` starts them in the same instant: every stream then
+asks for its windows in the same instant, every second). The delay of an update is how long after the
 oldest moment it decides was captured it arrived: the latency itself (audio time), plus any
 time the server fell behind. A number of streams keeps up where the p95 of that delay is
 within the latency + 0.5 s.
 
     python benchmarks/live_keepup.py                 # 1, 2, 4, 6, 8 streams of 60 s at 2 s latency
-    python benchmarks/live_keepup.py --streams 6 --seconds 120
+    python benchmarks/live_keepup.py --streams 6 --seconds 120 [--together]
 """
 
 from __future__ import annotations
@@ -57,20 +57,21 @@ def main() -> None:
     parser.add_argument("--streams", type=int, action="append", help="numbers of streams to try (default 1 2 4 6 8)")
     parser.add_argument("--seconds", type=float, default=60.0, help="audio per stream (default 60)")
     parser.add_argument("--latency", type=float, default=2.0, help="latency of every stream (default 2)")
+    parser.add_argument("--together", action="store_true", help="start every stream in the same instant")
     args = parser.parse_args()
     audio, source = ten_minutes()
     length = int(args.seconds * RATE)
     cores = os.cpu_count() or 1
     with server_process() as (_, address), Client(address) as client:
         device = client.info().device
-        print(f"input: {source}; {args.seconds:g} s per stream at {args.latency:g} s latency; server on {device}, "
-              f"{cores} CPU cores")
+        print(f"input: {source}; {args.seconds:g} s per stream at {args.latency:g} s latency, started "
+              f"{'together' if args.together else 'over a second'}; server on {device}, {cores} CPU cores")
         print(f"{'streams':>7} {'p50 delay':>10} {'p95 delay':>10} {'max delay':>10}  keeps up")
         kept = 0
         for count in args.streams or (1, 2, 4, 6, 8):
             delays: list[list[float]] = [[] for _ in range(count)]
             threads = [threading.Thread(target=stream, args=(
-                address, np.roll(audio, -n * len(audio) // count)[:length], args.latency, delays[n], n / count))
+                address, np.roll(audio, -n * len(audio) // count)[:length], args.latency, delays[n], 0.0 if args.together else n / count))
                 for n in range(count)]
             for thread in threads:
                 thread.start()

@@ -165,7 +165,7 @@ def test_the_result_says_what_produced_it(client: Client, finished) -> None:
     assert params["missed_speech"] == {"min_seconds": 0.5, "within_db": 12.0}
     assert params["spread"] == {"reference": 0.7, "slope": 1.5, "lowest": 0.25}
     assert set(params) == {"segmentation", "missed_speech", "windows", "clustering", "slots", "turns", "linking",
-                           "recognition", "spread"}
+                           "recognition", "spread", "live"}
     exported = json.loads(client.export(result.job_id, "json").content)["provenance"]
     assert exported["request"]["engine"] == "campplus" and exported["parameters"] == params
 
