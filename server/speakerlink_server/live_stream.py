@@ -33,7 +33,7 @@ from speakerlink_server.pipeline.linking import Link, LocalSpeaker
 from speakerlink_server.pipeline.live import MAX_LATENCY, MIN_LATENCY, LiveDiarizer, LiveUpdate
 from speakerlink_server.pipeline.live_audio import live_decoder
 from speakerlink_server.pipeline.request import JobRequest
-from speakerlink_server.pipeline.segments import Turn
+from speakerlink_server.pipeline.segments import Turn, speech_seconds
 from speakerlink_server.quotas import Quotas
 from speakerlink_server.store import Store
 from speakerlink_server.uploads import (
@@ -140,7 +140,6 @@ class _Session:
                                      request.speakers.max_speakers or MAX_SPEAKERS, list(voices))
         self._decoder = live_decoder(request.encoding, request.sample_rate, request.channels, request.name)
         self._bytes = 0
-        self._heard = 0  # samples given to the diarizer
         self._charged = 0.0  # seconds counted against the tenant's daily audio so far
         self._cap = quotas.audio_left(tenant)  # the stream ends before it hears more than this
         self._started, self._clock = time.time(), time.monotonic()
@@ -186,10 +185,11 @@ class _Session:
     def _hear(self, samples: np.ndarray, tail: list[LiveUpdate]) -> list[LiveUpdate]:
         """Feed decoded samples to the diarizer, within the clip length and the tenant's day.
         Where they pass a limit, the part within it goes to `tail` and the limit is raised."""
-        heard = (self._heard + samples.size) / SAMPLE_RATE
+        fed = self.diarizer.received
+        heard = (fed + samples.size) / SAMPLE_RATE
         limit = min(self._config.max_clip_seconds, self._cap)
         if heard > limit:
-            cut = max(0, int(limit * SAMPLE_RATE) - self._heard)
+            cut = max(0, int(limit * SAMPLE_RATE) - fed)
             within = self._hear(samples[:cut], tail)
             try:
                 if heard > self._config.max_clip_seconds:
@@ -200,13 +200,11 @@ class _Session:
                 raise
             self._charged = heard
             self._cap = heard + self._quotas.audio_left(self.tenant)
-            self._heard += samples.size - cut
             return within + self.diarizer.feed(samples[cut:])
         while heard - self._charged >= QUOTA_BLOCK_SECONDS:
             self._quotas.charge(self.tenant, QUOTA_BLOCK_SECONDS)
             self._charged += QUOTA_BLOCK_SECONDS
             self._cap = self._charged + self._quotas.audio_left(self.tenant)
-        self._heard += samples.size
         return self.diarizer.feed(samples)
 
     def _event(self, update: LiveUpdate) -> pb.StreamEvent:
@@ -241,11 +239,11 @@ class _Session:
             self._store.prints.save(self.job_id, self._embedder.name, diarized.voiceprints)
         self._kept = result
         try:
-            self._quotas.charge(self.tenant, max(0.0, self._heard / SAMPLE_RATE - self._charged))
+            self._quotas.charge(self.tenant, max(0.0, self.diarizer.received / SAMPLE_RATE - self._charged))
         except errors.ServiceError:  # another stream of the tenant's took the rest of the day meanwhile
             log.warning("live stream %s: its last %.1f s were heard past the tenant's daily audio", self.job_id,
-                        self._heard / SAMPLE_RATE - self._charged, extra={"job_id": self.job_id, "tenant": self.tenant})
-        log.info("live stream %s stored: %.1f s of audio, %d speakers", self.job_id, self._heard / SAMPLE_RATE,
+                        self.diarizer.received / SAMPLE_RATE - self._charged, extra={"job_id": self.job_id, "tenant": self.tenant})
+        log.info("live stream %s stored: %.1f s of audio, %d speakers", self.job_id, self.diarizer.received / SAMPLE_RATE,
                  len(result.speakers), extra={"job_id": self.job_id, "tenant": self.tenant})
         return result
 
@@ -254,11 +252,9 @@ class _Session:
         diarizer = self.diarizer
         rank = {speaker: n for n, speaker in enumerate(diarizer.order)}
         prints = diarizer.voiceprints()
-        speech = [0.0] * len(rank)
-        for turn in diarizer.turns:
-            speech[rank[turn.speaker]] += turn.end - turn.start
-        speakers = [LocalSpeaker(0, n, prints[s], speech[n], bool(diarizer.narrowband)) for s, n in rank.items()]
         turns = [Turn(t.start, t.end, rank[t.speaker]) for t in diarizer.turns]
+        speech = speech_seconds(turns, len(rank))
+        speakers = [LocalSpeaker(0, n, prints[s], float(speech[n]), bool(diarizer.narrowband)) for s, n in rank.items()]
         clip = ClipInput(0, self.request.name, Path(self.request.name), 1.0)  # no file: the stream's name
         analysis = ClipAnalysis(diarizer.heard_seconds, turns, speakers)
         request = JobRequest(engine=self._embedder.name, link_threshold=self._params.linking.threshold,

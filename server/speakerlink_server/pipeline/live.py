@@ -139,6 +139,11 @@ class LiveDiarizer:
     def heard_seconds(self) -> float:
         return self._end / SAMPLE_RATE
 
+    @property
+    def received(self) -> int:
+        """Samples fed so far, analysed or not."""
+        return self._received
+
     def label(self, speaker: int) -> int:
         """The stream's number for a speaker with final speech: its place among first final frames."""
         return self.order.index(speaker)
