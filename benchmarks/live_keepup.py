@@ -3,9 +3,10 @@
 The server runs as its own process. For each number of streams, that many clients stream
 real speech (benchmarks/realtime_factor.py's recording, each from its own place in it) at
 its real pace, side by side, at one latency; their starts are spread over one second, as
-streams that people start are (`--together` starts them in the same instant: every stream then
-asks for its windows in the same instant, every second). The delay of an update is how long after the
-oldest moment it decides was captured it arrived: the latency itself (audio time), plus any
+streams that people start are (`--together` starts them in the same instant: the server then
+moves their steps apart by whole frames, live_stream.StepInstants). The delay of an update is
+how long after the oldest moment it decides was captured it arrived: in audio time the latency
+less the tenth of a step kept for the analysis (pipeline.live), plus the analysis and any
 time the server fell behind. A number of streams keeps up where the p95 of that delay is
 within the latency + 0.5 s.
 

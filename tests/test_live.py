@@ -272,3 +272,56 @@ def test_memory_stays_bounded_and_people_stay_known_over_a_long_stream(samples) 
     assert most[0] <= 16000 * 13 and most[1] <= 13 and most[2] <= 30 + 3 and most[3] <= 13 / 0.016
     late = {t.speaker for t in diarizer.turns if t.start > 36.5}
     assert len(diarizer.order) == 3 and late == set(diarizer.order)
+
+
+def test_streams_step_at_their_own_instants_and_keep_the_latency(samples) -> None:
+    """Streams started together would ask for their windows in the same instant every step: a
+    stream can step a fraction of a step early, and frames are still decided within the
+    latency, with the same people."""
+    from conftest import SHARED_MODELS
+    from speakerlink_server.pipeline.live import LiveDiarizer
+
+    engines = SHARED_MODELS.for_config(make_config(Path()))
+    embedder = engines.embedder("auto")
+    wav = sf.read(samples["meeting.wav"], dtype="float32")[0]
+    diarizer = LiveDiarizer(engines.segmenter, embedder, embedder.default_parameters(), latency=2.0, max_speakers=20,
+                            phase=0.5)
+    steps = []
+    for start in range(0, wav.size, 1600):
+        for update in diarizer.feed(wav[start : start + 1600]):
+            steps.append(update.heard_seconds)
+            waited = update.heard_seconds - update.decided_until
+            assert waited <= (diarizer.lookahead if update.heard_seconds >= 2.0 else diarizer.step + diarizer.lookahead) + 0.05
+    diarizer.finish()
+    assert steps[0] == pytest.approx(0.5) and np.allclose(np.diff(steps), 1.0)  # half a step early, then every step
+    assert diarizer.lookahead + diarizer.step < 2.0  # decided within the latency, with time left for the work
+    assert len(diarizer.order) == 3
+    with pytest.raises(ValueError, match="phase"):
+        LiveDiarizer(engines.segmenter, embedder, embedder.default_parameters(), latency=2.0, max_speakers=20, phase=1.0)
+
+
+def test_streams_started_together_step_apart_and_others_keep_their_instants() -> None:
+    from contextlib import ExitStack
+
+    from speakerlink_server.live_stream import StepInstants
+
+    now = [100.0]
+    instants = StepInstants(clock=lambda: now[0])
+
+    def step_instants(phases: list[float], starts: list[float], step: float) -> list[float]:
+        return sorted(round((start + step * (1 - p)) % step, 3) for p, start in zip(phases, starts, strict=True))
+
+    with ExitStack() as running:  # six streams in the same instant: whole frames apart, spread over the step
+        phases = [running.enter_context(instants.stream(1.0)) for _ in range(6)]
+        spread = step_instants(phases, [now[0]] * 6, 1.0)
+        assert len(set(spread)) == 6 and min(np.diff(spread)) >= 0.1 - 1e-9
+        assert all(round(p * 10, 6).is_integer() for p in phases)  # early by whole 100 ms frames
+    with ExitStack() as running:  # streams started apart keep their own instants
+        starts = [200 + n / 8 for n in range(8)]
+        phases = []
+        for start in starts:
+            now[0] = start
+            phases.append(running.enter_context(instants.stream(1.0)))
+        assert phases == [0.0] * 8
+    with instants.stream(1.0) as alone:  # a stream that ended holds no instant
+        assert alone == 0.0

@@ -10,9 +10,13 @@ clip, stored with its speakers' voiceprints like any job's; a limit's error come
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import logging
+import math
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +34,7 @@ from speakerlink_server.engines.registry import Engines
 from speakerlink_server.pipeline.assemble import Diarized, Summary, assemble, global_label
 from speakerlink_server.pipeline.clip import ClipAnalysis, ClipInput
 from speakerlink_server.pipeline.linking import Link, LocalSpeaker
-from speakerlink_server.pipeline.live import MAX_LATENCY, MIN_LATENCY, LiveDiarizer, LiveUpdate
+from speakerlink_server.pipeline.live import MAX_LATENCY, MIN_LATENCY, LiveDiarizer, LiveUpdate, step_seconds
 from speakerlink_server.pipeline.live_audio import live_decoder
 from speakerlink_server.pipeline.request import JobRequest
 from speakerlink_server.pipeline.segments import Turn, speech_seconds
@@ -102,9 +106,59 @@ def live_request(config: pb.StreamConfig, engines: Engines) -> LiveRequest:
     )
 
 
+# The SDK, the CLI and the page send frames of 100 ms: a window that ends where a frame ends is
+# analysed the moment that frame comes, so streams step early by whole frames.
+FRAME_SECONDS = 0.1
+
+
+class StepInstants:
+    """When in wall-clock time the running streams step, so that a new one steps apart from them.
+
+    Streams started in the same instant would ask the engines for their windows in the same
+    instant every step, and the last one served would fall behind its latency. A new stream
+    whose instant (modulo its step) falls on a running stream's moves away from the others by
+    stepping a fraction of a step early (LiveDiarizer.phase), which leaves how late a frame is
+    decided as it was."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._running: dict[int, float] = {}  # id -> a wall-clock instant the stream steps at
+        self._ids = itertools.count()
+
+    @contextlib.contextmanager
+    def stream(self, step: float) -> Iterator[float]:
+        """The phase of a stream of this step starting now, held while the stream runs. Where
+        its own instant is within a frame of a running stream's, of the whole numbers of frames it
+        may step early by, the one that puts its instant farthest from every running stream's,
+        then nearest to the fewest."""
+        with self._lock:
+            now = self._clock()
+            taken = np.array([instant % step for instant in self._running.values()])
+
+            def crowding(early: float) -> tuple[float, int, float]:
+                gaps = np.abs((now + step - early) % step - taken)
+                gaps = np.minimum(gaps, step - gaps)
+                return -float(gaps.min()), int((gaps < FRAME_SECONDS / 4).sum()), early
+
+            early = 0.0  # a stream a frame or more apart from every other keeps its own instant
+            if taken.size and -crowding(early)[0] < FRAME_SECONDS - 1e-9:
+                frames = range(max(1, math.ceil(step / FRAME_SECONDS - 1e-9)))
+                early = min((k * FRAME_SECONDS for k in frames), key=crowding)
+            phase = early / step
+            key = next(self._ids)
+            self._running[key] = now + step - early
+        try:
+            yield phase
+        finally:
+            with self._lock:
+                del self._running[key]
+
+
 class LiveStreams:
     def __init__(self, config: ServerConfig, store: Store, engines: Engines, tenants: Tenants, quotas: Quotas) -> None:
         self._config, self._store, self._engines, self._tenants, self._quotas = config, store, engines, tenants, quotas
+        self._instants = StepInstants()
 
     def serve(self, requests: Iterator[pb.StreamRequest], context: grpc.ServicerContext) -> Iterator[pb.StreamEvent]:
         tenant = self._tenants.of(context)
@@ -116,11 +170,13 @@ class LiveStreams:
                 if first is None or first.WhichOneof("payload") != "config":
                     raise errors.out_of_order("the first message must be the config")
                 request = live_request(first.config, self._engines)
-                session = _Session(job_id, tenant, request, self._config, self._store, self._engines, self._quotas)
-                yield pb.StreamEvent(job_id=job_id, accepted=pb.Accepted(job_id=job_id))
-                log.info("live stream %s started at %d Hz, latency %g s", job_id, request.sample_rate, request.latency,
-                         extra={"job_id": job_id, "tenant": tenant})
-                yield from session.run(frames, context)
+                with self._instants.stream(step_seconds(request.latency)) as phase:
+                    session = _Session(job_id, tenant, request, self._config, self._store, self._engines, self._quotas,
+                                       phase)
+                    yield pb.StreamEvent(job_id=job_id, accepted=pb.Accepted(job_id=job_id))
+                    log.info("live stream %s started at %d Hz, latency %g s", job_id, request.sample_rate,
+                             request.latency, extra={"job_id": job_id, "tenant": tenant})
+                    yield from session.run(frames, context)
         except errors.ServiceError as exc:
             log.info("live stream %s ended: %s %s", job_id, exc.code, exc)
             exc.abort(context)
@@ -130,14 +186,14 @@ class _Session:
     """One accepted stream: its decoder, diarizer and the job it becomes."""
 
     def __init__(self, job_id: str, tenant: str, request: LiveRequest, config: ServerConfig, store: Store,
-                 engines: Engines, quotas: Quotas) -> None:
+                 engines: Engines, quotas: Quotas, phase: float) -> None:
         self.job_id, self.tenant, self.request = job_id, tenant, request
         self._config, self._store, self._quotas = config, store, quotas
         self._embedder = engines.embedder(request.engine)
         self._params = self._embedder.default_parameters()
         voices = store.voices.voiceprints(tenant, self._embedder.name) if request.recognize else []
         self.diarizer = LiveDiarizer(engines.segmenter, self._embedder, self._params, request.latency,
-                                     request.speakers.max_speakers or MAX_SPEAKERS, list(voices))
+                                     request.speakers.max_speakers or MAX_SPEAKERS, list(voices), phase)
         self._decoder = live_decoder(request.encoding, request.sample_rate, request.channels, request.name)
         self._bytes = 0
         self._charged = 0.0  # seconds counted against the tenant's daily audio so far

@@ -6,10 +6,10 @@ goes through the offline steps (pipeline.clip): speaker counts, one-speaker stre
 windows inside them, embedded once each; all the stream's windows are clustered again, as
 offline, and the clusters keep their speakers from one step to the next (pipeline.tracking);
 then frames are labelled as offline (pipeline.reconstruct). A frame is decided once `latency`
-seconds of audio follow it (less one step, since windows end only every step), and it never
-changes. Frames not yet decided are sent as provisional turns. Memory stays bounded over any
-length of stream: a window of audio, the segmenter windows over it, and a bounded set of
-embedded windows (pipeline.tracking).
+seconds of audio follow it, less one step (windows end only every step) and a tenth of a step
+left for the analysis itself, and it never changes. Frames not yet decided are sent as
+provisional turns. Memory stays bounded over any length of stream: a window of audio, the
+segmenter windows over it, and a bounded set of embedded windows (pipeline.tracking).
 """
 
 from __future__ import annotations
@@ -34,6 +34,11 @@ from speakerlink_server.pipeline.windows import run_windows, sample_spans
 # windows before it is decided, within these bounds (a shorter step costs CPU time in proportion).
 MIN_STEP, MAX_STEP = 0.25, 1.0
 MIN_LATENCY, MAX_LATENCY = 0.5, 5.0
+# The share of a step the latency keeps for the analysis itself: the step's work, and the wait
+# for the engines where streams share them. Without it, a frame's speaker was sent `latency`
+# of audio after it was heard plus that time; a quarter of a step cost ami-train 2.9 points of
+# DER at 2 s (benchmarks/QUALITY.md).
+COMPUTE_SHARE = 0.1
 # Segmenter windows are kept while they end less than this before the first undecided frame:
 # the stretches they find reach back that far.
 CONTEXT_SECONDS = 1.0
@@ -82,10 +87,15 @@ class LiveDiarizer:
     latency: float
     max_speakers: int
     voices: list[Voice] = field(default_factory=list)
+    # The fraction of a step by which this stream's windows end early (0 <= phase < 1): streams
+    # started in the same instant then step at different instants. Frames are still decided
+    # `latency` after they are heard at most.
+    phase: float = 0.0
 
     def __post_init__(self) -> None:
         timing = self.segmenter.timing
         self.step = step_seconds(self.latency)
+        self.lookahead = self.latency - self.step * (1 + COMPUTE_SHARE)  # audio after a frame when it is decided
         self._window = int(round(self.segmenter.window_seconds * SAMPLE_RATE))
         self._step = int(round(self.step * SAMPLE_RATE))
         self._frame = timing.step
@@ -98,14 +108,16 @@ class LiveDiarizer:
         self._audio = np.zeros(0, dtype=np.float32)
         self._audio_start = 0  # sample index of self._audio[0]
         self._received = 0  # samples fed
-        self._end = 0  # samples analysed: where the last window ended
+        if not 0.0 <= self.phase < 1.0:
+            raise ValueError(f"phase {self.phase} is not in [0, 1)")
+        self._end = -int(round(self.phase * self._step))  # samples analysed: where the last window ended
         self._windows: list[_Window] = []  # the segmenter windows that still cover undecided audio
         self._cache: dict[tuple[int, int], np.ndarray] = {}  # embeddings of windows not yet settled, by grid frames
         self._last: dict[tuple[int, int], int] = {}  # their speakers, as the last step gave them
         self._embedded: set[tuple[int, int]] = set()  # the cached windows embedded for themselves
         # Whether a frame is decided a hop or more after it is heard: a stretch then has its next
         # window before its newest frames are decided, and its windows have settled when cut.
-        self._ahead = self.latency - self.step >= self.params.windows.hop_seconds
+        self._ahead = self.lookahead >= self.params.windows.hop_seconds
         self._who = np.zeros((0, 0), dtype=bool)  # who speaks in the chunk's frames, as it stands
         self._origin = 0  # grid frame of self._who's first row
         self._powerset = np.zeros((0, 0))
@@ -137,7 +149,7 @@ class LiveDiarizer:
 
     @property
     def heard_seconds(self) -> float:
-        return self._end / SAMPLE_RATE
+        return max(self._end, 0) / SAMPLE_RATE
 
     @property
     def received(self) -> int:
@@ -169,10 +181,15 @@ class LiveDiarizer:
         self._recognize()
 
     def _upto(self, final: bool) -> int:
-        """The first grid frame left undecided once this step is settled."""
+        """The first grid frame left undecided once this step is settled. Nothing is decided
+        before a step and the lookahead are heard: the stream's first window holds too little
+        audio to decide from (it took a click at the start of a call for a speaker)."""
         heard = self._end / SAMPLE_RATE
-        upto = self._frame_at(heard) if final else self._frame_at(heard - (self.latency - self.step))
-        return max(upto, self._decided)
+        if final:
+            return max(self._frame_at(heard), self._decided)
+        if heard < self.step + self.lookahead:
+            return self._decided
+        return max(self._frame_at(heard - self.lookahead), self._decided)
 
     def _label(self, upto: int, final: bool) -> None:
         """Who speaks in each frame the kept segmenter windows cover, as offline labels a chunk."""
@@ -279,7 +296,7 @@ class LiveDiarizer:
     # ---------------------------------------------------------------- decisions
 
     def _settle(self, final: bool) -> LiveUpdate:
-        """Decide the frames that have `latency` of audio after them (all of them at the end),
+        """Decide the frames that have `lookahead` of audio after them (all of them at the end),
         close the turns that ended, and describe the rest as provisional."""
         heard = self._end / SAMPLE_RATE
         upto = self._upto(final)
