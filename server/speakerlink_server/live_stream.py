@@ -294,13 +294,14 @@ class _Session:
                                           result, done)
             self._store.prints.save(self.job_id, self._embedder.name, diarized.voiceprints)
         self._kept = result
+        heard = self.diarizer.received / SAMPLE_RATE
         try:
-            self._quotas.charge(self.tenant, max(0.0, self.diarizer.received / SAMPLE_RATE - self._charged))
+            self._quotas.charge(self.tenant, max(0.0, heard - self._charged))
         except errors.ServiceError:  # another stream of the tenant's took the rest of the day meanwhile
             log.warning("live stream %s: its last %.1f s were heard past the tenant's daily audio", self.job_id,
-                        self.diarizer.received / SAMPLE_RATE - self._charged, extra={"job_id": self.job_id, "tenant": self.tenant})
-        log.info("live stream %s stored: %.1f s of audio, %d speakers", self.job_id, self.diarizer.received / SAMPLE_RATE,
-                 len(result.speakers), extra={"job_id": self.job_id, "tenant": self.tenant})
+                        heard - self._charged, extra={"job_id": self.job_id, "tenant": self.tenant})
+        log.info("live stream %s stored: %.1f s of audio, %d speakers", self.job_id, heard, len(result.speakers),
+                 extra={"job_id": self.job_id, "tenant": self.tenant})
         return result
 
     def _diarized(self) -> Diarized:
