@@ -62,7 +62,7 @@ def main() -> None:
                   f"{sum(c.ref_speakers == c.hyp_speakers for c in offline.clips):>9}/{len(paths)}")
             for latency in args.latency or LATENCIES:
                 started = time.process_time()
-                hypothesis = {clip: live_turns(LiveDiarizer(engines.segmenter, embedder, pipeline.params, latency, 20), wav)
+                hypothesis = {clip: live_turns(LiveDiarizer(engines.segmenter, engines.speech, embedder, pipeline.params, latency, 20), wav)
                               for clip, wav in audio.items()}
                 cpu = time.process_time() - started
                 report = score(reference, hypothesis, uem)

@@ -7,6 +7,7 @@ import pytest
 from speakerlink_server.engines.base import CountBounds
 from speakerlink_server.params import ClusteringParams, SpreadParams
 from speakerlink_server.pipeline.clustering import cluster_windows, count_warning, spread_threshold
+from speakerlink_server.pipeline.tracking import NEW, SpeakerMemory
 from toy_embeddings import noisy, voices
 
 
@@ -71,3 +72,16 @@ def test_the_bar_drops_for_a_clip_whose_voices_are_spread() -> None:
     few = np.zeros(15, dtype=bool)
     few[[0, 2, 4, 6]] = True  # four pairs are too few to judge by
     assert spread_threshold(pairs_at(0.40, 8), few, 0.35, SPREAD) == 0.35
+
+
+def test_a_stream_takes_the_bar_of_all_its_windows_in_the_order_of_the_audio() -> None:
+    """A live stream's bar (pipeline.tracking) follows the same rule over the windows it keeps
+    and the step's new ones together, taken in the order of the audio whatever order they come in."""
+    frames = np.array([(10 * (i // 2) + 2 * (i % 2), 10 * (i // 2) + 2 * (i % 2) + 4) for i in range(16)])  # pairs overlap
+    later = np.arange(8, 16)[::-1]
+    for cosine, bar in ((0.64, 0.35 - 1.5 * 0.06), (0.80, 0.35)):
+        windows = pairs_at(cosine, 8)
+        memory = SpeakerMemory(32, CountBounds(), ClusteringParams(0.35, fold_similarity=0.1), SPREAD, 0.6, 600, 40)
+        memory.update(windows[:8], frames[:8], np.full(8, NEW), np.ones(8, dtype=bool))
+        assert len(memory.embeddings) == 8
+        assert memory.threshold(np.vstack([memory.embeddings, windows[later]]), frames[later]) == pytest.approx(bar)

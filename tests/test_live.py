@@ -261,7 +261,7 @@ def test_memory_stays_bounded_and_people_stay_known_over_a_long_stream(samples) 
     embedder = engines.embedder("auto")
     params = embedder.default_parameters()
     params = replace(params, live=replace(params.live, max_windows=30, anchors=6))
-    diarizer = LiveDiarizer(engines.segmenter, embedder, params, latency=2.0, max_speakers=20)
+    diarizer = LiveDiarizer(engines.segmenter, engines.speech, embedder, params, latency=2.0, max_speakers=20)
     wav = np.tile(sf.read(samples["meeting.wav"], dtype="float32")[0], 2)
     held = []
     for start in range(0, wav.size, 1600):
@@ -284,7 +284,7 @@ def test_streams_step_at_their_own_instants_and_keep_the_latency(samples) -> Non
     engines = SHARED_MODELS.for_config(make_config(Path()))
     embedder = engines.embedder("auto")
     wav = sf.read(samples["meeting.wav"], dtype="float32")[0]
-    diarizer = LiveDiarizer(engines.segmenter, embedder, embedder.default_parameters(), latency=2.0, max_speakers=20,
+    diarizer = LiveDiarizer(engines.segmenter, engines.speech, embedder, embedder.default_parameters(), latency=2.0, max_speakers=20,
                             phase=0.5)
     steps = []
     for start in range(0, wav.size, 1600):
@@ -297,7 +297,7 @@ def test_streams_step_at_their_own_instants_and_keep_the_latency(samples) -> Non
     assert diarizer.lookahead + diarizer.step < 2.0  # decided within the latency, with time left for the work
     assert len(diarizer.order) == 3
     with pytest.raises(ValueError, match="phase"):
-        LiveDiarizer(engines.segmenter, embedder, embedder.default_parameters(), latency=2.0, max_speakers=20, phase=1.0)
+        LiveDiarizer(engines.segmenter, engines.speech, embedder, embedder.default_parameters(), latency=2.0, max_speakers=20, phase=1.0)
 
 
 def test_streams_started_together_step_apart_and_others_keep_their_instants() -> None:

@@ -39,6 +39,14 @@ def quiet(seconds: float) -> np.ndarray:
     return np.random.default_rng(1).normal(0, 1e-4, int(seconds * RATE)).astype(np.float32)
 
 
+def mask(spans: list[tuple[float, float]], samples: int) -> np.ndarray:
+    """Which 10 ms frames of `samples` samples the spans cover."""
+    marked = np.zeros(samples // 160 + 1, dtype=bool)
+    for start, end in spans:
+        marked[int(start * 100):int(end * 100)] = True
+    return marked
+
+
 def grid_for(wav: np.ndarray) -> FrameGrid:
     size = math.ceil(wav.size / RATE / STEP)
     return FrameGrid(np.zeros((0, 0), dtype=np.int64), np.zeros((0, 0), dtype=bool), size, STEP, STEP / 2)
@@ -70,14 +78,7 @@ def test_long_audio_read_in_parallel_stretches_agrees_with_one_pass(detector: Si
     batched = detector.speech(long)
     monkeypatch.setattr(silero, "BATCHED_SECONDS", math.inf)
     one_pass = detector.speech(long)
-
-    def mask(spans: list[tuple[float, float]]) -> np.ndarray:
-        marked = np.zeros(long.size // 160 + 1, dtype=bool)
-        for start, end in spans:
-            marked[int(start * 100):int(end * 100)] = True
-        return marked
-
-    assert len(batched) >= 10 and (mask(batched) == mask(one_pass)).mean() >= 0.99
+    assert len(batched) >= 10 and (mask(batched, long.size) == mask(one_pass, long.size)).mean() >= 0.99
 
 
 def test_calls_at_once_each_keep_their_own_state(detector: SileroSpeech, voices: dict[str, Path]) -> None:
@@ -87,12 +88,31 @@ def test_calls_at_once_each_keep_their_own_state(detector: SileroSpeech, voices:
         assert list(pool.map(detector.speech, clips)) == alone
 
 
+def test_a_stream_read_step_by_step_hears_what_one_pass_hears(detector: SileroSpeech, voices: dict[str, Path]) -> None:
+    """A live stream's detector, fed 100 ms frames, finds the stretches one pass over the same
+    audio finds, asked about all of it or about its second half only."""
+    wav = np.concatenate([quiet(1.0), load(voices["alice"]), quiet(1.2), load(voices["bob"]), quiet(0.71)])
+    stream = detector.stream()
+    try:
+        frames_of = range(0, wav.size, 1600)
+        for n, start in enumerate(frames_of):
+            stream.feed(wav[start : start + 1600], final=n == len(frames_of) - 1)
+        assert stream.speech(0, wav.size) == detector.speech(wav)
+        half = wav.size // 2 // silero.CHUNK * silero.CHUNK
+        later = stream.speech(half, wav.size)
+        assert later and all(half / RATE <= a < b <= wav.size / RATE for a, b in later)
+        assert (mask(later, wav.size) == mask(detector.speech(wav), wav.size))[half // 160 :].mean() >= 0.99
+    finally:
+        stream.close()
+    assert stream.speech(0, 0) == []
+
+
 def test_a_voice_the_segmenter_missed_becomes_one_speaker_frames(detector: SileroSpeech, voices: dict[str, Path]) -> None:
     alice = load(voices["alice"])
     wav = np.concatenate([quiet(2.0), alice, quiet(2.0)])
     grid = grid_for(wav)
     heard_nothing = np.zeros(grid.size, dtype=np.int64)
-    filled = missed_speech.fill(wav, grid, heard_nothing, detector, MissedSpeechParams())
+    filled = missed_speech.fill(wav, grid, heard_nothing, lambda: detector.speech(wav), MissedSpeechParams())
     assert set(np.unique(filled)) <= {0, 1}
     assert filled[frames(grid, 2.3, 2.0 + alice.size / RATE - 0.3)].mean() >= 0.5
     assert not filled[frames(grid, 0.0, 1.5)].any() and not filled[frames(grid, wav.size / RATE - 1.5, wav.size / RATE)].any()
@@ -108,7 +128,7 @@ def test_a_voice_far_under_the_talkers_is_left_silent(detector: SileroSpeech, vo
     grid = grid_for(wav)
     count = np.zeros(grid.size, dtype=np.int64)
     count[frames(grid, 0.0, alice.size / RATE)] = 1
-    filled = missed_speech.fill(wav, grid, count, detector, MissedSpeechParams())
+    filled = missed_speech.fill(wav, grid, count, lambda: detector.speech(wav), MissedSpeechParams())
     bob_frames = frames(grid, alice.size / RATE + 1.3, wav.size / RATE - 1.3)
     assert (filled[bob_frames].mean() >= 0.5) == kept  # espeak-ng leaves pauses between lines
     assert (filled[frames(grid, 0.0, alice.size / RATE)] == 1).all()
@@ -119,6 +139,6 @@ def test_a_piece_shorter_than_min_seconds_is_left_silent(detector: SileroSpeech,
     wav = np.concatenate([quiet(2.0), alice, quiet(2.0)])
     grid = grid_for(wav)
     longest = max(end - start for start, end in detector.speech(wav))
-    filled = missed_speech.fill(wav, grid, np.zeros(grid.size, dtype=np.int64), detector,
+    filled = missed_speech.fill(wav, grid, np.zeros(grid.size, dtype=np.int64), lambda: detector.speech(wav),
                                 MissedSpeechParams(min_seconds=longest + 0.5))
     assert not filled.any()

@@ -192,7 +192,7 @@ class _Session:
         self._embedder = engines.embedder(request.engine)
         self._params = self._embedder.default_parameters()
         voices = store.voices.voiceprints(tenant, self._embedder.name) if request.recognize else []
-        self.diarizer = LiveDiarizer(engines.segmenter, self._embedder, self._params, request.latency,
+        self.diarizer = LiveDiarizer(engines.segmenter, engines.speech, self._embedder, self._params, request.latency,
                                      request.speakers.max_speakers or MAX_SPEAKERS, list(voices), phase)
         self._decoder = live_decoder(request.encoding, request.sample_rate, request.channels, request.name)
         self._bytes = 0

@@ -142,6 +142,22 @@ def compared(vectors: np.ndarray, space: ScoreSpace | None) -> np.ndarray:
     return unit_rows(vectors) if space is None else space.project(vectors)
 
 
+class SpeechStream(Protocol):
+    """A speech detector following one live stream: fed its audio once, in order, so that each
+    step reads only the audio new since the last."""
+
+    def feed(self, samples: np.ndarray, final: bool = False) -> None:
+        """The stream's next 16 kHz mono samples; `final`: they are its last."""
+        ...
+
+    def speech(self, start: int, end: int) -> list[tuple[float, float]]:
+        """(start, end) seconds from the stream's beginning of each stretch of speech in its
+        samples start..end (as far as they have been fed)."""
+        ...
+
+    def close(self) -> None: ...
+
+
 class SpeechDetector(Protocol):
     """Where there is speech, and nothing about who: a second opinion where the segmenter hears
     none (pipeline.missed_speech)."""
@@ -151,6 +167,10 @@ class SpeechDetector(Protocol):
     def speech(self, wav: np.ndarray) -> list[tuple[float, float]]:
         """(start, end) seconds of each stretch of speech in 16 kHz mono samples. Safe to call
         from several threads."""
+        ...
+
+    def stream(self) -> SpeechStream:
+        """A detector for one live stream; one thread at a time."""
         ...
 
     def describe(self) -> str: ...

@@ -58,17 +58,21 @@ class SileroSpeech:
         return f"Silero VAD {version('silero-vad')} from its wheel, on cpu"
 
     def speech(self, wav: np.ndarray) -> list[tuple[float, float]]:
-        try:
-            model = self._pool.get_nowait()
-        except queue.Empty:
-            model = load_silero_vad()
+        model = self._take()
         try:
             probs = self._probabilities(model, wav)
         finally:
             self._pool.put(model)
-        stamps = get_speech_timestamps_from_probs(probs.tolist(), sampling_rate=SAMPLE_RATE, threshold=THRESHOLD,
-                                                  audio_length_samples=wav.size)
-        return [(s["start"] / SAMPLE_RATE, s["end"] / SAMPLE_RATE) for s in stamps]
+        return _stretches(probs, wav.size, 0)
+
+    def stream(self) -> SileroStream:
+        return SileroStream(self._take(), self._pool)
+
+    def _take(self) -> torch.nn.Module:
+        try:
+            return self._pool.get_nowait()
+        except queue.Empty:
+            return load_silero_vad()
 
     @staticmethod
     def _probabilities(model: torch.nn.Module, wav: np.ndarray) -> np.ndarray:
@@ -95,3 +99,45 @@ class SileroSpeech:
     def close(self) -> None:
         while not self._pool.empty():
             self._pool.get_nowait()
+
+
+class SileroStream:
+    """Silero reading a live stream chunk after chunk, its state carried from one step to the
+    next as it was trained to run: a step costs what its new audio costs (0.3 ms a chunk),
+    whatever the length of the audio its speech is asked about."""
+
+    def __init__(self, model: torch.nn.Module, pool: queue.SimpleQueue) -> None:
+        self._model, self._pool = model, pool
+        model.reset_states()
+        self._pending = np.zeros(0, dtype=np.float32)  # fewer than CHUNK samples not read yet
+        self._probs: list[float] = []  # each chunk's speech probability, from the stream's start
+
+    def feed(self, samples: np.ndarray, final: bool = False) -> None:
+        audio = np.concatenate([self._pending, samples.astype(np.float32, copy=False)])
+        whole = audio.size // CHUNK
+        if final and audio.size % CHUNK:
+            audio, whole = np.pad(audio, (0, CHUNK - audio.size % CHUNK)), whole + 1
+        with torch.inference_mode():
+            for chunk in torch.from_numpy(audio[: whole * CHUNK].reshape(whole, 1, CHUNK)):
+                self._probs.append(float(self._model(chunk, SAMPLE_RATE)[0, 0]))
+        self._pending = audio[whole * CHUNK :]
+
+    def speech(self, start: int, end: int) -> list[tuple[float, float]]:
+        first = start // CHUNK
+        probs = np.array(self._probs[first : -(-end // CHUNK)], dtype=np.float32)
+        return _stretches(probs, min(end, len(self._probs) * CHUNK) - first * CHUNK, first * CHUNK)
+
+    def close(self) -> None:
+        if self._model is not None:
+            self._pool.put(self._model)
+            self._model = None
+
+
+def _stretches(probs: np.ndarray, samples: int, offset: int) -> list[tuple[float, float]]:
+    """(start, end) seconds of the speech in chunk probabilities over `samples` samples that
+    begin at sample `offset`, by Silero's own post-processing."""
+    if samples <= 0:
+        return []
+    stamps = get_speech_timestamps_from_probs(probs.tolist(), sampling_rate=SAMPLE_RATE, threshold=THRESHOLD,
+                                              audio_length_samples=samples)
+    return [((offset + s["start"]) / SAMPLE_RATE, (offset + s["end"]) / SAMPLE_RATE) for s in stamps]

@@ -126,7 +126,7 @@ def analyse_chunk(
     segmentation = segmenter.segment(wav, params.segmentation.step_seconds, hook)
     activity = binarize(segmentation)  # shape: (num_windows, num_frames, local_speakers)
     grid = frame_grid(segmentation)
-    count = missed_speech.fill(wav, grid, speaker_count(segmentation, grid), speech, params.missed_speech)  # shape: (grid.size,)
+    count = missed_speech.fill(wav, grid, speaker_count(segmentation, grid), lambda: speech.speech(wav), params.missed_speech)  # shape: (grid.size,)
     hook("segment", segmentation)  # log_probs shape: (num_windows, num_frames, num_classes)
     runs = single_speaker_runs(activity, grid, count)
     windows = run_windows(runs, grid, params.windows)

@@ -2,9 +2,11 @@
 
 Audio comes in as it is captured. Every `step` seconds of it, the segmenter reads the window
 (10 s) that ends there. The windows that still cover undecided audio make a short chunk that
-goes through the offline steps (pipeline.clip): speaker counts, one-speaker stretches, short
+goes through the offline steps (pipeline.clip): speaker counts (with the speech the segmenter
+missed, from a speech detector that reads each sample once), one-speaker stretches, short
 windows inside them, embedded once each; all the stream's windows are clustered again, as
-offline, and the clusters keep their speakers from one step to the next (pipeline.tracking);
+offline, under a bar that follows how spread they are, and the clusters keep their speakers
+from one step to the next (pipeline.tracking);
 then frames are labelled as offline (pipeline.reconstruct). A frame is decided once `latency`
 seconds of audio follow it, less one step (windows end only every step) and a tenth of a step
 left for the analysis itself, and it never changes. Frames not yet decided are sent as
@@ -19,9 +21,9 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from speakerlink_server.audio_format import SAMPLE_RATE
-from speakerlink_server.engines.base import CountBounds, Embedder, Segmentation, Segmenter
+from speakerlink_server.engines.base import CountBounds, Embedder, Segmentation, Segmenter, SpeechDetector
 from speakerlink_server.params import PipelineParams
-from speakerlink_server.pipeline import channel
+from speakerlink_server.pipeline import channel, missed_speech
 from speakerlink_server.pipeline.activity import FrameGrid, binarize, grid_runs, single_speaker_runs, speaker_count
 from speakerlink_server.pipeline.recognize import Match, Voice, recognize
 from speakerlink_server.pipeline.reconstruct import frame_labels, label_frames
@@ -82,6 +84,7 @@ class LiveDiarizer:
     batches meet in the same device batches)."""
 
     segmenter: Segmenter
+    speech: SpeechDetector
     embedder: Embedder
     params: PipelineParams
     latency: float
@@ -104,9 +107,10 @@ class LiveDiarizer:
         clustering = replace(self.params.clustering, min_cluster_windows=live.min_cluster_windows,
                              fold_similarity=live.fold_similarity)
         self.memory = SpeakerMemory(self.embedder.dim, CountBounds(max_speakers=self.max_speakers), clustering,
-                                    live.merge_similarity, live.max_windows, live.anchors)
+                                    self.params.spread, live.merge_similarity, live.max_windows, live.anchors)
         self._audio = np.zeros(0, dtype=np.float32)
         self._audio_start = 0  # sample index of self._audio[0]
+        self._heard = self.speech.stream()  # the speech detector, fed each sample once
         self._received = 0  # samples fed
         if not 0.0 <= self.phase < 1.0:
             raise ValueError(f"phase {self.phase} is not in [0, 1)")
@@ -145,6 +149,7 @@ class LiveDiarizer:
         """Analyse what is left and decide every frame: the stream's last update."""
         if self._received > self._end or not self._windows:
             self._analyse(self._received, final=True)
+        self._heard.close()
         return self._settle(final=True)
 
     @property
@@ -171,6 +176,8 @@ class LiveDiarizer:
         wav = self._audio[start - self._audio_start : end - self._audio_start]
         if self.narrowband is None and (wav.size == self._window or final):
             self.narrowband = channel.is_narrowband(wav)
+        new = max(self._end, 0)
+        self._heard.feed(self._audio[new - self._audio_start : end - self._audio_start], final)
         if wav.size:
             segmentation = self.segmenter.segment(wav, self.segmenter.window_seconds)
             self._powerset = segmentation.powerset
@@ -195,7 +202,7 @@ class LiveDiarizer:
         """Who speaks in each frame the kept segmenter windows cover, as offline labels a chunk."""
         segmentation, grid, origin = self._chunk()
         activity = binarize(segmentation) * grid.valid[:, :, None]  # shape: (num_windows, num_frames, local_speakers)
-        count = speaker_count(segmentation, grid)
+        count = self._missed(grid, speaker_count(segmentation, grid))
         runs = single_speaker_runs(activity, grid, count)
         hop = round(self.params.windows.hop_seconds / self._frame)
         windows = run_windows(runs, grid, self.params.windows)
@@ -219,6 +226,18 @@ class LiveDiarizer:
         assign = assign_by_frames(activity, grid, frame_label, self.memory.count)
         self._who = label_frames(frame_label, assign, activity, grid, count, self.memory.count)
         self._origin = origin
+
+    def _missed(self, grid: FrameGrid, count: np.ndarray) -> np.ndarray:
+        """`count` with the speech the segmenter missed filled in, as offline (pipeline.missed_speech),
+        over the audio kept: through a reverberant room the segmenter hears little of some voices."""
+        offset = self._audio_start / SAMPLE_RATE
+        wav = self._audio[: self._end - self._audio_start]
+        kept = replace(grid, first_centre=grid.first_centre - offset)  # in seconds of the audio kept
+
+        def heard() -> list[tuple[float, float]]:
+            return [(a - offset, b - offset) for a, b in self._heard.speech(self._audio_start, self._end)]
+
+        return missed_speech.fill(wav, kept, count, heard, self.params.missed_speech)
 
     def _fresh(self, windows: list[tuple[int, int]], origin: int, hop: int) -> np.ndarray:
         """The chunk's windows that reach undecided frames and are not kept already (nor the

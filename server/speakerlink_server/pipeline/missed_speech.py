@@ -13,10 +13,11 @@ dev sets of benchmarks/condition_sets.py and ../shared/data (benchmarks/QUALITY.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from speakerlink_server.audio_format import SAMPLE_RATE
-from speakerlink_server.engines.base import SpeechDetector
 from speakerlink_server.params import MissedSpeechParams
 from speakerlink_server.pipeline.activity import FrameGrid, grid_runs
 
@@ -25,10 +26,11 @@ from speakerlink_server.pipeline.activity import FrameGrid, grid_runs
 MIN_SPEECH_FRAMES = 50
 
 
-def fill(wav: np.ndarray, grid: FrameGrid, count: np.ndarray, detector: SpeechDetector,
+def fill(wav: np.ndarray, grid: FrameGrid, count: np.ndarray, heard: Callable[[], list[tuple[float, float]]],
          params: MissedSpeechParams) -> np.ndarray:
     """`count` with one speaker in the silent frames where the detector hears speech worth
-    labelling. Shape: (grid.size,)."""
+    labelling. heard(): the detector's (start, end) seconds of speech in `wav`, asked for only
+    where the segmenter left a silence long enough to fill. Shape: (grid.size,)."""
     shortest = max(1, round(params.min_seconds / grid.step))
     if not any(b - a >= shortest for a, b in grid_runs(count == 0)):
         return count
@@ -36,7 +38,7 @@ def fill(wav: np.ndarray, grid: FrameGrid, count: np.ndarray, detector: SpeechDe
     speech = count > 0
     loud = np.percentile(level[speech] if speech.sum() >= MIN_SPEECH_FRAMES else level, 95)
     filled = count.copy()
-    for start, end in detector.speech(wav):
+    for start, end in heard():
         piece = np.zeros(grid.size, dtype=bool)
         piece[_frame_at(grid, start):_frame_at(grid, end)] = True
         piece &= count == 0

@@ -14,12 +14,15 @@ back after an hour is still known.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from speakerlink_server.engines.base import CountBounds, unit_rows
-from speakerlink_server.params import ClusteringParams
-from speakerlink_server.pipeline.clustering import cluster_windows
+from speakerlink_server.params import ClusteringParams, SpreadParams
+from speakerlink_server.pipeline.clustering import cluster_windows, spread_threshold
+from speakerlink_server.pipeline.windows import same_stretch
 
 NEW = -1
 
@@ -27,9 +30,9 @@ NEW = -1
 class SpeakerMemory:
     """Every window a stream has embedded (within bounds) and the stream speaker it belongs to."""
 
-    def __init__(self, dim: int, bounds: CountBounds, params: ClusteringParams, merge_similarity: float,
-                 max_windows: int, anchors: int) -> None:
-        self.bounds, self.params, self.merge_similarity = bounds, params, merge_similarity
+    def __init__(self, dim: int, bounds: CountBounds, params: ClusteringParams, spread: SpreadParams,
+                 merge_similarity: float, max_windows: int, anchors: int) -> None:
+        self.bounds, self.params, self.spread, self.merge_similarity = bounds, params, spread, merge_similarity
         self.max_windows, self.anchors = max_windows, anchors
         self.embeddings = np.zeros((0, dim))  # unit rows
         self.frames = np.zeros((0, 2), dtype=np.int64)  # each window's first and end grid frames
@@ -46,7 +49,7 @@ class SpeakerMemory:
         population = np.vstack([self.embeddings, unit_rows(embeddings)])
         if not len(population):
             return np.zeros(0, dtype=np.int64)
-        labels = cluster_windows(population, self.bounds, self.params).labels
+        labels = cluster_windows(population, self.bounds, replace(self.params, threshold=self.threshold(population, frames))).labels
         before = np.concatenate([self.speakers, before])
         labels = _keep_apart(population, labels, before, self.merge_similarity)
         speakers = self._carry(labels, before)
@@ -57,6 +60,15 @@ class SpeakerMemory:
         self.speakers = np.concatenate([self.speakers, new[settle]])
         self._bound()
         return new
+
+    def threshold(self, population: np.ndarray, frames: np.ndarray) -> float:
+        """The clustering bar for the stream as heard so far, lowered as offline lowers a clip's
+        where one voice's neighbouring windows agree less (a reverberant room): taken over every
+        kept window and this step's, in the order of the audio."""
+        spans = np.vstack([self.frames, frames])
+        order = np.lexsort((spans[:, 1], spans[:, 0]))
+        stretch = same_stretch([tuple(f) for f in spans[order]])
+        return spread_threshold(population[order], stretch, self.params.threshold, self.spread)
 
     def voiceprints(self) -> np.ndarray:
         """Each stream speaker's unit mean embedding (zero rows for one with no windows left).
