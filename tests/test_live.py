@@ -266,10 +266,12 @@ def test_memory_stays_bounded_and_people_stay_known_over_a_long_stream(samples) 
     held = []
     for start in range(0, wav.size, 1600):
         diarizer.feed(wav[start : start + 1600])
-        held.append((diarizer._audio.size, len(diarizer._windows), len(diarizer.memory.embeddings), len(diarizer._who)))
+        held.append((diarizer._audio.size, len(diarizer._windows), len(diarizer.memory.embeddings), len(diarizer._who),
+                     len(diarizer._heard._probs)))
     diarizer.finish()
     most = np.max(held, axis=0)
     assert most[0] <= 16000 * 13 and most[1] <= 13 and most[2] <= 30 + 3 and most[3] <= 13 / 0.016
+    assert most[4] <= 16000 * 14 / 512  # the speech detector's probabilities: the kept audio's and a step's
     late = {t.speaker for t in diarizer.turns if t.start > 36.5}
     assert len(diarizer.order) == 3 and late == set(diarizer.order)
 

@@ -90,7 +90,7 @@ def test_calls_at_once_each_keep_their_own_state(detector: SileroSpeech, voices:
 
 def test_a_stream_read_step_by_step_hears_what_one_pass_hears(detector: SileroSpeech, voices: dict[str, Path]) -> None:
     """A live stream's detector, fed 100 ms frames, finds the stretches one pass over the same
-    audio finds, asked about all of it or about its second half only."""
+    audio finds, asked about all of it, then about its second half once the first is forgotten."""
     wav = np.concatenate([quiet(1.0), load(voices["alice"]), quiet(1.2), load(voices["bob"]), quiet(0.71)])
     stream = detector.stream()
     try:
@@ -99,6 +99,8 @@ def test_a_stream_read_step_by_step_hears_what_one_pass_hears(detector: SileroSp
             stream.feed(wav[start : start + 1600], final=n == len(frames_of) - 1)
         assert stream.speech(0, wav.size) == detector.speech(wav)
         half = wav.size // 2 // silero.CHUNK * silero.CHUNK
+        stream.forget(half)
+        assert stream.speech(0, wav.size) == stream.speech(half, wav.size)
         later = stream.speech(half, wav.size)
         assert later and all(half / RATE <= a < b <= wav.size / RATE for a, b in later)
         assert (mask(later, wav.size) == mask(detector.speech(wav), wav.size))[half // 160 :].mean() >= 0.99

@@ -155,6 +155,11 @@ class SpeechStream(Protocol):
         samples start..end (as far as they have been fed)."""
         ...
 
+    def forget(self, before: int) -> None:
+        """Samples before this one will not be asked about again: what was kept of them can go,
+        so that memory stays bounded over any length of stream."""
+        ...
+
     def close(self) -> None: ...
 
 

@@ -110,7 +110,8 @@ class SileroStream:
         self._model, self._pool = model, pool
         model.reset_states()
         self._pending = np.zeros(0, dtype=np.float32)  # fewer than CHUNK samples not read yet
-        self._probs: list[float] = []  # each chunk's speech probability, from the stream's start
+        self._probs: list[float] = []  # each chunk's speech probability, from chunk self._first on
+        self._first = 0
 
     def feed(self, samples: np.ndarray, final: bool = False) -> None:
         audio = np.concatenate([self._pending, samples.astype(np.float32, copy=False)])
@@ -123,9 +124,15 @@ class SileroStream:
         self._pending = audio[whole * CHUNK :]
 
     def speech(self, start: int, end: int) -> list[tuple[float, float]]:
-        first = start // CHUNK
-        probs = np.array(self._probs[first : -(-end // CHUNK)], dtype=np.float32)
-        return _stretches(probs, min(end, len(self._probs) * CHUNK) - first * CHUNK, first * CHUNK)
+        first = max(start // CHUNK, self._first)
+        probs = np.array(self._probs[first - self._first : -(-end // CHUNK) - self._first], dtype=np.float32)
+        heard = min(end, (self._first + len(self._probs)) * CHUNK) - first * CHUNK
+        return _stretches(probs, heard, first * CHUNK)
+
+    def forget(self, before: int) -> None:
+        first = max(before // CHUNK, self._first)
+        del self._probs[: first - self._first]
+        self._first = first
 
     def close(self) -> None:
         if self._model is not None:

@@ -398,6 +398,7 @@ class LiveDiarizer:
         keep_from = min(int(round(self._windows[0].start * SAMPLE_RATE)), max(0, self._end + self._step - self._window))
         self._audio = self._audio[max(0, keep_from - self._audio_start) :]
         self._audio_start = max(keep_from, self._audio_start)
+        self._heard.forget(self._audio_start)
 
     def _frame_at(self, seconds: float) -> int:
         """The first grid frame whose centre is at or after `seconds`."""
