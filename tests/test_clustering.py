@@ -12,7 +12,7 @@ from toy_embeddings import noisy, voices
 
 
 def labels_of(windows: np.ndarray, bounds: CountBounds | None = None) -> list[int]:
-    return cluster_windows(windows, bounds or CountBounds(), ClusteringParams(0.5, fold_similarity=0.1)).labels.tolist()
+    return cluster_windows(windows, bounds or CountBounds(), ClusteringParams(0.5, fold_similarity=0.1, group_fold_similarity=0.3)).labels.tolist()
 
 
 def test_clustering_honours_counts() -> None:
@@ -27,7 +27,7 @@ def test_clustering_honours_counts() -> None:
 
 def test_a_count_the_audio_cannot_hold_is_a_warning() -> None:
     one = voices(1)[0][None]
-    clusters = cluster_windows(one, CountBounds(3, 3), ClusteringParams(0.5, fold_similarity=0.1))
+    clusters = cluster_windows(one, CountBounds(3, 3), ClusteringParams(0.5, fold_similarity=0.1, group_fold_similarity=0.3))
     assert clusters.labels.tolist() == [0]
     assert "3 speakers were asked for" in count_warning(CountBounds(3, 3), len(clusters.centroids))
     assert count_warning(CountBounds(max_speakers=3), 1) == ""
@@ -40,6 +40,16 @@ def test_a_few_stray_windows_fold_into_their_speaker_but_a_distinct_short_voice_
     assert labels_of(windows) == [0] * 42
     windows = np.vstack([noisy(a, 20, 0.05, 1), noisy(c, 2, 0.05, 2), noisy(a, 20, 0.05, 3)])
     assert labels_of(windows) == [0] * 20 + [1] * 2 + [0] * 20
+
+
+def test_a_short_voice_of_two_windows_needs_more_to_fold_than_a_lone_window() -> None:
+    a, b = voices(2)
+    other = b - (b @ a) * a
+    near = 0.25 * a + np.sqrt(1 - 0.25**2) * other / np.linalg.norm(other)  # over the lone bar, under the group's
+    lone = np.vstack([noisy(a, 20, 0.05, 1), near[None], noisy(a, 20, 0.05, 3)])
+    assert labels_of(lone) == [0] * 41
+    pair = np.vstack([noisy(a, 20, 0.05, 1), noisy(near, 2, 0.01, 2), noisy(a, 20, 0.05, 3)])
+    assert labels_of(pair) == [0] * 20 + [1] * 2 + [0] * 20
 
 
 def test_long_clips_cluster_in_bounded_memory(monkeypatch) -> None:
@@ -81,7 +91,7 @@ def test_a_stream_takes_the_bar_of_all_its_windows_in_the_order_of_the_audio() -
     later = np.arange(8, 16)[::-1]
     for cosine, bar in ((0.64, 0.35 - 1.5 * 0.06), (0.80, 0.35)):
         windows = pairs_at(cosine, 8)
-        memory = SpeakerMemory(32, CountBounds(), ClusteringParams(0.35, fold_similarity=0.1), SPREAD, 0.6, 600, 40)
+        memory = SpeakerMemory(32, CountBounds(), ClusteringParams(0.35, fold_similarity=0.1, group_fold_similarity=0.34), SPREAD, 0.6, 600, 40)
         memory.update(windows[:8], frames[:8], np.full(8, NEW), np.ones(8, dtype=bool))
         assert len(memory.embeddings) == 8
         assert memory.threshold(np.vstack([memory.embeddings, windows[later]]), frames[later]) == pytest.approx(bar)

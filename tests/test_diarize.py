@@ -160,7 +160,8 @@ def test_the_result_says_what_produced_it(client: Client, finished) -> None:
     assert (asked.engine, asked.transcriber, asked.recognize, asked.language) == ("campplus", "", True, "")
     assert asked.link_threshold == pytest.approx(0.52) and (asked.min_speakers, asked.max_speakers) == (0, 0)
     params = json_format.MessageToDict(result.provenance.parameters)
-    assert params["clustering"] == {"threshold": 0.35, "fold_similarity": 0.1, "min_cluster_windows": 3}
+    assert params["clustering"] == {"threshold": 0.35, "fold_similarity": 0.1, "group_fold_similarity": 0.34,
+                                     "min_cluster_windows": 3}
     assert params["linking"]["threshold"] == 0.52 and params["segmentation"] == {"step_seconds": 5.0}
     assert params["missed_speech"] == {"min_seconds": 0.5, "within_db": 12.0}
     assert params["spread"] == {"reference": 0.7, "slope": 1.5, "lowest": 0.25}

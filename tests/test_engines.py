@@ -147,7 +147,7 @@ def test_fp16_is_used_where_it_stays_within_cosine_0_9999_of_fp32(on_cuda) -> No
 def test_each_embedder_states_every_parameter_on_its_cosine_scale() -> None:
     """A cosine means different things on CAM++'s scale and TitaNet's: no such parameter has a
     default one engine could inherit from another's measurements."""
-    cosine_fields = {"ClusteringParams": {"threshold", "fold_similarity"},
+    cosine_fields = {"ClusteringParams": {"threshold", "fold_similarity", "group_fold_similarity"},
                      "LinkingParams": {"threshold", "small_job_margin", "sure_margin", "raw_margin", "phone_margin"},
                      "RecognitionParams": {"threshold"}}
     for params in (ClusteringParams, LinkingParams, RecognitionParams):

@@ -44,9 +44,13 @@ class WindowParams:
 @dataclass(frozen=True)
 class ClusteringParams:
     threshold: float  # average cosine above which two groups of windows are one speaker
-    # A small cluster folds into its nearest neighbour only if their centroids are this similar
-    # (a cosine): a few windows unlike anyone else are a short speaker of their own.
+    # A small cluster of one window folds into its nearest neighbour only if their centroids are
+    # this similar (a cosine): a window unlike anyone else is a short speaker of its own.
     fold_similarity: float
+    # The same bar for a small cluster of two windows or more. Windows that cluster together yet
+    # sit far from every larger voice are more often a person with a few seconds of speech than
+    # a cough or a window across a change of speaker, so they need more to fold.
+    group_fold_similarity: float
     # Measured on ../shared/data (benchmarks/QUALITY.md): 3 windows at a 0.75 s hop is about
     # 3 s of speech; 5 or more drop real speakers of libri-dev-linking.
     min_cluster_windows: int = 3

@@ -71,7 +71,8 @@ def hub_cache_dir(model: str) -> Path:
 
 
 PARAMETERS = PipelineParams(
-    clustering=ClusteringParams(threshold=0.7, fold_similarity=0.1),
+    # group_fold_similarity: not measured for TitaNet, so small clusters fold as single windows do.
+    clustering=ClusteringParams(threshold=0.7, fold_similarity=0.1, group_fold_similarity=0.1),
     # raw_margin: without a score space, the raw cosine is the score already. phone_margin: with
     # no narrowband compensation measured, no phone prints are taken (pipeline.matched_band).
     linking=LinkingParams(threshold=0.7, small_job_margin=0.06, sure_margin=0.14, raw_margin=0.0, phone_margin=0.0),

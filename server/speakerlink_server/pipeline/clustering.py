@@ -4,7 +4,9 @@ Average-linkage agglomerative clustering on cosine distance, cut where the avera
 between two groups falls below the embedder's clustering threshold, lowered for a clip whose
 voices a room has spread (spread_threshold). Then clusters of fewer
 than `min_cluster_windows` windows (a cough, a window across a change of speaker) are folded
-into their nearest neighbour, where it is close enough (`fold_similarity`). A count asked for that this misses is met
+into their nearest neighbour, where it is close enough: `fold_similarity` for a lone window,
+the higher `group_fold_similarity` for windows that cluster together, more often a person with
+a few seconds of speech. A count asked for that this misses is met
 by merging the most similar clusters (too many) or cutting the same tree at the count (too
 few); a count the audio cannot hold comes back as a warning.
 """
@@ -100,7 +102,7 @@ def _fold_small(embeddings: np.ndarray, labels: np.ndarray, params: ClusteringPa
         victim = int(np.flatnonzero(small)[np.argmin(sizes[small])])
         similarity = vectors @ vectors[victim]
         similarity[victim] = -np.inf
-        if similarity.max() < params.fold_similarity:
+        if similarity.max() < (params.fold_similarity if sizes[victim] == 1 else params.group_fold_similarity):
             kept.add(int(ids[victim]))
             continue
         labels[labels == ids[victim]] = ids[int(np.argmax(similarity))]

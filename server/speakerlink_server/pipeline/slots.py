@@ -84,7 +84,7 @@ def attach(
         return assign, centroids
     max_speakers = bounds.max_speakers or np.inf
     # Every slot is a cluster of its own size: none is small, so nothing folds.
-    groups = cluster_windows(embeddings[left], CountBounds(), ClusteringParams(threshold, fold_similarity=1.0, min_cluster_windows=1))
+    groups = cluster_windows(embeddings[left], CountBounds(), ClusteringParams(threshold, fold_similarity=1.0, group_fold_similarity=1.0, min_cluster_windows=1))
     frames = [set() for _ in groups.centroids]
     for i, g in zip(left, groups.labels, strict=True):
         frames[g].update(_frames(activity, grid, *slots[i]).tolist())
