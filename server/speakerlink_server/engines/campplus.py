@@ -56,8 +56,8 @@ PARAMETERS = PipelineParams(
         # Two windows that cluster together and sit under 0.34 to every larger cluster are most
         # often a person with 2-4 s of speech (a room or a codec spreads their windows): folding
         # them merged readers in far and near rooms and through phone lines and AMI's trn04, while
-        # those folded right sat at 0.36 or more. 0.30-0.38 are alike on the dev sets; 0.38 splits
-        # a one-time voice of open/ (benchmarks/QUALITY.md).
+        # those folded right sat at 0.36 or more. 0.30 leaves a merge each in the far room and
+        # linking/; 0.38 splits a one-time voice of open/ (benchmarks/QUALITY.md).
         group_fold_similarity=0.34,
     ),
     linking=LinkingParams(
