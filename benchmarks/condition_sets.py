@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 import random
 import shutil
 import sys
@@ -265,7 +266,7 @@ def _three_parts(utt: Utterance) -> list[Part] | None:
     """The utterance cut at two pauses: an enrollment part of at least ENROLL_SPEECH_S (about a
     third of the speech), then the rest halved, each half with at least PART_SPEECH_S; or None."""
     total = _total(utt.speech)
-    pauses = [((a[1] + b[0]) / 2, _total(utt.speech[: i + 1])) for i, (a, b) in enumerate(zip(utt.speech, utt.speech[1:]))]
+    pauses = [((a[1] + b[0]) / 2, _total(utt.speech[: i + 1])) for i, (a, b) in enumerate(itertools.pairwise(utt.speech))]
     firsts = [p for p in pauses if p[1] >= ENROLL_SPEECH_S and total - p[1] >= 2 * PART_SPEECH_S]
     if not firsts:
         return None
@@ -275,7 +276,7 @@ def _three_parts(utt: Utterance) -> list[Part] | None:
         return None
     second = min(seconds, key=lambda p: abs(p[1] - (first[1] + total) / 2))
     edges = [utt.speech[0][0], first[0], second[0], utt.speech[-1][1]]
-    return [Part(utt, a, b) for a, b in zip(edges, edges[1:])]
+    return [Part(utt, a, b) for a, b in itertools.pairwise(edges)]
 
 
 def _whole(utt: Utterance) -> Part:
@@ -292,7 +293,7 @@ def _speech(audio: np.ndarray) -> list[tuple[float, float]]:
     floor, loud = np.percentile(level, 10), np.percentile(level, 95)
     voiced = level > floor + 0.3 * (loud - floor)
     edges = np.flatnonzero(np.diff(np.concatenate([[0], voiced.astype(int), [0]])))
-    spans = [(a / 100, b / 100) for a, b in zip(edges[::2], edges[1::2])]
+    spans = [(a / 100, b / 100) for a, b in zip(edges[::2], edges[1::2], strict=True)]
     return [(s, e) for s, e in _bridged(spans, CUT_PAUSE_S) if e - s >= 0.1]
 
 

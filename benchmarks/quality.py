@@ -58,8 +58,8 @@ def naming(reference: Turns, result: pb.DiarizationResult, enrolled: set[str]) -
     names = {s.label: s.name for s in result.speakers}
     labels = main_labels(reference, hypothesis_of(result))
     named = [names.get(label or "", "") for label in labels.values()]
-    right = sum(name == who for (_, who), name in zip(labels, named) if who in enrolled)
-    wrong = sum(bool(name) and name != who for (_, who), name in zip(labels, named))
+    right = sum(name == who for (_, who), name in zip(labels, named, strict=True) if who in enrolled)
+    wrong = sum(bool(name) and name != who for (_, who), name in zip(labels, named, strict=True))
     return (f"naming                 {right} of {sum(who in enrolled for _, who in labels)} items of enrolled people "
             f"named right; {wrong} of {len(labels)} items given a name not theirs")
 

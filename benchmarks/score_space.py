@@ -22,6 +22,7 @@ conditions sit above different readers, in cosine and in the new space.
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 import tempfile
 import time
@@ -100,14 +101,14 @@ def pieces(audio: np.ndarray) -> list[np.ndarray]:
     speech = condition_sets._speech(audio)
     total = condition_sets._total(speech)
     count = int(min(3, max(1, total // PIECE_SPEECH_S)))
-    pauses = [(a[1] + b[0]) / 2 for a, b in zip(speech, speech[1:])]
+    pauses = [(a[1] + b[0]) / 2 for a, b in itertools.pairwise(speech)]
     cuts = [0.0]
     for q in range(1, count):
         if pauses:
             cuts.append(min(pauses, key=lambda p: abs(condition_sets._total([(s, min(e, p)) for s, e in speech if s < p])
                                                    - total * q / count)))
     cuts.append(audio.size / conditions.RATE)
-    out = [audio[int(a * conditions.RATE): int(b * conditions.RATE)] for a, b in zip(cuts, cuts[1:]) if b > a]
+    out = [audio[int(a * conditions.RATE): int(b * conditions.RATE)] for a, b in itertools.pairwise(cuts) if b > a]
     return [piece for piece in out if piece.size >= SHORTEST_PIECE_S * conditions.RATE]
 
 

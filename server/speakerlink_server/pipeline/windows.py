@@ -9,6 +9,8 @@ change mislabels a fraction of a second instead.
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 from speakerlink_server.audio_format import SAMPLE_RATE
@@ -38,7 +40,7 @@ def run_windows(runs: list[tuple[int, int]], grid: FrameGrid, params: WindowPara
 def same_stretch(frames: list[tuple[int, int]]) -> np.ndarray:
     """For each window but the last, whether the next is of the same stretch: windows of one
     stretch overlap (a hop shorter than a window), stretches do not. Shape: (len(frames) - 1,)."""
-    return np.array([b[0] < a[1] for a, b in zip(frames, frames[1:])], dtype=bool)
+    return np.array([b[0] < a[1] for a, b in itertools.pairwise(frames)], dtype=bool)
 
 
 def sample_spans(frames: list[tuple[int, int]], grid: FrameGrid) -> list[Spans]:
