@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import sample_clips
-from speakerlink import conditions
+from speakerlink import codecs, conditions
 from speakerlink.condition_spec import CONDITIONS, parse, step_seed
 
 RATE = conditions.RATE
@@ -45,13 +45,13 @@ def lag_of(out: np.ndarray, original: np.ndarray) -> int:
 
 
 def skip_missing_encoder(name: str) -> None:
-    if name == "phone-amr" and "libopencore_amrnb" not in conditions.encoders():
+    if name == "phone-amr" and "libopencore_amrnb" not in codecs.encoders():
         pytest.skip("this ffmpeg has no AMR-NB encoder (libopencore_amrnb)")
 
 
 @pytest.mark.parametrize("name", list(CONDITIONS))
 def test_each_condition_is_seeded_and_keeps_length_and_timing(name: str, talk) -> None:
-    if name == "phone-amr" and "libopencore_amrnb" not in conditions.encoders():
+    if name == "phone-amr" and "libopencore_amrnb" not in codecs.encoders():
         with pytest.raises(ValueError, match="this ffmpeg has no libopencore_amrnb encoder"):
             run(name, talk)
         return

@@ -15,10 +15,7 @@ room delays are taken out, to within a sample), and the output is 16 kHz mono 16
 from __future__ import annotations
 
 import argparse
-import functools
 import random
-import shutil
-import subprocess
 import sys
 import wave
 from collections.abc import Callable, Sequence
@@ -29,12 +26,11 @@ import numpy as np
 import numpy.typing as npt
 from scipy import signal
 
+from speakerlink import codecs
+from speakerlink.codecs import RATE, Audio
 from speakerlink.condition_spec import Chain, parse, step_seed
 from speakerlink.evaluation import Turns, clip_id, read_rttm
 
-Audio = npt.NDArray[np.float32]
-RATE = 16000
-PHONE_RATE = 8000
 SPEED_OF_SOUND = 343.0
 # Rooms: image sources up to this order give the early reflections (complete for the first
 # ~100 ms in rooms of 2.6 m and up); the late tail is exponentially decaying noise at the drawn
@@ -43,7 +39,6 @@ SPEED_OF_SOUND = 343.0
 IMAGE_ORDER = 12
 TAIL_START_S = 0.06  # after the direct sound
 FADE_S = 0.02  # masks that split a clip into its speakers ramp over this much
-MAX_CODEC_LAG_S = 0.1  # codec delays searched within this
 
 
 @dataclass
@@ -100,7 +95,7 @@ def condition_files(chain: Chain, files: Sequence[Path], out: Path, *, seed: int
 
 def load(path: Path) -> Audio:
     """Any audio ffmpeg reads, as 16 kHz mono float32."""
-    return _ffmpeg(["-i", str(path)], b"", "f32le", "-ar", str(RATE), "-ac", "1")
+    return codecs.decode(["-i", str(path)], b"", "-ar", str(RATE), "-ac", "1")
 
 
 def write_wav(path: Path, audio: Audio) -> None:
@@ -111,13 +106,6 @@ def write_wav(path: Path, audio: Audio) -> None:
         out.setsampwidth(2)
         out.setframerate(RATE)
         out.writeframes(pcm.tobytes())
-
-
-@functools.cache
-def encoders() -> frozenset[str]:
-    """The audio encoders of the ffmpeg on PATH."""
-    listing = subprocess.run(["ffmpeg", "-hide_banner", "-encoders"], capture_output=True, text=True, check=True).stdout
-    return frozenset(line.split()[1] for line in listing.splitlines() if line.startswith(" A"))
 
 
 # --- rooms -------------------------------------------------------------------------------
@@ -235,7 +223,7 @@ def _coloured(exponent: float) -> Callable:
     return condition
 
 
-# --- codecs ------------------------------------------------------------------------------
+# --- codecs (speakerlink.codecs) ---------------------------------------------------------
 
 
 def _phone(codec: str, fmt: str) -> Callable:
@@ -243,68 +231,17 @@ def _phone(codec: str, fmt: str) -> Callable:
     the codec, back at 16 kHz."""
 
     def condition(audio: Audio, params: dict[str, float], rng: np.random.Generator, context: Context) -> Audio:
-        if not 0 < params["low"] < params["high"] < PHONE_RATE / 2:
-            raise ValueError(f"a phone line's band must lie within 0-{PHONE_RATE // 2} Hz, low below high: "
-                             f"got low={params['low']:.0f}, high={params['high']:.0f}")
-        band = signal.sosfiltfilt(signal.butter(4, [params["low"], params["high"]], btype="bandpass", fs=RATE, output="sos"), audio)
-        narrow = signal.resample_poly(band, 1, 2)
-        extra = []
-        if codec == "libopencore_amrnb":
-            rates = (4.75, 5.15, 5.9, 6.7, 7.4, 7.95, 10.2, 12.2)
-            extra = ["-b:a", f"{min(rates, key=lambda r: abs(r - params['kbps'])) * 1000:.0f}"]
-        decoded = _codec(narrow, PHONE_RATE, ["-c:a", codec, *extra, "-f", fmt])
-        return signal.resample_poly(_aligned(narrow, decoded), 2, 1)[: len(audio)].astype(np.float32)
+        return codecs.phone_line(audio, codec, fmt, params["low"], params["high"], params.get("kbps"))
 
     return condition
 
 
 def _opus(audio: Audio, params: dict[str, float], rng: np.random.Generator, context: Context) -> Audio:
-    """VoIP: Opus at the drawn bit rate, in its voice mode."""
-    bitrate = f"{params['kbps'] * 1000:.0f}"
-    return _aligned(audio, _codec(audio, RATE, ["-c:a", "libopus", "-b:a", bitrate, "-application", "voip", "-f", "ogg"]))
+    return codecs.opus(audio, params["kbps"])
 
 
 def _mp3(audio: Audio, params: dict[str, float], rng: np.random.Generator, context: Context) -> Audio:
-    """MP3 at 16 kHz, at the drawn bit rate rounded to one MPEG-2 allows (multiples of 8 kbps)."""
-    kbps = max(8, 8 * round(params["kbps"] / 8))
-    return _aligned(audio, _codec(audio, RATE, ["-c:a", "libmp3lame", "-b:a", f"{kbps}k", "-f", "mp3"]))
-
-
-def _codec(audio: npt.NDArray[np.floating], rate: int, encode: list[str]) -> npt.NDArray[np.float32]:
-    """Encoded and decoded again by ffmpeg, at `rate`."""
-    codec = encode[encode.index("-c:a") + 1]
-    if codec not in encoders():
-        raise ValueError(f"this ffmpeg has no {codec} encoder (`ffmpeg -encoders` lists what it has)")
-    pcm = (np.clip(audio, -1.0, 1.0) * 32767).round().astype("<i2").tobytes()
-    raw = ["-f", "s16le", "-ar", str(rate), "-ac", "1", "-i", "pipe:0"]
-    encoded = subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", *raw, *encode, "pipe:1"],
-                             input=pcm, capture_output=True)
-    if encoded.returncode != 0:
-        raise ValueError(f"ffmpeg could not encode with {' '.join(encode)}: {encoded.stderr.decode(errors='replace').strip()}")
-    return _ffmpeg(["-i", "pipe:0"], encoded.stdout, "f32le", "-ar", str(rate), "-ac", "1")
-
-
-def _aligned(original: npt.NDArray[np.floating], decoded: npt.NDArray[np.floating]) -> Audio:
-    """`decoded` shifted by the lag (within MAX_CODEC_LAG_S) that best matches `original`,
-    cut or padded to its length: codecs add delay and padding."""
-    n = len(original)
-    lag_max = int(MAX_CODEC_LAG_S * RATE)
-    corr = signal.correlate(decoded, original, mode="full", method="fft")
-    lags = np.arange(-n + 1, len(decoded))
-    inside = np.abs(lags) <= lag_max
-    lag = int(lags[inside][np.argmax(corr[inside])])
-    shifted = decoded[lag:] if lag >= 0 else np.concatenate([np.zeros(-lag), decoded])
-    return np.pad(shifted[:n], (0, max(0, n - len(shifted)))).astype(np.float32)
-
-
-def _ffmpeg(inputs: list[str], data: bytes, fmt: str, *output: str) -> npt.NDArray[np.float32]:
-    if shutil.which("ffmpeg") is None:
-        raise ValueError("conditions need ffmpeg on PATH")
-    proc = subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", *inputs, *output, "-f", fmt, "pipe:1"],
-                          input=data, capture_output=True)
-    if proc.returncode != 0:
-        raise ValueError(f"ffmpeg failed: {proc.stderr.decode(errors='replace').strip()}")
-    return np.frombuffer(proc.stdout, dtype="<f4").astype(np.float32)
+    return codecs.mp3(audio, params["kbps"])
 
 
 # --- level -------------------------------------------------------------------------------
