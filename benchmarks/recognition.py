@@ -41,7 +41,8 @@ ENROLLED = 120
 def voiceprint(path: Path, pipeline: run.DiarizationPipeline) -> tuple[np.ndarray, float] | None:
     """The main speaker's (voiceprint, speech seconds) of a one-clip job, or None without speech."""
     diarized = pipeline.run([ClipInput(0, path.name, path, 1.0)], pipeline.default_request())
-    return max(diarized.voiceprints.values(), key=lambda p: p[1], default=None)
+    main = max(diarized.voiceprints.values(), key=lambda p: p.speech_seconds, default=None)
+    return None if main is None else (main.embedding, main.speech_seconds)
 
 
 def halves(folder: Path, pipeline: run.DiarizationPipeline) -> dict[str, tuple]:

@@ -126,6 +126,27 @@ def test_an_enrolled_voice_is_named_in_the_result_and_every_export(library: Runn
         assert not any(s.name for s in client.diarize([samples["meeting.wav"]]).speakers)
 
 
+def test_a_voice_enrolled_in_full_band_is_known_through_a_phone_line(library: RunningServer, voices: dict[str, Path],
+                                                                     samples, tmp_path: Path) -> None:
+    """Enrollment keeps the voice as G.711, GSM and Opus carry it (enrollment.line_prints;
+    tests/test_recognition.py shows them naming a voice the plain score would not); the
+    meeting heard through a GSM line names alice, and no one else."""
+    from speakerlink import codecs
+
+    audio, rate = sf.read(samples["meeting.wav"], dtype="float32")
+    assert rate == codecs.RATE
+    call = tmp_path / "call.wav"
+    sf.write(call, codecs.phone_line(audio, "libgsm", "gsm"), rate)
+    with Client(library.config.address) as client:
+        client.enroll("Alice", [voices["alice"]])
+        [voice] = library.store.voices.voiceprints("", "campplus")
+        assert voice.lines.shape == (3, 192) and np.allclose(np.linalg.norm(voice.lines, axis=1), 1.0)
+        result = client.diarize([call])
+    assert [s.name for s in result.speakers if s.name] == ["Alice"]
+    heard = library.store.prints.get(result.job_id, next(s.label for s in result.speakers if s.name))[1]
+    assert heard.phone is not None  # a phone call's speaker keeps its phone print, to be enrolled from
+
+
 def test_the_async_client_manages_the_library_too(library: RunningServer, voices: dict[str, Path], samples) -> None:
     import asyncio
 

@@ -21,6 +21,7 @@ from speakerlink_server.audio_store import CHUNK_BYTES, DatabaseAudio
 from speakerlink_server.auth import Tenants
 from speakerlink_server.database import MIGRATIONS, open_database
 from speakerlink_server.main import StartupError
+from speakerlink_server.pipeline.linking import Voiceprint
 from speakerlink_server.quotas import Quota, Quotas
 from speakerlink_server.store import Store
 from speakerlink_server.store.voices import NameTaken
@@ -56,9 +57,9 @@ def test_the_store_behaves_alike_on_both_databases(store: Store) -> None:
     assert leases.claim("w3", 60.0).job_id == ids[1] and jobs.get(ids[1]).attempts == 2
     assert not leases.save_progress(ids[1], "w2", pb.Progress(stage="embed", percent=50.0))
     done = pb.Progress(stage="done", percent=100.0)
-    assert not leases.finish(ids[1], "w2", pb.DiarizationResult(job_id=ids[1]), done, "campplus", {"S1": (vector, 9.0)})
+    assert not leases.finish(ids[1], "w2", pb.DiarizationResult(job_id=ids[1]), done, "campplus", {"S1": Voiceprint(vector, 9.0)})
     assert store.prints.get(ids[1], "S1") is None  # a dropped result's speakers are not kept either
-    assert leases.finish(ids[1], "w3", pb.DiarizationResult(job_id=ids[1]), done, "campplus", {"S1": (vector, 4.0)})
+    assert leases.finish(ids[1], "w3", pb.DiarizationResult(job_id=ids[1]), done, "campplus", {"S1": Voiceprint(vector, 4.0, True, vector)})
     assert not leases.finish(ids[1], "w3", pb.DiarizationResult(job_id=ids[1]), done, "campplus", {})
     assert pb.DiarizationResult.FromString(jobs.get(ids[1]).result).job_id == ids[1]
     assert leases.renew("w1", 60.0) == ({ids[0]}, set())
@@ -75,15 +76,18 @@ def test_the_store_behaves_alike_on_both_databases(store: Store) -> None:
     store.ledger.count("acme", 20.0)
     assert store.ledger.seconds_since("acme", 0.0) == 50.0 and store.ledger.seconds_since("globex", 0.0) == 0.0
 
-    engine, embedding, speech = store.prints.get(ids[1], "S1")
-    assert (engine, speech) == ("campplus", 4.0) and np.allclose(embedding, vector)
-    voices.enroll("acme", "Ann", "campplus", vector, 5.0)
-    voices.enroll("acme", "Ann", "campplus", np.array([0.0, 0.6, 0.8]), 5.0)
-    voices.enroll("acme", "Bob", "titanet", np.array([1.0, 0.0, 0.0]), 3.0)
+    engine, kept = store.prints.get(ids[1], "S1")
+    assert (engine, kept.speech_seconds) == ("campplus", 4.0) and np.allclose(kept.embedding, vector)
+    assert np.allclose(kept.phone, vector)  # a speaker heard through a phone line keeps its phone print
+    voices.enroll("acme", "Ann", "campplus", Voiceprint(vector, 5.0))
+    lines = np.array([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
+    voices.enroll("acme", "Ann", "campplus", Voiceprint(np.array([0.0, 0.6, 0.8]), 5.0), lines)
+    voices.enroll("acme", "Bob", "titanet", Voiceprint(np.array([1.0, 0.0, 0.0]), 3.0))
     ann = voices.get("acme", "Ann")
     assert (ann.enrollments, ann.speech_seconds, ann.engines) == (2, 10.0, ("campplus",))
     [voice] = voices.voiceprints("acme", "campplus")
     assert voice.name == "Ann" and np.allclose(voice.embedding, np.array([0.6, 1.4, 0.8]) / np.linalg.norm([0.6, 1.4, 0.8]))
+    assert np.allclose(voice.lines, lines)  # from the one enrollment that took line prints
     with pytest.raises(NameTaken):
         voices.rename("acme", "Ann", "Bob")
     assert voices.rename("acme", "Ann", "Ann Lee") and not voices.rename("acme", "Ann", "X")

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 from speakerlink_server.engines.base import Calibration, ScoreSpace, Utterance
 from speakerlink_server.params import RecognitionParams
+from speakerlink_server.pipeline.linking import Voiceprint
 from speakerlink_server.pipeline.recognize import Voice, recognize
 from speakerlink_server.pipeline.voices import MAX_MONOLOGUES, VOICE_SECONDS, voice_spans, without
 
@@ -15,7 +18,8 @@ def test_recognition_gives_each_voice_to_one_speaker_who_was_heard_enough() -> N
 
     ann, bob = Voice("Ann", unit(1, 0, 0), 10.0), Voice("Bob", unit(0, 1, 0), 10.0)
     calibration = Calibration(slope=66.4, offset=-29.6)
-    prints = [(unit(1, 0.3, 0), 5.0), (unit(1, 0.1, 0), 5.0), (unit(0, 0, 1), 5.0), (unit(0, 1, 0.1), 1.0)]
+    prints = [Voiceprint(unit(1, 0.3, 0), 5.0), Voiceprint(unit(1, 0.1, 0), 5.0), Voiceprint(unit(0, 0, 1), 5.0),
+              Voiceprint(unit(0, 1, 0.1), 1.0)]
     matches = recognize(prints, [ann, bob], RecognitionParams(0.65), calibration, None)
     # Ann goes to the closer of her two look-alikes only; a stranger and a 1 s speaker stay unnamed.
     assert [m.name if m else None for m in matches] == [None, "Ann", None, None]
@@ -30,9 +34,25 @@ def test_a_voice_is_recognised_in_the_embedders_score_space() -> None:
     heard = np.array([1.0, 0.1, 1.5]) / np.linalg.norm([1.0, 0.1, 1.5])
     calibration = Calibration(slope=66.4, offset=-29.6)
     space = ScoreSpace(np.zeros(3), np.diag([1.0, 1.0, 0.05]))
-    assert recognize([(heard, 5.0)], [ann], RecognitionParams(0.65), calibration, None) == [None]
-    [match] = recognize([(heard, 5.0)], [ann], RecognitionParams(0.65), calibration, space)
+    assert recognize([Voiceprint(heard, 5.0)], [ann], RecognitionParams(0.65), calibration, None) == [None]
+    [match] = recognize([Voiceprint(heard, 5.0)], [ann], RecognitionParams(0.65), calibration, space)
     assert match is not None and match.name == "Ann"
+
+
+def test_a_voice_heard_through_a_phone_line_is_also_compared_with_its_line_prints() -> None:
+    """Ann enrolled in full band; the line took the second axis from her. Her line print
+    names her through a phone line, less the margin; a full-band speaker who sounds like her
+    line print does not take her name from it."""
+    ann = Voice("Ann", np.array([0.6, 0.8, 0.0]), 10.0, lines=np.array([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]]))
+    calibration = Calibration(slope=66.4, offset=-29.6)
+    on_the_line = Voiceprint(np.array([0.96, 0.0, 0.28]), 5.0, narrowband=True, phone=np.array([0.96, 0.0, 0.28]))
+    params = RecognitionParams(0.65, phone_margin=0.03)
+    assert recognize([replace(on_the_line, phone=None)], [ann], params, calibration, None) == [None]  # 0.58
+    [match] = recognize([on_the_line], [ann], params, calibration, None)  # 0.96 - 0.03
+    assert match is not None and match.name == "Ann"
+    assert recognize([on_the_line], [replace(ann, lines=None)], params, calibration, None) == [None]
+    assert recognize([on_the_line], [ann], replace(params, phone_margin=0.4), calibration, None) == [None]
+    assert recognize([replace(on_the_line, narrowband=False)], [ann], params, calibration, None) == [None]
 
 
 def test_voiceprints_come_from_the_longest_monologues() -> None:

@@ -110,6 +110,14 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE jobs ADD COLUMN finished_at {real};
     UPDATE jobs SET finished_at = updated_at WHERE state IN (3, 4, 5);
     """,
+    # A voice as phone lines carry it, so that one enrolled in full band is also known through a
+    # phone line (pipeline.recognize): each enrollment's line prints (enrollment.line_prints, rows
+    # of the embedding's size), and each job speaker's phone print (pipeline.matched_band). NULL
+    # where none was taken (enrollments from before these columns, most full-band job speakers).
+    """
+    ALTER TABLE voiceprints ADD COLUMN line_prints {blob};
+    ALTER TABLE job_prints ADD COLUMN phone_embedding {blob};
+    """,
 )
 
 

@@ -33,7 +33,7 @@ from speakerlink_server.engines.base import CountBounds
 from speakerlink_server.engines.registry import Engines
 from speakerlink_server.pipeline.assemble import Diarized, Summary, assemble, global_label
 from speakerlink_server.pipeline.clip import ClipAnalysis, ClipInput
-from speakerlink_server.pipeline.linking import Link, LocalSpeaker
+from speakerlink_server.pipeline.linking import Link, LocalSpeaker, global_voiceprints
 from speakerlink_server.pipeline.live import MAX_LATENCY, MIN_LATENCY, LiveDiarizer, LiveUpdate, step_seconds
 from speakerlink_server.pipeline.live_audio import live_decoder
 from speakerlink_server.pipeline.request import JobRequest
@@ -319,5 +319,5 @@ class _Session:
         summary = Summary(request, self._params, [diarizer.segmenter.name, self._embedder.name], [],
                           time.monotonic() - self._clock)
         matches = [diarizer.names.get(s) for s in diarizer.order]
-        return assemble([clip], [analysis], speakers, [Link(n, 1.0) for n in range(len(speakers))],
-                        [(s.centroid, s.speech_seconds) for s in speakers], matches, summary)
+        links = [Link(n, 1.0) for n in range(len(speakers))]
+        return assemble([clip], [analysis], speakers, links, global_voiceprints(speakers, links), matches, summary)

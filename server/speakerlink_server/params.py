@@ -105,6 +105,9 @@ class RecognitionParams:
     # take its name.
     threshold: float
     min_speech_seconds: float = 2.0  # a speaker heard less is never named
+    # A speaker heard through a phone line also scores against a voice's phone print, less this,
+    # where that is higher (pipeline.recognize).
+    phone_margin: float = 0.0
 
 
 @dataclass(frozen=True)

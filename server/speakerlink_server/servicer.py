@@ -164,16 +164,16 @@ class SpeakerlinkServicer(pb_grpc.SpeakerlinkServicer):
                 embedder = self._engines.embedder("auto")
                 with self._jobs.slots.slot(context.is_active):
                     self._quotas.charge(tenant, sum(seconds))
-                    embedding, speech = voice_from_audio(
+                    heard, lines = voice_from_audio(
                         [ClipInput(c.index, c.name, c.path, float(c.size)) for c in clips], self._engines.segmenter,
                         self._engines.speech, embedder, stop_if_caller_left, self._config.chunk_seconds)
-            voice = self._store.voices.enroll(tenant, name, embedder.name, embedding, speech)
+            voice = self._store.voices.enroll(tenant, name, embedder.name, heard, lines)
         except grpc.RpcError:  # the caller went away mid-upload
             raise errors.caller_left() from None
         finally:
             shutil.rmtree(audio_dir, ignore_errors=True)
         log.info("voice %r%s enrolled from %d clips: %.1f s of speech", name, f" of tenant {tenant}" if tenant else "",
-                 len(clips), speech)
+                 len(clips), heard.speech_seconds)
         return voice.message()
 
     def EnrollFromJob(self, request: pb.EnrollFromJobRequest, context: grpc.ServicerContext) -> pb.Voice:
@@ -186,8 +186,12 @@ class SpeakerlinkServicer(pb_grpc.SpeakerlinkServicer):
             if found is None:
                 labels = [s.label for s in pb.DiarizationResult.FromString(record.result).speakers]
                 raise errors.job_speaker_not_found(request.job_id, request.speaker, labels)
-            engine, embedding, speech = found
-            voice = self._store.voices.enroll(record.tenant, name, engine, embedding, check_speech(speech))
+            engine, heard = found
+            check_speech(heard.speech_seconds)
+            # A job speaker's phone print (a phone call's speaker, or one a job that mixed bands
+            # heard through a phone line) is its one line print.
+            lines = None if heard.phone is None else heard.phone[None]
+            voice = self._store.voices.enroll(record.tenant, name, engine, heard, lines)
             log.info("voice %r enrolled from speaker %s of job %s", name, request.speaker, request.job_id)
             return voice.message()
 

@@ -12,7 +12,7 @@ from speakerlink.v1 import speakerlink_pb2 as pb
 
 from speakerlink_server.params import PipelineParams
 from speakerlink_server.pipeline.clip import ClipAnalysis, ClipInput
-from speakerlink_server.pipeline.linking import Link, LocalSpeaker
+from speakerlink_server.pipeline.linking import Link, LocalSpeaker, Voiceprint
 from speakerlink_server.pipeline.recognize import Match
 from speakerlink_server.pipeline.request import JobRequest
 from speakerlink_server.pipeline.segments import Turn
@@ -21,8 +21,7 @@ from speakerlink_server.pipeline.segments import Turn
 @dataclass(frozen=True)
 class Diarized:
     result: pb.DiarizationResult
-    # Each global speaker's (embedding, speech seconds) by label: what enrolling them takes.
-    voiceprints: dict[str, tuple[np.ndarray, float]]
+    voiceprints: dict[str, Voiceprint]  # each global speaker's, by label: what enrolling them takes
 
 
 @dataclass(frozen=True)
@@ -43,7 +42,7 @@ def global_label(index: int) -> str:
 
 def assemble(
     clips: list[ClipInput], analyses: list[ClipAnalysis], speakers: list[LocalSpeaker], links: list[Link],
-    prints: list[tuple[np.ndarray, float]], matches: list[Match | None], summary: Summary,
+    prints: list[Voiceprint], matches: list[Match | None], summary: Summary,
 ) -> Diarized:
     """The result, with speakers named where `matches` (by global index) found an enrolled voice."""
     global_of = {(s.clip_index, s.local_index): link for s, link in zip(speakers, links, strict=True)}

@@ -29,6 +29,7 @@ clips) the statistics are meaningless, so the cosine alone decides, with the str
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -120,17 +121,39 @@ def scores(a: np.ndarray, b: np.ndarray, space: ScoreSpace | None, raw_margin: f
     return np.maximum(compared(a, space) @ compared(b, space).T, unit_rows(a) @ unit_rows(b).T - raw_margin)
 
 
-def global_voiceprints(speakers: list[LocalSpeaker], links: list[Link]) -> list[tuple[np.ndarray, float]]:
-    """Each global speaker's (embedding, speech seconds), by global index: the speech-weighted
-    mean of its local speakers' centroids, unit length."""
-    count = 1 + max((link.global_index for link in links), default=-1)
-    sums = np.zeros((count, speakers[0].centroid.shape[0])) if speakers else np.zeros((0, 0))
-    seconds = np.zeros(count)
-    for speaker, link in zip(speakers, links, strict=True):
-        sums[link.global_index] += max(speaker.speech_seconds, 1e-3) * speaker.centroid
-        seconds[link.global_index] += speaker.speech_seconds
-    norms = np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12) if count else 1.0
-    return [(vector, float(speech)) for vector, speech in zip(sums / norms, seconds, strict=True)]
+@dataclass(frozen=True)
+class Voiceprint:
+    """A voice as recognition compares it and the voice library keeps it."""
+
+    embedding: np.ndarray  # unit length
+    speech_seconds: float
+    narrowband: bool = False  # most of its speech came through a narrowband channel
+    # Its phone print (pipeline.matched_band), unit length, where one was taken or its speech
+    # was narrowband; else None.
+    phone: np.ndarray | None = None
+
+
+def pooled(prints: Sequence[Voiceprint]) -> Voiceprint:
+    """One voice heard as several (a global speaker's local speakers, an enrollment's clusters,
+    a name's enrollments): the speech-weighted mean of their embeddings, and of the phone
+    prints of those that have one."""
+    weights = np.array([max(p.speech_seconds, 1e-3) for p in prints])
+    embedding = unit_rows((weights @ np.stack([p.embedding for p in prints]))[None])[0]
+    lined = [k for k, p in enumerate(prints) if p.phone is not None]
+    phone = unit_rows((weights[lined] @ np.stack([prints[k].phone for k in lined]))[None])[0] if lined else None
+    narrowband = 2 * sum(w for w, p in zip(weights, prints, strict=True) if p.narrowband) > weights.sum()
+    return Voiceprint(embedding, float(sum(p.speech_seconds for p in prints)), bool(narrowband), phone)
+
+
+def global_voiceprints(speakers: list[LocalSpeaker], links: list[Link],
+                       phone: list[np.ndarray | None] | None = None) -> list[Voiceprint]:
+    """Each global speaker's voiceprint, by global index, pooled from its local speakers'
+    centroids and phone prints (`phone`, by local speaker; a narrowband speaker's is its centroid)."""
+    groups: list[list[Voiceprint]] = [[] for _ in range(1 + max((link.global_index for link in links), default=-1))]
+    for i, (speaker, link) in enumerate(zip(speakers, links, strict=True)):
+        heard = speaker.centroid if speaker.narrowband else None if phone is None else phone[i]
+        groups[link.global_index].append(Voiceprint(speaker.centroid, speaker.speech_seconds, speaker.narrowband, heard))
+    return [pooled(group) for group in groups]
 
 
 def _surely_same(similarity: np.ndarray, clips: np.ndarray, bar: float) -> np.ndarray:

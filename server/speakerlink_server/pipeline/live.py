@@ -25,6 +25,7 @@ from speakerlink_server.engines.base import CountBounds, Embedder, Segmentation,
 from speakerlink_server.params import PipelineParams
 from speakerlink_server.pipeline import channel, missed_speech
 from speakerlink_server.pipeline.activity import FrameGrid, binarize, grid_runs, single_speaker_runs, speaker_count
+from speakerlink_server.pipeline.linking import Voiceprint
 from speakerlink_server.pipeline.recognize import Match, Voice, recognize
 from speakerlink_server.pipeline.reconstruct import frame_labels, label_frames
 from speakerlink_server.pipeline.segments import Turn
@@ -306,7 +307,9 @@ class LiveDiarizer:
         if not waiting or not voices:
             return
         prints = self.memory.voiceprints()
-        found = recognize([(prints[s], float(self.speech[s])) for s in waiting], voices, self.params.recognition,
+        narrowband = bool(self.narrowband)
+        heard = [Voiceprint(prints[s], float(self.speech[s]), narrowband, prints[s] if narrowband else None) for s in waiting]
+        found = recognize(heard, voices, self.params.recognition,
                           self.embedder.calibration, self.embedder.space)
         for speaker, match in zip(waiting, found, strict=True):
             if match is not None:

@@ -19,6 +19,7 @@ PHONE_WINDOWS windows per speaker at most.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 
 import numpy as np
 
@@ -60,25 +61,35 @@ def phone_prints(
     `wanted`, their own speech heard through a phone line; elsewhere their voiceprint.
     Shape: (speakers, dim)."""
     prints = np.stack([s.centroid for s in analysis.speakers]) if analysis.speakers else np.zeros((0, embedder.dim))
-    wide = np.flatnonzero(wanted).tolist()
-    if not wide:
+    spans = {i: own_windows(analysis.turns, analysis.speakers[i].local_index, windows) for i in np.flatnonzero(wanted)}
+    if not spans:
         return prints
-    spans_of = {i: own_windows(analysis.turns, analysis.speakers[i].local_index, windows) for i in wide}
-    sums = np.zeros((len(prints), prints.shape[1]))
+    sums = heard_through(channel.phone_line, clip, spans, len(prints), embedder, chunk_seconds, max_seconds, hook)
+    heard = np.linalg.norm(sums, axis=1) > 0
+    prints[heard] = unit_rows(sums[heard])
+    return prints
+
+
+def heard_through(
+    line: Callable[[np.ndarray], np.ndarray], clip: ClipInput, spans: dict[int, list[tuple[float, float]]], count: int,
+    embedder: Embedder, chunk_seconds: float, max_seconds: float, hook: Hook,
+) -> np.ndarray:
+    """The sum of the narrowband-compensated embeddings of each speaker's `spans` (seconds,
+    by speaker index) of the clip, heard through `line` (16 kHz audio in, 16 kHz out). Zero
+    rows where a speaker has none. Shape: (count, dim)."""
+    sums = np.zeros((count, embedder.dim))
     with contextlib.closing(audio.stream(clip.path, clip.index, clip.name, chunk_seconds, None, max_seconds)) as pieces:
         for offset, wav in pieces:
             end = offset + wav.size / SAMPLE_RATE
             items, owners = [], []
-            for i, spans in spans_of.items():
-                for start, stop in spans:
+            for i, windows in spans.items():
+                for start, stop in windows:
                     if start >= offset and stop <= end:
                         items.append([(round((start - offset) * SAMPLE_RATE), round((stop - offset) * SAMPLE_RATE))])
                         owners.append(i)
             if items:
-                np.add.at(sums, owners, channel.embed(embedder, channel.phone_line(wav), items, True, hook, "link"))
-    heard = np.linalg.norm(sums, axis=1) > 0
-    prints[heard] = unit_rows(sums[heard])
-    return prints
+                np.add.at(sums, owners, channel.embed(embedder, line(wav), items, True, hook, "link"))
+    return sums
 
 
 def own_windows(turns: list[Turn], speaker: int, windows: WindowParams) -> list[tuple[float, float]]:

@@ -6,6 +6,12 @@ and each speaker at most one voice, so two speakers of a job never share a name;
 kept only where its cosine in the embedder's score space (engines.base.ScoreSpace) clears the
 embedder's recognition threshold, and only for a speaker with `min_speech_seconds` of speech
 (params.RecognitionParams). Open set first: a voice not enrolled stays unnamed.
+
+A speaker heard through a phone line is also compared with the voice as phone lines carry it
+(its line prints: enrollment.line_prints): the speaker's phone print against each, the best
+less `phone_margin`, where that is higher. A codec takes from a voice something of its own
+that the narrowband compensation and the score space leave in; heard through the same line,
+the enrolled voice has lost it too.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from scipy.optimize import linear_sum_assignment
 
 from speakerlink_server.engines.base import Calibration, ScoreSpace, compared
 from speakerlink_server.params import RecognitionParams
+from speakerlink_server.pipeline.linking import Voiceprint
 
 
 @dataclass(frozen=True)
@@ -26,6 +33,7 @@ class Voice:
     name: str
     embedding: np.ndarray  # unit length
     speech_seconds: float
+    lines: np.ndarray | None = None  # its line prints, unit rows; None where no enrollment took any
 
 
 @dataclass(frozen=True)
@@ -34,16 +42,23 @@ class Match:
     score: float  # the calibrated probability that the speaker is the enrolled person
 
 
-def recognize(prints: list[tuple[np.ndarray, float]], voices: list[Voice], params: RecognitionParams,
+def recognize(prints: list[Voiceprint], voices: list[Voice], params: RecognitionParams,
               calibration: Calibration, space: ScoreSpace | None) -> list[Match | None]:
-    """For each speaker's (voiceprint, speech seconds), its enrolled voice, or None."""
+    """For each speaker's voiceprint, its enrolled voice, or None."""
     matches: list[Match | None] = [None] * len(prints)
     if not prints or not voices:
         return matches
     threshold = params.threshold
-    similarity = compared(np.stack([vector for vector, _ in prints]), space) @ compared(np.stack([v.embedding for v in voices]), space).T
-    heard_enough = np.array([speech >= params.min_speech_seconds for _, speech in prints])
-    similarity[~heard_enough] = -1.0  # shape: (speakers, voices)
+    similarity = compared(np.stack([p.embedding for p in prints]), space) @ compared(np.stack([v.embedding for v in voices]), space).T
+    narrow = [i for i, p in enumerate(prints) if p.narrowband and p.phone is not None]
+    if narrow:
+        heard = compared(np.stack([prints[i].phone for i in narrow]), space)
+        for k, voice in enumerate(voices):
+            if voice.lines is not None and len(voice.lines):
+                best = (heard @ compared(voice.lines, space).T).max(axis=1)
+                similarity[narrow, k] = np.maximum(similarity[narrow, k], best - params.phone_margin)
+    heard_enough = np.array([p.speech_seconds >= params.min_speech_seconds for p in prints])
+    similarity[~heard_enough] = -1.0
     rows, cols = linear_sum_assignment(np.where(similarity >= threshold, similarity, -1.0), maximize=True)
     same = calibration.same_person(similarity)
     for speaker, voice in zip(rows, cols, strict=True):

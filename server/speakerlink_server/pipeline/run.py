@@ -96,7 +96,8 @@ class DiarizationPipeline:
             "speaker": np.array([link.global_index for link in links], dtype=np.int64),
             "confidence": np.array([link.confidence for link in links], dtype=np.float64),
         })
-        prints = global_voiceprints(speakers, links)
+        taken = None if phone is None else [p if w else None for p, w in zip(phone, wanted, strict=True)]
+        prints = global_voiceprints(speakers, links, taken)
         matches = recognize(prints, list(voices), params.recognition, embedder.calibration, embedder.space)
         warnings: list[str] = []
         if request.language and transcriber is None:

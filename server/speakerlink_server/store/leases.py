@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
 from speakerlink.v1 import speakerlink_pb2 as pb
 
 from speakerlink_server.database import Database
+from speakerlink_server.pipeline.linking import Voiceprint
 from speakerlink_server.store.job_prints import JobVoiceprints
 from speakerlink_server.store.jobs import ENDED, QUEUED, TERMINAL_STATES, JobRecord, Jobs
 
@@ -89,7 +89,7 @@ class Leases:
         return self._settle(job_id, owner, progress=progress.SerializeToString())
 
     def finish(self, job_id: str, owner: str, result: pb.DiarizationResult, progress: pb.Progress,
-               engine: str, prints: dict[str, tuple[np.ndarray, float]]) -> bool:
+               engine: str, prints: dict[str, Voiceprint]) -> bool:
         """Store the result and its speakers' embeddings together, if `owner` still holds the
         job; False if not (deleted, or taken over after a lapsed lease): the result is then not kept."""
         with self._db.transaction():

@@ -10,6 +10,7 @@ import numpy as np
 from speakerlink.v1 import speakerlink_pb2 as pb
 
 from speakerlink_server.database import Conflict, Database
+from speakerlink_server.pipeline.linking import Voiceprint, pooled
 from speakerlink_server.pipeline.recognize import Voice
 from speakerlink_server.store.encoding import blob, timestamp, vector
 
@@ -39,15 +40,18 @@ class VoiceLibrary:
     def __init__(self, database: Database) -> None:
         self._db = database
 
-    def enroll(self, tenant: str, name: str, engine: str, embedding: np.ndarray, speech_seconds: float) -> VoiceRecord:
-        """Add an enrollment to the voice `name`, creating it if new."""
+    def enroll(self, tenant: str, name: str, engine: str, voice: Voiceprint, lines: np.ndarray | None = None) -> VoiceRecord:
+        """Add an enrollment to the voice `name`, creating it if new; `lines`, its line prints
+        (enrollment.line_prints), shape (lines, dim)."""
         now = time.time()
         with self._db.transaction():
             self._db.execute("INSERT INTO voices (tenant, name, created_at, updated_at) VALUES (?, ?, ?, ?)"
                              " ON CONFLICT (tenant, name) DO UPDATE SET updated_at = excluded.updated_at",
                              (tenant, name, now, now))
-            self._db.execute("INSERT INTO voiceprints (tenant, name, engine, embedding, speech_seconds, created_at)"
-                             " VALUES (?, ?, ?, ?, ?, ?)", (tenant, name, engine, blob(embedding), speech_seconds, now))
+            self._db.execute("INSERT INTO voiceprints (tenant, name, engine, embedding, speech_seconds, line_prints,"
+                             " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                             (tenant, name, engine, blob(voice.embedding), voice.speech_seconds,
+                              blob(lines) if lines is not None and len(lines) else None, now))
         return self.get(tenant, name)
 
     def get(self, tenant: str, name: str) -> VoiceRecord | None:
@@ -68,16 +72,21 @@ class VoiceLibrary:
                 for n, c, u, speech, count, engines in rows]
 
     def voiceprints(self, tenant: str, engine: str) -> list[Voice]:
-        """Each of the tenant's voices as one embedding from `engine`: the speech-weighted mean
-        of its enrollments, so that more audio added to a name steadies its voice."""
-        rows = self._db.execute("SELECT name, embedding, speech_seconds FROM voiceprints"
+        """Each of the tenant's voices as one embedding from `engine`, pooled from its
+        enrollments (pipeline.linking.pooled), so that more audio added to a name steadies its
+        voice, with every line print of every enrollment."""
+        rows = self._db.execute("SELECT name, embedding, speech_seconds, line_prints FROM voiceprints"
                                 " WHERE tenant = ? AND engine = ? ORDER BY name", (tenant, engine)).fetchall()
-        sums: dict[str, tuple[np.ndarray, float]] = {}
-        for name, data, speech in rows:
-            total, seconds = sums.get(name, (0.0, 0.0))
-            sums[name] = (total + speech * vector(data), seconds + speech)
-        return [Voice(name, total / max(float(np.linalg.norm(total)), 1e-12), seconds)
-                for name, (total, seconds) in sums.items()]
+        enrollments: dict[str, list[Voiceprint]] = {}
+        lines: dict[str, list[np.ndarray]] = {}
+        for name, embedding, speech, rows_of_lines in rows:
+            heard = vector(embedding)
+            enrollments.setdefault(name, []).append(Voiceprint(heard, speech))
+            if rows_of_lines is not None:
+                lines.setdefault(name, []).append(vector(rows_of_lines).reshape(-1, heard.size))
+        voices = {name: pooled(prints) for name, prints in enrollments.items()}
+        return [Voice(name, v.embedding, v.speech_seconds, np.concatenate(lines[name]) if name in lines else None)
+                for name, v in voices.items()]
 
     def rename(self, tenant: str, name: str, new_name: str) -> bool:
         """False when there is no voice `name`; raises NameTaken when `new_name` is."""
