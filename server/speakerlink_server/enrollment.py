@@ -92,8 +92,7 @@ def line_prints(clips: list[ClipInput], turns: list[list[Turn]], embedder: Embed
     sums = np.zeros((len(usable), embedder.dim))
     for clip, heard in zip(clips, turns, strict=True):
         spans = {0: own_windows(heard, 0, windows)}
-        for k, line in enumerate(usable):
-            sums[k] += heard_through(line, clip, spans, 1, embedder, chunk_seconds, MAX_AUDIO_SECONDS, hook)[0]
+        sums += heard_through(usable, clip, spans, 1, embedder, chunk_seconds, MAX_AUDIO_SECONDS, hook)[:, 0]
     return unit_rows(sums[np.linalg.norm(sums, axis=1) > 0])
 
 

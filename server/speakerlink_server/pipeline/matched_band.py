@@ -19,7 +19,7 @@ PHONE_WINDOWS windows per speaker at most.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -64,20 +64,20 @@ def phone_prints(
     spans = {i: own_windows(analysis.turns, analysis.speakers[i].local_index, windows) for i in np.flatnonzero(wanted)}
     if not spans:
         return prints
-    sums = heard_through(channel.phone_line, clip, spans, len(prints), embedder, chunk_seconds, max_seconds, hook)
+    [sums] = heard_through([channel.phone_line], clip, spans, len(prints), embedder, chunk_seconds, max_seconds, hook)
     heard = np.linalg.norm(sums, axis=1) > 0
     prints[heard] = unit_rows(sums[heard])
     return prints
 
 
 def heard_through(
-    line: Callable[[np.ndarray], np.ndarray], clip: ClipInput, spans: dict[int, list[tuple[float, float]]], count: int,
-    embedder: Embedder, chunk_seconds: float, max_seconds: float, hook: Hook,
+    lines: Sequence[Callable[[np.ndarray], np.ndarray]], clip: ClipInput, spans: dict[int, list[tuple[float, float]]],
+    count: int, embedder: Embedder, chunk_seconds: float, max_seconds: float, hook: Hook,
 ) -> np.ndarray:
     """The sum of the narrowband-compensated embeddings of each speaker's `spans` (seconds,
-    by speaker index) of the clip, heard through `line` (16 kHz audio in, 16 kHz out). Zero
-    rows where a speaker has none. Shape: (count, dim)."""
-    sums = np.zeros((count, embedder.dim))
+    by speaker index) of the clip, heard through each of `lines` (16 kHz audio in, 16 kHz out),
+    from one decoding of the clip. Zero rows where a speaker has none. Shape: (lines, count, dim)."""
+    sums = np.zeros((len(lines), count, embedder.dim))
     with contextlib.closing(audio.stream(clip.path, clip.index, clip.name, chunk_seconds, None, max_seconds)) as pieces:
         for offset, wav in pieces:
             end = offset + wav.size / SAMPLE_RATE
@@ -87,8 +87,10 @@ def heard_through(
                     if start >= offset and stop <= end:
                         items.append([(round((start - offset) * SAMPLE_RATE), round((stop - offset) * SAMPLE_RATE))])
                         owners.append(i)
-            if items:
-                np.add.at(sums, owners, channel.embed(embedder, line(wav), items, True, hook, "link"))
+            if not items:
+                continue
+            for k, line in enumerate(lines):
+                np.add.at(sums[k], owners, channel.embed(embedder, line(wav), items, True, hook, "link"))
     return sums
 
 
