@@ -5,9 +5,11 @@ counts for each folder, scored as ../shared/data/README.md defines (0.25 s colla
 scored); for a folder with a truth.tsv (benchmarks/condition_sets.py), also per condition class.
 With --enroll, the voices of each folder's enrollment.tsv are enrolled before it is diarized
 (they stay for the folders after it), and every folder's naming is counted: people named
-right, and people given a name that is not theirs (in an open set, any name).
+right, and people given a name that is not theirs (in an open set, any name); with --per-clip
+as well, naming counted again with each clip diarized alone, as a single call would be.
 --link-threshold sets the request's cosine floor for cross-clip links (default: the engine's).
-Usage: python benchmarks/quality.py [--enroll] [--link-threshold C] [FOLDER ...] (default: libri-dev-linking, ami-train).
+Usage: python benchmarks/quality.py [--enroll [--per-clip]] [--link-threshold C] [FOLDER ...]
+(default: libri-dev-linking, ami-train).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from speakerlink.v1 import speakerlink_pb2 as pb  # noqa: E402
 from benchmarks._server import ROOT, server_process  # noqa: E402
 
 
-def main(folders: list[Path], enroll: bool, link_threshold: float | None = None) -> None:
+def main(folders: list[Path], enroll: bool, link_threshold: float | None = None, per_clip: bool = False) -> None:
     enrolled: set[str] = set()
     with server_process("--max-clips", "64") as (_, address), Client(address) as client:
         for folder in folders:
@@ -50,17 +52,25 @@ def main(folders: list[Path], enroll: bool, link_threshold: float | None = None)
                 print(by_class(reference, hypothesis, uem, folder / "truth.tsv"))
             if enroll:
                 print(naming(reference, result, enrolled))
+            if enroll and per_clip:
+                alone = [client.diarize([clip], timeout=600, **options) for clip in clips]
+                print(naming(reference, alone, enrolled, "naming, clips alone"))
 
 
-def naming(reference: Turns, result: pb.DiarizationResult, enrolled: set[str]) -> str:
+def naming(reference: Turns, result: pb.DiarizationResult | list[pb.DiarizationResult], enrolled: set[str],
+           title: str = "naming") -> str:
     """How many (clip, person) items of enrolled people carry their name, and how many items
-    carry a name that is not theirs."""
-    names = {s.label: s.name for s in result.speakers}
-    labels = main_labels(reference, hypothesis_of(result))
-    named = [names.get(label or "", "") for label in labels.values()]
+    carry a name that is not theirs; `result` may be one job of every clip or a job per clip."""
+    labels, named = {}, []
+    for job in result if isinstance(result, list) else [result]:
+        names = {s.label: s.name for s in job.speakers}
+        hypothesis = hypothesis_of(job)
+        found = main_labels({c: turns for c, turns in reference.items() if c in hypothesis}, hypothesis)
+        labels.update(found)
+        named += [names.get(label or "", "") for label in found.values()]
     right = sum(name == who for (_, who), name in zip(labels, named, strict=True) if who in enrolled)
     wrong = sum(bool(name) and name != who for (_, who), name in zip(labels, named, strict=True))
-    return (f"naming                 {right} of {sum(who in enrolled for _, who in labels)} items of enrolled people "
+    return (f"{title:<22} {right} of {sum(who in enrolled for _, who in labels)} items of enrolled people "
             f"named right; {wrong} of {len(labels)} items given a name not theirs")
 
 
@@ -83,7 +93,8 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("folders", nargs="*", type=Path, help="folders with audio/, all.rttm and all.uem")
     parser.add_argument("--enroll", action="store_true", help="enroll each folder's enrollment.tsv and count naming")
+    parser.add_argument("--per-clip", action="store_true", help="with --enroll, count naming with each clip alone too")
     parser.add_argument("--link-threshold", type=float, help="the requests' link cosine floor (default: the engine's)")
     args = parser.parse_args()
     shared = ROOT.parent / "shared" / "data"
-    main(args.folders or [shared / "libri-dev-linking", shared / "ami-train"], args.enroll, args.link_threshold)
+    main(args.folders or [shared / "libri-dev-linking", shared / "ami-train"], args.enroll, args.link_threshold, args.per_clip)
