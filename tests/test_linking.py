@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from speakerlink_server.engines.base import Calibration, ScoreSpace
 from speakerlink_server.engines.campplus import CamppEmbedder
-from speakerlink_server.params import LinkingParams
+from speakerlink_server.params import LinkingParams, RecognitionParams
 from speakerlink_server.pipeline.linking import LocalSpeaker, link_speakers
+from speakerlink_server.pipeline.recognize import Voice, vouched
 from toy_embeddings import voices
 
 CALIBRATION = Calibration(slope=30.0, offset=-21.0)
@@ -94,6 +95,27 @@ def test_a_pair_across_bands_also_links_on_its_phone_prints() -> None:
     assert [link.global_index for link in linked] == [0, 1, 0, 2]
     apart = link_speakers(speakers, linking(0.7, phone_margin=0.5), CALIBRATION, None, phone=phone)
     assert [link.global_index for link in apart] == [0, 1, 2, 3]
+
+
+def test_an_enrolled_voice_vouches_for_a_pair_that_matches_it_from_both_sides() -> None:
+    """Ann heard in two clips at 0.60 to each other, under the 0.68 bar of a job this small, but at
+    0.71 and 0.73 to her enrolled voice: the voice vouches for the pair. A third clip's voice at
+    0.63 to Ann, under the naming bar, is vouched for by no one."""
+    a, b, c, d = voices(4)
+    ann = Voice("Ann", unit(a), 10.0)
+    speakers = [speaker(0, 0, a + 0.9 * b), speaker(1, 0, a + 0.85 * c), speaker(2, 0, a + 2.5 * d)]
+    assert float(speakers[0].centroid @ speakers[1].centroid) < 0.61
+    params = RecognitionParams(0.7)
+    vouch = vouched(speakers, [ann], params, None)
+    to_ann = [float(s.centroid @ ann.embedding) for s in speakers]
+    assert min(to_ann[:2]) >= 0.7 > to_ann[2]
+    assert vouch[0, 1] == vouch[1, 0] == pytest.approx(min(to_ann[:2]))
+    assert (vouch[2] == -1).all() and (np.diag(vouch) == -1).all()
+    assert vouched(speakers, [], params, None) is None
+    alone = link_speakers(speakers, linking(0.62), CALIBRATION, None)
+    assert [link.global_index for link in alone] == [0, 1, 2]
+    linked = link_speakers(speakers, linking(0.62), CALIBRATION, None, vouched=vouch)
+    assert [link.global_index for link in linked] == [0, 0, 1]
 
 
 def test_a_score_space_keeps_its_measurement(tmp_path) -> None:

@@ -65,7 +65,7 @@ class Link:
 
 def link_speakers(speakers: list[LocalSpeaker], params: LinkingParams, calibration: Calibration,
                   space: ScoreSpace | None, normalise: bool = True, min_speakers: int = 0,
-                  phone: np.ndarray | None = None) -> list[Link]:
+                  phone: np.ndarray | None = None, vouched: np.ndarray | None = None) -> list[Link]:
     """A global speaker index (by first appearance) and a confidence for each local speaker.
 
     normalise=False scores by cosine against `threshold` alone: right for the chunks of one
@@ -74,6 +74,8 @@ def link_speakers(speakers: list[LocalSpeaker], params: LinkingParams, calibrati
     before fewer than `min_speakers` global speakers would remain (0: no floor). `phone`, where
     the job mixes bands, holds each speaker's phone print (pipeline.matched_band): a pair across
     bands also scores its phone prints' score less `phone_margin`, where that is higher.
+    `vouched` (pipeline.recognize.vouched): a pair that an enrolled voice vouches for scores at
+    least what the voice gives it.
     """
     if not speakers:
         return []
@@ -85,6 +87,8 @@ def link_speakers(speakers: list[LocalSpeaker], params: LinkingParams, calibrati
         narrow = np.array([s.narrowband for s in speakers])
         matched = scores(phone, phone, space, params.raw_margin) - params.phone_margin
         similarity = np.where(narrow[:, None] != narrow[None, :], np.maximum(similarity, matched), similarity)
+    if vouched is not None:
+        similarity = np.maximum(similarity, vouched)
     other_clip = clips[:, None] != clips[None, :]
     cohort = other_clip & ~_surely_same(similarity, clips, threshold + params.sure_margin) if normalise else None
     if cohort is None:

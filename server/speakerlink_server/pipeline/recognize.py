@@ -12,6 +12,12 @@ A speaker heard through a phone line is also compared with the voice as phone li
 less `phone_margin`, where that is higher. A codec takes from a voice something of its own
 that the narrowband compensation and the score space leave in; heard through the same line,
 the enrolled voice has lost it too.
+
+Enrolled voices also vouch for links (`vouched`): before linking, each clip's speakers are
+scored against them the same way, and two speakers of different clips whose best voice is the
+same, each at the recognition bar or more, score as a pair at least the weaker of the two. A
+person heard through a phone line in one clip and in a room in another may sit under the link
+floor to each other and still clear the naming bar to their enrolled voice from both sides.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from scipy.optimize import linear_sum_assignment
 
 from speakerlink_server.engines.base import Calibration, ScoreSpace, compared
 from speakerlink_server.params import RecognitionParams
-from speakerlink_server.pipeline.linking import Voiceprint
+from speakerlink_server.pipeline.linking import LocalSpeaker, Voiceprint
 
 
 @dataclass(frozen=True)
@@ -49,6 +55,36 @@ def recognize(prints: list[Voiceprint], voices: list[Voice], params: Recognition
     if not prints or not voices:
         return matches
     threshold = params.threshold
+    similarity = voice_scores(prints, voices, params, space)
+    rows, cols = linear_sum_assignment(np.where(similarity >= threshold, similarity, -1.0), maximize=True)
+    same = calibration.same_person(similarity)
+    for speaker, voice in zip(rows, cols, strict=True):
+        if similarity[speaker, voice] >= threshold:
+            matches[speaker] = Match(voices[voice].name, float(same[speaker, voice]))
+    return matches
+
+
+def vouched(speakers: list[LocalSpeaker], voices: list[Voice], params: RecognitionParams,
+            space: ScoreSpace | None) -> np.ndarray | None:
+    """The score each pair of local speakers of different clips takes from an enrolled voice
+    both match best, at the recognition bar or more (the weaker of the two); -1 elsewhere.
+    None without voices. Shape: (speakers, speakers)."""
+    if not speakers or not voices:
+        return None
+    heard = [Voiceprint(s.centroid, s.speech_seconds, s.narrowband, s.centroid if s.narrowband else None) for s in speakers]
+    similarity = voice_scores(heard, voices, params, space)
+    best, top = similarity.argmax(axis=1), similarity.max(axis=1)
+    clips = np.array([s.clip_index for s in speakers])
+    named = top >= params.threshold
+    pairs = named[:, None] & named[None, :] & (best[:, None] == best[None, :]) & (clips[:, None] != clips[None, :])
+    return np.where(pairs, np.minimum(top[:, None], top[None, :]), -1.0)
+
+
+def voice_scores(prints: list[Voiceprint], voices: list[Voice], params: RecognitionParams,
+                 space: ScoreSpace | None) -> np.ndarray:
+    """Each speaker against each voice: the score-space cosine, for a mostly narrowband
+    speaker also its phone print's best cosine to the voice's line prints less phone_margin,
+    where that is higher; -1 for a speaker heard under min_speech_seconds. Shape: (speakers, voices)."""
     similarity = compared(np.stack([p.embedding for p in prints]), space) @ compared(np.stack([v.embedding for v in voices]), space).T
     narrow = [i for i, p in enumerate(prints) if p.narrowband and p.phone is not None]
     if narrow:
@@ -59,9 +95,4 @@ def recognize(prints: list[Voiceprint], voices: list[Voice], params: Recognition
                 similarity[narrow, k] = np.maximum(similarity[narrow, k], best - params.phone_margin)
     heard_enough = np.array([p.speech_seconds >= params.min_speech_seconds for p in prints])
     similarity[~heard_enough] = -1.0
-    rows, cols = linear_sum_assignment(np.where(similarity >= threshold, similarity, -1.0), maximize=True)
-    same = calibration.same_person(similarity)
-    for speaker, voice in zip(rows, cols, strict=True):
-        if similarity[speaker, voice] >= threshold:
-            matches[speaker] = Match(voices[voice].name, float(same[speaker, voice]))
-    return matches
+    return similarity

@@ -1,9 +1,9 @@
 """One job's clips through the pipeline, several at a time, each step followed by the job's
 hook (progress, cancel, timing, artifacts: engines.base.Hook); then all clips' local speakers
 are linked into global speakers (pipeline.linking; in a job that mixes phone lines and full
-band, after a second look at its full-band clips: pipeline.matched_band), and speakers that
-match an enrolled voice are named (pipeline.recognize). What happens within a clip is pipeline.clip; the result
-message, pipeline.assemble.
+band, after a second look at its full-band clips: pipeline.matched_band; enrolled voices vouch
+for links too), and speakers that match an enrolled voice are named (pipeline.recognize). What
+happens within a clip is pipeline.clip; the result message, pipeline.assemble.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from speakerlink_server.pipeline.clip import ClipInput, analyse_clip, transcribe
 from speakerlink_server.pipeline.linking import global_voiceprints, link_speakers
 from speakerlink_server.pipeline.matched_band import phone_prints, worth_a_phone_print
 from speakerlink_server.pipeline.progress import DIARIZE_STEPS, TRANSCRIBE_STEPS, ClipGuard, JobProgress, Report
-from speakerlink_server.pipeline.recognize import Voice, recognize
+from speakerlink_server.pipeline.recognize import Voice, recognize, vouched
 from speakerlink_server.pipeline.request import JobRequest
 
 # Clips of a job analysed at once: decoding and segmentation overlap, and their windows meet in the
@@ -89,7 +89,8 @@ class DiarizationPipeline:
                 look = functools.partial(phone_prints, embedder=embedder, windows=params.windows, hook=hook, **limits)
                 per_clip = np.split(wanted, np.cumsum([len(a.speakers) for a in analyses])[:-1])
                 phone = np.concatenate(list(pool.map(look, clips, analyses, per_clip)))
-        links = link_speakers(speakers, used.linking, embedder.calibration, embedder.space, phone=phone)
+        links = link_speakers(speakers, used.linking, embedder.calibration, embedder.space, phone=phone,
+                              vouched=vouched(speakers, list(voices), params.recognition, embedder.space))
         hook("link", {  # one row per local speaker, in clip order
             "clip_index": np.array([s.clip_index for s in speakers], dtype=np.int64),
             "local_index": np.array([s.local_index for s in speakers], dtype=np.int64),
