@@ -105,8 +105,8 @@ class RecognitionParams:
     # take its name.
     threshold: float
     min_speech_seconds: float = 2.0  # a speaker heard less is never named
-    # A speaker heard through a phone line also scores against a voice's phone print, less this,
-    # where that is higher (pipeline.recognize).
+    # A speaker heard through a phone line also scores against a voice's line prints (the best
+    # of them), less this, where that is higher (pipeline.recognize).
     phone_margin: float = 0.0
 
 

@@ -13,7 +13,8 @@ phone print is its voiceprint.
 
 Only jobs that mix bands pay for the second pass, and in them only full-band speakers that
 some narrowband speaker of another clip already comes within PHONE_REACH of the link floor of;
-PHONE_WINDOWS windows per speaker at most.
+PHONE_WINDOWS windows per speaker at most. Enrollment hears a voice through real codecs the
+same way (heard_through; enrollment.line_prints).
 """
 
 from __future__ import annotations
